@@ -1,0 +1,252 @@
+"""Typed settings, loaded once from ``crmkit.toml`` and command-line overrides.
+
+Every section is a frozen dataclass; unknown keys are an error that names the key, so a
+typo in the configuration never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from crmkit import schema
+from crmkit.errors import ConfigError
+
+T = TypeVar("T")
+
+Decimal = Literal["auto", ".", ","]
+Encoding = Literal["auto", "utf-8", "cp1252", "latin-1"]
+
+
+@dataclass(frozen=True)
+class CancellationRule:
+    """How a source marks cancellations; matching rows get a negative amount and quantity.
+
+    Attributes
+    ----------
+    order_id_prefix
+        Order ids starting with this text are cancellations (``"C"`` in Online Retail).
+    status_column
+        A source column holding an order status.
+    status_values
+        Values of ``status_column`` (case-insensitive) that mean cancelled or refunded.
+    """
+
+    order_id_prefix: str | None = None
+    status_column: str | None = None
+    status_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How source files are read and validated.
+
+    Attributes
+    ----------
+    columns
+        Canonical column name -> source column name, for columns not recognised by alias.
+    date_format
+        An explicit ``strftime`` format for the date column; otherwise formats are detected.
+    dayfirst
+        Read ``01/02/2024`` as 1 February; ``None`` detects it from the file.
+    decimal
+        Decimal separator of numbers, ``"auto"`` to detect it per file.
+    encoding
+        Text encoding, ``"auto"`` tries UTF-8 and falls back to cp1252/latin-1.
+    delimiter
+        Field delimiter, detected when unset.
+    min_date
+        Transactions before this date are implausible and quarantined.
+    max_future_days
+        Transactions more than this many days after the ingest time are quarantined.
+    max_abs_amount
+        Amounts larger than this in absolute value are quarantined as implausible.
+    cancellations
+        The rule that turns cancelled lines into negative amounts.
+    exclude
+        Canonical column -> regular expression; matching rows are quarantined as
+        ``excluded_by_rule`` (e.g. postage or fee lines that are not purchases).
+    dedupe
+        Drop rows identical (on every canonical column) to a row already stored.
+    """
+
+    columns: Mapping[str, str] = field(default_factory=dict)
+    date_format: str | None = None
+    dayfirst: bool | None = None
+    decimal: Decimal = "auto"
+    encoding: Encoding = "auto"
+    delimiter: str | None = None
+    min_date: dt.date = dt.date(1990, 1, 1)
+    max_future_days: int = 1
+    max_abs_amount: float = 1e9
+    cancellations: CancellationRule = field(default_factory=CancellationRule)
+    exclude: Mapping[str, str] = field(default_factory=dict)
+    dedupe: bool = True
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Layout of a new store.
+
+    Attributes
+    ----------
+    buckets
+        Number of customer hash buckets the transactions are partitioned into.
+    max_parts_per_bucket
+        A bucket with more Parquet parts than this is compacted into one at commit.
+    """
+
+    buckets: int = 16
+    max_parts_per_bucket: int = 8
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one crmkit invocation."""
+
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: ANN401
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, options[0], where)
+    if origin is Literal:
+        if value not in get_args(hint):
+            allowed = ", ".join(repr(a) for a in get_args(hint))
+            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(v, get_args(hint)[0], where) for v in value)
+    if origin is Mapping or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return build(hint, value, where)
+    if hint is dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {value!r} is not an ISO date (YYYY-MM-DD)") from exc
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: {value!r} is not a valid {getattr(hint, '__name__', hint)}")
+
+
+def build(cls: type[T], table: Mapping[str, Any], where: str) -> T:
+    """Build the dataclass ``cls`` from a TOML table, rejecting unknown keys.
+
+    Parameters
+    ----------
+    cls
+        A dataclass type.
+    table
+        Parsed TOML table.
+    where
+        Location used in error messages, e.g. ``"crmkit.toml [ingest]"``.
+
+    Returns
+    -------
+    T
+        The instance.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key or a value of the wrong type.
+    """
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(names)}")
+    kwargs = {k: _convert(v, hints[k], f"{where} {k}") for k, v in table.items()}
+    return cls(**kwargs)
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Load settings from a TOML file, or defaults when ``path`` is None.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not valid TOML, or holds unknown keys or bad values.
+    """
+    if path is None:
+        return Settings()
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    settings = build(Settings, table, str(path))
+    _check_columns(settings.ingest.columns, f"{path} [ingest.columns]")
+    _check_columns(settings.ingest.exclude, f"{path} [ingest.exclude]")
+    return settings
+
+
+def _check_columns(mapping: Mapping[str, str], where: str) -> None:
+    unknown = sorted(set(mapping) - set(schema.TRANSACTION_SCHEMA))
+    if unknown:
+        raise ConfigError(
+            f"{where}: {', '.join(unknown)} is not a canonical column; "
+            f"canonical columns are {', '.join(schema.TRANSACTION_SCHEMA)}"
+        )
+
+
+def parse_column_map(text: str) -> dict[str, str]:
+    """Parse ``--map`` text into canonical -> source pairs.
+
+    Each comma-separated pair may be written either way round, ``customer_id=CustomerID``
+    or ``CustomerID=customer_id``: the side that is a canonical column name is taken as the
+    canonical one (the left side when both are).
+
+    Raises
+    ------
+    ConfigError
+        When a pair has no ``=`` or neither side is a canonical column.
+    """
+    canonical = set(schema.TRANSACTION_SCHEMA)
+    result: dict[str, str] = {}
+    for raw in text.split(","):
+        pair = raw.strip()
+        if not pair:
+            continue
+        left, sep, right = pair.partition("=")
+        left, right = left.strip(), right.strip()
+        if not sep or not left or not right:
+            raise ConfigError(f"--map: {pair!r} is not of the form canonical=source")
+        if left in canonical:
+            result[left] = right
+        elif right in canonical:
+            result[right] = left
+        else:
+            raise ConfigError(
+                f"--map: neither side of {pair!r} is a canonical column "
+                f"({', '.join(schema.TRANSACTION_SCHEMA)})"
+            )
+    return result

@@ -1,0 +1,483 @@
+"""The embedded store: Parquet parts partitioned by customer bucket, a JSON manifest.
+
+Layout of a store directory::
+
+    manifest.json               the only source of truth, replaced atomically, written last
+    .lock                       held (flock) by the one process allowed to write
+    transactions/b07/g000003-000.parquet
+    quarantine/g000003-000.parquet
+    ledger/g000004-000.parquet  campaign assignments (append-only)
+    staging/                    scratch space of a write in progress
+    logs/                       JSON-lines run logs
+
+Parts are immutable and named after the manifest generation that created them. A write
+produces new parts, then replaces ``manifest.json``; files not named by the manifest are
+leftovers of an interrupted write and are removed by the next writer. Readers therefore
+always see the last committed state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import polars as pl
+
+from crmkit import schema
+from crmkit.errors import StoreCorruptError, StoreLockedError, UsageError
+
+FORMAT_VERSION: Final = 1
+MANIFEST: Final = "manifest.json"
+KINDS: Final = ("transactions", "quarantine", "ledger")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_frame(frame: pl.DataFrame, path: Path) -> None:
+    """Write a frame as CSV or Parquet (by extension) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.write_parquet(tmp, statistics=True)
+    elif suffix == ".csv":
+        frame.write_csv(tmp)
+    else:
+        raise UsageError(f"{path}: output must end in .csv or .parquet")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One immutable Parquet file of the store."""
+
+    path: str
+    rows: int
+    bucket: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the manifest entry."""
+        out: dict[str, Any] = {"path": self.path, "rows": self.rows}
+        if self.bucket is not None:
+            out["bucket"] = self.bucket
+        return out
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The committed state of a store."""
+
+    generation: int = 0
+    buckets: int = 16
+    parts: Mapping[str, tuple[Part, ...]] = field(default_factory=dict)
+    files: tuple[Mapping[str, Any], ...] = ()
+    updated_at: str | None = None
+
+    def parts_of(self, kind: str) -> tuple[Part, ...]:
+        """Return the parts of one kind (``transactions``, ``quarantine``, ``ledger``)."""
+        return tuple(self.parts.get(kind, ()))
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the manifest as a JSON-ready dict."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "generation": self.generation,
+            "buckets": self.buckets,
+            "updated_at": self.updated_at,
+            "parts": {k: [p.to_json() for p in self.parts_of(k)] for k in KINDS},
+            "files": [dict(f) for f in self.files],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Manifest:
+        """Parse a manifest dict."""
+        if data.get("format_version") != FORMAT_VERSION:
+            raise StoreCorruptError(
+                f"unsupported store format {data.get('format_version')!r} "
+                f"(this crmkit reads format {FORMAT_VERSION})"
+            )
+        parts = {
+            kind: tuple(
+                Part(str(p["path"]), int(p["rows"]), p.get("bucket"))
+                for p in data.get("parts", {}).get(kind, [])
+            )
+            for kind in KINDS
+        }
+        return cls(
+            generation=int(data["generation"]),
+            buckets=int(data["buckets"]),
+            parts=parts,
+            files=tuple(data.get("files", [])),
+            updated_at=data.get("updated_at"),
+        )
+
+
+class Store:
+    """A crmkit store directory.
+
+    Parameters
+    ----------
+    root
+        The store directory; it need not exist until the first write.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def manifest_path(self) -> Path:
+        """Path of the manifest file."""
+        return self.root / MANIFEST
+
+    def exists(self) -> bool:
+        """Return whether a committed manifest exists."""
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> Manifest:
+        """Read the committed manifest (an empty one for a store never written).
+
+        Raises
+        ------
+        StoreCorruptError
+            When the manifest cannot be parsed or names files that are missing.
+        """
+        if not self.exists():
+            return Manifest()
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            manifest = Manifest.from_json(data)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise StoreCorruptError(f"{self.manifest_path}: unreadable manifest ({exc})") from exc
+        missing = [
+            p.path
+            for k in KINDS
+            for p in manifest.parts_of(k)
+            if not (self.root / p.path).is_file()
+        ]
+        if missing:
+            raise StoreCorruptError(
+                f"store {self.root} is inconsistent: {len(missing)} file(s) named in the "
+                f"manifest are missing, e.g. {missing[0]}"
+            )
+        return manifest
+
+    def require(self) -> Manifest:
+        """Return the manifest, or raise when the store has never been written.
+
+        Raises
+        ------
+        StoreCorruptError
+            When there is no store at ``root``.
+        """
+        if not self.exists():
+            raise StoreCorruptError(
+                f"no crmkit store at {self.root}: run `crmkit ingest FILE --store {self.root}` "
+                "first (or set --store / CRMKIT_STORE)"
+            )
+        return self.manifest()
+
+    def _scan(self, kind: str, columns: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+        manifest = self.manifest()
+        paths = [str(self.root / p.path) for p in manifest.parts_of(kind)]
+        if not paths:
+            return pl.LazyFrame(schema=dict(columns))
+        return pl.scan_parquet(paths, schema=dict(columns))
+
+    def transactions(self) -> pl.LazyFrame:
+        """Return all stored transactions as a LazyFrame in the canonical schema."""
+        return self._scan("transactions", schema.TRANSACTION_SCHEMA)
+
+    def quarantine(self) -> pl.DataFrame:
+        """Return every quarantined row with its source file, line and reason."""
+        return self._scan("quarantine", schema.QUARANTINE_SCHEMA).collect()
+
+    def scan_kind(self, kind: str, columns: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+        """Return the parts of ``kind`` as a LazyFrame with ``columns``."""
+        return self._scan(kind, columns)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's exclusive lock; raise at once if another process holds it.
+
+        Raises
+        ------
+        StoreLockedError
+            When another process holds the lock.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock_path = self.root / ".lock"
+        fh: IO[str] = lock_path.open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise StoreLockedError(
+                    f"store {self.root} is locked by another crmkit process ({holder}); "
+                    "try again when it has finished"
+                ) from exc
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            fh.close()
+
+    @contextlib.contextmanager
+    def writer(
+        self, *, buckets: int = 16, now: dt.datetime | None = None, locked: bool = False
+    ) -> Iterator[StoreWriter]:
+        """Open a write transaction: lock, clean leftovers, yield a writer.
+
+        Nothing is visible to readers until :meth:`StoreWriter.commit`; leaving the block
+        without committing (an exception, a kill) leaves the previous state.
+
+        Parameters
+        ----------
+        buckets
+            Number of buckets for a store created by this write (ignored otherwise).
+        now
+            Time recorded in the manifest.
+        locked
+            The caller already holds :meth:`lock` (``crmkit run`` holds it for a whole run).
+        """
+        lock = contextlib.nullcontext() if locked else self.lock()
+        with lock:
+            manifest = self.manifest()
+            if not self.exists():
+                manifest = Manifest(buckets=buckets)
+            self._remove_orphans(manifest)
+            writer = StoreWriter(self, manifest, now)
+            try:
+                yield writer
+            finally:
+                shutil.rmtree(writer.staging, ignore_errors=True)
+                if not writer.committed:
+                    writer.discard()
+
+    def _remove_orphans(self, manifest: Manifest) -> None:
+        known = {p.path for k in KINDS for p in manifest.parts_of(k)}
+        for kind in KINDS:
+            base = self.root / kind
+            if not base.is_dir():
+                continue
+            for path in base.rglob("*.parquet"):
+                if path.relative_to(self.root).as_posix() not in known:
+                    path.unlink()
+        shutil.rmtree(self.root / "staging", ignore_errors=True)
+
+
+class StoreWriter:
+    """Collects the new parts of one write and commits them with the manifest."""
+
+    def __init__(self, store: Store, manifest: Manifest, now: dt.datetime | None) -> None:
+        self.store = store
+        self.base = manifest
+        self.generation = manifest.generation + 1
+        self.now = now
+        self.staging = store.root / "staging" / f"g{self.generation:06d}"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.added: dict[str, list[Part]] = {k: [] for k in KINDS}
+        self.removed: set[str] = set()
+        self.committed = False
+        self._seq = 0
+
+    @property
+    def buckets(self) -> int:
+        """Number of customer buckets of the store."""
+        return self.base.buckets
+
+    def new_path(self, kind: str, bucket: int | None = None) -> tuple[Path, str]:
+        """Return (absolute path, store-relative path) for a new part."""
+        self._seq += 1
+        sub = f"{kind}/b{bucket:03d}" if bucket is not None else kind
+        rel = f"{sub}/g{self.generation:06d}-{self._seq:04d}.parquet"
+        path = self.store.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, rel
+
+    def add_frame(self, kind: str, frame: pl.DataFrame, bucket: int | None = None) -> Part | None:
+        """Write ``frame`` as a new part of ``kind``; empty frames write nothing."""
+        if frame.height == 0:
+            return None
+        path, rel = self.new_path(kind, bucket)
+        frame.write_parquet(path, statistics=True)
+        part = Part(rel, frame.height, bucket)
+        self.added[kind].append(part)
+        return part
+
+    def add_file(self, kind: str, source: Path, rows: int, bucket: int | None = None) -> Part:
+        """Move an already written Parquet file into the store as a new part."""
+        path, rel = self.new_path(kind, bucket)
+        source.replace(path)
+        part = Part(rel, rows, bucket)
+        self.added[kind].append(part)
+        return part
+
+    def current_parts(self, kind: str, bucket: int | None = None) -> list[Part]:
+        """Return committed plus pending parts of ``kind`` (in one bucket if given)."""
+        parts = [p for p in self.base.parts_of(kind) if p.path not in self.removed]
+        parts += self.added[kind]
+        if bucket is not None:
+            parts = [p for p in parts if p.bucket == bucket]
+        return parts
+
+    def scan(
+        self, kind: str, columns: Mapping[str, pl.DataType], bucket: int | None = None
+    ) -> pl.LazyFrame:
+        """Scan committed plus pending parts of ``kind``."""
+        paths = [str(self.store.root / p.path) for p in self.current_parts(kind, bucket)]
+        if not paths:
+            return pl.LazyFrame(schema=dict(columns))
+        return pl.scan_parquet(paths, schema=dict(columns))
+
+    def compact(
+        self,
+        kind: str,
+        max_parts: int,
+        sort_by: Sequence[str] = (),
+        progress: Callable[[], None] | None = None,
+    ) -> None:
+        """Merge the parts of any bucket that has more than ``max_parts`` into one."""
+        by_bucket: dict[int | None, list[Part]] = {}
+        for part in self.current_parts(kind):
+            by_bucket.setdefault(part.bucket, []).append(part)
+        for bucket, parts in sorted(
+            by_bucket.items(), key=lambda kv: -1 if kv[0] is None else kv[0]
+        ):
+            if len(parts) <= max_parts:
+                continue
+            frame = pl.read_parquet([str(self.store.root / p.path) for p in parts])
+            if sort_by:
+                frame = frame.sort(list(sort_by), maintain_order=True)
+            for part in parts:
+                if part in self.added[kind]:
+                    self.added[kind].remove(part)
+                    (self.store.root / part.path).unlink(missing_ok=True)
+                else:
+                    self.removed.add(part.path)
+            self.add_frame(kind, frame, bucket)
+            if progress is not None:
+                progress()
+
+    def discard(self) -> None:
+        """Delete the parts written by this uncommitted write."""
+        for parts in self.added.values():
+            for part in parts:
+                (self.store.root / part.path).unlink(missing_ok=True)
+
+    def commit(self, files: Sequence[Mapping[str, Any]] = ()) -> Manifest:
+        """Publish the new parts: write the manifest atomically, then drop replaced files."""
+        parts = {k: tuple(self.current_parts(k)) for k in KINDS}
+        manifest = Manifest(
+            generation=self.generation,
+            buckets=self.base.buckets,
+            parts=parts,
+            files=(*self.base.files, *files),
+            updated_at=self.now.isoformat() if self.now else self.base.updated_at,
+        )
+        payload = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode("utf-8")
+        atomic_write_bytes(self.store.manifest_path, payload)
+        self.committed = True
+        for rel in sorted(self.removed):
+            (self.store.root / rel).unlink(missing_ok=True)
+        return manifest
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """Summary of a store's content."""
+
+    path: str
+    rows: int
+    customers: int
+    first_ts: str | None
+    last_ts: str | None
+    files_ingested: int
+    rows_quarantined: int
+    buckets: int
+    parts: int
+    generation: int
+    quarantine_reasons: Mapping[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+def store_info(store: Store) -> StoreInfo:
+    """Summarise a store: rows, customers, date range, files ingested, quarantine.
+
+    Raises
+    ------
+    StoreCorruptError
+        When there is no store, or it is inconsistent.
+    """
+    manifest = store.require()
+    stats = (
+        store.transactions()
+        .select(
+            rows=pl.len(),
+            customers=pl.col(schema.CUSTOMER_ID).n_unique(),
+            first=pl.col(schema.TS).min(),
+            last=pl.col(schema.TS).max(),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    reasons = (
+        store.scan_kind("quarantine", schema.QUARANTINE_SCHEMA)
+        .group_by("reason")
+        .len()
+        .sort("reason")
+        .collect()
+    )
+    return StoreInfo(
+        path=str(store.root),
+        rows=int(stats["rows"]),
+        customers=int(stats["customers"]),
+        first_ts=stats["first"].isoformat() if stats["first"] else None,
+        last_ts=stats["last"].isoformat() if stats["last"] else None,
+        files_ingested=len(manifest.files),
+        rows_quarantined=sum(p.rows for p in manifest.parts_of("quarantine")),
+        buckets=manifest.buckets,
+        parts=sum(len(manifest.parts_of(k)) for k in KINDS),
+        generation=manifest.generation,
+        quarantine_reasons=dict(zip(reasons["reason"], reasons["len"], strict=True)),
+    )
