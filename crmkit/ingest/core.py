@@ -1,0 +1,472 @@
+"""Ingest transaction files into the store: validate, quarantine, de-duplicate, commit.
+
+One file goes through one streaming polars plan that parses every field and splits rows
+into *good* (canonical schema, partitioned by customer bucket into staging files) and
+*quarantined* (source file, line, reason and the original fields). Staged buckets are then
+de-duplicated against themselves and against what the store already holds, and all files
+of a call are committed together in one manifest update.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import polars as pl
+
+from crmkit import schema
+from crmkit.config import IngestConfig, StoreConfig
+from crmkit.errors import BadInputError
+from crmkit.hashing import bucket_of
+from crmkit.ingest import parse, sniff
+from crmkit.store import Store, StoreWriter
+
+ProgressFn = Callable[[int, int, str], None]
+
+SAMPLE_ROWS: Final = 100_000
+_ROW: Final = "__crmkit_row"
+_BUCKET: Final = "__crmkit_bucket"
+_REASON: Final = "__crmkit_reason"
+_C: Final = "__crmkit_c_"
+HEADER_LINES: Final = 1
+
+REASONS: Final = (
+    "missing_customer_id",
+    "missing_date",
+    "unparseable_date",
+    "implausible_date",
+    "missing_amount",
+    "unparseable_amount",
+    "implausible_amount",
+    "excluded_by_rule",
+)
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What happened to one source file."""
+
+    source: str
+    sha256: str
+    status: Literal["ingested", "skipped"]
+    rows_read: int = 0
+    rows_stored: int = 0
+    rows_duplicate: int = 0
+    rows_quarantined: int = 0
+    reasons: Mapping[str, int] = field(default_factory=dict)
+    columns: Mapping[str, str] = field(default_factory=dict)
+    encoding: str = ""
+    delimiter: str = ""
+    decimal: str = ""
+    date_formats: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out = dict(self.__dict__)
+        out["reasons"] = dict(self.reasons)
+        out["columns"] = dict(self.columns)
+        out["date_formats"] = list(self.date_formats)
+        out["notes"] = list(self.notes)
+        return out
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The reconciliation of one ingest call: ``rows_read = stored + duplicate + quarantined``."""
+
+    store: str
+    files: tuple[FileReport, ...]
+
+    def _sum(self, name: str) -> int:
+        return sum(int(getattr(f, name)) for f in self.files)
+
+    @property
+    def rows_read(self) -> int:
+        """Rows read from every ingested file."""
+        return self._sum("rows_read")
+
+    @property
+    def rows_stored(self) -> int:
+        """Rows added to the store."""
+        return self._sum("rows_stored")
+
+    @property
+    def rows_duplicate(self) -> int:
+        """Rows dropped as duplicates of stored rows or of each other."""
+        return self._sum("rows_duplicate")
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Rows kept in the quarantine with a reason."""
+        return self._sum("rows_quarantined")
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict with per-file detail and totals."""
+        reasons: dict[str, int] = {}
+        for f in self.files:
+            for k, v in f.reasons.items():
+                reasons[k] = reasons.get(k, 0) + v
+        return {
+            "store": self.store,
+            "files_ingested": sum(f.status == "ingested" for f in self.files),
+            "files_skipped": sum(f.status == "skipped" for f in self.files),
+            "rows_read": self.rows_read,
+            "rows_stored": self.rows_stored,
+            "rows_duplicate": self.rows_duplicate,
+            "rows_quarantined": self.rows_quarantined,
+            "quarantine_reasons": dict(sorted(reasons.items())),
+            "files": [f.to_json() for f in self.files],
+        }
+
+
+def file_sha256(path: Path) -> str:
+    """Return the sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ingest_files(
+    sources: Iterable[str | Path],
+    store: Store,
+    config: IngestConfig,
+    *,
+    now: dt.datetime,
+    strict: bool = False,
+    store_config: StoreConfig | None = None,
+    progress: ProgressFn | None = None,
+    locked: bool = False,
+) -> IngestReport:
+    """Ingest files, directories or glob patterns into ``store``.
+
+    Parameters
+    ----------
+    sources
+        Files (``.csv``, ``.tsv``, ``.txt``, optionally gzip-compressed), directories or globs.
+    store
+        The target store, created on first use.
+    config
+        Column mapping and parsing rules.
+    now
+        The current time (naive UTC); dates after ``now + max_future_days`` are implausible.
+    strict
+        Any quarantined row is an error and nothing is stored.
+    store_config
+        Layout for a new store and compaction threshold.
+    progress
+        Called as ``progress(done, total, description)`` after each file.
+    locked
+        The caller already holds the store lock.
+
+    Returns
+    -------
+    IngestReport
+        Per-file and total reconciliation.
+
+    Raises
+    ------
+    BadInputError
+        Unreadable file, missing required columns, or (with ``strict``) a rejected row.
+    StoreLockedError
+        Another process is writing the store.
+    """
+    paths = sniff.expand_inputs(sources)
+    layout = store_config or StoreConfig()
+    reports: list[FileReport] = []
+    with store.writer(buckets=layout.buckets, now=now, locked=locked) as writer:
+        seen = {str(f["sha256"]) for f in writer.base.files}
+        for i, path in enumerate(paths):
+            sha = file_sha256(path)
+            if sha in seen:
+                reports.append(FileReport(str(path), sha, "skipped", notes=("already ingested",)))
+            else:
+                seen.add(sha)
+                workdir = writer.staging / f"file{i:05d}"
+                try:
+                    reports.append(_ingest_file(path, sha, writer, config, now, workdir))
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+            if progress is not None:
+                progress(i + 1, len(paths), path.name)
+        if strict:
+            _raise_if_rejected(writer, reports)
+        writer.compact("transactions", layout.max_parts_per_bucket, (schema.CUSTOMER_ID, schema.TS))
+        writer.compact("quarantine", layout.max_parts_per_bucket)
+        ingested = [r for r in reports if r.status == "ingested"]
+        if ingested:
+            writer.commit([_manifest_entry(r, now) for r in ingested])
+    return IngestReport(str(store.root), tuple(reports))
+
+
+def _manifest_entry(report: FileReport, now: dt.datetime) -> dict[str, Any]:
+    keys = ("source", "sha256", "rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
+    entry = {k: getattr(report, k) for k in keys}
+    entry["ingested_at"] = now.isoformat()
+    return entry
+
+
+def _raise_if_rejected(writer: StoreWriter, reports: Sequence[FileReport]) -> None:
+    rejected = sum(r.rows_quarantined for r in reports)
+    if not rejected:
+        return
+    new = [str(writer.store.root / p.path) for p in writer.added["quarantine"]]
+    first = (
+        pl.scan_parquet(new).sort("source_file", "line").head(5).collect()
+        if new
+        else pl.DataFrame(schema=schema.QUARANTINE_SCHEMA)
+    )
+    examples = "; ".join(
+        f"{r['source_file']} line {r['line']}: {r['reason']}" for r in first.iter_rows(named=True)
+    )
+    raise BadInputError(
+        f"--strict: {rejected} row(s) rejected, nothing was stored. First: {examples}"
+    )
+
+
+def _ingest_file(
+    source: Path, sha: str, writer: StoreWriter, cfg: IngestConfig, now: dt.datetime, work: Path
+) -> FileReport:
+    encoding = "utf-8" if cfg.encoding == "auto" else cfg.encoding
+    for attempt in range(2):
+        prepared = sniff.prepare(source, work / f"try{attempt}", encoding)
+        try:
+            return _run(source, sha, prepared, writer, cfg, now, work / f"stage{attempt}")
+        except pl.exceptions.ComputeError as exc:
+            if "utf-8" in str(exc) and cfg.encoding == "auto" and attempt == 0:
+                encoding = sniff.fallback_encoding(source)
+                continue
+            raise _read_error(source, prepared.path, exc, cfg) from exc
+        except pl.exceptions.NoDataError as exc:
+            raise BadInputError(f"{source}: file is empty (no header row)") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_error(source: Path, plain: Path, exc: Exception, cfg: IngestConfig) -> BadInputError:
+    delimiter = cfg.delimiter or sniff.detect_delimiter(sniff.head_text(plain), source.name)
+    ragged = sniff.first_ragged_line(plain, delimiter)
+    if ragged is not None:
+        line, fields, header = ragged
+        return BadInputError(
+            f"{source} line {line}: {fields} fields where the header has {header} "
+            "(unquoted delimiter in a value?)"
+        )
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return BadInputError(f"{source}: cannot be parsed as delimited text ({first_line})")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    mapping: Mapping[str, str]
+    decimal: Literal[".", ","]
+    dates: parse.DateDetection
+
+
+def _detect(source: Path, sample: pl.DataFrame, cfg: IngestConfig, delimiter: str) -> _Plan:
+    mapping = sniff.resolve_columns(sample.columns, cfg.columns, source)
+    if cfg.decimal == "auto":
+        values: list[str | None] = []
+        for canonical in schema.NUMERIC_COLUMNS:
+            if canonical in mapping:
+                values += sample[mapping[canonical]].head(20_000).to_list()
+        decimal = parse.detect_decimal(values, delimiter)
+    else:
+        decimal = cfg.decimal
+    if cfg.date_format:
+        dates = parse.DateDetection((parse.explicit_format(cfg.date_format),), cfg.dayfirst, "")
+    else:
+        dates = parse.detect_date_formats(sample[mapping[schema.TS]], cfg.dayfirst)
+    return _Plan(mapping, decimal, dates)
+
+
+def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
+    m = plan.mapping
+
+    def num(canonical: str) -> pl.Expr:
+        if canonical not in m:
+            return pl.lit(None, dtype=pl.Float64)
+        return parse.parse_number(pl.col(m[canonical]), plan.decimal)
+
+    def text(canonical: str) -> pl.Expr:
+        if canonical not in m:
+            return pl.lit(None, dtype=pl.String)
+        return parse.clean_text(pl.col(m[canonical]))
+
+    quantity, unit_price = num(schema.QUANTITY), num(schema.UNIT_PRICE)
+    derived = quantity * unit_price
+    amount = pl.coalesce(num(schema.AMOUNT), derived) if schema.AMOUNT in m else derived
+    cancelled = pl.lit(value=False)
+    rule = cfg.cancellations
+    if rule.order_id_prefix and schema.ORDER_ID in m:
+        cancelled = cancelled | text(schema.ORDER_ID).str.starts_with(
+            rule.order_id_prefix
+        ).fill_null(value=False)
+    if rule.status_column:
+        values = [v.lower() for v in rule.status_values]
+        status = parse.clean_text(pl.col(rule.status_column)).str.to_lowercase()
+        cancelled = cancelled | status.is_in(values).fill_null(value=False)
+    amount = pl.when(cancelled).then(-amount.abs()).otherwise(amount)
+    quantity = pl.when(cancelled).then(-quantity.abs()).otherwise(quantity)
+
+    raw_amount_present = pl.lit(value=False)
+    for canonical in (schema.AMOUNT,) if schema.AMOUNT in m else ():
+        raw_amount_present = parse.clean_text(pl.col(m[canonical])).is_not_null()
+    if schema.QUANTITY in m and schema.UNIT_PRICE in m:
+        raw_amount_present = raw_amount_present | (
+            parse.clean_text(pl.col(m[schema.QUANTITY])).is_not_null()
+            & parse.clean_text(pl.col(m[schema.UNIT_PRICE])).is_not_null()
+        )
+    excluded = pl.lit(value=False)
+    for canonical, pattern in cfg.exclude.items():
+        if canonical in m:
+            excluded = excluded | text(canonical).str.contains(pattern).fill_null(value=False)
+    return [
+        parse.clean_customer_id(pl.col(m[schema.CUSTOMER_ID])).alias(_C + schema.CUSTOMER_ID),
+        parse.parse_datetime(pl.col(m[schema.TS]), plan.dates.formats).alias(_C + schema.TS),
+        parse.clean_text(pl.col(m[schema.TS])).is_not_null().alias(_C + "ts_present"),
+        amount.alias(_C + schema.AMOUNT),
+        raw_amount_present.alias(_C + "amount_present"),
+        quantity.alias(_C + schema.QUANTITY),
+        unit_price.alias(_C + schema.UNIT_PRICE),
+        excluded.alias(_C + "excluded"),
+        *(text(c).alias(_C + c) for c in schema.TEXT_COLUMNS),
+    ]
+
+
+def _reason_expr(cfg: IngestConfig, now: dt.datetime) -> pl.Expr:
+    ts, amount = pl.col(_C + schema.TS), pl.col(_C + schema.AMOUNT)
+    earliest = dt.datetime.combine(cfg.min_date, dt.time())
+    latest = now + dt.timedelta(days=cfg.max_future_days)
+    return (
+        pl.when(pl.col(_C + schema.CUSTOMER_ID).is_null())
+        .then(pl.lit("missing_customer_id"))
+        .when(~pl.col(_C + "ts_present"))
+        .then(pl.lit("missing_date"))
+        .when(ts.is_null())
+        .then(pl.lit("unparseable_date"))
+        .when((ts < earliest) | (ts > latest))
+        .then(pl.lit("implausible_date"))
+        .when(~pl.col(_C + "amount_present"))
+        .then(pl.lit("missing_amount"))
+        .when(amount.is_null())
+        .then(pl.lit("unparseable_amount"))
+        .when(~amount.is_finite() | (amount.abs() > cfg.max_abs_amount))
+        .then(pl.lit("implausible_amount"))
+        .when(pl.col(_C + "excluded"))
+        .then(pl.lit("excluded_by_rule"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+        .alias(_REASON)
+    )
+
+
+def _run(
+    source: Path,
+    sha: str,
+    prepared: sniff.Prepared,
+    writer: StoreWriter,
+    cfg: IngestConfig,
+    now: dt.datetime,
+    stage: Path,
+) -> FileReport:
+    delimiter = cfg.delimiter or sniff.detect_delimiter(sniff.head_text(prepared.path), source.name)
+    read_args: dict[str, Any] = {
+        "separator": delimiter,
+        "infer_schema": False,
+        "quote_char": '"',
+        "raise_if_empty": True,
+        "encoding": "utf8",
+    }
+    sample = pl.read_csv(prepared.path, n_rows=SAMPLE_ROWS, **read_args)
+    plan = _detect(source, sample, cfg, delimiter)
+    header = sample.columns
+    if cfg.cancellations.status_column and cfg.cancellations.status_column not in header:
+        raise BadInputError(
+            f"{source}: cancellation status column {cfg.cancellations.status_column!r} is not "
+            f"in the file; columns found: {', '.join(map(repr, header))}"
+        )
+    parsed = (
+        pl.scan_csv(prepared.path, row_index_name=_ROW, **read_args)
+        .with_columns(_canonical_exprs(plan, cfg))
+        .with_columns(_reason_expr(cfg, now))
+    )
+    good = parsed.filter(pl.col(_REASON).is_null()).select(
+        *(pl.col(_C + c).alias(c) for c in schema.TRANSACTION_SCHEMA),
+        bucket_of(pl.col(_C + schema.CUSTOMER_ID), writer.buckets).alias(_BUCKET),
+    )
+    bad = parsed.filter(pl.col(_REASON).is_not_null()).select(
+        pl.lit(str(source)).alias("source_file"),
+        (pl.col(_ROW).cast(pl.Int64) + HEADER_LINES + 1).alias("line"),
+        pl.col(_REASON).alias("reason"),
+        pl.struct([pl.col(h) for h in header]).struct.json_encode().alias("raw"),
+    )
+    good_dir, bad_path = stage / "good", stage / "bad.parquet"
+    stage.mkdir(parents=True, exist_ok=True)
+    pl.collect_all(
+        [
+            good.sink_parquet(
+                pl.PartitionBy(good_dir, key=_BUCKET, include_key=False), mkdir=True, lazy=True
+            ),
+            bad.sink_parquet(bad_path, lazy=True),
+        ]
+    )
+    stored, duplicate = _commit_buckets(good_dir, writer, dedupe=cfg.dedupe)
+    reasons = pl.read_parquet(bad_path).group_by("reason").len().sort("reason")
+    quarantined = int(reasons["len"].sum())
+    if quarantined:
+        writer.add_file("quarantine", bad_path, quarantined)
+    notes = tuple(n for n in (plan.dates.note,) if n)
+    return FileReport(
+        source=str(source),
+        sha256=sha,
+        status="ingested",
+        rows_read=stored + duplicate + quarantined,
+        rows_stored=stored,
+        rows_duplicate=duplicate,
+        rows_quarantined=quarantined,
+        reasons=dict(zip(reasons["reason"], reasons["len"], strict=True)),
+        columns=dict(plan.mapping),
+        encoding=prepared.encoding + (" (gzip)" if prepared.compressed else ""),
+        delimiter=delimiter,
+        decimal=plan.decimal,
+        date_formats=tuple(f.fmt for f in plan.dates.formats),
+        notes=notes,
+    )
+
+
+def _commit_buckets(good_dir: Path, writer: StoreWriter, *, dedupe: bool) -> tuple[int, int]:
+    stored = duplicate = 0
+    if not good_dir.is_dir():
+        return 0, 0
+    keys = list(schema.TRANSACTION_SCHEMA)
+    for bucket_dir in sorted(good_dir.iterdir()):
+        bucket = int(bucket_dir.name.partition("=")[2])
+        files = sorted(str(p) for p in bucket_dir.rglob("*.parquet"))
+        if not files:
+            continue
+        new = pl.read_parquet(files)
+        fresh = new
+        if dedupe:
+            fresh = new.unique(maintain_order=True)
+            lo, hi = fresh[schema.TS].min(), fresh[schema.TS].max()
+            existing = (
+                writer.scan("transactions", schema.TRANSACTION_SCHEMA, bucket)
+                .filter(pl.col(schema.TS).is_between(lo, hi))
+                .unique()
+            )
+            fresh = (
+                fresh.lazy()
+                .join(existing, on=keys, how="anti", nulls_equal=True, maintain_order="left")
+                .collect()
+            )
+        fresh = fresh.sort(schema.CUSTOMER_ID, schema.TS, maintain_order=True)
+        writer.add_frame("transactions", fresh, bucket)
+        stored += fresh.height
+        duplicate += new.height - fresh.height
+    return stored, duplicate

@@ -1,0 +1,234 @@
+"""Vectorised parsing of messy text fields: ids, numbers and dates.
+
+Formats are detected once per file from a sample (:func:`detect_decimal`,
+:func:`detect_date_formats`); the chosen formats then become polars expressions that run
+over the whole file in the streaming engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import polars as pl
+
+DateKind = Literal["naive", "aware", "epoch_s", "epoch_ms", "compact"]
+
+
+@dataclass(frozen=True)
+class DateFormat:
+    """One candidate date format."""
+
+    fmt: str
+    kind: DateKind = "naive"
+    order: Literal["ymd", "dmy", "mdy", "other"] = "ymd"
+
+
+_ISO: Final = (
+    DateFormat("%Y-%m-%d %H:%M:%S%.f"),
+    DateFormat("%Y-%m-%d %H:%M"),
+    DateFormat("%Y-%m-%d"),
+    DateFormat("%Y-%m-%d %H:%M:%S%.f%z", "aware"),
+    DateFormat("%Y-%m-%d %H:%M%z", "aware"),
+    DateFormat("%Y/%m/%d %H:%M:%S"),
+    DateFormat("%Y/%m/%d %H:%M"),
+    DateFormat("%Y/%m/%d"),
+    DateFormat("%Y.%m.%d"),
+    DateFormat("%Y%m%d", "compact"),
+    DateFormat("epoch-seconds", "epoch_s", "other"),
+    DateFormat("epoch-milliseconds", "epoch_ms", "other"),
+    DateFormat("%d %b %Y", order="other"),
+    DateFormat("%d-%b-%Y", order="other"),
+    DateFormat("%d %B %Y", order="other"),
+    DateFormat("%b %d, %Y", order="other"),
+    DateFormat("%B %d, %Y", order="other"),
+)
+
+
+def _slashed(order: Literal["dmy", "mdy"]) -> tuple[DateFormat, ...]:
+    first, second = ("%d", "%m") if order == "dmy" else ("%m", "%d")
+    out: list[DateFormat] = []
+    for sep in ("/", ".", "-"):
+        for year in ("%Y", "%y"):
+            date = f"{first}{sep}{second}{sep}{year}"
+            out += [
+                DateFormat(f"{date} %H:%M:%S", order=order),
+                DateFormat(f"{date} %H:%M", order=order),
+                DateFormat(f"{date} %I:%M:%S %p", order=order),
+                DateFormat(f"{date} %I:%M %p", order=order),
+                DateFormat(date, order=order),
+            ]
+    return tuple(out)
+
+
+DMY: Final = _slashed("dmy")
+MDY: Final = _slashed("mdy")
+ALL_FORMATS: Final = _ISO + DMY + MDY
+
+_FLOAT_ID: Final = r"^(\d+)\.0+$"
+
+
+def clean_text(expr: pl.Expr) -> pl.Expr:
+    """Strip surrounding white space; empty text becomes null."""
+    text = expr.str.strip_chars()
+    return pl.when(text.str.len_chars() > 0).then(text)
+
+
+def clean_customer_id(expr: pl.Expr) -> pl.Expr:
+    """Clean an id: strip, empty -> null, ``12346.0`` (a number exported as float) -> ``12346``."""
+    return clean_text(expr).str.replace(_FLOAT_ID, "${1}")
+
+
+def normalise_date_text(expr: pl.Expr) -> pl.Expr:
+    """Put date text in a canonical shape before parsing.
+
+    Strips white space, turns the ISO ``T`` separator into a space, ``Z``/``UTC``/``GMT``
+    suffixes into ``+0000``, and drops a trailing ``.0`` of epoch numbers written as floats.
+    """
+    text = expr.str.strip_chars()
+    text = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "${1} ")
+    text = text.str.replace(r"\s*(Z|UTC|GMT)$", "+0000")
+    text = text.str.replace(r"\s+([+-]\d{2}:?\d{2})$", "${1}")
+    return text.str.replace(r"^(\d{9,13})\.0+$", "${1}")
+
+
+def _parse_one(text: pl.Expr, fmt: DateFormat) -> pl.Expr:
+    dtype = pl.Datetime("us")
+    if fmt.kind == "epoch_s":
+        return pl.when(text.str.contains(r"^\d{9,10}$")).then(
+            pl.from_epoch(text.cast(pl.Int64, strict=False), time_unit="s").cast(dtype)
+        )
+    if fmt.kind == "epoch_ms":
+        return pl.when(text.str.contains(r"^\d{12,13}$")).then(
+            pl.from_epoch(text.cast(pl.Int64, strict=False), time_unit="ms").cast(dtype)
+        )
+    if fmt.kind == "compact":
+        return pl.when(text.str.contains(r"^\d{8}$")).then(
+            text.str.strptime(dtype, fmt.fmt, strict=False)
+        )
+    if fmt.kind == "aware":
+        aware = text.str.strptime(pl.Datetime("us", "UTC"), fmt.fmt, strict=False)
+        return aware.dt.replace_time_zone(None)
+    return text.str.strptime(dtype, fmt.fmt, strict=False)
+
+
+def parse_datetime(expr: pl.Expr, formats: Sequence[DateFormat]) -> pl.Expr:
+    """Parse date text with the first of ``formats`` that fits each value (naive UTC)."""
+    text = normalise_date_text(expr)
+    if not formats:
+        return pl.lit(None, dtype=pl.Datetime("us"))
+    return pl.coalesce([_parse_one(text, f) for f in formats])
+
+
+def explicit_format(fmt: str) -> DateFormat:
+    """Wrap a user's ``--date-format``; ``%z`` makes it timezone-aware."""
+    return DateFormat(fmt, "aware" if "%z" in fmt else "naive", "other")
+
+
+@dataclass(frozen=True)
+class DateDetection:
+    """The formats chosen for a file and why."""
+
+    formats: tuple[DateFormat, ...]
+    dayfirst: bool | None
+    note: str
+
+
+def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetection:
+    """Choose the date formats of a column from a sample of its values.
+
+    Every candidate format is tried on the sample; those that parse at least one value are
+    kept, most frequent first. Day-first and month-first slashed dates are told apart by
+    values that only one order can read (a day above 12); when the sample cannot tell,
+    ``dayfirst`` decides and otherwise month-first is assumed and said in the note.
+    """
+    text = sample.drop_nulls().to_frame("v").select(normalise_date_text(pl.col("v"))).to_series()
+    text = text.filter(text.str.len_chars() > 0)
+    if text.len() == 0:
+        return DateDetection(_ISO, dayfirst, "no dates in sample")
+    hits = text.to_frame("v").select(
+        [_parse_one(pl.col("v"), f).is_not_null().alias(str(i)) for i, f in enumerate(ALL_FORMATS)]
+    )
+    counts = {ALL_FORMATS[int(c)]: int(hits[c].sum()) for c in hits.columns}
+    dmy_any = hits.select(pl.any_horizontal([str(ALL_FORMATS.index(f)) for f in DMY]))
+    mdy_any = hits.select(pl.any_horizontal([str(ALL_FORMATS.index(f)) for f in MDY]))
+    only_dmy = int((dmy_any.to_series() & ~mdy_any.to_series()).sum())
+    only_mdy = int((mdy_any.to_series() & ~dmy_any.to_series()).sum())
+    note = ""
+    if dayfirst is None:
+        if only_dmy and not only_mdy:
+            dayfirst, note = True, "day-first dates detected"
+        elif only_mdy and not only_dmy:
+            dayfirst, note = False, "month-first dates detected"
+        elif only_dmy and only_mdy:
+            dayfirst = only_dmy >= only_mdy
+            note = (
+                f"both day-first ({only_dmy}) and month-first ({only_mdy}) dates in sample; "
+                f"reading {'day' if dayfirst else 'month'}-first"
+            )
+        elif any(counts[f] for f in DMY):
+            dayfirst, note = False, "ambiguous slashed dates read month-first (use --dayfirst)"
+    drop = MDY if dayfirst else DMY
+    kept = [f for f in ALL_FORMATS if counts[f] > 0 and f not in drop]
+    kept.sort(key=lambda f: -counts[f])
+    if not kept:
+        return DateDetection(_ISO, dayfirst, "no known date format in sample")
+    return DateDetection(tuple(kept), dayfirst, note)
+
+
+_NUMBER_CHARS: Final = re.compile(r"[^0-9.,]")
+_GROUPED_COMMA: Final = re.compile(r"^\d{1,3}(,\d{3})+$")
+_GROUPED_DOT: Final = re.compile(r"^\d{1,3}(\.\d{3})+$")
+
+
+def detect_decimal(values: Iterable[str | None], delimiter: str) -> Literal[".", ","]:
+    """Decide the decimal separator of numeric text from sample values.
+
+    A value with both separators uses the later one as decimal; a lone comma followed by
+    other than three digits is a decimal comma; ``1,234`` alone is ambiguous and not counted.
+    Ties go to ``","`` for semicolon-delimited files (the European convention) and ``"."``
+    otherwise.
+    """
+    comma = point = 0
+    for raw in values:
+        if not raw:
+            continue
+        v = _NUMBER_CHARS.sub("", raw)
+        if "," in v and "." in v:
+            if v.rfind(",") > v.rfind("."):
+                comma += 1
+            else:
+                point += 1
+        elif "," in v:
+            if not _GROUPED_COMMA.match(v):
+                comma += 1
+        elif "." in v and not _GROUPED_DOT.match(v):
+            point += 1
+    if comma > point:
+        return ","
+    if point > comma:
+        return "."
+    return "," if delimiter == ";" else "."
+
+
+def parse_number(expr: pl.Expr, decimal: Literal[".", ","]) -> pl.Expr:
+    """Parse numeric text with currency symbols, thousands separators and sign conventions.
+
+    ``£1,234.50``, ``1.234,50 €``, ``(12.00)`` and ``12.00-`` (accounting negatives),
+    ``1e3``; anything else that is not a number becomes null.
+    """
+    text = expr.str.strip_chars()
+    negative = (text.str.starts_with("(") & text.str.ends_with(")")) | text.str.ends_with("-")
+    scientific = text.str.contains(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
+    digits = text.str.replace_all(r"[^0-9.,+\-]", "").str.strip_chars_end("-")
+    if decimal == ",":
+        digits = digits.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+    else:
+        digits = digits.str.replace_all(",", "", literal=True)
+    # text with no digit at all ("n/a", "-") must not become a number
+    has_digit = text.str.contains(r"\d")
+    value = pl.when(scientific).then(text).otherwise(digits).cast(pl.Float64, strict=False)
+    value = pl.when(has_digit).then(value)
+    return pl.when(negative).then(-value.abs()).otherwise(value)

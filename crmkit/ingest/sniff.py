@@ -1,0 +1,240 @@
+"""File-level detection: compression, encoding, delimiter, and the column mapping."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import gzip
+import io
+import re
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from crmkit import schema
+from crmkit.errors import BadInputError
+
+SUFFIXES: Final = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+DELIMITERS: Final = (",", ";", "\t", "|")
+_CHUNK: Final = 16 * 1024 * 1024
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:
+    """Expand files, directories and glob patterns into a sorted, de-duplicated file list.
+
+    Raises
+    ------
+    BadInputError
+        When a pattern matches nothing or names a file that does not exist.
+    """
+    found: list[Path] = []
+    for pattern in patterns:
+        text = str(pattern)
+        path = Path(text)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.is_file() and _is_data(p))
+            if not matches:
+                raise BadInputError(f"{path}: directory holds no {', '.join(SUFFIXES)} file")
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())  # noqa: PTH207
+            if not matches:
+                raise BadInputError(f"{text}: pattern matches no file")
+        elif path.is_file():
+            matches = [path]
+        else:
+            raise BadInputError(f"{path}: no such file")
+        found.extend(m for m in matches if m not in found)
+    return found
+
+
+def _is_data(path: Path) -> bool:
+    return path.name.lower().endswith(SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A source made readable by polars: plain UTF-8 text on disk."""
+
+    path: Path
+    encoding: str
+    compressed: bool
+
+
+def _open_raw(source: Path) -> io.BufferedIOBase:
+    with source.open("rb") as fh:
+        magic = fh.read(2)
+    if magic == _GZIP_MAGIC:
+        return gzip.open(source, "rb")  # type: ignore[return-value]
+    return source.open("rb")
+
+
+def is_compressed(source: Path) -> bool:
+    """Return whether a file is gzip-compressed (by content, not name)."""
+    with source.open("rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def prepare(source: Path, workdir: Path, encoding: str) -> Prepared:
+    """Return a plain UTF-8 copy of ``source`` if it needs one, else ``source`` itself.
+
+    gzip input is decompressed and non-UTF-8 text is transcoded, streaming in chunks so that
+    memory stays bounded whatever the file size. ``encoding`` is ``"utf-8"`` (as is, BOM
+    allowed), ``"cp1252"`` or ``"latin-1"``.
+
+    Raises
+    ------
+    BadInputError
+        When the gzip stream is corrupt.
+    """
+    compressed = is_compressed(source)
+    if not compressed and encoding == "utf-8":
+        return Prepared(source, encoding, compressed)
+    target = workdir / "input.csv"
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _open_raw(source) as raw, target.open("wb") as out:
+            if encoding == "utf-8":
+                shutil.copyfileobj(raw, out, _CHUNK)
+            else:
+                _transcode(raw, out, encoding)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise BadInputError(f"{source}: cannot be read as gzip ({exc})") from exc
+    return Prepared(target, encoding, compressed)
+
+
+def _transcode(raw: io.BufferedIOBase, out: io.BufferedWriter, encoding: str) -> None:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    while chunk := raw.read(_CHUNK):
+        out.write(decoder.decode(chunk).encode("utf-8"))
+    out.write(decoder.decode(b"", final=True).encode("utf-8"))
+
+
+def fallback_encoding(source: Path) -> str:
+    """Pick the single-byte encoding for a file that is not UTF-8: cp1252, else latin-1.
+
+    cp1252 (Windows exports) leaves five byte values undefined; a file using them is read as
+    latin-1, which defines every byte.
+    """
+    with _open_raw(source) as raw:
+        while chunk := raw.read(_CHUNK):
+            try:
+                chunk.decode("cp1252")
+            except UnicodeDecodeError:
+                return "latin-1"
+    return "cp1252"
+
+
+def head_text(path: Path, size: int = 256 * 1024) -> str:
+    """Return the first ``size`` bytes of a plain file as text (lossy, BOM dropped)."""
+    with path.open("rb") as fh:
+        data = fh.read(size)
+    return data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+
+
+def detect_delimiter(text: str, name: str) -> str:
+    """Detect the field delimiter from the first lines of a file.
+
+    The candidate that splits the header into the most fields, consistently over the first
+    lines, wins; ``.tsv`` files are tab-separated unless that gives one field.
+    """
+    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the last line may be cut mid-record
+    if not lines:
+        return ","
+    best, best_score = ",", (0, 0)
+    for delim in DELIMITERS:
+        counts = [len(row) for row in csv.reader(lines, delimiter=delim)]
+        header = counts[0]
+        if header < 2:
+            continue
+        consistent = sum(1 for c in counts if c == header)
+        score = (consistent, header)
+        if score > best_score:
+            best, best_score = delim, score
+    if name.lower().removesuffix(".gz").endswith(".tsv"):
+        tabs = next(csv.reader(lines[:1], delimiter="\t"))
+        if len(tabs) > 1:
+            return "\t"
+    return best
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def resolve_columns(
+    header: Sequence[str], explicit: Mapping[str, str], source: Path
+) -> dict[str, str]:
+    """Map canonical columns to the source's header names.
+
+    Explicit mappings win; other canonical columns are matched by the aliases in
+    :data:`crmkit.schema.ALIASES` (case, spaces and punctuation ignored).
+
+    Returns
+    -------
+    dict
+        canonical name -> source column name.
+
+    Raises
+    ------
+    BadInputError
+        When a mapped source column is absent, a required column cannot be found, or two
+        source columns match one canonical column; the message lists the columns found.
+    """
+    found = ", ".join(repr(h) for h in header)
+    by_norm: dict[str, list[str]] = {}
+    for name in header:
+        by_norm.setdefault(_norm(name), []).append(name)
+    result: dict[str, str] = {}
+    for canonical, wanted in explicit.items():
+        if wanted in header:
+            result[canonical] = wanted
+        elif len(by_norm.get(_norm(wanted), [])) == 1:
+            result[canonical] = by_norm[_norm(wanted)][0]
+        else:
+            raise BadInputError(
+                f"{source}: mapped column {wanted!r} (for {canonical}) is not in the file; "
+                f"columns found: {found}"
+            )
+    taken = set(result.values())
+    for canonical, aliases in schema.ALIASES.items():
+        if canonical in result:
+            continue
+        for alias in (canonical.replace("_", ""), *aliases):
+            names = [n for n in by_norm.get(alias, []) if n not in taken]
+            if len(names) > 1:
+                raise BadInputError(
+                    f"{source}: columns {names} could all be {canonical}; choose one with "
+                    f"--map {canonical}=NAME"
+                )
+            if names:
+                result[canonical] = names[0]
+                taken.add(names[0])
+                break
+    missing = [c for c in (schema.CUSTOMER_ID, schema.TS) if c not in result]
+    has_amount = schema.AMOUNT in result or {schema.QUANTITY, schema.UNIT_PRICE} <= set(result)
+    if not has_amount:
+        missing.append("amount (or quantity and unit_price)")
+    if missing:
+        raise BadInputError(
+            f"{source}: required column(s) {', '.join(missing)} not found; columns found: "
+            f"{found}. Map them with --map canonical=source (e.g. --map customer_id=ClientRef) "
+            "or [ingest.columns] in crmkit.toml"
+        )
+    return result
+
+
+def first_ragged_line(path: Path, delimiter: str) -> tuple[int, int, int] | None:
+    """Find the first record with more fields than the header: (line, fields, header)."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, [])
+        for row in reader:
+            if len(row) > len(header):
+                return reader.line_num, len(row), len(header)
+    return None
