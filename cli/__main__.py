@@ -1,0 +1,3 @@
+from crmkit_cli.main import main
+
+main()

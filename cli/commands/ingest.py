@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from crmkit_cli.common import (
+    DEFAULT_STORE,
+    ConfigOpt,
+    JsonOpt,
+    QuietOpt,
+    StoreOpt,
+    emit_json,
+    err,
+    progress_bar,
+    settings,
+    table,
+    user_errors,
+    utc_now,
+)
+
+app = typer.Typer()
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files, directories or glob patterns.")],
+    column_map: Annotated[
+        str | None,
+        typer.Option(
+            "--map", help="Column mapping, canonical=source pairs: customer_id=Client,..."
+        ),
+    ] = None,
+    date_format: Annotated[
+        str | None, typer.Option("--date-format", help="strftime format of the date column.")
+    ] = None,
+    dayfirst: Annotated[
+        bool | None,
+        typer.Option("--dayfirst/--monthfirst", help="Read 01/02/2024 as 1 Feb (or 2 Jan)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 3, store nothing) on any rejected row.")
+    ] = False,
+    store: StoreOpt = DEFAULT_STORE,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Ingest transaction CSV/TSV files (optionally .gz) into the store.
+
+    Rows that cannot be used go to the quarantine with file, line and reason; rows already
+    stored are counted as duplicates; a file ingested before is skipped.
+
+    Example: crmkit ingest exports/*.csv --map customer_id=ClientRef --dayfirst
+    """
+    from crmkit.config import parse_column_map
+    from crmkit.ingest import ingest_files
+    from crmkit.store import Store
+
+    with user_errors():
+        cfg = settings(config)
+        ingest_cfg = cfg.ingest
+        overrides = parse_column_map(column_map) if column_map else {}
+        ingest_cfg = dataclasses.replace(
+            ingest_cfg,
+            columns={**ingest_cfg.columns, **overrides},
+            date_format=date_format or ingest_cfg.date_format,
+            dayfirst=ingest_cfg.dayfirst if dayfirst is None else dayfirst,
+        )
+        with progress_bar("ingest", disabled=quiet) as advance:
+            report = ingest_files(
+                paths,
+                Store(Path(store)),
+                ingest_cfg,
+                now=utc_now(),
+                strict=strict,
+                store_config=cfg.store,
+                progress=advance,
+            )
+    summary = report.to_json()
+    if as_json:
+        emit_json(summary)
+    if quiet:
+        return
+    rows = [
+        [
+            Path(f.source).name,
+            f.status,
+            f.rows_read,
+            f.rows_stored,
+            f.rows_duplicate,
+            f.rows_quarantined,
+            ", ".join(f"{k} {v:,}" for k, v in f.reasons.items()) or "; ".join(f.notes),
+        ]
+        for f in report.files
+    ]
+    rows.append(
+        [
+            "total",
+            "",
+            report.rows_read,
+            report.rows_stored,
+            report.rows_duplicate,
+            report.rows_quarantined,
+            "",
+        ]
+    )
+    err.print(
+        table(
+            f"Ingest into {store}",
+            ["file", "status", "read", "stored", "duplicate", "quarantined", "reasons / notes"],
+            rows,
+        )
+    )
+    err.print(
+        f"rows_read {report.rows_read:,} = stored {report.rows_stored:,} + duplicate "
+        f"{report.rows_duplicate:,} + quarantined {report.rows_quarantined:,}"
+    )
+    if report.rows_quarantined:
+        err.print(
+            f"[yellow]warning:[/yellow] {report.rows_quarantined:,} row(s) quarantined; "
+            f"see `crmkit store quarantine --store {store}`"
+        )

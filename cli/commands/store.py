@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from crmkit_cli.common import (
+    DEFAULT_STORE,
+    JsonOpt,
+    QuietOpt,
+    StoreOpt,
+    emit_json,
+    err,
+    table,
+    user_errors,
+)
+
+app = typer.Typer(help="Inspect the store.", no_args_is_help=True)
+
+
+@app.command("info")
+def info(
+    store: StoreOpt = DEFAULT_STORE, as_json: JsonOpt = False, quiet: QuietOpt = False
+) -> None:
+    """Summarise the store: rows, customers, date range, files, quarantine.
+
+    Example: crmkit store info --store crm-store --json
+    """
+    from crmkit.store import Store, store_info
+
+    with user_errors():
+        summary = store_info(Store(Path(store)))
+    if as_json:
+        emit_json(summary.to_json())
+    if quiet:
+        return
+    rows = [
+        ["transactions", summary.rows],
+        ["customers", summary.customers],
+        ["first transaction", summary.first_ts or "-"],
+        ["last transaction", summary.last_ts or "-"],
+        ["files ingested", summary.files_ingested],
+        ["rows quarantined", summary.rows_quarantined],
+        *[[f"  {k}", v] for k, v in summary.quarantine_reasons.items()],
+        ["buckets / parts", f"{summary.buckets} / {summary.parts}"],
+    ]
+    err.print(table(f"Store {summary.path}", ["", "value"], rows))
+
+
+@app.command("quarantine")
+def quarantine(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write every quarantined row (.csv/.parquet).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Rows to show.")] = 20,
+    store: StoreOpt = DEFAULT_STORE,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show or export quarantined rows with their source file, line and reason.
+
+    Example: crmkit store quarantine --out rejected.csv
+    """
+    from crmkit.export import write_table
+    from crmkit.store import Store
+
+    with user_errors():
+        st = Store(Path(store))
+        st.require()
+        rows = st.quarantine()
+        if out is not None:
+            write_table(rows, out)
+    if quiet:
+        return
+    if out is not None:
+        err.print(f"{rows.height:,} quarantined row(s) written to {out}")
+        return
+    shown = rows.sort("source_file", "line").head(limit)
+    err.print(
+        table(
+            f"Quarantine ({rows.height:,} rows)",
+            ["file", "line", "reason", "raw"],
+            [
+                [r["source_file"], r["line"], r["reason"], r["raw"]]
+                for r in shown.iter_rows(named=True)
+            ],
+        )
+    )

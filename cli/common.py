@@ -1,0 +1,125 @@
+"""Shared CLI pieces: option types, error translation, consoles, progress, JSON output."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crmkit.config import Settings, load_settings
+from crmkit.errors import CrmkitError, UsageError
+
+err = Console(stderr=True, highlight=False)
+
+StoreOpt = Annotated[
+    Path,
+    typer.Option("--store", envvar="CRMKIT_STORE", help="Store directory.", show_default=True),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Settings file (default: ./crmkit.toml when present).",
+        dir_okay=False,
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+DEFAULT_STORE = Path("crm-store")
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library errors into ``error: ...`` on stderr and the error's exit code."""
+    try:
+        yield
+    except CrmkitError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from exc
+
+
+def settings(config: Path | None) -> Settings:
+    """Load settings from ``--config`` or ``./crmkit.toml`` when present."""
+    if config is None and Path("crmkit.toml").is_file():
+        config = Path("crmkit.toml")
+    return load_settings(config)
+
+
+def parse_date(text: str, option: str) -> dt.date:
+    """Parse an ISO date given on the command line.
+
+    Raises
+    ------
+    UsageError
+        When the text is not ``YYYY-MM-DD``.
+    """
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {text!r} is not a date in YYYY-MM-DD form") from exc
+
+
+def utc_now() -> dt.datetime:
+    """Return the current time as naive UTC (the library never reads the clock)."""
+    fixed = os.environ.get("CRMKIT_NOW")
+    if fixed:
+        return dt.datetime.fromisoformat(fixed)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def emit_json(payload: Any) -> None:  # noqa: ANN401
+    """Print machine-readable output on stdout."""
+    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, *, disabled: bool) -> Iterator[Callable[[int, int, str], None]]:
+    """Yield a ``progress(done, total, text)`` callback drawing a bar on stderr."""
+    if disabled or not err.is_terminal:
+        yield lambda done, total, text: None
+        return
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(done: int, total: int, text: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"{description} {text}")
+
+        yield advance
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    """Build a rich table; numbers are right-aligned."""
+    out = Table(title=title, title_justify="left")
+    for i, name in enumerate(columns):
+        numeric = bool(rows) and isinstance(rows[0][i], int | float)
+        out.add_column(name, justify="right" if numeric else "left")
+    for row in rows:
+        out.add_row(*(fmt(v) for v in row))
+    return out
+
+
+def fmt(value: Any) -> str:  # noqa: ANN401
+    """Format a cell: thousands separators for ints, 4 significant digits for floats."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,43 @@
+"""The ``crmkit`` command: composes one sub-app per command module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from crmkit_cli.commands import ingest, sample, store
+
+from crmkit import __version__
+
+app = typer.Typer(
+    name="crmkit",
+    help="Customer segmentation and churn retention from the command line.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crmkit {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Segment customers and keep the valuable ones who are drifting away."""
+
+
+app.add_typer(sample.app)
+app.add_typer(ingest.app)
+app.add_typer(store.app, name="store")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
