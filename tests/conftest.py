@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crmkit_cli.main import app
+from hypothesis import settings
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = ROOT / "sample_data"
+MESSY = SAMPLE_DATA / "messy"
+SHARED = ROOT.parent / "shared" / "data"
+RETAIL_SAMPLE = SHARED / "online_retail_ii" / "online_retail_ii_sample.csv.gz"
+RETAIL_FULL = SHARED / "online_retail_ii" / "online_retail_ii.csv.gz"
+RETAIL_CONFIG = SAMPLE_DATA / "online_retail_ii.toml"
+NOW = dt.datetime(2026, 1, 1)
+CRMKIT = [sys.executable, "-m", "crmkit_cli"]
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)
+settings.load_profile("ci")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, *args: str, code: int = 0) -> Any:
+    """Run a crmkit command in-process; assert its exit code; return parsed --json or result."""
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == code, f"exit {result.exit_code}: {result.stderr}"
+    if "--json" in args and code == 0:
+        return json.loads(result.stdout)
+    return result
+
+
+@pytest.fixture
+def env_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMKIT_NOW", NOW.isoformat())
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CRMKIT_NOW"] = NOW.isoformat()
+    return env

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import re
+
+import polars as pl
+import typer
+from crmkit_cli.main import app
+
+from crmkit import __version__
+from crmkit.store import Store
+
+from .conftest import MESSY, RETAIL_CONFIG, RETAIL_SAMPLE, ROOT, invoke
+
+
+def test_version(runner):
+    assert invoke(runner, "--version").stdout.strip() == f"crmkit {__version__}"
+
+
+def test_sample_ingest_info_end_to_end(runner, tmp_path, env_now):
+    out = invoke(
+        runner,
+        "sample",
+        "--customers",
+        "500",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "d"),
+        "--json",
+    )
+    assert out["customers"] == 500
+    store = str(tmp_path / "s")
+    report = invoke(runner, "ingest", out["transactions"], "--store", store, "--json")
+    assert report["rows_read"] == out["rows"] == report["rows_stored"]
+    assert report["rows_duplicate"] == report["rows_quarantined"] == 0
+    info = invoke(runner, "store", "info", "--store", store, "--json")
+    assert info["rows"] == out["rows"]
+    assert info["customers"] == 500
+    assert info["files_ingested"] == 1
+    again = invoke(runner, "ingest", out["transactions"], "--store", store, "--json")
+    assert again["files_skipped"] == 1
+    assert again["rows_read"] == 0
+
+
+def test_ingest_glob_and_reconciliation(runner, tmp_path, env_now):
+    report = invoke(
+        runner,
+        "ingest",
+        str(MESSY / "*_ids.csv"),
+        str(MESSY / "dup*.csv"),
+        "--store",
+        str(tmp_path / "s"),
+        "--json",
+    )
+    assert report["files_ingested"] == 2
+    assert report["rows_read"] == 15
+    assert report["rows_read"] == (
+        report["rows_stored"] + report["rows_duplicate"] + report["rows_quarantined"]
+    )
+    assert Store(tmp_path / "s").quarantine().height == report["rows_quarantined"] == 7
+
+
+def test_ingest_map_option(runner, tmp_path, env_now):
+    report = invoke(
+        runner,
+        "ingest",
+        str(MESSY / "semicolon_decimal_comma.csv"),
+        "--map",
+        "customer_id=Kundennummer,Datum=ts,amount=Betrag,order_id=Bestellnummer",
+        "--store",
+        str(tmp_path / "s"),
+        "--json",
+    )
+    assert report["rows_stored"] == 5
+    tx = Store(tmp_path / "s").transactions().collect()
+    assert sorted(tx["order_id"].to_list()) == ["B-1", "B-2", "B-3", "B-4", "B-5"]
+
+
+def test_wrong_columns_exit_3_with_message(runner, tmp_path):
+    result = invoke(
+        runner, "ingest", str(MESSY / "wrong_columns.csv"), "--store", str(tmp_path / "s"), code=3
+    )
+    assert "wrong_columns.csv: required column(s) customer_id, ts" in result.stderr
+    assert "[ingest.columns]" in result.stderr
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_strict_exit_3(runner, tmp_path, env_now):
+    result = invoke(
+        runner,
+        "ingest",
+        str(MESSY / "missing_ids.csv"),
+        "--strict",
+        "--store",
+        str(tmp_path / "s"),
+        code=3,
+    )
+    assert "missing_ids.csv line 3: missing_customer_id" in result.stderr
+
+
+def test_bad_config_exit_2(runner, tmp_path):
+    cfg = tmp_path / "crmkit.toml"
+    cfg.write_text("[ingest]\nnope = 1\n")
+    result = invoke(
+        runner,
+        "ingest",
+        str(MESSY / "duplicates.csv"),
+        "--config",
+        str(cfg),
+        "--store",
+        str(tmp_path / "s"),
+        code=2,
+    )
+    assert "unknown key(s) nope" in result.stderr
+
+
+def test_store_info_without_store_exit_4(runner, tmp_path):
+    result = invoke(runner, "store", "info", "--store", str(tmp_path / "none"), code=4)
+    assert "no crmkit store" in result.stderr
+
+
+def test_retail_config_and_quarantine_export(runner, tmp_path, env_now):
+    store = str(tmp_path / "s")
+    report = invoke(
+        runner,
+        "ingest",
+        str(RETAIL_SAMPLE),
+        "--config",
+        str(RETAIL_CONFIG),
+        "--store",
+        store,
+        "--json",
+    )
+    assert report["rows_read"] == 100_816
+    out = tmp_path / "q.csv"
+    invoke(runner, "store", "quarantine", "--store", store, "--out", str(out))
+    q = pl.read_csv(out)
+    assert q.height == report["rows_quarantined"]
+    assert set(q["reason"]) == {"missing_customer_id", "excluded_by_rule"}
+
+
+def test_every_command_is_documented():
+    readme = (ROOT / "README.md").read_text()
+    group = typer.main.get_command(app)
+    names = []
+    for name, command in group.commands.items():
+        sub = getattr(command, "commands", None)
+        names += [f"{name} {s}" for s in sub] if sub else [name]
+        assert command.help, f"{name} has no help"
+    for name in names:
+        assert re.search(rf"crmkit {name}\b", readme), f"`crmkit {name}` is not in README.md"

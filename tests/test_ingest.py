@@ -1,0 +1,304 @@
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from crmkit.config import CancellationRule, IngestConfig, load_settings
+from crmkit.errors import BadInputError, CrmkitError
+from crmkit.ingest import ingest_files
+from crmkit.store import Store, store_info
+
+from .conftest import MESSY, NOW, RETAIL_CONFIG, RETAIL_SAMPLE
+
+DEFAULT = IngestConfig()
+
+
+def ingest(paths, store_dir, cfg=DEFAULT, **kw):
+    return ingest_files([str(p) for p in paths], Store(store_dir), cfg, now=NOW, **kw)
+
+
+def stored(store_dir) -> pl.DataFrame:
+    return Store(store_dir).transactions().sort("customer_id", "ts").collect()
+
+
+@pytest.mark.parametrize(
+    ("name", "read", "stored_rows", "duplicate", "reasons"),
+    [
+        ("bom_currency.csv", 4, 4, 0, {}),
+        ("latin1.csv", 3, 3, 0, {}),
+        ("mixed_dates.csv", 7, 7, 0, {}),
+        ("duplicates.csv", 6, 3, 3, {}),
+        ("us_quantity_price.tsv", 3, 3, 0, {}),
+        (
+            "missing_ids.csv",
+            9,
+            2,
+            0,
+            {
+                "missing_customer_id": 2,
+                "unparseable_date": 1,
+                "unparseable_amount": 1,
+                "implausible_date": 1,
+                "missing_date": 1,
+                "missing_amount": 1,
+            },
+        ),
+    ],
+)
+def test_messy_files(tmp_path, name, read, stored_rows, duplicate, reasons):
+    report = ingest([MESSY / name], tmp_path / "s")
+    (f,) = report.files
+    assert (f.rows_read, f.rows_stored, f.rows_duplicate) == (read, stored_rows, duplicate)
+    assert dict(f.reasons) == reasons
+    assert f.rows_read == f.rows_stored + f.rows_duplicate + f.rows_quarantined
+    assert stored(tmp_path / "s").height == stored_rows
+    assert Store(tmp_path / "s").quarantine().height == sum(reasons.values())
+
+
+def test_quarantine_keeps_file_line_reason_and_raw(tmp_path):
+    ingest([MESSY / "missing_ids.csv"], tmp_path / "s")
+    q = Store(tmp_path / "s").quarantine().sort("line")
+    assert q["line"].to_list() == [3, 4, 5, 6, 7, 8, 9]
+    assert q["reason"].to_list() == [
+        "missing_customer_id",
+        "missing_customer_id",
+        "unparseable_date",
+        "unparseable_amount",
+        "implausible_date",
+        "missing_date",
+        "missing_amount",
+    ]
+    assert q["source_file"].str.ends_with("missing_ids.csv").all()
+    assert '"ts":"not a date"' in q["raw"][2]
+
+
+def test_decimal_comma_semicolon_with_mapping(tmp_path):
+    cfg = IngestConfig(columns={"customer_id": "Kundennummer", "ts": "Datum", "amount": "Betrag"})
+    report = ingest([MESSY / "semicolon_decimal_comma.csv"], tmp_path / "s", cfg)
+    assert report.files[0].delimiter == ";"
+    assert report.files[0].decimal == ","
+    tx = stored(tmp_path / "s")
+    assert tx["amount"].to_list() == [1234.5, 89.9, 12.0, -45.0, 2000.0]
+    assert tx["ts"].to_list()[:2] == [dt.datetime(2024, 1, 3), dt.datetime(2024, 2, 17)]
+    assert tx["order_id"].null_count() == 5  # "Bestellnummer" is no alias and was not mapped
+
+
+def test_bom_currency_values(tmp_path):
+    ingest([MESSY / "bom_currency.csv"], tmp_path / "s")
+    tx = stored(tmp_path / "s")
+    assert tx["customer_id"].to_list() == ["1001", "1001", "1002", "1003"]
+    assert tx["amount"].to_list() == [1234.0, -20.0, 89.99, 12000.5]
+    assert tx["order_id"].to_list() == ["A1", "A4", "A2", "A3"]
+
+
+def test_latin1_text_is_transcoded(tmp_path):
+    report = ingest([MESSY / "latin1.csv"], tmp_path / "s")
+    assert report.files[0].encoding == "cp1252"
+    tx = stored(tmp_path / "s")
+    assert tx["product"].to_list() == ["Crème brûlée", "Café au lait", "Piñata"]
+    assert tx["country"].to_list() == ["España", "Österreich", "Curaçao"]
+
+
+def test_mixed_dates_values(tmp_path):
+    ingest([MESSY / "mixed_dates.csv"], tmp_path / "s")
+    ts = stored(tmp_path / "s")["ts"].to_list()
+    assert ts == [
+        dt.datetime(2024, 2, 10),
+        dt.datetime(2024, 2, 13),
+        dt.datetime(2024, 2, 14, 9, 30),
+        dt.datetime(2024, 2, 15, 8),
+        dt.datetime(2024, 2, 16),
+        dt.datetime(2024, 2, 17, 7),
+        dt.datetime(2024, 2, 17, 14, 5),
+    ]
+
+
+def test_quantity_times_price_and_us_dates(tmp_path):
+    ingest([MESSY / "us_quantity_price.tsv"], tmp_path / "s")
+    tx = stored(tmp_path / "s")
+    assert tx["amount"].to_list() == [9.0, -4.5, 1250.0]
+    assert tx["ts"][0] == dt.datetime(2024, 1, 15, 15, 4)
+    assert tx["product"].to_list() == ["P1", "P1", "P2"]
+
+
+def test_wrong_columns_lists_what_was_found(tmp_path):
+    with pytest.raises(BadInputError) as info:
+        ingest([MESSY / "wrong_columns.csv"], tmp_path / "s")
+    message = str(info.value)
+    assert "wrong_columns.csv" in message
+    assert "customer_id" in message
+    assert "'sku', 'description', 'stock_level'" in message
+    assert not Store(tmp_path / "s").exists()
+
+
+def test_empty_file_and_missing_file(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(BadInputError, match=r"empty\.csv: file is empty"):
+        ingest([empty], tmp_path / "s")
+    with pytest.raises(BadInputError, match="no such file"):
+        ingest([tmp_path / "nope.csv"], tmp_path / "s")
+    with pytest.raises(BadInputError, match="matches no file"):
+        ingest([tmp_path / "*.csv.gz"], tmp_path / "s")
+
+
+def test_ragged_row_names_the_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("customer_id,ts,amount\nA,2024-01-01,1\nB,2024-01-02,2,extra\n")
+    with pytest.raises(BadInputError, match=r"ragged\.csv line 3: 4 fields where the header has 3"):
+        ingest([path], tmp_path / "s")
+
+
+def test_header_only_file_is_fine(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("customer_id,ts,amount\n")
+    report = ingest([path], tmp_path / "s")
+    assert report.rows_read == 0
+    assert Store(tmp_path / "s").exists()
+
+
+def test_reingest_is_a_no_op(tmp_path):
+    first = ingest([MESSY / "bom_currency.csv"], tmp_path / "s")
+    manifest = (tmp_path / "s" / "manifest.json").read_bytes()
+    again = ingest([MESSY / "bom_currency.csv"], tmp_path / "s")
+    assert first.files[0].status == "ingested"
+    assert again.files[0].status == "skipped"
+    assert again.rows_read == 0
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == manifest
+    assert stored(tmp_path / "s").height == 4
+
+
+def test_overlapping_files_count_duplicates(tmp_path):
+    header = "order_id,customer_id,ts,amount\n"
+    rows = [f"O{i},C{i % 4},2024-01-{i + 1:02d},{i}.50\n" for i in range(15)]
+    (tmp_path / "a.csv").write_text(header + "".join(rows[:10]))
+    (tmp_path / "b.csv").write_text(header + "".join(rows[5:]))
+    report = ingest([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "s")
+    a, b = report.files
+    assert (a.rows_stored, a.rows_duplicate) == (10, 0)
+    assert (b.rows_stored, b.rows_duplicate) == (5, 5)
+    # the same overlap across two separate calls
+    report2 = ingest([tmp_path / "a.csv"], tmp_path / "t")
+    report3 = ingest([tmp_path / "b.csv"], tmp_path / "t")
+    assert report2.rows_stored + report3.rows_stored == 15
+    assert report3.rows_duplicate == 5
+    assert stored(tmp_path / "t").height == 15
+
+
+def test_strict_stores_nothing(tmp_path):
+    ingest([MESSY / "bom_currency.csv"], tmp_path / "s")
+    before = (tmp_path / "s" / "manifest.json").read_bytes()
+    with pytest.raises(
+        BadInputError, match=r"--strict: 7 row\(s\) rejected.*line 3: missing_customer_id"
+    ):
+        ingest([MESSY / "missing_ids.csv"], tmp_path / "s", strict=True)
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == before
+    assert stored(tmp_path / "s").height == 4
+    leftovers = list((tmp_path / "s").rglob("*.parquet"))
+    assert len(leftovers) == len(Store(tmp_path / "s").manifest().parts_of("transactions"))
+
+
+def test_cancellation_status_column(tmp_path):
+    path = tmp_path / "status.csv"
+    path.write_text(
+        "customer_id,ts,amount,status\nA,2024-01-01,10,paid\nA,2024-01-02,10,Refunded\n"
+    )
+    cfg = IngestConfig(
+        cancellations=CancellationRule(status_column="status", status_values=("refunded",))
+    )
+    ingest([path], tmp_path / "s", cfg)
+    assert stored(tmp_path / "s")["amount"].to_list() == [10.0, -10.0]
+
+
+def test_online_retail_sample_reconciles(tmp_path):
+    cfg = load_settings(RETAIL_CONFIG).ingest
+    report = ingest([RETAIL_SAMPLE], tmp_path / "s", cfg)
+    (f,) = report.files
+    assert f.rows_read == 100_816
+    assert f.rows_read == f.rows_stored + f.rows_duplicate + f.rows_quarantined
+    assert set(f.reasons) == {"missing_customer_id", "excluded_by_rule"}
+    # every anonymous row is quarantined for exactly that reason
+    raw = pl.read_csv(RETAIL_SAMPLE, infer_schema=False)
+    assert f.reasons["missing_customer_id"] == raw["Customer ID"].is_null().sum()
+    tx = stored(tmp_path / "s")
+    products = raw.filter(
+        pl.col("Customer ID").is_not_null()
+        & ~pl.col("StockCode").str.contains(cfg.exclude["product"])
+    )
+    assert (
+        f.reasons["excluded_by_rule"]
+        == raw.height - products.height - f.reasons["missing_customer_id"]
+    )
+    assert tx["customer_id"].n_unique() == products["Customer ID"].n_unique() == 591
+    cancelled = tx.filter(pl.col("order_id").str.starts_with("C"))
+    assert cancelled.height > 0
+    assert (cancelled["amount"] <= 0).all()
+    assert (cancelled["quantity"] < 0).all()
+    assert not tx["product"].str.contains("^(POST|DOT|M|BANK CHARGES)$").any()
+    info = store_info(Store(tmp_path / "s"))
+    assert info.rows == f.rows_stored
+    assert info.rows_quarantined == f.rows_quarantined
+
+
+safe_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters='\r\n"\x00'),
+    max_size=12,
+)
+row = st.tuples(
+    st.one_of(safe_text, st.sampled_from(["", "C1", "C2", " C3 "])),
+    st.one_of(safe_text, st.sampled_from(["2024-01-05", "05/01/2024", "", "1700000000", "x"])),
+    st.one_of(safe_text, st.sampled_from(["10", "-3.5", "£1,000.00", "", "nan", "1e400"])),
+)
+
+
+@hsettings(suppress_health_check=[HealthCheck.too_slow], max_examples=40)
+@given(st.lists(row, max_size=25))
+def test_arbitrary_rows_are_accounted_for_exactly_once(rows):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.csv"
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        writer.writerow(["customer_id", "ts", "amount"])
+        writer.writerows(rows)
+        path.write_text(buf.getvalue(), encoding="utf-8")
+        report = ingest([path], Path(tmp) / "s")
+        (f,) = report.files
+        assert f.rows_read == len(rows)
+        assert f.rows_read == f.rows_stored + f.rows_duplicate + f.rows_quarantined
+        store = Store(Path(tmp) / "s")
+        lines = store.quarantine()["line"].to_list() if store.exists() else []
+        assert len(set(lines)) == len(lines) == f.rows_quarantined
+        assert all(2 <= line <= len(rows) + 1 for line in lines)
+        if store.exists():
+            tx = store.transactions().collect()
+            assert tx.height == f.rows_stored
+            assert tx["customer_id"].null_count() == 0
+            assert tx["amount"].is_finite().all()
+
+
+@hsettings(suppress_health_check=[HealthCheck.too_slow], max_examples=40)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.csv"
+        path.write_bytes(b"customer_id,ts,amount\n" + data)
+        try:
+            report = ingest([path], Path(tmp) / "s")
+        except CrmkitError as exc:
+            message = str(exc)
+            report = None
+        if report is None:
+            assert "in.csv" in message
+            return
+        assert (
+            report.rows_read == report.rows_stored + report.rows_duplicate + report.rows_quarantined
+        )
