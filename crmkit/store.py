@@ -396,6 +396,17 @@ class StoreWriter:
             if progress is not None:
                 progress()
 
+    def mark(self) -> dict[str, int]:
+        """Return a mark of the parts added so far, for :meth:`rollback`."""
+        return {kind: len(parts) for kind, parts in self.added.items()}
+
+    def rollback(self, mark: Mapping[str, int]) -> None:
+        """Remove the parts added since ``mark``."""
+        for kind, parts in self.added.items():
+            for part in parts[mark[kind] :]:
+                (self.store.root / part.path).unlink(missing_ok=True)
+            del parts[mark[kind] :]
+
     def discard(self) -> None:
         """Delete the parts written by this uncommitted write."""
         for parts in self.added.values():

@@ -302,3 +302,25 @@ def test_arbitrary_bytes_never_crash(data):
         assert (
             report.rows_read == report.rows_stored + report.rows_duplicate + report.rows_quarantined
         )
+
+
+def test_formats_after_the_sample_are_rescued(tmp_path, monkeypatch):
+    from crmkit.ingest import core
+
+    monkeypatch.setattr(core, "SAMPLE_ROWS", 5)
+    lines = [f"A{i},2024-01-{i + 1:02d} 10:00:00,{i}.5" for i in range(8)]
+    lines += ["B1,13/02/2024,£1,000.00", "B2,2024-02-14T09:30:00Z,7", "B3,later,1"]
+    path = tmp_path / "late.csv"
+    path.write_text(
+        "customer_id,ts,amount\n" + "\n".join(lines).replace(",£1,000.00", ',"£1,000.00"') + "\n"
+    )
+    report = ingest([path], tmp_path / "s")
+    (f,) = report.files
+    assert f.date_formats == ("%Y-%m-%d %H:%M:%S",)
+    assert (f.rows_read, f.rows_stored, f.rows_quarantined) == (11, 10, 1)
+    tx = stored(tmp_path / "s").filter(pl.col("customer_id").str.starts_with("B"))
+    assert tx["ts"].to_list() == [dt.datetime(2024, 2, 13), dt.datetime(2024, 2, 14, 9, 30)]
+    assert tx["amount"].to_list() == [1000.0, 7.0]
+    q = Store(tmp_path / "s").quarantine()
+    assert q["line"].to_list() == [12]
+    assert q["reason"].to_list() == ["unparseable_date"]

@@ -9,10 +9,12 @@ of a call are committed together in one manifest update.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -22,7 +24,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config import IngestConfig, StoreConfig
 from crmkit.errors import BadInputError
-from crmkit.hashing import bucket_of
+from crmkit.hashing import add_stable_hash, bucket_expr
 from crmkit.ingest import parse, sniff
 from crmkit.store import Store, StoreWriter
 
@@ -54,6 +56,7 @@ class FileReport:
     source: str
     sha256: str
     status: Literal["ingested", "skipped"]
+    bytes: int = 0
     rows_read: int = 0
     rows_stored: int = 0
     rows_duplicate: int = 0
@@ -182,20 +185,10 @@ def ingest_files(
     layout = store_config or StoreConfig()
     reports: list[FileReport] = []
     with store.writer(buckets=layout.buckets, now=now, locked=locked) as writer:
-        seen = {str(f["sha256"]) for f in writer.base.files}
-        for i, path in enumerate(paths):
-            sha = file_sha256(path)
-            if sha in seen:
-                reports.append(FileReport(str(path), sha, "skipped", notes=("already ingested",)))
-            else:
-                seen.add(sha)
-                workdir = writer.staging / f"file{i:05d}"
-                try:
-                    reports.append(_ingest_file(path, sha, writer, config, now, workdir))
-                finally:
-                    shutil.rmtree(workdir, ignore_errors=True)
-            if progress is not None:
-                progress(i + 1, len(paths), path.name)
+        seen = {str(f["sha256"]): int(f.get("bytes", -1)) for f in writer.base.files}
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashes = [pool.submit(file_sha256, path) for path in paths]
+            reports.extend(_ingest_all(paths, hashes, writer, config, now, seen, progress))
         if strict:
             _raise_if_rejected(writer, reports)
         writer.compact("transactions", layout.max_parts_per_bucket, (schema.CUSTOMER_ID, schema.TS))
@@ -206,8 +199,61 @@ def ingest_files(
     return IngestReport(str(store.root), tuple(reports))
 
 
+def _ingest_all(
+    paths: Sequence[Path],
+    hashes: Sequence[Future[str]],
+    writer: StoreWriter,
+    config: IngestConfig,
+    now: dt.datetime,
+    seen: dict[str, int],
+    progress: ProgressFn | None,
+) -> list[FileReport]:
+    """Ingest files in order; a file's sha256 is computed in the background meanwhile.
+
+    A file is skipped when its hash is known (ingested before, or earlier in this call).
+    Only a file with the byte size of a known one can be known, so only then is its hash
+    awaited before parsing; otherwise hashing overlaps parsing.
+    """
+    reports: list[FileReport] = []
+    for i, (path, future) in enumerate(zip(paths, hashes, strict=True)):
+        workdir = writer.staging / f"file{i:05d}"
+        size = path.stat().st_size
+        try:
+            must_wait = size in seen.values() or future.done()
+            known = must_wait and future.result() in seen
+            if known:
+                sha = future.result()
+                report = FileReport(str(path), sha, "skipped", size, notes=("already ingested",))
+            else:
+                mark = writer.mark()
+                report = _ingest_file(path, "", writer, config, now, workdir)
+                sha = future.result()
+                if sha in seen:
+                    writer.rollback(mark)
+                    report = FileReport(
+                        str(path), sha, "skipped", size, notes=("already ingested",)
+                    )
+                else:
+                    report = dataclasses.replace(report, sha256=sha, bytes=size)
+            seen[report.sha256] = size
+            reports.append(report)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if progress is not None:
+            progress(i + 1, len(paths), path.name)
+    return reports
+
+
 def _manifest_entry(report: FileReport, now: dt.datetime) -> dict[str, Any]:
-    keys = ("source", "sha256", "rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
+    keys = (
+        "source",
+        "sha256",
+        "bytes",
+        "rows_read",
+        "rows_stored",
+        "rows_duplicate",
+        "rows_quarantined",
+    )
     entry = {k: getattr(report, k) for k in keys}
     entry["ingested_at"] = now.isoformat()
     return entry
@@ -262,28 +308,46 @@ def _read_error(source: Path, plain: Path, exc: Exception, cfg: IngestConfig) ->
     return BadInputError(f"{source}: cannot be parsed as delimited text ({first_line})")
 
 
+RETRYABLE: Final = ("unparseable_date", "unparseable_amount")
+
+
 @dataclass(frozen=True)
 class _Plan:
+    """How a file's fields are parsed.
+
+    The *fast* plan uses what the sample showed (the date formats seen, plain numbers);
+    rows it rejects as unparseable are parsed again with the *exhaustive* plan.
+    """
+
     mapping: Mapping[str, str]
     decimal: Literal[".", ","]
-    dates: parse.DateDetection
+    dates: tuple[parse.DateFormat, ...]
+    normalise_dates: bool
+    plain_numbers: bool
+
+    def exhaustive(self, detection: parse.DateDetection) -> _Plan:
+        return _Plan(self.mapping, self.decimal, detection.exhaustive(), True, False)
 
 
-def _detect(source: Path, sample: pl.DataFrame, cfg: IngestConfig, delimiter: str) -> _Plan:
+def _detect(
+    source: Path, sample: pl.DataFrame, cfg: IngestConfig, delimiter: str
+) -> tuple[_Plan, parse.DateDetection]:
     mapping = sniff.resolve_columns(sample.columns, cfg.columns, source)
+    numeric = [mapping[c] for c in schema.NUMERIC_COLUMNS if c in mapping]
     if cfg.decimal == "auto":
         values: list[str | None] = []
-        for canonical in schema.NUMERIC_COLUMNS:
-            if canonical in mapping:
-                values += sample[mapping[canonical]].head(20_000).to_list()
+        for name in numeric:
+            values += sample[name].head(20_000).to_list()
         decimal = parse.detect_decimal(values, delimiter)
     else:
         decimal = cfg.decimal
+    plain = decimal == "." and all(parse.is_plain_number(sample[name]) for name in numeric)
     if cfg.date_format:
-        dates = parse.DateDetection((parse.explicit_format(cfg.date_format),), cfg.dayfirst, "")
-    else:
-        dates = parse.detect_date_formats(sample[mapping[schema.TS]], cfg.dayfirst)
-    return _Plan(mapping, decimal, dates)
+        fmt = parse.explicit_format(cfg.date_format)
+        dates = parse.DateDetection((fmt,), cfg.dayfirst, "", normalise=True)
+        return _Plan(mapping, decimal, (fmt,), True, plain), dates
+    dates = parse.detect_date_formats(sample[mapping[schema.TS]], cfg.dayfirst)
+    return _Plan(mapping, decimal, dates.formats, dates.normalise, plain), dates
 
 
 def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
@@ -292,6 +356,8 @@ def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
     def num(canonical: str) -> pl.Expr:
         if canonical not in m:
             return pl.lit(None, dtype=pl.Float64)
+        if plan.plain_numbers:
+            return pl.col(m[canonical]).cast(pl.Float64, strict=False)
         return parse.parse_number(pl.col(m[canonical]), plan.decimal)
 
     def text(canonical: str) -> pl.Expr:
@@ -329,7 +395,9 @@ def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
             excluded = excluded | text(canonical).str.contains(pattern).fill_null(value=False)
     return [
         parse.clean_customer_id(pl.col(m[schema.CUSTOMER_ID])).alias(_C + schema.CUSTOMER_ID),
-        parse.parse_datetime(pl.col(m[schema.TS]), plan.dates.formats).alias(_C + schema.TS),
+        parse.parse_datetime(
+            pl.col(m[schema.TS]), plan.dates, normalise=plan.normalise_dates
+        ).alias(_C + schema.TS),
         parse.clean_text(pl.col(m[schema.TS])).is_not_null().alias(_C + "ts_present"),
         amount.alias(_C + schema.AMOUNT),
         raw_amount_present.alias(_C + "amount_present"),
@@ -384,44 +452,61 @@ def _run(
         "encoding": "utf8",
     }
     sample = pl.read_csv(prepared.path, n_rows=SAMPLE_ROWS, **read_args)
-    plan = _detect(source, sample, cfg, delimiter)
+    plan, detection = _detect(source, sample, cfg, delimiter)
     header = sample.columns
     if cfg.cancellations.status_column and cfg.cancellations.status_column not in header:
         raise BadInputError(
             f"{source}: cancellation status column {cfg.cancellations.status_column!r} is not "
             f"in the file; columns found: {', '.join(map(repr, header))}"
         )
-    parsed = (
-        pl.scan_csv(prepared.path, row_index_name=_ROW, **read_args)
-        .with_columns(_canonical_exprs(plan, cfg))
-        .with_columns(_reason_expr(cfg, now))
-    )
-    good = parsed.filter(pl.col(_REASON).is_null()).select(
-        *(pl.col(_C + c).alias(c) for c in schema.TRANSACTION_SCHEMA),
-        bucket_of(pl.col(_C + schema.CUSTOMER_ID), writer.buckets).alias(_BUCKET),
-    )
-    bad = parsed.filter(pl.col(_REASON).is_not_null()).select(
-        pl.lit(str(source)).alias("source_file"),
-        (pl.col(_ROW).cast(pl.Int64) + HEADER_LINES + 1).alias("line"),
-        pl.col(_REASON).alias("reason"),
-        pl.struct([pl.col(h) for h in header]).struct.json_encode().alias("raw"),
-    )
-    good_dir, bad_path = stage / "good", stage / "bad.parquet"
     stage.mkdir(parents=True, exist_ok=True)
-    pl.collect_all(
-        [
-            good.sink_parquet(
-                pl.PartitionBy(good_dir, key=_BUCKET, include_key=False), mkdir=True, lazy=True
-            ),
-            bad.sink_parquet(bad_path, lazy=True),
-        ]
+    rejected = stage / "rejected.parquet"
+    _split(
+        pl.scan_csv(prepared.path, row_index_name=_ROW, **read_args),
+        plan,
+        cfg,
+        now,
+        writer.buckets,
+        header,
+        stage / "good",
+        rejected,
     )
-    stored, duplicate = _commit_buckets(good_dir, writer, dedupe=cfg.dedupe)
-    reasons = pl.read_parquet(bad_path).group_by("reason").len().sort("reason")
+    # rows the fast plan could not read get every format and the full number parser
+    retry = pl.scan_parquet(rejected).filter(pl.col(_REASON).is_in(RETRYABLE)).drop(_REASON)
+    still = stage / "still.parquet"
+    _split(
+        retry,
+        plan.exhaustive(detection),
+        cfg,
+        now,
+        writer.buckets,
+        header,
+        stage / "rescued",
+        still,
+    )
+    final = (
+        pl.concat(
+            [
+                pl.scan_parquet(rejected).filter(~pl.col(_REASON).is_in(RETRYABLE)),
+                pl.scan_parquet(still),
+            ]
+        )
+        .select(
+            pl.lit(str(source)).alias("source_file"),
+            (pl.col(_ROW).cast(pl.Int64) + HEADER_LINES + 1).alias("line"),
+            pl.col(_REASON).alias("reason"),
+            pl.struct([pl.col(h) for h in header]).struct.json_encode().alias("raw"),
+        )
+        .sort("line")
+    )
+    quarantine = stage / "quarantine.parquet"
+    final.sink_parquet(quarantine)
+    stored, duplicate = _commit_buckets([stage / "good", stage / "rescued"], writer, cfg.dedupe)
+    reasons = pl.read_parquet(quarantine).group_by("reason").len().sort("reason")
     quarantined = int(reasons["len"].sum())
     if quarantined:
-        writer.add_file("quarantine", bad_path, quarantined)
-    notes = tuple(n for n in (plan.dates.note,) if n)
+        writer.add_file("quarantine", quarantine, quarantined)
+    notes = tuple(n for n in (detection.note,) if n)
     return FileReport(
         source=str(source),
         sha256=sha,
@@ -435,38 +520,91 @@ def _run(
         encoding=prepared.encoding + (" (gzip)" if prepared.compressed else ""),
         delimiter=delimiter,
         decimal=plan.decimal,
-        date_formats=tuple(f.fmt for f in plan.dates.formats),
+        date_formats=tuple(f.fmt for f in plan.dates),
         notes=notes,
     )
 
 
-def _commit_buckets(good_dir: Path, writer: StoreWriter, *, dedupe: bool) -> tuple[int, int]:
+def _split(
+    rows: pl.LazyFrame,
+    plan: _Plan,
+    cfg: IngestConfig,
+    now: dt.datetime,
+    buckets: int,
+    header: list[str],
+    good_dir: Path,
+    rejected: Path,
+) -> None:
+    """Parse ``rows``; sink good rows by bucket into ``good_dir``, the rest to ``rejected``.
+
+    Rejected rows keep their original fields, row index and reason.
+    """
+    parsed = rows.with_columns(_canonical_exprs(plan, cfg)).with_columns(_reason_expr(cfg, now))
+    good = add_stable_hash(
+        parsed.filter(pl.col(_REASON).is_null()).select(
+            *(pl.col(_C + c).alias(c) for c in schema.TRANSACTION_SCHEMA)
+        ),
+        schema.CUSTOMER_ID,
+        _BUCKET,
+    ).with_columns(bucket_expr(_BUCKET, buckets).alias(_BUCKET))
+    bad = parsed.filter(pl.col(_REASON).is_not_null()).select(_ROW, _REASON, *header)
+    pl.collect_all(
+        [
+            good.sink_parquet(
+                pl.PartitionBy(good_dir, key=_BUCKET, include_key=False),
+                mkdir=True,
+                lazy=True,
+            ),
+            bad.sink_parquet(rejected, lazy=True, compression="lz4"),
+        ]
+    )
+
+
+def _distinct(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop exact duplicate rows, keeping the first.
+
+    A row-hash check skips the exact comparison when every row is already distinct.
+    """
+    if frame.hash_rows().n_unique() == frame.height:
+        return frame
+    return frame.filter(pl.struct(pl.all()).is_first_distinct())
+
+
+def _commit_buckets(dirs: Sequence[Path], writer: StoreWriter, dedupe: bool) -> tuple[int, int]:
+    """De-duplicate staged buckets against themselves and the store; add them as parts.
+
+    A staged bucket that loses no row is moved into the store as it is (no rewrite).
+    """
     stored = duplicate = 0
-    if not good_dir.is_dir():
-        return 0, 0
     keys = list(schema.TRANSACTION_SCHEMA)
-    for bucket_dir in sorted(good_dir.iterdir()):
-        bucket = int(bucket_dir.name.partition("=")[2])
-        files = sorted(str(p) for p in bucket_dir.rglob("*.parquet"))
-        if not files:
+    by_bucket: dict[int, list[Path]] = {}
+    for good_dir in dirs:
+        if not good_dir.is_dir():
             continue
+        for bucket_dir in sorted(good_dir.iterdir()):
+            bucket = int(bucket_dir.name.partition("=")[2])
+            by_bucket.setdefault(bucket, []).extend(sorted(bucket_dir.rglob("*.parquet")))
+    for bucket, files in sorted(by_bucket.items()):
         new = pl.read_parquet(files)
         fresh = new
         if dedupe:
-            fresh = new.unique(maintain_order=True)
-            lo, hi = fresh[schema.TS].min(), fresh[schema.TS].max()
-            existing = (
-                writer.scan("transactions", schema.TRANSACTION_SCHEMA, bucket)
-                .filter(pl.col(schema.TS).is_between(lo, hi))
-                .unique()
-            )
-            fresh = (
-                fresh.lazy()
-                .join(existing, on=keys, how="anti", nulls_equal=True, maintain_order="left")
-                .collect()
-            )
-        fresh = fresh.sort(schema.CUSTOMER_ID, schema.TS, maintain_order=True)
-        writer.add_frame("transactions", fresh, bucket)
+            fresh = _distinct(new)
+            if writer.current_parts("transactions", bucket):
+                lo, hi = fresh[schema.TS].min(), fresh[schema.TS].max()
+                existing = writer.scan("transactions", schema.TRANSACTION_SCHEMA, bucket).filter(
+                    pl.col(schema.TS).is_between(lo, hi)
+                )
+                fresh = (
+                    fresh.lazy()
+                    .join(existing, on=keys, how="anti", nulls_equal=True, maintain_order="left")
+                    .collect()
+                )
+        if fresh.height == new.height:
+            for path in files:
+                rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+                writer.add_file("transactions", path, int(rows), bucket)
+        else:
+            writer.add_frame("transactions", fresh, bucket)
         stored += fresh.height
         duplicate += new.height - fresh.height
     return stored, duplicate

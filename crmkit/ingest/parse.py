@@ -27,6 +27,7 @@ class DateFormat:
 
 
 _ISO: Final = (
+    DateFormat("%Y-%m-%d %H:%M:%S"),
     DateFormat("%Y-%m-%d %H:%M:%S%.f"),
     DateFormat("%Y-%m-%d %H:%M"),
     DateFormat("%Y-%m-%d"),
@@ -68,6 +69,8 @@ MDY: Final = _slashed("mdy")
 ALL_FORMATS: Final = _ISO + DMY + MDY
 
 _FLOAT_ID: Final = r"^(\d+)\.0+$"
+#: Distinct values of a sample tried against every candidate date format.
+DETECTION_VALUES: Final = 20_000
 
 
 def clean_text(expr: pl.Expr) -> pl.Expr:
@@ -114,9 +117,15 @@ def _parse_one(text: pl.Expr, fmt: DateFormat) -> pl.Expr:
     return text.str.strptime(dtype, fmt.fmt, strict=False)
 
 
-def parse_datetime(expr: pl.Expr, formats: Sequence[DateFormat]) -> pl.Expr:
-    """Parse date text with the first of ``formats`` that fits each value (naive UTC)."""
-    text = normalise_date_text(expr)
+def parse_datetime(
+    expr: pl.Expr, formats: Sequence[DateFormat], *, normalise: bool = True
+) -> pl.Expr:
+    """Parse date text with the first of ``formats`` that fits each value (naive UTC).
+
+    ``normalise=False`` skips :func:`normalise_date_text` (only strips white space), for
+    files whose sample shows it changes nothing.
+    """
+    text = normalise_date_text(expr) if normalise else expr.str.strip_chars()
     if not formats:
         return pl.lit(None, dtype=pl.Datetime("us"))
     return pl.coalesce([_parse_one(text, f) for f in formats])
@@ -129,11 +138,30 @@ def explicit_format(fmt: str) -> DateFormat:
 
 @dataclass(frozen=True)
 class DateDetection:
-    """The formats chosen for a file and why."""
+    """The formats chosen for a file and why.
+
+    ``formats`` are those the sample used, most frequent first; ``normalise`` says whether
+    the sample needed :func:`normalise_date_text`. :meth:`exhaustive` lists every format
+    compatible with the detected day/month order, for rows the chosen ones cannot read.
+    """
 
     formats: tuple[DateFormat, ...]
     dayfirst: bool | None
     note: str
+    normalise: bool = True
+
+    def exhaustive(self) -> tuple[DateFormat, ...]:
+        """Every candidate format except the other day/month order's.
+
+        When the order is undecided, month-first comes before day-first: an ambiguous
+        ``01/02/2024`` reads as 2 January, an unambiguous ``13/02/2024`` still parses.
+        """
+        if self.dayfirst is None:
+            ordered = [f for f in ALL_FORMATS if f not in DMY] + list(DMY)
+        else:
+            drop = MDY if self.dayfirst else DMY
+            ordered = [f for f in ALL_FORMATS if f not in drop]
+        return (*self.formats, *(f for f in ordered if f not in self.formats))
 
 
 def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetection:
@@ -144,7 +172,10 @@ def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetecti
     values that only one order can read (a day above 12); when the sample cannot tell,
     ``dayfirst`` decides and otherwise month-first is assumed and said in the note.
     """
-    text = sample.drop_nulls().to_frame("v").select(normalise_date_text(pl.col("v"))).to_series()
+    distinct = sample.drop_nulls().unique(maintain_order=True).head(DETECTION_VALUES)
+    stripped = distinct.str.strip_chars()
+    text = distinct.to_frame("v").select(normalise_date_text(pl.col("v"))).to_series()
+    normalise = bool((text != stripped).any())
     text = text.filter(text.str.len_chars() > 0)
     if text.len() == 0:
         return DateDetection(_ISO, dayfirst, "no dates in sample")
@@ -175,7 +206,14 @@ def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetecti
     kept.sort(key=lambda f: -counts[f])
     if not kept:
         return DateDetection(_ISO, dayfirst, "no known date format in sample")
-    return DateDetection(tuple(kept), dayfirst, note)
+    covered = hits.select(pl.any_horizontal([str(ALL_FORMATS.index(f)) for f in kept])).to_series()
+    best = [kept[0]]
+    for fmt in kept[1:]:  # drop formats that parse nothing the earlier ones miss
+        before = hits.select(pl.any_horizontal([str(ALL_FORMATS.index(f)) for f in best]))
+        if int(before.to_series().sum()) == int(covered.sum()):
+            break
+        best.append(fmt)
+    return DateDetection(tuple(best), dayfirst, note, normalise)
 
 
 _NUMBER_CHARS: Final = re.compile(r"[^0-9.,]")
@@ -211,6 +249,13 @@ def detect_decimal(values: Iterable[str | None], delimiter: str) -> Literal[".",
     if point > comma:
         return "."
     return "," if delimiter == ";" else "."
+
+
+def is_plain_number(values: pl.Series) -> bool:
+    """Return whether every non-empty value casts to a float as it is (no clean-up needed)."""
+    text = values.drop_nulls()
+    text = text.filter(text.str.len_chars() > 0)
+    return text.len() > 0 and text.cast(pl.Float64, strict=False).null_count() == 0
 
 
 def parse_number(expr: pl.Expr, decimal: Literal[".", ","]) -> pl.Expr:

@@ -1,0 +1,1 @@
+"""Benchmarks: crmkit against plain polars, DuckDB and pandas in the same run."""

@@ -1,0 +1,24 @@
+"""Run benchmarks: ``python -m bench ingest --rows 10000000`` (or ``all``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import ingest
+
+SUITES = {"ingest": ingest.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suite", choices=[*SUITES, "all"])
+    parser.add_argument("--rows", type=int, action="append", help="Rows (repeatable).")
+    args = parser.parse_args()
+    suites = list(SUITES) if args.suite == "all" else [args.suite]
+    for name in suites:
+        for rows in args.rows or [1_000_000, 10_000_000]:
+            SUITES[name](rows)
+
+
+if __name__ == "__main__":
+    main()
