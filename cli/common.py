@@ -33,6 +33,9 @@ ConfigOpt = Annotated[
         dir_okay=False,
     ),
 ]
+AsOfOpt = Annotated[
+    str, typer.Option("--as-of", help="As-of date YYYY-MM-DD: only earlier transactions count.")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 DEFAULT_STORE = Path("crm-store")
@@ -115,11 +118,11 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 
 def fmt(value: Any) -> str:  # noqa: ANN401
-    """Format a cell: thousands separators for ints, 4 significant digits for floats."""
+    """Format a cell: thousands separators; one decimal, or 3 significant digits below 1."""
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
+        return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.3g}"
     return str(value)

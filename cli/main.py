@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from crmkit_cli.commands import ingest, sample, store
+from crmkit_cli.commands import features, ingest, sample, segment, store
 
 from crmkit import __version__
 
@@ -36,6 +36,8 @@ def root(
 app.add_typer(sample.app)
 app.add_typer(ingest.app)
 app.add_typer(store.app, name="store")
+app.add_typer(features.app)
+app.add_typer(segment.app)
 
 
 def main() -> None:

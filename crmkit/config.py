@@ -107,11 +107,75 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of the feature pipeline.
+
+    Attributes
+    ----------
+    windows
+        Trailing window lengths in days; each is compared with the window before it.
+    value_period_days
+        Period length of the discounted historical value.
+    value_discount_rate
+        Discount rate per period of the historical value: spend ``i`` periods ago is
+        divided by ``(1 + rate) ** i``.
+    projection_horizon_days
+        Horizon of the projected value (and so of ``customer_value``).
+    annual_discount_rate
+        Annual rate discounting the projected value to the middle of its horizon.
+    """
+
+    windows: tuple[int, ...] = (30, 90, 365)
+    value_period_days: int = 90
+    value_discount_rate: float = 0.05
+    projection_horizon_days: int = 365
+    annual_discount_rate: float = 0.10
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Segmentation settings.
+
+    Attributes
+    ----------
+    cycle_edges
+        Explicit (short/medium, medium/long) mean-cycle thresholds in days; tertiles if empty.
+    spend_edges
+        Explicit (small/medium, medium/large) spend-per-purchase thresholds; tertiles if empty.
+    one_time_buyers
+        ``"long"`` places customers with a single purchase day in the long-cycle column of
+        the value grid; ``"separate"`` gives them their own tier ``one_time``.
+    kmeans_features
+        Feature columns clustered by k-means (log-scaled, then standardised).
+    max_k
+        Largest k tried by ``--k auto``.
+    seed
+        Random seed of k-means and of the silhouette sample.
+    """
+
+    cycle_edges: tuple[float, ...] = ()
+    spend_edges: tuple[float, ...] = ()
+    one_time_buyers: Literal["long", "separate"] = "long"
+    kmeans_features: tuple[str, ...] = (
+        "recency_days",
+        "purchase_days",
+        "gross_spend",
+        "mean_spend_per_day",
+        "tenure_days",
+        "spend_trend_365",
+    )
+    max_k: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one crmkit invocation."""
 
     ingest: IngestConfig = field(default_factory=IngestConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: ANN401

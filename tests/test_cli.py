@@ -149,3 +149,105 @@ def test_every_command_is_documented():
         assert command.help, f"{name} has no help"
     for name in names:
         assert re.search(rf"crmkit {name}\b", readme), f"`crmkit {name}` is not in README.md"
+
+
+def test_features_and_segments_csv_and_parquet(runner, tmp_path, env_now):
+    from .conftest import SAMPLE_DATA
+
+    store = str(tmp_path / "s")
+    invoke(runner, "ingest", str(SAMPLE_DATA / "transactions.csv"), "--store", store, "--quiet")
+    pq, csv = tmp_path / "f.parquet", tmp_path / "f.csv"
+    summary = invoke(
+        runner, "features", "--as-of", "2024-07-01", "--out", str(pq), "--store", store, "--json"
+    )
+    invoke(
+        runner, "features", "--as-of", "2024-07-01", "--out", str(csv), "--store", store, "--quiet"
+    )
+    a = pl.read_parquet(pq)
+    b = pl.read_csv(csv, schema_overrides={"customer_id": pl.String})
+    assert a.height == b.height == summary["customers"] > 1000
+    assert a["customer_id"].to_list() == b["customer_id"].to_list()
+    assert a["recency_days"].to_list() == b["recency_days"].to_list()
+    assert str(a["last_purchase"].max()) < "2024-07-01"
+    assert {"rfm_segment", "value_tier", "customer_value"} <= set(a.columns)
+    again = tmp_path / "g.parquet"
+    invoke(
+        runner,
+        "features",
+        "--as-of",
+        "2024-07-01",
+        "--out",
+        str(again),
+        "--store",
+        store,
+        "--quiet",
+    )
+    assert again.read_bytes() == pq.read_bytes()
+    for by in ("rfm", "value", "kmeans"):
+        out = tmp_path / f"{by}.csv"
+        seg = invoke(
+            runner,
+            "segment",
+            "--as-of",
+            "2024-07-01",
+            "--by",
+            by,
+            "--k",
+            "auto",
+            "--out",
+            str(out),
+            "--store",
+            store,
+            "--json",
+        )
+        frame = pl.read_csv(out)
+        assert frame.height == summary["customers"]
+        assert sum(s["customers"] for s in seg["segments"]) == frame.height
+        assert 0 < seg["top5_value_share"] < seg["top20_value_share"] < 1
+
+
+def test_segment_bad_options(runner, tmp_path, env_now):
+    from .conftest import SAMPLE_DATA
+
+    store = str(tmp_path / "s")
+    invoke(runner, "ingest", str(SAMPLE_DATA / "transactions.csv"), "--store", store, "--quiet")
+    bad_k = invoke(
+        runner,
+        "segment",
+        "--as-of",
+        "2024-07-01",
+        "--by",
+        "kmeans",
+        "--k",
+        "zero",
+        "--out",
+        str(tmp_path / "x.csv"),
+        "--store",
+        store,
+        code=2,
+    )
+    assert "--k: 'zero'" in bad_k.stderr
+    bad_date = invoke(
+        runner,
+        "features",
+        "--as-of",
+        "2024-13-01",
+        "--out",
+        str(tmp_path / "x.csv"),
+        "--store",
+        store,
+        code=2,
+    )
+    assert "'2024-13-01' is not a date" in bad_date.stderr
+    bad_ext = invoke(
+        runner,
+        "features",
+        "--as-of",
+        "2024-07-01",
+        "--out",
+        str(tmp_path / "x.xlsx"),
+        "--store",
+        store,
+        code=2,
+    )
+    assert "must end in .csv or .parquet" in bad_ext.stderr

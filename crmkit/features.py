@@ -1,0 +1,348 @@
+"""The shared feature pipeline: per-customer features as of a date, point in time.
+
+Every command that needs features (``features``, ``segment``, ``train``, ``score``,
+``targets``) calls :func:`customer_features`. It builds one lazy plan:
+
+1. transactions with ``ts < as_of`` (midnight starting the as-of day) are rolled up to one
+   row per customer and day (:func:`daily_activity`): gross spend (positive amounts),
+   refunds (negative amounts), orders;
+2. the days are aggregated per customer by small functions that each return a ``pl.Expr``;
+3. derived ratios, trends and values are added.
+
+A *purchase day* is a day with a positive gross spend; a *purchase* in cycle and spend
+measures means a purchase day, so that several invoices on one day count once. The
+plan is collected once, by the caller, with polars' streaming engine.
+
+Money is summed as exact integers of micro-units (1e-6 of the currency) and turned back
+into floats after aggregation: float sums depend on the order in which parallel workers
+combine them, integer sums do not, so the same input always gives the same bytes.
+
+Feature contract (version :data:`FEATURE_VERSION`): names and dtypes in
+:data:`FEATURE_SCHEMA`. Changing a definition means a new version: model cards record it
+and ``score`` refuses a model trained on another one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+import polars as pl
+
+from crmkit import schema
+from crmkit.config import FeatureConfig
+
+FEATURE_VERSION: Final = 1
+
+_DAY: Final = "day"
+MICRO: Final = 1_000_000
+# Multiply, never divide, by constants: polars may turn `x / c` into `x * (1 / c)` on some
+# chunks and not others, which changes the last bit of a result from run to run.
+_PER_MICRO: Final = 1e-6
+_GROSS: Final = "gross"
+_REFUNDS: Final = "refunds"
+_ORDERS: Final = "orders"
+
+
+def _schema(windows: tuple[int, ...]) -> dict[str, pl.DataType]:
+    out: dict[str, pl.DataType] = {
+        schema.CUSTOMER_ID: pl.String(),
+        "first_purchase": pl.Date(),
+        "last_purchase": pl.Date(),
+        "tenure_days": pl.Int64(),
+        "recency_days": pl.Int64(),
+        "purchase_days": pl.Int64(),
+        "orders": pl.Int64(),
+        "is_one_time": pl.Boolean(),
+        "gross_spend": pl.Float64(),
+        "refunds": pl.Float64(),
+        "net_spend": pl.Float64(),
+        "refund_share": pl.Float64(),
+        "mean_order_value": pl.Float64(),
+        "mean_spend_per_day": pl.Float64(),
+        "mean_cycle_days": pl.Float64(),
+        "std_cycle_days": pl.Float64(),
+        "overdue_ratio": pl.Float64(),
+    }
+    for w in windows:
+        out |= {
+            f"days_{w}": pl.Int64(),
+            f"spend_{w}": pl.Float64(),
+            f"days_prev_{w}": pl.Int64(),
+            f"spend_prev_{w}": pl.Float64(),
+            f"days_change_{w}": pl.Int64(),
+            f"spend_change_{w}": pl.Float64(),
+            f"spend_trend_{w}": pl.Float64(),
+        }
+    out |= {
+        "historical_value": pl.Float64(),
+        "projected_value": pl.Float64(),
+        "customer_value": pl.Float64(),
+    }
+    return out
+
+
+#: Names and dtypes of the feature table for the default windows.
+FEATURE_SCHEMA: Final = _schema(FeatureConfig().windows)
+
+
+def feature_schema(cfg: FeatureConfig) -> dict[str, pl.DataType]:
+    """Return the feature table's names and dtypes for ``cfg``'s windows."""
+    return _schema(cfg.windows)
+
+
+def cutoff_of(as_of: dt.date) -> dt.datetime:
+    """Return the instant that starts ``as_of``: features see only ``ts`` before it."""
+    return dt.datetime.combine(as_of, dt.time())
+
+
+# --- day level ---------------------------------------------------------------------------
+
+
+def to_micro(expr: pl.Expr) -> pl.Expr:
+    """Money as Int64 micro-units, for exact, order-independent sums."""
+    return (expr * MICRO).round().cast(pl.Int64)
+
+
+def money_sum(expr: pl.Expr) -> pl.Expr:
+    """Sum money exactly (via micro-units) and return it as Float64."""
+    return to_micro(expr).sum() * _PER_MICRO
+
+
+def _order_key() -> pl.Expr:
+    ts_text = pl.col(schema.TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.f")
+    return pl.coalesce(pl.col(schema.ORDER_ID), ts_text)
+
+
+def daily_activity(tx: pl.LazyFrame, cutoff: dt.datetime) -> pl.LazyFrame:
+    """Roll transactions before ``cutoff`` up to one row per customer and day.
+
+    Columns: ``customer_id``, ``day``, ``gross`` (sum of positive amounts), ``refunds``
+    (sum of negative amounts, as a positive number) -- both Int64 micro-units --,
+    ``orders`` (distinct order ids of
+    positive lines; lines without an order id count one order per timestamp).
+    """
+    positive = pl.col(schema.AMOUNT) > 0
+    return (
+        tx.filter(pl.col(schema.TS) < cutoff)
+        .group_by(schema.CUSTOMER_ID, pl.col(schema.TS).dt.date().alias(_DAY))
+        .agg(
+            to_micro(pl.col(schema.AMOUNT)).filter(positive).sum().alias(_GROSS),
+            (-to_micro(pl.col(schema.AMOUNT))).filter(~positive).sum().alias(_REFUNDS),
+            _order_key().filter(positive).n_unique().cast(pl.Int64).alias(_ORDERS),
+        )
+    )
+
+
+# --- customer level: aggregations over the daily frame ------------------------------------
+
+
+def _is_purchase() -> pl.Expr:
+    return pl.col(_GROSS) > 0
+
+
+def _net() -> pl.Expr:
+    return pl.col(_GROSS) - pl.col(_REFUNDS)
+
+
+def first_purchase() -> pl.Expr:
+    """First purchase day."""
+    return pl.col(_DAY).filter(_is_purchase()).min().alias("first_purchase")
+
+
+def last_purchase() -> pl.Expr:
+    """Last purchase day before the as-of date."""
+    return pl.col(_DAY).filter(_is_purchase()).max().alias("last_purchase")
+
+
+def purchase_days() -> pl.Expr:
+    """Distinct days with a purchase (the frequency measure)."""
+    return _is_purchase().sum().cast(pl.Int64).alias("purchase_days")
+
+
+def orders() -> pl.Expr:
+    """Distinct orders."""
+    return pl.col(_ORDERS).sum().cast(pl.Int64).alias("orders")
+
+
+def gross_spend() -> pl.Expr:
+    """Sum of positive amounts."""
+    return pl.col(_GROSS).sum().alias("gross_spend")
+
+
+def refunds() -> pl.Expr:
+    """Sum of refunds and cancellations, as a positive number."""
+    return pl.col(_REFUNDS).sum().alias("refunds")
+
+
+def std_cycle_days() -> pl.Expr:
+    """Return the standard deviation of the gaps between purchase days (null below three)."""
+    gaps = pl.col(_DAY).filter(_is_purchase()).sort().diff().dt.total_days()
+    return gaps.std().alias("std_cycle_days")
+
+
+def window_activity(as_of: dt.date, days: int) -> list[pl.Expr]:
+    """Purchase days and net spend in ``[as_of - days, as_of)`` and in the window before."""
+    start = as_of - dt.timedelta(days=days)
+    prev = start - dt.timedelta(days=days)
+    this = pl.col(_DAY) >= start
+    before = (pl.col(_DAY) >= prev) & (pl.col(_DAY) < start)
+    return [
+        (_is_purchase() & this).sum().cast(pl.Int64).alias(f"days_{days}"),
+        _net().filter(this).sum().alias(f"spend_{days}"),
+        (_is_purchase() & before).sum().cast(pl.Int64).alias(f"days_prev_{days}"),
+        _net().filter(before).sum().alias(f"spend_prev_{days}"),
+    ]
+
+
+def historical_value(as_of: dt.date, cfg: FeatureConfig) -> pl.Expr:
+    """Discounted historical value ``CV = sum_i S_i / (1 + r) ** i``.
+
+    ``S_i`` is the net spend in period ``i`` counted back from the as-of date (period 0 is
+    the ``value_period_days`` before it) and ``r`` is ``value_discount_rate``.
+    """
+    age = (pl.lit(as_of) - pl.col(_DAY)).dt.total_days()
+    period = (age - 1) // cfg.value_period_days
+    weight = pl.lit(1.0 + cfg.value_discount_rate).pow(-period.cast(pl.Float64))
+    return (_net() * weight).round().cast(pl.Int64).sum().alias("historical_value")
+
+
+def customer_aggregates(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
+    """All per-customer aggregations of the daily frame."""
+    windows = [e for w in cfg.windows for e in window_activity(as_of, w)]
+    return [
+        first_purchase(),
+        last_purchase(),
+        purchase_days(),
+        orders(),
+        gross_spend(),
+        refunds(),
+        std_cycle_days(),
+        *windows,
+        historical_value(as_of, cfg),
+    ]
+
+
+# --- derived columns ----------------------------------------------------------------------
+
+
+def money_columns(cfg: FeatureConfig) -> list[str]:
+    """Return the aggregates held in micro-units until :func:`from_micro` converts them."""
+    windows = [f"{kind}_{w}" for w in cfg.windows for kind in ("spend", "spend_prev")]
+    return ["gross_spend", "refunds", *windows, "historical_value"]
+
+
+def from_micro(cfg: FeatureConfig) -> list[pl.Expr]:
+    """Turn the micro-unit aggregates back into currency (Float64)."""
+    return [(pl.col(c) * _PER_MICRO).alias(c) for c in money_columns(cfg)]
+
+
+def _days_between(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:
+    return (later - earlier).dt.total_days().cast(pl.Int64)
+
+
+def derived(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
+    """Ratios, cycles and trends computed from the aggregates."""
+    n = pl.col("purchase_days")
+    gross = pl.col("gross_spend")
+    span = _days_between(pl.col("last_purchase"), pl.col("first_purchase"))
+    mean_cycle = pl.when(n > 1).then(span / (n - 1))
+    recency = _days_between(pl.lit(as_of), pl.col("last_purchase"))
+    out = [
+        _days_between(pl.lit(as_of), pl.col("first_purchase")).alias("tenure_days"),
+        recency.alias("recency_days"),
+        (n == 1).alias("is_one_time"),
+        (gross - pl.col("refunds")).alias("net_spend"),
+        (pl.col("refunds") / gross).alias("refund_share"),
+        (gross / pl.col("orders")).alias("mean_order_value"),
+        (gross / n).alias("mean_spend_per_day"),
+        mean_cycle.alias("mean_cycle_days"),
+        (recency / mean_cycle).alias("overdue_ratio"),
+    ]
+    for w in cfg.windows:
+        now, prev = pl.col(f"spend_{w}"), pl.col(f"spend_prev_{w}")
+        scale = now.abs() + prev.abs()
+        out += [
+            (pl.col(f"days_{w}") - pl.col(f"days_prev_{w}")).alias(f"days_change_{w}"),
+            (now - prev).alias(f"spend_change_{w}"),
+            pl.when(scale > 0).then((now - prev) / scale).otherwise(0.0).alias(f"spend_trend_{w}"),
+        ]
+    return out
+
+
+def projected_value(cfg: FeatureConfig) -> pl.Expr:
+    """Projected value over the horizon if the customer stays: spend per purchase / cycle.
+
+    ``mean_spend_per_day / cycle * horizon / (1 + annual_rate) ** (horizon / 730)``, i.e.
+    discounted to the middle of the horizon. One-time buyers have no cycle of their own and
+    get the median cycle of the repeat buyers as of the same date; cycles are floored at one
+    day.
+    """
+    cycle = pl.coalesce(pl.col("mean_cycle_days"), pl.col("mean_cycle_days").median())
+    cycle = pl.max_horizontal(cycle, pl.lit(1.0))
+    horizon = cfg.projection_horizon_days
+    factor = horizon / (1.0 + cfg.annual_discount_rate) ** (horizon / 730.0)
+    value = pl.col("mean_spend_per_day") / cycle * factor
+    return value.fill_null(pl.col("mean_spend_per_day")).alias("projected_value")
+
+
+def customer_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:
+    """Build the lazy feature plan for every customer with a purchase before ``as_of``.
+
+    Parameters
+    ----------
+    tx
+        Transactions in the canonical schema (e.g. ``Store.transactions()``).
+    as_of
+        Features see only transactions with ``ts`` before the start of this day.
+    cfg
+        Windows and value parameters.
+
+    Returns
+    -------
+    pl.LazyFrame
+        One row per customer, columns :func:`feature_schema`, sorted by customer id.
+    """
+    columns = feature_schema(cfg)
+    return (
+        daily_activity(tx, cutoff_of(as_of))
+        .group_by(schema.CUSTOMER_ID)
+        .agg(customer_aggregates(as_of, cfg))
+        .filter(pl.col("purchase_days") > 0)
+        .with_columns(from_micro(cfg))
+        .with_columns(derived(as_of, cfg))
+        .with_columns(projected_value(cfg))
+        .with_columns(pl.col("projected_value").alias("customer_value"))
+        .select([pl.col(name).cast(dtype) for name, dtype in columns.items()])
+        .sort(schema.CUSTOMER_ID)
+    )
+
+
+def churn_labels(
+    tx: pl.LazyFrame, customers: pl.LazyFrame, as_of: dt.date, horizon_days: int
+) -> pl.LazyFrame:
+    """Label ``customers``: ``churned`` = no purchase in ``[as_of, as_of + horizon)``.
+
+    Only transactions inside that window are read, so labels never see the features' past
+    and features never see the label window.
+    """
+    start = cutoff_of(as_of)
+    end = start + dt.timedelta(days=horizon_days)
+    buyers = (
+        tx.filter(
+            (pl.col(schema.TS) >= start) & (pl.col(schema.TS) < end) & (pl.col(schema.AMOUNT) > 0)
+        )
+        .select(schema.CUSTOMER_ID)
+        .unique()
+        .with_columns(pl.lit(value=False).alias("churned"))
+    )
+    return (
+        customers.select(schema.CUSTOMER_ID)
+        .join(buyers, on=schema.CUSTOMER_ID, how="left")
+        .with_columns(pl.col("churned").fill_null(value=True))
+    )
+
+
+def collect(plan: pl.LazyFrame) -> pl.DataFrame:
+    """Collect a feature plan with the streaming engine (data larger than memory)."""
+    return plan.collect(engine="streaming")

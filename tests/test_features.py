@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crmkit.config import FeatureConfig
+from crmkit.features import (
+    FEATURE_SCHEMA,
+    churn_labels,
+    collect,
+    customer_features,
+    feature_schema,
+)
+from crmkit.schema import TRANSACTION_SCHEMA
+
+from .reference import close, reference_features
+
+AS_OF = dt.date(2024, 7, 1)
+CFG = FeatureConfig()
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    full = [{k: r.get(k) for k in TRANSACTION_SCHEMA} for r in rows]
+    return pl.DataFrame(full, schema=TRANSACTION_SCHEMA)
+
+
+def features(rows, as_of=AS_OF, cfg=CFG) -> pl.DataFrame:
+    return collect(customer_features(frame(rows).lazy(), as_of, cfg))
+
+
+def random_rows(seed: int, n: int = 600) -> list[dict]:
+    rng = random.Random(seed)
+    start = dt.datetime(2022, 1, 1)
+    rows = []
+    for i in range(n):
+        ts = start + dt.timedelta(minutes=rng.randrange(0, 60 * 24 * 1000))
+        amount = (
+            round(rng.uniform(1, 200), 2) if rng.random() > 0.1 else -round(rng.uniform(1, 50), 2)
+        )
+        order = None if rng.random() < 0.2 else f"O{i // rng.choice([1, 2, 3])}"
+        rows.append(
+            {"customer_id": f"C{rng.randrange(40)}", "ts": ts, "amount": amount, "order_id": order}
+        )
+    return rows
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_feature_equals_the_reference(seed):
+    rows = random_rows(seed)
+    got = features(rows)
+    expected = reference_features(rows, AS_OF, CFG)
+    assert set(got["customer_id"]) == set(expected)
+    assert list(got.columns) == list(FEATURE_SCHEMA)
+    for row in got.iter_rows(named=True):
+        want = expected[row["customer_id"]]
+        for name, value in want.items():
+            assert close(row[name], value), (row["customer_id"], name, row[name], value)
+
+
+def test_hand_computed_customer():
+    rows = [
+        {"customer_id": "A", "ts": dt.datetime(2024, 6, 1, 10), "amount": 100.0, "order_id": "1"},
+        {"customer_id": "A", "ts": dt.datetime(2024, 6, 1, 11), "amount": 50.0, "order_id": "2"},
+        {"customer_id": "A", "ts": dt.datetime(2024, 6, 11), "amount": 30.0, "order_id": "3"},
+        {"customer_id": "A", "ts": dt.datetime(2024, 6, 12), "amount": -30.0, "order_id": "C3"},
+        {"customer_id": "A", "ts": dt.datetime(2024, 6, 21), "amount": 20.0, "order_id": "4"},
+        {
+            "customer_id": "A",
+            "ts": dt.datetime(2024, 7, 1),
+            "amount": 999.0,
+            "order_id": "5",
+        },  # after
+        {"customer_id": "B", "ts": dt.datetime(2024, 3, 1), "amount": 10.0, "order_id": None},
+    ]
+    got = features(rows).to_dicts()
+    a, b = got
+    assert a["purchase_days"] == 3
+    assert a["orders"] == 4
+    assert a["gross_spend"] == 200.0
+    assert a["refunds"] == 30.0
+    assert a["net_spend"] == 170.0
+    assert a["recency_days"] == 10
+    assert a["tenure_days"] == 30
+    assert a["mean_cycle_days"] == 10.0
+    assert a["std_cycle_days"] == 0.0
+    assert a["overdue_ratio"] == 1.0
+    assert a["days_30"] == 3
+    assert a["spend_30"] == 170.0
+    assert a["mean_order_value"] == 50.0
+    assert b["is_one_time"] is True
+    assert b["mean_cycle_days"] is None
+    # a one-time buyer gets the median cycle of repeat buyers in the projection
+    assert b["projected_value"] == pytest.approx(10.0 / 10.0 * 365 / 1.1 ** (365 / 730))
+
+
+def test_customers_with_only_refunds_are_not_customers():
+    rows = [{"customer_id": "R", "ts": dt.datetime(2024, 1, 1), "amount": -5.0}]
+    assert features(rows).height == 0
+
+
+tx_strategy = st.lists(
+    st.fixed_dictionaries(
+        {
+            "customer_id": st.sampled_from(["a", "b", "c", "d"]),
+            "ts": st.datetimes(
+                min_value=dt.datetime(2023, 1, 1), max_value=dt.datetime(2024, 12, 31)
+            ),
+            "amount": st.floats(min_value=-100, max_value=500, allow_nan=False).map(
+                lambda x: round(x, 2)
+            ),
+            "order_id": st.none() | st.sampled_from(["o1", "o2", "o3"]),
+        }
+    ),
+    max_size=40,
+)
+
+
+@given(tx_strategy, tx_strategy)
+def test_transactions_at_or_after_as_of_never_change_features(before, extra):
+    cutoff = dt.datetime.combine(AS_OF, dt.time())
+    past = [r for r in before if r["ts"] < cutoff]
+    future = [{**r, "ts": max(r["ts"], cutoff)} for r in extra]
+    base = features(past)
+    assert features(past + future).equals(base)
+
+
+@given(tx_strategy, st.randoms(use_true_random=False))
+def test_features_do_not_depend_on_row_order(rows, rnd):
+    shuffled = rows[:]
+    rnd.shuffle(shuffled)
+    a, b = features(rows), features(shuffled)
+    assert a.columns == b.columns
+    for name in a.columns:
+        if a.schema[name] == pl.Float64:
+            assert ((a[name] - b[name]).abs().fill_null(0).max() or 0.0) <= 1e-9
+            assert a[name].is_null().equals(b[name].is_null())
+        else:
+            assert a[name].equals(b[name])
+
+
+def test_labels_use_only_the_horizon():
+    rows = [
+        {"customer_id": "A", "ts": dt.datetime(2024, 6, 1), "amount": 10.0},
+        {"customer_id": "B", "ts": dt.datetime(2024, 6, 1), "amount": 10.0},
+        {"customer_id": "C", "ts": dt.datetime(2024, 6, 1), "amount": 10.0},
+        {"customer_id": "A", "ts": dt.datetime(2024, 7, 1), "amount": 5.0},  # first day: kept
+        {"customer_id": "B", "ts": dt.datetime(2024, 9, 29), "amount": 5.0},  # day 90: outside
+        {
+            "customer_id": "C",
+            "ts": dt.datetime(2024, 7, 5),
+            "amount": -5.0,
+        },  # refund: not a purchase
+    ]
+    tx = frame(rows).lazy()
+    labels = (
+        churn_labels(tx, customer_features(tx, AS_OF, CFG), AS_OF, 90).collect().sort("customer_id")
+    )
+    assert labels["churned"].to_list() == [False, True, True]
+
+
+def test_schema_follows_windows():
+    cfg = FeatureConfig(windows=(7, 28))
+    names = list(feature_schema(cfg))
+    assert "days_7" in names
+    assert "spend_trend_28" in names
+    assert "days_30" not in names
+    assert list(features(random_rows(4), cfg=cfg).columns) == names
