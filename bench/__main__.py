@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import ingest
+from bench import features, ingest
 
-SUITES = {"ingest": ingest.run}
+SUITES = {"ingest": ingest.run, "features": features.run}
 
 
 def main() -> None:

@@ -25,12 +25,14 @@ and ``score`` refuses a model trained on another one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Final
 
 import polars as pl
 
 from crmkit import schema
 from crmkit.config import FeatureConfig
+from crmkit.store import Store
 
 FEATURE_VERSION: Final = 1
 
@@ -147,12 +149,12 @@ def _net() -> pl.Expr:
 
 def first_purchase() -> pl.Expr:
     """First purchase day."""
-    return pl.col(_DAY).filter(_is_purchase()).min().alias("first_purchase")
+    return pl.when(_is_purchase()).then(pl.col(_DAY)).min().alias("first_purchase")
 
 
 def last_purchase() -> pl.Expr:
     """Last purchase day before the as-of date."""
-    return pl.col(_DAY).filter(_is_purchase()).max().alias("last_purchase")
+    return pl.when(_is_purchase()).then(pl.col(_DAY)).max().alias("last_purchase")
 
 
 def purchase_days() -> pl.Expr:
@@ -175,10 +177,39 @@ def refunds() -> pl.Expr:
     return pl.col(_REFUNDS).sum().alias("refunds")
 
 
+def gap_moments(daily: pl.LazyFrame) -> pl.LazyFrame:
+    """Per customer, the number of gaps between purchase days and the sum of their squares.
+
+    One global sort by (customer, day) replaces a sort inside every group; the sums are
+    exact integers, so :func:`std_cycle_days` does not depend on evaluation order.
+    """
+    customer = pl.col(schema.CUSTOMER_ID)
+    gap = pl.when(customer == customer.shift()).then(
+        (pl.col(_DAY) - pl.col(_DAY).shift()).dt.total_days()
+    )
+    return (
+        daily.filter(_is_purchase())
+        .select(schema.CUSTOMER_ID, _DAY)
+        .sort(schema.CUSTOMER_ID, _DAY)
+        .with_columns(gap.alias("gap"))
+        .group_by(schema.CUSTOMER_ID)
+        .agg(
+            (pl.col("gap") * pl.col("gap")).sum().alias("_gap_sq"),
+            pl.col("gap").count().alias("_gaps"),
+        )
+    )
+
+
 def std_cycle_days() -> pl.Expr:
-    """Return the standard deviation of the gaps between purchase days (null below three)."""
-    gaps = pl.col(_DAY).filter(_is_purchase()).sort().diff().dt.total_days()
-    return gaps.std().alias("std_cycle_days")
+    """Return the sample standard deviation of the gaps between purchase days.
+
+    From the gap count n, their sum (last - first purchase day) and their sum of squares;
+    null below two gaps (three purchase days).
+    """
+    n = pl.col("_gaps").cast(pl.Float64)
+    total = _days_between(pl.col("last_purchase"), pl.col("first_purchase")).cast(pl.Float64)
+    variance = (pl.col("_gap_sq").cast(pl.Float64) - total * total / n) / (n - 1.0)
+    return pl.when(n >= 2).then(variance.clip(lower_bound=0.0).sqrt()).alias("std_cycle_days")
 
 
 def window_activity(as_of: dt.date, days: int) -> list[pl.Expr]:
@@ -189,9 +220,9 @@ def window_activity(as_of: dt.date, days: int) -> list[pl.Expr]:
     before = (pl.col(_DAY) >= prev) & (pl.col(_DAY) < start)
     return [
         (_is_purchase() & this).sum().cast(pl.Int64).alias(f"days_{days}"),
-        _net().filter(this).sum().alias(f"spend_{days}"),
+        pl.when(this).then(_net()).otherwise(0).sum().alias(f"spend_{days}"),
         (_is_purchase() & before).sum().cast(pl.Int64).alias(f"days_prev_{days}"),
-        _net().filter(before).sum().alias(f"spend_prev_{days}"),
+        pl.when(before).then(_net()).otherwise(0).sum().alias(f"spend_prev_{days}"),
     ]
 
 
@@ -217,7 +248,6 @@ def customer_aggregates(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
         orders(),
         gross_spend(),
         refunds(),
-        std_cycle_days(),
         *windows,
         historical_value(as_of, cfg),
     ]
@@ -249,6 +279,7 @@ def derived(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
     mean_cycle = pl.when(n > 1).then(span / (n - 1))
     recency = _days_between(pl.lit(as_of), pl.col("last_purchase"))
     out = [
+        std_cycle_days(),
         _days_between(pl.lit(as_of), pl.col("first_purchase")).alias("tenure_days"),
         recency.alias("recency_days"),
         (n == 1).alias("is_one_time"),
@@ -286,13 +317,41 @@ def projected_value(cfg: FeatureConfig) -> pl.Expr:
     return value.fill_null(pl.col("mean_spend_per_day")).alias("projected_value")
 
 
+def base_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:
+    """Build every per-customer feature that depends on the customer's own history only.
+
+    The rest (:func:`finish_features`) needs the whole population (the median cycle), so
+    this part can run on any subset of customers, e.g. one store bucket at a time.
+    """
+    daily = daily_activity(tx, cutoff_of(as_of))
+    return (
+        daily.group_by(schema.CUSTOMER_ID)
+        .agg(customer_aggregates(as_of, cfg))
+        .filter(pl.col("purchase_days") > 0)
+        .join(gap_moments(daily), on=schema.CUSTOMER_ID, how="left")
+        .with_columns(from_micro(cfg))
+        .with_columns(derived(as_of, cfg))
+    )
+
+
+def finish_features(base: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+    """Add the population-dependent values, cast to the contract and sort by customer."""
+    columns = feature_schema(cfg)
+    return (
+        base.with_columns(projected_value(cfg))
+        .with_columns(pl.col("projected_value").alias("customer_value"))
+        .select([pl.col(name).cast(dtype) for name, dtype in columns.items()])
+        .sort(schema.CUSTOMER_ID)
+    )
+
+
 def customer_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:
     """Build the lazy feature plan for every customer with a purchase before ``as_of``.
 
     Parameters
     ----------
     tx
-        Transactions in the canonical schema (e.g. ``Store.transactions()``).
+        Transactions in the canonical schema.
     as_of
         Features see only transactions with ``ts`` before the start of this day.
     cfg
@@ -303,19 +362,30 @@ def customer_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> p
     pl.LazyFrame
         One row per customer, columns :func:`feature_schema`, sorted by customer id.
     """
-    columns = feature_schema(cfg)
-    return (
-        daily_activity(tx, cutoff_of(as_of))
-        .group_by(schema.CUSTOMER_ID)
-        .agg(customer_aggregates(as_of, cfg))
-        .filter(pl.col("purchase_days") > 0)
-        .with_columns(from_micro(cfg))
-        .with_columns(derived(as_of, cfg))
-        .with_columns(projected_value(cfg))
-        .with_columns(pl.col("projected_value").alias("customer_value"))
-        .select([pl.col(name).cast(dtype) for name, dtype in columns.items()])
-        .sort(schema.CUSTOMER_ID)
-    )
+    return finish_features(base_features(tx, as_of, cfg), cfg)
+
+
+def store_features(
+    store: Store,
+    as_of: dt.date,
+    cfg: FeatureConfig,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> pl.DataFrame:
+    """Compute :func:`customer_features` over a store, one customer bucket at a time.
+
+    Buckets hold disjoint customers, so each bucket's plan is small (its hash tables fit in
+    cache and memory stays bounded by the largest bucket) and the results concatenate;
+    the population step then runs once on the per-customer rows.
+    """
+    scans = store.bucket_scans()
+    parts = []
+    for i, scan in enumerate(scans):
+        parts.append(collect(base_features(scan, as_of, cfg)))
+        if progress is not None:
+            progress(i + 1, len(scans), "buckets")
+    if not parts:
+        return collect(customer_features(store.transactions(), as_of, cfg))
+    return finish_features(pl.concat(parts).lazy(), cfg).collect()
 
 
 def churn_labels(

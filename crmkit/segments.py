@@ -19,7 +19,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config import SegmentConfig, Settings
 from crmkit.errors import BadInputError
-from crmkit.features import collect, customer_features, money_sum
+from crmkit.features import money_sum, store_features
 from crmkit.store import Store
 
 #: RFM segment rules, evaluated in order; the first match names the customer.
@@ -478,8 +478,8 @@ def feature_table(store: Store, as_of: dt.date, settings: Settings) -> pl.DataFr
         When the store is empty.
     """
     _as_of_check(store, as_of)
-    plan = customer_features(store.transactions(), as_of, settings.features)
-    return with_segments(collect(plan), settings.segments)
+    features = store_features(store, as_of, settings.features)
+    return with_segments(features, settings.segments)
 
 
 def segment_store(
@@ -491,7 +491,7 @@ def segment_store(
 ) -> tuple[pl.DataFrame, SegmentSummary]:
     """Compute features as of ``as_of`` and one segmentation of them."""
     _as_of_check(store, as_of)
-    features = collect(customer_features(store.transactions(), as_of, settings.features))
+    features = store_features(store, as_of, settings.features)
     return segment_frame(features, by, settings.segments, k)
 
 

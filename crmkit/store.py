@@ -216,6 +216,16 @@ class Store:
         """Return all stored transactions as a LazyFrame in the canonical schema."""
         return self._scan("transactions", schema.TRANSACTION_SCHEMA)
 
+    def bucket_scans(self) -> list[pl.LazyFrame]:
+        """Return one LazyFrame of transactions per customer bucket (disjoint customers)."""
+        by_bucket: dict[int, list[str]] = {}
+        for part in self.manifest().parts_of("transactions"):
+            by_bucket.setdefault(part.bucket or 0, []).append(str(self.root / part.path))
+        return [
+            pl.scan_parquet(paths, schema=dict(schema.TRANSACTION_SCHEMA))
+            for _, paths in sorted(by_bucket.items())
+        ]
+
     def quarantine(self) -> pl.DataFrame:
         """Return every quarantined row with its source file, line and reason."""
         return self._scan("quarantine", schema.QUARANTINE_SCHEMA).collect()

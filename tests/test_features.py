@@ -170,3 +170,19 @@ def test_schema_follows_windows():
     assert "spend_trend_28" in names
     assert "days_30" not in names
     assert list(features(random_rows(4), cfg=cfg).columns) == names
+
+
+def test_bucketed_store_features_equal_the_single_plan(tmp_path):
+    from crmkit.config import IngestConfig
+    from crmkit.features import store_features
+    from crmkit.ingest import ingest_files
+    from crmkit.store import Store
+
+    from .conftest import NOW, SAMPLE_DATA
+
+    store = Store(tmp_path / "s")
+    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
+    bucketed = store_features(store, AS_OF, CFG)
+    single = collect(customer_features(store.transactions(), AS_OF, CFG))
+    assert len(store.bucket_scans()) == 16
+    assert bucketed.equals(single)
