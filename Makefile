@@ -13,11 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+DEMO_DATE := 2025-01-01
+DEMO_ARGS := --store $(DEMO)/crm-store --registry $(DEMO)/models
+
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/crmkit ingest sample_data/transactions.csv --store $(DEMO)/crm-store
-	$(BIN)/crmkit store info --store $(DEMO)/crm-store
-	@echo "Store ready at $(DEMO)/crm-store"
+	$(BIN)/crmkit segment --as-of $(DEMO_DATE) --by value --out $(DEMO)/value_tiers.csv --store $(DEMO)/crm-store
+	$(BIN)/crmkit train --as-of $(DEMO_DATE) --horizon 90 --name churn $(DEMO_ARGS)
+	$(BIN)/crmkit score --as-of $(DEMO_DATE) --model churn --out $(DEMO)/scores.csv $(DEMO_ARGS)
+	@echo "Churn scores for $(DEMO_DATE): $(DEMO)/scores.csv"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

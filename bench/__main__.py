@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import features, ingest
+from bench import features, ingest, model
 
-SUITES = {"ingest": ingest.run, "features": features.run}
+SUITES = {"ingest": ingest.run, "features": features.run, "model": model.run}
 
 
 def main() -> None:
@@ -16,6 +16,9 @@ def main() -> None:
     args = parser.parse_args()
     suites = list(SUITES) if args.suite == "all" else [args.suite]
     for name in suites:
+        if name == "model":
+            SUITES[name](0)
+            continue
         for rows in args.rows or [1_000_000, 10_000_000]:
             SUITES[name](rows)
 

@@ -36,6 +36,12 @@ ConfigOpt = Annotated[
 AsOfOpt = Annotated[
     str, typer.Option("--as-of", help="As-of date YYYY-MM-DD: only earlier transactions count.")
 ]
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry", envvar="CRMKIT_REGISTRY", help="Model registry (default: [model] registry)."
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 DEFAULT_STORE = Path("crm-store")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from crmkit_cli.commands import features, ingest, sample, segment, store
+from crmkit_cli.commands import features, ingest, models, sample, score, segment, store, train
 
 from crmkit import __version__
 
@@ -38,6 +38,9 @@ app.add_typer(ingest.app)
 app.add_typer(store.app, name="store")
 app.add_typer(features.app)
 app.add_typer(segment.app)
+app.add_typer(train.app)
+app.add_typer(models.app, name="models")
+app.add_typer(score.app)
 
 
 def main() -> None:

@@ -123,6 +123,9 @@ class FeatureConfig:
         Horizon of the projected value (and so of ``customer_value``).
     annual_discount_rate
         Annual rate discounting the projected value to the middle of its horizon.
+    season_window_days
+        Length of the "same season last year" window ``[T - 365, T - 365 + W)``: what the
+        customer did in the period ahead, one year earlier.
     """
 
     windows: tuple[int, ...] = (30, 90, 365)
@@ -130,6 +133,7 @@ class FeatureConfig:
     value_discount_rate: float = 0.05
     projection_horizon_days: int = 365
     annual_discount_rate: float = 0.10
+    season_window_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,49 @@ class SegmentConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Churn model training settings.
+
+    Attributes
+    ----------
+    registry
+        Directory of the model registry.
+    name
+        Model name used by ``train``, ``score`` and ``run`` when none is given.
+    snapshots
+        Number of training cutoffs ``T_k = as_of - horizon - k * step``.
+    step_days
+        Days between cutoffs (30: a year of monthly cutoffs covers every season).
+    lookback_days
+        A customer is eligible at a cutoff when their last purchase is at most this many
+        days before it.
+    kind
+        ``"hgb"`` (histogram gradient boosting) or ``"logreg"``.
+    calibration
+        ``"isotonic"`` or ``"sigmoid"``, fitted on out-of-fold predictions.
+    min_customers, min_class
+        Training is refused below these numbers of rows / churners / non-churners.
+    seed
+        Random seed.
+    threads
+        OpenMP threads for fitting and predicting. On small machines one thread is faster
+        (measured on 2 cores: 1.35 s against 4.0 s for two threads on the same fit).
+    """
+
+    registry: str = "models"
+    name: str = "churn"
+    snapshots: int = 12
+    step_days: int = 30
+    lookback_days: int = 365
+    kind: Literal["hgb", "logreg"] = "hgb"
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    min_customers: int = 200
+    min_class: int = 30
+    seed: int = 0
+    threads: int = 1
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one crmkit invocation."""
 
@@ -176,6 +223,7 @@ class Settings:
     store: StoreConfig = field(default_factory=StoreConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: ANN401

@@ -77,6 +77,8 @@ def _schema(windows: tuple[int, ...]) -> dict[str, pl.DataType]:
             f"spend_trend_{w}": pl.Float64(),
         }
     out |= {
+        "days_ly_next": pl.Int64(),
+        "spend_ly_next": pl.Float64(),
         "historical_value": pl.Float64(),
         "projected_value": pl.Float64(),
         "customer_value": pl.Float64(),
@@ -226,6 +228,21 @@ def window_activity(as_of: dt.date, days: int) -> list[pl.Expr]:
     ]
 
 
+def same_season_last_year(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
+    """Purchase days and net spend in ``[as_of - 365, as_of - 365 + season_window_days)``.
+
+    What the customer did in the period ahead, one year earlier: the strongest single
+    signal of seasonal buying (a shop that stocks up every autumn).
+    """
+    start = as_of - dt.timedelta(days=365)
+    end = start + dt.timedelta(days=min(cfg.season_window_days, 365))
+    inside = (pl.col(_DAY) >= start) & (pl.col(_DAY) < end)
+    return [
+        (_is_purchase() & inside).sum().cast(pl.Int64).alias("days_ly_next"),
+        pl.when(inside).then(_net()).otherwise(0).sum().alias("spend_ly_next"),
+    ]
+
+
 def historical_value(as_of: dt.date, cfg: FeatureConfig) -> pl.Expr:
     """Discounted historical value ``CV = sum_i S_i / (1 + r) ** i``.
 
@@ -249,6 +266,7 @@ def customer_aggregates(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
         gross_spend(),
         refunds(),
         *windows,
+        *same_season_last_year(as_of, cfg),
         historical_value(as_of, cfg),
     ]
 
@@ -259,7 +277,7 @@ def customer_aggregates(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
 def money_columns(cfg: FeatureConfig) -> list[str]:
     """Return the aggregates held in micro-units until :func:`from_micro` converts them."""
     windows = [f"{kind}_{w}" for w in cfg.windows for kind in ("spend", "spend_prev")]
-    return ["gross_spend", "refunds", *windows, "historical_value"]
+    return ["gross_spend", "refunds", *windows, "spend_ly_next", "historical_value"]
 
 
 def from_micro(cfg: FeatureConfig) -> list[pl.Expr]:

@@ -71,6 +71,12 @@ def reference_features(rows: list[dict], as_of: dt.date, cfg: FeatureConfig) -> 
             f[f"spend_change_{w}"] = now - before
             scale = abs(now) + abs(before)
             f[f"spend_trend_{w}"] = (now - before) / scale if scale > 0 else 0.0
+        ly = as_of - dt.timedelta(days=365)
+        ly_end = ly + dt.timedelta(days=cfg.season_window_days)
+        f["days_ly_next"] = sum(1 for day in purchase if ly <= day < ly_end)
+        f["spend_ly_next"] = sum(
+            d["gross"] - d["refunds"] for day, d in by_day.items() if ly <= day < ly_end
+        )
         f["historical_value"] = sum(
             (d["gross"] - d["refunds"])
             / (1 + cfg.value_discount_rate) ** (((as_of - day).days - 1) // cfg.value_period_days)

@@ -251,3 +251,104 @@ def test_segment_bad_options(runner, tmp_path, env_now):
         code=2,
     )
     assert "must end in .csv or .parquet" in bad_ext.stderr
+
+
+def test_train_score_models_and_tampering(runner, tmp_path, env_now):
+    from .conftest import SAMPLE_DATA
+
+    store, registry = str(tmp_path / "s"), str(tmp_path / "models")
+    invoke(runner, "ingest", str(SAMPLE_DATA / "transactions.csv"), "--store", store, "--quiet")
+    trained = invoke(
+        runner,
+        "train",
+        "--as-of",
+        "2024-10-01",
+        "--horizon",
+        "90",
+        "--snapshots",
+        "3",
+        "--model",
+        "logreg",
+        "--name",
+        "retention",
+        "--store",
+        store,
+        "--registry",
+        registry,
+        "--json",
+    )
+    assert trained["model"] == "retention:1"
+    assert trained["validation_metrics"][0]["roc_auc"] > 0.7
+    out = tmp_path / "scores.csv"
+    scored = invoke(
+        runner,
+        "score",
+        "--as-of",
+        "2024-10-01",
+        "--model",
+        "retention",
+        "--out",
+        str(out),
+        "--store",
+        store,
+        "--registry",
+        registry,
+        "--json",
+    )
+    frame = pl.read_csv(out)
+    assert frame.height == scored["customers"] > 1000
+    assert frame["churn_probability"].is_between(0, 1).all()
+    listed = invoke(runner, "models", "list", "--registry", registry, "--json")
+    assert [m["model"] for m in listed] == ["retention:1"]
+    shown = invoke(runner, "models", "show", "retention:1", "--registry", registry)
+    assert '"horizon_days": 90' in shown.stdout
+    model_file = tmp_path / "models" / "retention" / "1" / "model.joblib"
+    model_file.write_bytes(model_file.read_bytes() + b"\0")
+    refused = invoke(
+        runner,
+        "score",
+        "--as-of",
+        "2024-10-01",
+        "--model",
+        "retention",
+        "--out",
+        str(out),
+        "--store",
+        store,
+        "--registry",
+        registry,
+        code=5,
+    )
+    assert "does not match the sha256" in refused.stderr
+    missing = invoke(
+        runner,
+        "score",
+        "--as-of",
+        "2024-10-01",
+        "--model",
+        "nope",
+        "--out",
+        str(out),
+        "--store",
+        store,
+        "--registry",
+        registry,
+        code=5,
+    )
+    assert "no model named 'nope'" in missing.stderr
+    unsafe = invoke(
+        runner,
+        "score",
+        "--as-of",
+        "2024-10-01",
+        "--model",
+        "../x",
+        "--out",
+        str(out),
+        "--store",
+        store,
+        "--registry",
+        registry,
+        code=2,
+    )
+    assert "model name '../x'" in unsafe.stderr

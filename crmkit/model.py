@@ -1,0 +1,365 @@
+"""The churn model: point-in-time training sets, calibrated fit, out-of-time validation.
+
+Training set. Cutoffs ``T_k = as_of - horizon - k * step`` for ``k = 0 .. snapshots - 1``.
+At each cutoff the *eligible* customers are those with a purchase before ``T_k`` whose last
+purchase is at most ``lookback_days`` before it; their features come from the shared
+pipeline as of ``T_k`` and their label is ``churned = no purchase in [T_k, T_k + horizon)``.
+Every label window ends by ``as_of``, so only fully observed outcomes are used. Two
+season features (day of year of the cutoff, as sine and cosine) let the model learn how
+the base rate moves through the year.
+
+Fit. A histogram gradient boosting classifier (or a logistic regression on log-scaled
+features) is wrapped in ``CalibratedClassifierCV(ensemble=False)``: out-of-fold
+predictions, with folds made of whole snapshots, fit an isotonic (or sigmoid) map from
+score to probability; the final classifier is refitted on everything.
+
+Validation. The model is fitted on the older snapshots and evaluated on the newest one
+(out of time), next to two baselines; the saved model is then refitted on all snapshots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import polars as pl
+
+from crmkit import __version__, schema
+from crmkit.config import FeatureConfig, ModelConfig
+from crmkit.errors import BadInputError
+from crmkit.features import FEATURE_VERSION, churn_labels, feature_schema, store_features
+from crmkit.metrics import churn_metrics
+from crmkit.store import Store
+
+ProgressFn = Callable[[int, int, str], None]
+SEASON: Final = ("season_sin", "season_cos")
+_NOT_MODEL_INPUTS: Final = frozenset(
+    {schema.CUSTOMER_ID, "first_purchase", "last_purchase", "projected_value"}
+)
+BASELINES: Final = ("baseline_recency", "baseline_recency_frequency")
+
+
+def model_feature_names(cfg: FeatureConfig) -> list[str]:
+    """Model inputs, in matrix column order: numeric pipeline features, then season."""
+    names = [n for n in feature_schema(cfg) if n not in _NOT_MODEL_INPUTS]
+    return [*names, *SEASON]
+
+
+def season_columns(cutoff: dt.date) -> list[pl.Expr]:
+    """Day of year of the cutoff as a point on the unit circle."""
+    angle = 2 * math.pi * (cutoff.timetuple().tm_yday - 1) / 365.25
+    return [pl.lit(math.sin(angle)).alias(SEASON[0]), pl.lit(math.cos(angle)).alias(SEASON[1])]
+
+
+def eligible(features: pl.DataFrame, lookback_days: int) -> pl.DataFrame:
+    """Keep customers whose last purchase is at most ``lookback_days`` before the as-of date."""
+    return features.filter(pl.col("recency_days") <= lookback_days)
+
+
+def cutoffs(as_of: dt.date, horizon: int, cfg: ModelConfig) -> list[dt.date]:
+    """Return the training cutoffs, newest first."""
+    return [as_of - dt.timedelta(days=horizon + k * cfg.step_days) for k in range(cfg.snapshots)]
+
+
+def design_matrix(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """Float64 matrix of ``names`` in that order; nulls become NaN."""
+    return (
+        frame.select([pl.col(n).cast(pl.Float64).fill_null(float("nan")) for n in names])
+        .to_numpy()
+        .astype(np.float64)
+    )
+
+
+def training_set(
+    store: Store,
+    as_of: dt.date,
+    horizon: int,
+    cfg: ModelConfig,
+    features: FeatureConfig,
+    progress: ProgressFn | None = None,
+) -> pl.DataFrame:
+    """Stack labelled snapshots; columns: ``snapshot``, the features, season, ``churned``.
+
+    Raises
+    ------
+    BadInputError
+        When the store's data ends before ``as_of`` (labels would be incomplete) or no
+        cutoff has eligible customers.
+    """
+    store.require()
+    span = (
+        store.transactions()
+        .select(pl.col(schema.TS).min().alias("first"), pl.col(schema.TS).max().alias("last"))
+        .collect()
+    )
+    first, last = span["first"][0], span["last"][0]
+    if first is None:
+        raise BadInputError(f"store {store.root} holds no transactions")
+    if last.date() < as_of - dt.timedelta(days=7):
+        raise BadInputError(
+            f"the store's transactions end on {last.date()}, before --as-of {as_of}: "
+            "labels up to the as-of date would be incomplete"
+        )
+    frames = []
+    points = [t for t in cutoffs(as_of, horizon, cfg) if t > first.date()]
+    for i, cutoff in enumerate(points):
+        snap = eligible(store_features(store, cutoff, features), cfg.lookback_days)
+        if snap.height:
+            labels = churn_labels(store.transactions(), snap.lazy(), cutoff, horizon).collect()
+            frames.append(
+                snap.join(labels, on=schema.CUSTOMER_ID, how="left").with_columns(
+                    pl.lit(cutoff).alias("snapshot"), *season_columns(cutoff)
+                )
+            )
+        if progress is not None:
+            progress(i + 1, len(points), f"snapshot {cutoff}")
+    if not frames:
+        raise BadInputError(f"no eligible customers at any cutoff before {as_of}")
+    return pl.concat(frames)
+
+
+def make_classifier(kind: str, seed: int) -> Any:  # noqa: ANN401
+    """Return the uncalibrated classifier (an unfitted scikit-learn estimator)."""
+    if kind == "logreg":
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+        return make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            FunctionTransformer(_signed_log1p),
+            StandardScaler(),
+            LogisticRegression(C=0.5, max_iter=2000, random_state=seed),
+        )
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        learning_rate=0.05,
+        max_iter=300,
+        max_leaf_nodes=15,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        early_stopping=False,
+        random_state=seed,
+    )
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def snapshot_folds(groups: np.ndarray, folds: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs in which every snapshot sits wholly in one test fold."""
+    unique = np.unique(groups)
+    k = min(folds, len(unique))
+    assignment = {g: i % k for i, g in enumerate(unique)}
+    fold = np.array([assignment[g] for g in groups])
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
+
+
+def fit_calibrated(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: ModelConfig) -> Any:  # noqa: ANN401
+    """Fit the classifier with cross-fitted calibration over snapshot folds."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    classifier = make_classifier(cfg.kind, cfg.seed)
+    splits = snapshot_folds(groups)
+    if len(splits) < 2:
+        splits = _random_folds(len(y), cfg.seed)
+    model = CalibratedClassifierCV(classifier, method=cfg.calibration, cv=splits, ensemble=False)
+    return model.fit(x, y)
+
+
+def _random_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    fold = np.random.default_rng(seed).integers(0, 4, n)
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(4)]
+
+
+def baseline_scores(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Scores of the two baselines (higher = more likely to churn).
+
+    ``baseline_recency``: days since the last purchase. ``baseline_recency_frequency``:
+    days since the last purchase over the customer's typical spacing, tenure / purchase days.
+    """
+    recency = frame["recency_days"].cast(pl.Float64).to_numpy()
+    spacing = (frame["tenure_days"].cast(pl.Float64) / frame["purchase_days"]).to_numpy()
+    return {
+        "baseline_recency": recency,
+        "baseline_recency_frequency": recency / np.maximum(spacing, 1.0),
+    }
+
+
+def _calibrate_baseline(train_score: np.ndarray, y: np.ndarray) -> Any:  # noqa: ANN401
+    from sklearn.isotonic import IsotonicRegression
+
+    return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(train_score, y)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A fitted model with its card and validation report."""
+
+    model: Any
+    card: dict[str, Any]
+    metrics: pl.DataFrame
+    importance: pl.DataFrame
+
+
+def _check_counts(y: np.ndarray, cfg: ModelConfig, where: str) -> None:
+    churners, stayers = int(y.sum()), int(len(y) - y.sum())
+    if len(y) < cfg.min_customers:
+        raise BadInputError(
+            f"{where}: {len(y)} customer rows, fewer than the {cfg.min_customers} needed to "
+            "train (ingest more history, or lower [model] min_customers)"
+        )
+    if churners < cfg.min_class or stayers < cfg.min_class:
+        raise BadInputError(
+            f"{where}: {churners} churners and {stayers} non-churners; each needs at least "
+            f"{cfg.min_class} (change --horizon or ingest more history)"
+        )
+
+
+def threads(n: int) -> Any:  # noqa: ANN401
+    """Context manager limiting OpenMP/BLAS threads of scikit-learn to ``n``."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=max(1, n))
+
+
+def train(
+    store: Store,
+    as_of: dt.date,
+    horizon: int,
+    cfg: ModelConfig,
+    features: FeatureConfig,
+    *,
+    created: dt.datetime,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Build the training set, validate out of time, refit on all snapshots.
+
+    Raises
+    ------
+    BadInputError
+        Too little history, too few customers, churners or non-churners.
+    """
+    if horizon < 1:
+        raise BadInputError("--horizon must be at least 1 day")
+    features = dataclasses.replace(features, season_window_days=horizon)
+    data = training_set(store, as_of, horizon, cfg, features, progress)
+    names = model_feature_names(features)
+    snapshots = sorted(data["snapshot"].unique().to_list())
+    if len(snapshots) < 2:
+        raise BadInputError(
+            f"only {len(snapshots)} cutoff before {as_of} has history; out-of-time validation "
+            "needs two (ingest more history or lower --snapshots/step)"
+        )
+    newest = snapshots[-1]
+    x = design_matrix(data, names)
+    y = data["churned"].cast(pl.Int64).to_numpy()
+    groups = data["snapshot"].cast(pl.Int32).to_numpy()
+    valid = (data["snapshot"] == newest).to_numpy()
+    _check_counts(y[~valid], cfg, "training snapshots")
+    _check_counts(y[valid], dataclasses.replace(cfg, min_customers=1), f"validation {newest}")
+
+    with threads(cfg.threads):
+        check = fit_calibrated(x[~valid], y[~valid], groups[~valid], cfg)
+        p_valid = check.predict_proba(x[valid])[:, 1]
+    rows = [{"model": f"{cfg.kind} (calibrated)", **churn_metrics(y[valid], p_valid)}]
+    train_frame, valid_frame = data.filter(~pl.Series(valid)), data.filter(pl.Series(valid))
+    train_scores, valid_scores = baseline_scores(train_frame), baseline_scores(valid_frame)
+    for name in BASELINES:
+        iso = _calibrate_baseline(train_scores[name], y[~valid])
+        p = iso.predict(valid_scores[name])
+        # rank metrics from the raw score; probability metrics from its isotonic fit
+        raw = churn_metrics(y[valid], _rank01(valid_scores[name]))
+        rows.append(
+            {
+                "model": name,
+                **churn_metrics(y[valid], p),
+                "roc_auc": raw["roc_auc"],
+                "pr_auc": raw["pr_auc"],
+            }
+        )
+    metrics = pl.DataFrame(rows)
+    with threads(cfg.threads):
+        importance = _importance(check, x[valid], y[valid], names, cfg.seed)
+        final = fit_calibrated(x, y, groups, cfg)
+    card = _card(
+        as_of, horizon, cfg, features, names, data, snapshots, newest, metrics, importance, created
+    )
+    return TrainResult(final, card, metrics, importance)
+
+
+def _rank01(score: np.ndarray) -> np.ndarray:
+    order = np.argsort(np.argsort(score, kind="stable"), kind="stable")
+    return (order + 0.5) / len(score)
+
+
+def _importance(
+    model: object,
+    x: np.ndarray,
+    y: np.ndarray,
+    names: Sequence[str],
+    seed: int,
+) -> pl.DataFrame:
+    from sklearn.inspection import permutation_importance
+
+    result = permutation_importance(
+        model, x, y, scoring="roc_auc", n_repeats=3, random_state=seed, n_jobs=1
+    )
+    return pl.DataFrame(
+        {
+            "feature": list(names),
+            "auc_drop": result.importances_mean,
+            "std": result.importances_std,
+        }
+    ).sort(["auc_drop", "feature"], descending=[True, False])
+
+
+def _card(
+    as_of: dt.date,
+    horizon: int,
+    cfg: ModelConfig,
+    features: FeatureConfig,
+    names: Sequence[str],
+    data: pl.DataFrame,
+    snapshots: Sequence[dt.date],
+    newest: dt.date,
+    metrics: pl.DataFrame,
+    importance: pl.DataFrame,
+    created: dt.datetime,
+) -> dict[str, Any]:
+    import sklearn
+
+    return {
+        "created": created.isoformat(),
+        "kind": cfg.kind,
+        "calibration": cfg.calibration,
+        "as_of": str(as_of),
+        "horizon_days": horizon,
+        "snapshots": [str(s) for s in snapshots],
+        "step_days": cfg.step_days,
+        "lookback_days": cfg.lookback_days,
+        "validation_snapshot": str(newest),
+        "seed": cfg.seed,
+        "threads": cfg.threads,
+        "feature_version": FEATURE_VERSION,
+        "feature_config": dataclasses.asdict(features),
+        "features": list(names),
+        "training_rows": data.height,
+        "churn_rate": float(data["churned"].mean() or 0.0),
+        "validation_metrics": metrics.to_dicts(),
+        "top_features": importance.head(15).to_dicts(),
+        "versions": {
+            "crmkit": __version__,
+            "scikit-learn": sklearn.__version__,
+            "polars": pl.__version__,
+            "numpy": np.__version__,
+        },
+    }

@@ -1,0 +1,187 @@
+"""The model registry: ``<root>/<name>/<version>/model.joblib`` plus ``card.json``.
+
+joblib files are pickles, and loading a pickle runs code: a model is only ever loaded
+from the registry, after the sha256 of its bytes matches its card, and from those same
+bytes (read once). Names are checked before they become paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from crmkit.errors import ModelError, UsageError
+
+_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MODEL_FILE: Final = "model.joblib"
+CARD_FILE: Final = "card.json"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model name and an optional version (the latest when None)."""
+
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}:{self.version}"
+
+
+def parse_ref(text: str) -> ModelRef:
+    """Parse ``NAME`` or ``NAME:VERSION``.
+
+    Raises
+    ------
+    UsageError
+        When the name has characters other than letters, digits, ``_ . -`` or the version
+        is not a positive number.
+    """
+    name, _, version = text.partition(":")
+    if not _NAME.match(name):
+        raise UsageError(
+            f"model name {name!r} must be 1-64 letters, digits, '_', '.' or '-' "
+            "and start with a letter or digit"
+        )
+    if version and not (version.isdigit() and int(version) > 0):
+        raise UsageError(f"model version {version!r} must be a positive number")
+    return ModelRef(name, int(version) if version else None)
+
+
+class Registry:
+    """A directory of named, versioned models."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def versions(self, name: str) -> list[int]:
+        """Return the versions of ``name``, ascending."""
+        parse_ref(name)
+        base = self.root / name
+        if not base.is_dir():
+            return []
+        return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def names(self) -> list[str]:
+        """Return the model names in the registry."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _NAME.match(p.name) and p.is_dir())
+
+    def resolve(self, ref: ModelRef) -> Path:
+        """Return the directory of ``ref``.
+
+        Raises
+        ------
+        ModelError
+            When there is no such model or version.
+        """
+        versions = self.versions(ref.name)
+        if not versions:
+            raise ModelError(
+                f"no model named {ref.name!r} in {self.root}: train one with "
+                f"`crmkit train --as-of DATE --horizon DAYS --name {ref.name}`"
+            )
+        version = versions[-1] if ref.version is None else ref.version
+        if version not in versions:
+            raise ModelError(
+                f"model {ref.name!r} has no version {version} (versions: "
+                f"{', '.join(map(str, versions))})"
+            )
+        return self.root / ref.name / str(version)
+
+    def save(self, name: str, model: object, card: dict[str, Any]) -> tuple[int, Path]:
+        """Store a new version of ``name``; return (version, directory).
+
+        The files are written in a temporary directory that is renamed into place, so a
+        version directory is always complete.
+        """
+        import joblib
+
+        parse_ref(name)
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        blob = buffer.getvalue()
+        base = self.root / name
+        base.mkdir(parents=True, exist_ok=True)
+        version = (self.versions(name) or [0])[-1] + 1
+        tmp = base / f".tmp-{version}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        (tmp / MODEL_FILE).write_bytes(blob)
+        full = {
+            **card,
+            "name": name,
+            "version": version,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
+        (tmp / CARD_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+        target = base / str(version)
+        tmp.rename(target)
+        return version, target
+
+    def card(self, ref: ModelRef) -> dict[str, Any]:
+        """Read the card of ``ref``.
+
+        Raises
+        ------
+        ModelError
+            When the model is missing or its card unreadable.
+        """
+        path = self.resolve(ref) / CARD_FILE
+        try:
+            card: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: unreadable model card ({exc})") from exc
+        return card
+
+    def load(self, ref: ModelRef) -> tuple[object, dict[str, Any]]:
+        """Load a model after checking its bytes against the sha256 on its card.
+
+        Raises
+        ------
+        ModelError
+            Missing model, unreadable card, or a model file whose hash does not match.
+        """
+        import joblib
+
+        directory = self.resolve(ref)
+        card = self.card(ref)
+        try:
+            blob = (directory / MODEL_FILE).read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{directory / MODEL_FILE}: cannot be read ({exc})") from exc
+        if hashlib.sha256(blob).hexdigest() != card.get("sha256"):
+            raise ModelError(
+                f"{directory / MODEL_FILE} does not match the sha256 on its card: refusing "
+                "to load it (the file was changed or corrupted; retrain the model)"
+            )
+        return joblib.load(io.BytesIO(blob)), card  # hash-checked registry file
+
+
+def list_models(registry: Registry) -> list[dict[str, Any]]:
+    """One summary row per model version (newest version last within a name)."""
+    rows = []
+    for name in registry.names():
+        for version in registry.versions(name):
+            card = registry.card(ModelRef(name, version))
+            metrics = card.get("validation_metrics") or [{}]
+            rows.append(
+                {
+                    "model": f"{name}:{version}",
+                    "created": card.get("created"),
+                    "kind": card.get("kind"),
+                    "as_of": card.get("as_of"),
+                    "horizon_days": card.get("horizon_days"),
+                    "training_rows": card.get("training_rows"),
+                    "roc_auc": metrics[0].get("roc_auc"),
+                }
+            )
+    return rows

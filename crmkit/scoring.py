@@ -1,0 +1,151 @@
+"""Score customers with a registered churn model."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from crmkit import schema
+from crmkit.config import FeatureConfig, SegmentConfig
+from crmkit.errors import BadInputError, ModelError
+from crmkit.features import FEATURE_VERSION, money_sum, store_features
+from crmkit.model import design_matrix, eligible, model_feature_names, season_columns, threads
+from crmkit.registry import ModelRef, Registry
+from crmkit.segments import with_segments
+from crmkit.store import Store
+
+SCORE_COLUMNS = (
+    schema.CUSTOMER_ID,
+    "as_of",
+    "churn_probability",
+    "risk_decile",
+    "customer_value",
+    "expected_value_at_risk",
+    "rfm_segment",
+    "value_tier",
+    "recency_days",
+    "purchase_days",
+    "net_spend",
+)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores, the card of the model that made them, and warnings for the user."""
+
+    frame: pl.DataFrame
+    card: dict[str, Any]
+    warnings: tuple[str, ...]
+
+    def deciles(self) -> list[dict[str, Any]]:
+        """Return customers, mean probability and value at risk per risk decile, highest first."""
+        table = (
+            self.frame.group_by("risk_decile")
+            .agg(
+                pl.len().alias("customers"),
+                pl.col("churn_probability").mean().alias("mean_probability"),
+                money_sum(pl.col("expected_value_at_risk")).alias("value_at_risk"),
+            )
+            .sort("risk_decile", descending=True)
+        )
+        return table.to_dicts()
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for the ``score`` command."""
+        f = self.frame
+        return {
+            "model": f"{self.card['name']}:{self.card['version']}",
+            "customers": f.height,
+            "mean_churn_probability": float(f["churn_probability"].mean() or 0.0),
+            "expected_value_at_risk": float(f["expected_value_at_risk"].sum()),
+            "warnings": list(self.warnings),
+        }
+
+
+def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
+    """Rebuild the feature configuration a model was trained with from its card.
+
+    Raises
+    ------
+    ModelError
+        When the card was written by an incompatible feature pipeline.
+    """
+    if card.get("feature_version") != FEATURE_VERSION:
+        raise ModelError(
+            f"model {card.get('name')}:{card.get('version')} was trained on feature version "
+            f"{card.get('feature_version')}, this crmkit computes version {FEATURE_VERSION}: "
+            "retrain it"
+        )
+    raw = dict(card["feature_config"])
+    raw["windows"] = tuple(raw["windows"])
+    cfg = FeatureConfig(**raw)
+    if card.get("features") != model_feature_names(cfg):
+        raise ModelError(
+            f"model {card.get('name')}:{card.get('version')} expects features "
+            f"{card.get('features')}, which do not match this pipeline's: retrain it"
+        )
+    return cfg
+
+
+def risk_deciles(p: pl.Expr) -> pl.Expr:
+    """Decile of churn risk, 10 = the highest tenth of probabilities (ties by position)."""
+    rank = p.rank(method="ordinal") - 1
+    return (rank * 10 // pl.len() + 1).cast(pl.Int8)
+
+
+def score_customers(
+    store: Store,
+    as_of: dt.date,
+    ref: ModelRef,
+    registry: Registry,
+    segments: SegmentConfig,
+) -> ScoreResult:
+    """Score every eligible customer as of ``as_of`` with the model ``ref``.
+
+    Raises
+    ------
+    ModelError
+        Missing model, failed hash check, or a feature schema that does not match.
+    BadInputError
+        No eligible customer.
+    """
+    import sklearn
+
+    model, card = registry.load(ref)
+    cfg = feature_config_of(card)
+    warnings = []
+    if card.get("versions", {}).get("scikit-learn") != sklearn.__version__:
+        warnings.append(
+            f"model trained with scikit-learn {card['versions'].get('scikit-learn')}, "
+            f"running {sklearn.__version__}: retrain if scores look off"
+        )
+    store.require()
+    features = eligible(store_features(store, as_of, cfg), int(card["lookback_days"]))
+    if features.height == 0:
+        raise BadInputError(
+            f"no customer bought in the {card['lookback_days']} days before {as_of}: "
+            "nothing to score"
+        )
+    frame = with_segments(features, segments).with_columns(season_columns(as_of))
+    x = design_matrix(frame, card["features"])
+    with threads(int(card.get("threads", 1))):
+        probability = model.predict_proba(x)[:, 1]  # type: ignore[attr-defined]
+    scored = (
+        frame.with_columns(
+            pl.Series("churn_probability", np.clip(probability, 0.0, 1.0)),
+            pl.lit(as_of).alias("as_of"),
+        )
+        .with_columns(
+            risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
+            (pl.col("churn_probability") * pl.col("customer_value")).alias(
+                "expected_value_at_risk"
+            ),
+        )
+        .select(SCORE_COLUMNS)
+        .sort(schema.CUSTOMER_ID)
+    )
+    return ScoreResult(scored, card, tuple(warnings))

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from crmkit.config import FeatureConfig, IngestConfig, ModelConfig, SegmentConfig
+from crmkit.errors import BadInputError, ModelError, UsageError
+from crmkit.features import churn_labels
+from crmkit.ingest import ingest_files
+from crmkit.metrics import churn_metrics, expected_calibration_error, top_decile
+from crmkit.model import cutoffs, snapshot_folds, train, training_set
+from crmkit.registry import ModelRef, Registry, parse_ref
+from crmkit.scoring import score_customers
+from crmkit.simulate import read_truth
+from crmkit.store import Store
+
+from .conftest import NOW, SAMPLE_DATA
+
+AS_OF = dt.date(2024, 10, 1)
+FAST = ModelConfig(snapshots=4, step_days=45)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = Store(tmp_path_factory.mktemp("model") / "s")
+    ingest_files([SAMPLE_DATA / "transactions.csv"], s, IngestConfig(), now=NOW)
+    return s
+
+
+@pytest.fixture(scope="module")
+def trained(store, tmp_path_factory):
+    registry = Registry(tmp_path_factory.mktemp("registry"))
+    result = train(store, AS_OF, 90, FAST, FeatureConfig(), created=dt.datetime(2026, 1, 1))
+    registry.save("churn", result.model, result.card)
+    return registry, result
+
+
+def test_cutoffs_leave_room_for_labels():
+    points = cutoffs(AS_OF, 90, FAST)
+    assert points[0] == AS_OF - dt.timedelta(days=90)
+    assert [(a - b).days for a, b in itertools.pairwise(points)] == [45, 45, 45]
+    assert all(p + dt.timedelta(days=90) <= AS_OF for p in points)
+
+
+def test_training_reproducible_and_scores_valid(store, trained):
+    registry, result = trained
+    again = train(store, AS_OF, 90, FAST, FeatureConfig(), created=dt.datetime(2026, 1, 1))
+    assert again.metrics.equals(result.metrics)
+    registry.save("churn", again.model, again.card)
+    first = score_customers(store, AS_OF, ModelRef("churn", 1), registry, SegmentConfig()).frame
+    second = score_customers(store, AS_OF, ModelRef("churn", 2), registry, SegmentConfig()).frame
+    assert first.equals(second)
+    features = first["customer_id"]
+    assert features.n_unique() == first.height
+    assert first["churn_probability"].is_between(0, 1).all()
+    assert set(first["risk_decile"].unique()) == set(range(1, 11))
+    assert (first["expected_value_at_risk"] <= first["customer_value"] + 1e-9).all()
+    # one row per eligible customer: a purchase in the 365 days before the as-of date
+    tx = store.transactions().filter(
+        (pl.col("ts") < dt.datetime(2024, 10, 1))
+        & (pl.col("ts") >= dt.datetime(2023, 10, 2))
+        & (pl.col("amount") > 0)
+    )
+    assert first.height == tx.select(pl.col("customer_id").n_unique()).collect().item()
+
+
+def test_model_beats_baselines_and_card(trained):
+    _, result = trained
+    rows = {r["model"]: r for r in result.metrics.to_dicts()}
+    model = rows["hgb (calibrated)"]
+    assert model["roc_auc"] > rows["baseline_recency_frequency"]["roc_auc"]
+    assert model["roc_auc"] > 0.75
+    assert model["ece"] < 0.08
+    card = result.card
+    assert card["horizon_days"] == 90
+    assert len(card["snapshots"]) == 4
+    assert card["features"][-2:] == ["season_sin", "season_cos"]
+    assert 0 < card["churn_rate"] < 1
+    assert {"scikit-learn", "polars", "crmkit"} <= set(card["versions"])
+
+
+def test_ranks_true_dropouts_above_actives(store, trained):
+    registry, _ = trained
+    scores = score_customers(store, AS_OF, ModelRef("churn"), registry, SegmentConfig()).frame
+    truth = read_truth(SAMPLE_DATA / "ground_truth.csv").select(
+        "customer_id",
+        (
+            pl.col("dropout_ts").is_not_null() & (pl.col("dropout_ts") < dt.datetime(2024, 10, 1))
+        ).alias("dead"),
+    )
+    joined = scores.join(truth, on="customer_id")
+    auc = churn_metrics(
+        joined["dead"].cast(pl.Int64).to_numpy(), joined["churn_probability"].to_numpy()
+    )
+    # measured on sample_data: 0.798 with these 4 snapshots, 0.829 with the default 12
+    # (recency alone: 0.790); chance is 0.5
+    assert auc["roc_auc"] > 0.75
+
+
+def test_no_leakage_from_after_the_as_of_date(store, tmp_path):
+    base = training_set(store, AS_OF, 90, FAST, FeatureConfig(season_window_days=90))
+    # rewrite every transaction at or after the as-of date: the training set must not move
+    moved = Store(tmp_path / "moved")
+    tx = store.transactions().collect()
+    late = tx.filter(pl.col("ts") >= dt.datetime(2024, 10, 1)).with_columns(
+        pl.col("amount") * 3, pl.col("customer_id") + "x"
+    )
+    path = tmp_path / "moved.csv"
+    pl.concat([tx.filter(pl.col("ts") < dt.datetime(2024, 10, 1)), late]).write_csv(path)
+    ingest_files([path], moved, IngestConfig(), now=NOW)
+    other = training_set(moved, AS_OF, 90, FAST, FeatureConfig(season_window_days=90))
+    key = ["snapshot", "customer_id"]
+    assert other.sort(key).drop("churned").equals(base.sort(key).drop("churned"), null_equal=True)
+    assert other.sort(key)["churned"].equals(base.sort(key)["churned"])
+
+
+def test_labels_never_use_purchases_before_the_cutoff():
+    tx = pl.DataFrame(
+        {
+            "customer_id": ["a", "a"],
+            "ts": [dt.datetime(2024, 6, 30, 23, 59), dt.datetime(2024, 1, 1)],
+            "amount": [10.0, 5.0],
+        },
+    ).lazy()
+    customers = pl.DataFrame({"customer_id": ["a"]}).lazy()
+    labels = churn_labels(tx, customers, dt.date(2024, 7, 1), 90).collect()
+    assert labels["churned"].to_list() == [True]
+
+
+def test_too_little_history_is_refused(store):
+    with pytest.raises(BadInputError, match=r"non-churners|customer rows|cutoff"):
+        train(
+            store,
+            dt.date(2023, 4, 1),
+            60,
+            ModelConfig(snapshots=2),
+            FeatureConfig(),
+            created=dt.datetime(2026, 1, 1),
+        )
+    with pytest.raises(BadInputError, match="transactions end on"):
+        train(
+            store, dt.date(2026, 1, 1), 90, FAST, FeatureConfig(), created=dt.datetime(2026, 1, 1)
+        )
+
+
+def test_tampered_model_is_refused(trained, tmp_path):
+    _, result = trained
+    reg = Registry(tmp_path / "r")
+    _, directory = reg.save("m", result.model, result.card)
+    blob = (directory / "model.joblib").read_bytes()
+    (directory / "model.joblib").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    with pytest.raises(ModelError, match="does not match the sha256"):
+        reg.load(ModelRef("m"))
+    with pytest.raises(ModelError, match="no model named"):
+        reg.load(ModelRef("other"))
+    with pytest.raises(ModelError, match="no version 7"):
+        reg.load(ModelRef("m", 7))
+
+
+def test_feature_schema_mismatch_is_refused(store, trained, tmp_path):
+    _, result = trained
+    reg = Registry(tmp_path / "r")
+    card = {**result.card, "features": [*result.card["features"], "shoe_size"]}
+    reg.save("m", result.model, card)
+    with pytest.raises(ModelError, match="do not match this pipeline"):
+        score_customers(store, AS_OF, ModelRef("m"), reg, SegmentConfig())
+    card = {**result.card, "feature_version": 999}
+    reg.save("m", result.model, card)
+    with pytest.raises(ModelError, match="feature version 999"):
+        score_customers(store, AS_OF, ModelRef("m"), reg, SegmentConfig())
+
+
+@pytest.mark.parametrize("text", ["../etc", "a/b", "", ".hidden", "x:0", "x:v2"])
+def test_unsafe_model_names(text):
+    with pytest.raises(UsageError):
+        parse_ref(text)
+
+
+def test_snapshot_folds_partition_whole_snapshots():
+    groups = np.repeat(np.arange(6), 5)
+    folds = snapshot_folds(groups)
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(30))
+    for train_idx, test_idx in folds:
+        assert not set(groups[train_idx]) & set(groups[test_idx])
+
+
+def test_metrics_by_hand():
+    y = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0, 1])
+    p = np.array([0.9, 0.8, 0.7, 0.1, 0.6, 0.2, 0.3, 0.1, 0.2, 0.4])
+    lift, capture = top_decile(y, p)
+    assert (lift, capture) == (2.5, 0.25)
+    assert expected_calibration_error(
+        np.array([1, 0]), np.array([0.75, 0.25]), bins=2
+    ) == pytest.approx(0.25)
+    m = churn_metrics(y, p)
+    assert m["roc_auc"] == pytest.approx(22 / 24)
+
+
+def test_card_is_json(trained):
+    registry, _ = trained
+    card = registry.card(ModelRef("churn", 1))
+    assert json.loads(json.dumps(card))["sha256"] == card["sha256"]
