@@ -14,15 +14,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 DEMO_DATE := 2025-01-01
-DEMO_ARGS := --store $(DEMO)/crm-store --registry $(DEMO)/models
+DEMO_STORE := --store $(DEMO)/crm-store --config sample_data/crmkit.toml
+DEMO_ARGS := $(DEMO_STORE) --registry $(DEMO)/models
 
+# The daily job on sample_data/: history in, a model trained, then the day's run ingests
+# a new export from the inbox, scores every customer and writes the target list.
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(BIN)/crmkit ingest sample_data/transactions.csv --store $(DEMO)/crm-store
-	$(BIN)/crmkit segment --as-of $(DEMO_DATE) --by value --out $(DEMO)/value_tiers.csv --store $(DEMO)/crm-store
+	$(BIN)/crmkit ingest sample_data/transactions.csv $(DEMO_STORE)
+	$(BIN)/crmkit segment --as-of $(DEMO_DATE) --by value --out $(DEMO)/value_tiers.csv $(DEMO_STORE)
 	$(BIN)/crmkit train --as-of $(DEMO_DATE) --horizon 90 --name churn $(DEMO_ARGS)
-	$(BIN)/crmkit score --as-of $(DEMO_DATE) --model churn --out $(DEMO)/scores.csv $(DEMO_ARGS)
-	@echo "Churn scores for $(DEMO_DATE): $(DEMO)/scores.csv"
+	mkdir -p $(DEMO)/inbox && cp sample_data/messy/us_quantity_price.tsv $(DEMO)/inbox/
+	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS)
+	@echo "Target list for $(DEMO_DATE): $(DEMO)/out/winback/$(DEMO_DATE).csv"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from crmkit_cli.commands import features, ingest, models, sample, score, segment, store, train
+from crmkit_cli.commands import (
+    features,
+    ingest,
+    models,
+    run,
+    sample,
+    score,
+    segment,
+    store,
+    targets,
+    train,
+)
 
 from crmkit import __version__
 
@@ -41,6 +52,8 @@ app.add_typer(segment.app)
 app.add_typer(train.app)
 app.add_typer(models.app, name="models")
 app.add_typer(score.app)
+app.add_typer(targets.app)
+app.add_typer(run.app)
 
 
 def main() -> None:

@@ -216,6 +216,58 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TargetPolicy:
+    """Who gets on a retention list, with which treatment, in which group.
+
+    Attributes
+    ----------
+    min_customer_value
+        Customers worth less than this are let go (not targeted).
+    exclude_tiers
+        Value tiers let go whatever their risk (``adjust``: small spend, long cycle).
+    min_churn_probability
+        Customers less likely to churn than this are left alone.
+    size
+        At most this many customers on the list (all groups), highest value at risk first.
+    budget
+        At most this much spent on contacts (treatment group only, by ``costs``).
+    control_fraction
+        Share of the list kept as a control group (never contacted).
+    holdout_fraction
+        Share of all customers in the universal holdout, excluded from every campaign.
+    holdout_salt
+        Salt of the universal holdout hash (change it only to start a new holdout).
+    cooldown_days
+        Customers put in any group of any campaign within this many days are skipped.
+    optouts
+        File of customer ids (one per line, or a CSV with ``customer_id``) never targeted.
+    treatment_by
+        ``"value_tier"`` or ``"rfm_segment"``: the column that selects the treatment.
+    treatments
+        Segment or tier name -> treatment.
+    default_treatment
+        Treatment of segments not in ``treatments``.
+    costs
+        Treatment -> cost per contact, for ``budget``.
+    """
+
+    min_customer_value: float = 0.0
+    exclude_tiers: tuple[str, ...] = ("adjust",)
+    min_churn_probability: float = 0.2
+    size: int | None = None
+    budget: float | None = None
+    control_fraction: float = 0.2
+    holdout_fraction: float = 0.05
+    holdout_salt: str = "crmkit-universal-holdout"
+    cooldown_days: int = 30
+    optouts: str | None = None
+    treatment_by: Literal["value_tier", "rfm_segment"] = "value_tier"
+    treatments: Mapping[str, str] = field(default_factory=dict)
+    default_treatment: str = "email"
+    costs: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one crmkit invocation."""
 
@@ -224,6 +276,7 @@ class Settings:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    targeting: TargetPolicy = field(default_factory=TargetPolicy)
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: ANN401
@@ -245,7 +298,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: ANN401
     if origin is Mapping or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
+        value_type = get_args(hint)[1]
+        return {str(k): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")

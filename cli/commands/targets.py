@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import dataclasses
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from crmkit_cli.common import (
+    DEFAULT_STORE,
+    AsOfOpt,
+    ConfigOpt,
+    JsonOpt,
+    QuietOpt,
+    RegistryOpt,
+    StoreOpt,
+    emit_json,
+    err,
+    parse_date,
+    settings,
+    table,
+    user_errors,
+)
+
+app = typer.Typer()
+
+
+class Format(StrEnum):
+    """Target list file format."""
+
+    csv = "csv"
+    parquet = "parquet"
+
+
+CampaignOpt = Annotated[
+    str, typer.Option("--campaign", help="Campaign id (letters, digits, _ . -).")
+]
+OutDirOpt = Annotated[Path, typer.Option("--out", help="Directory of target lists.")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="csv or parquet.")]
+
+
+def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
+    """Print the group sizes, balance table, exclusions and warnings of a target list."""
+    for warning in summary["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    if quiet:
+        return
+    rows = [
+        [
+            b["group"],
+            b["customers"],
+            b["mean_churn_probability"],
+            b["mean_customer_value"],
+            b["mean_recency_days"],
+            b["smd_churn_probability"],
+            b["smd_customer_value"],
+            b["smd_recency_days"],
+        ]
+        for b in summary["balance"]
+    ]
+    cols = ["group", "customers", "churn p", "value", "recency", "SMD p", "SMD value", "SMD rec"]
+    err.print(table("Groups and balance (SMD against treatment)", cols, rows))
+    excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items())
+    err.print(f"customers: {excluded}")
+    err.print(f"target list: {summary['path']}")
+
+
+@app.command()
+def targets(
+    as_of: AsOfOpt,
+    campaign: CampaignOpt,
+    out: OutDirOpt = Path("out"),
+    size: Annotated[int | None, typer.Option("--size", min=0, help="Most customers.")] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", min=0, help="Most spent on contacts.")
+    ] = None,
+    control_fraction: Annotated[
+        float | None,
+        typer.Option("--control-fraction", min=0, max=0.99, help="Control share (0.2)."),
+    ] = None,
+    optouts: Annotated[
+        Path | None, typer.Option("--optouts", help="File of customer ids never to contact.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
+    fmt: FormatOpt = Format.csv,
+    registry: RegistryOpt = None,
+    store: StoreOpt = DEFAULT_STORE,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the day's retention list: who, which treatment, treatment or control group.
+
+    Ranks customers by expected value at risk, lets low-value and low-risk ones go,
+    honours opt-outs, the cool-down and the universal holdout, and records every
+    assignment in the store's ledger. Writes OUT/CAMPAIGN/AS_OF.csv.
+
+    Example: crmkit targets --as-of 2025-01-01 --campaign winback --size 500 --out lists
+    """
+    from crmkit.registry import Registry, parse_ref
+    from crmkit.scoring import score_customers
+    from crmkit.store import Store
+    from crmkit.targeting import check_campaign, write_targets
+
+    with user_errors():
+        cfg = settings(config)
+        policy = cfg.targeting
+        policy = dataclasses.replace(
+            policy,
+            size=size if size is not None else policy.size,
+            budget=budget if budget is not None else policy.budget,
+            control_fraction=(
+                control_fraction if control_fraction is not None else policy.control_fraction
+            ),
+            optouts=str(optouts) if optouts else policy.optouts,
+        )
+        check_campaign(campaign)
+        date = parse_date(as_of, "--as-of")
+        st = Store(store)
+        scores = score_customers(
+            st,
+            date,
+            parse_ref(model or cfg.model.name),
+            Registry(registry or Path(cfg.model.registry)),
+            cfg.segments,
+        )
+        result = write_targets(scores.frame, st, campaign, date, policy, out, fmt=fmt.value)
+    summary = result.summary()
+    if as_json:
+        emit_json(summary)
+    render_targets(summary, quiet=quiet)

@@ -1,0 +1,181 @@
+"""The daily job: ingest the inbox, score with the latest model, write the target list.
+
+One store lock covers the whole run, so a second run started meanwhile exits at once
+(code 4). Each step is logged as a JSON line in ``<store>/logs/run.jsonl``: start, each
+step with its counts and duration, end with the exit code. An inbox file is moved to
+``inbox/processed/`` only after its rows are committed; a run that fails leaves it where
+it was and writes no target list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crmkit.config import Settings
+from crmkit.errors import CrmkitError
+from crmkit.ingest import ingest_files
+from crmkit.ingest.sniff import SUFFIXES
+from crmkit.registry import ModelRef, Registry, parse_ref
+from crmkit.scoring import score_customers
+from crmkit.store import Store
+from crmkit.targeting import TargetResult, check_campaign, write_targets
+
+LOG_FILE = "run.jsonl"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``crmkit run`` does on a given day."""
+
+    date: dt.date
+    campaign: str
+    inbox: Path | None
+    out_dir: Path
+    registry: Path
+    model: str | None = None
+    fmt: str = "csv"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of a daily run."""
+
+    date: dt.date
+    ingested_files: list[str]
+    scored: int
+    targets: TargetResult
+    model: str
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for the CLI."""
+        return {
+            "date": str(self.date),
+            "model": self.model,
+            "ingested_files": self.ingested_files,
+            "scored": self.scored,
+            **self.targets.summary(),
+        }
+
+
+class RunLog:
+    """Appends JSON lines to the store's run log."""
+
+    def __init__(self, store: Store, now: Callable[[], dt.datetime]) -> None:
+        self.path = store.root / "logs" / LOG_FILE
+        self.now = now
+
+    def write(self, event: str, **fields: Any) -> None:  # noqa: ANN401
+        """Append one event."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"ts": self.now().isoformat(), "event": event, **fields}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+    @contextmanager
+    def step(self, name: str, counts: dict[str, Any]) -> Iterator[None]:
+        """Log a step with its duration and the counts the block fills in."""
+        start = time.monotonic()
+        yield
+        self.write("step", step=name, seconds=round(time.monotonic() - start, 3), **counts)
+
+
+def inbox_files(inbox: Path) -> list[Path]:
+    """Return the data files directly in ``inbox`` (not in ``processed/``), by name."""
+    if not inbox.is_dir():
+        return []
+    return sorted(p for p in inbox.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+
+
+def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
+    done = inbox / "processed"
+    done.mkdir(exist_ok=True)
+    for path in files:
+        target = done / path.name
+        if target.exists():
+            target = done / f"{path.stem}.{stamp}{path.suffix}"
+        shutil.move(str(path), target)
+
+
+def run_daily(
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    now: Callable[[], dt.datetime],
+) -> RunResult:
+    """Run the daily job under one lock; log every step; re-raise failures after logging.
+
+    Raises
+    ------
+    StoreLockedError
+        Another run or writer holds the store.
+    BadInputError, ModelError, UsageError
+        As the steps raise them; nothing partial is published.
+    """
+    check_campaign(options.campaign)
+    ref: ModelRef = parse_ref(options.model or settings.model.name)
+    log = RunLog(store, now)
+    with store.lock():
+        log.write("start", date=options.date, campaign=options.campaign, model=str(ref))
+        try:
+            result = _steps(store, options, settings, ref, log, now)
+        except CrmkitError as exc:
+            log.write("end", exit_code=exc.exit_code, error=str(exc))
+            raise
+        log.write("end", exit_code=0)
+    return result
+
+
+def _steps(
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    ref: ModelRef,
+    log: RunLog,
+    now: Callable[[], dt.datetime],
+) -> RunResult:
+    counts: dict[str, Any] = {}
+    inbox = options.inbox
+    files = inbox_files(inbox) if inbox else []
+    with log.step("ingest", counts):
+        if inbox and files:
+            report = ingest_files(
+                files, store, settings.ingest, now=now(), store_config=settings.store, locked=True
+            )
+            counts.update(
+                files=len(files),
+                rows_read=report.rows_read,
+                rows_stored=report.rows_stored,
+                rows_duplicate=report.rows_duplicate,
+                rows_quarantined=report.rows_quarantined,
+            )
+            _move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
+        else:
+            counts.update(files=0)
+    score_counts: dict[str, Any] = {}
+    registry = Registry(options.registry)
+    with log.step("score", score_counts):
+        scores = score_customers(store, options.date, ref, registry, settings.segments)
+        model = f"{scores.card['name']}:{scores.card['version']}"
+        score_counts.update(customers=scores.frame.height, model=model)
+    target_counts: dict[str, Any] = {}
+    with log.step("targets", target_counts):
+        targets = write_targets(
+            scores.frame,
+            store,
+            options.campaign,
+            options.date,
+            settings.targeting,
+            options.out_dir,
+            fmt=options.fmt,
+            locked=True,
+        )
+        target_counts.update(path=str(targets.path), **targets.summary()["groups"])
+    return RunResult(options.date, [str(f) for f in files], scores.frame.height, targets, model)
