@@ -26,6 +26,8 @@ demo: $(STAMP)
 	$(BIN)/crmkit train --as-of $(DEMO_DATE) --horizon 90 --name churn $(DEMO_ARGS)
 	mkdir -p $(DEMO)/inbox && cp sample_data/messy/us_quantity_price.tsv $(DEMO)/inbox/
 	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS)
+	$(BIN)/crmkit report --as-of $(DEMO_DATE) --out $(DEMO)/report.html $(DEMO_ARGS) --quiet
+	@echo "Report: $(DEMO)/report.html"
 	@echo "Target list for $(DEMO_DATE): $(DEMO)/out/winback/$(DEMO_DATE).csv"
 
 test: $(STAMP)

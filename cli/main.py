@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 from crmkit_cli.commands import (
+    evaluate,
     features,
     ingest,
     models,
+    report,
     run,
     sample,
     score,
@@ -54,6 +56,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(score.app)
 app.add_typer(targets.app)
 app.add_typer(run.app)
+app.add_typer(evaluate.app)
+app.add_typer(report.app)
 
 
 def main() -> None:

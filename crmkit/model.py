@@ -287,13 +287,43 @@ def train(
             }
         )
     metrics = pl.DataFrame(rows)
+    curves = validation_curves(y[valid], p_valid)
     with threads(cfg.threads):
         importance = _importance(check, x[valid], y[valid], names, cfg.seed)
         final = fit_calibrated(x, y, groups, cfg)
     card = _card(
         as_of, horizon, cfg, features, names, data, snapshots, newest, metrics, importance, created
     )
+    card["validation_curves"] = curves
     return TrainResult(final, card, metrics, importance)
+
+
+def validation_curves(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Gain (share of churners captured by the top x% of scores) and calibration bins."""
+    order = np.argsort(-p, kind="stable")
+    captured = np.cumsum(y[order]) / max(int(y.sum()), 1)
+    n = len(y)
+    shares = [i / bins for i in range(1, bins + 1)]
+    gain = [float(captured[max(0, math.ceil(s * n) - 1)]) for s in shares]
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    calibration = [
+        {
+            "predicted": float(p[index == b].mean()),
+            "observed": float(y[index == b].mean()),
+            "count": int((index == b).sum()),
+        }
+        for b in range(bins)
+        if (index == b).any()
+    ]
+    base = float(y.mean()) if n else 0.0
+    lift = [
+        float(y[order][math.floor((i - 1) * n / bins) : math.floor(i * n / bins)].mean() / base)
+        if base > 0
+        else float("nan")
+        for i in range(1, bins + 1)
+    ]
+    return {"shares": shares, "gain": gain, "lift_by_decile": lift, "calibration": calibration}
 
 
 def _rank01(score: np.ndarray) -> np.ndarray:

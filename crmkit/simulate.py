@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -246,3 +246,119 @@ def read_truth(path: Path) -> pl.DataFrame:
     if path.suffix == ".parquet":
         return pl.read_parquet(path)
     return pl.read_csv(path, try_parse_dates=True, schema_overrides={"customer_id": pl.String})
+
+
+@dataclass(frozen=True)
+class ResponseResult:
+    """Paths and sizes written by :func:`write_response`."""
+
+    transactions: Path
+    truth: Path
+    rows: int
+    customers: int
+
+
+def simulate_response(
+    targets: pl.DataFrame, uplift: Mapping[str, float], window_days: int, seed: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Simulate purchases after a campaign, with a known true uplift per treatment.
+
+    A customer on the list buys in ``[as_of, as_of + window)`` with probability
+    ``1 - churn_probability``, plus ``uplift[treatment]`` (absolute, capped to [0, 1]) in
+    the treatment group only. A buyer makes one order on a uniform day of the window with a
+    lognormal amount. Returns (transactions, truth with each customer's probability).
+
+    Raises
+    ------
+    UsageError
+        When the list lacks a needed column or an uplift is outside [-1, 1].
+    """
+    needed = {"customer_id", "as_of", "group", "treatment", "churn_probability"}
+    missing = sorted(needed - set(targets.columns))
+    if missing:
+        raise UsageError(f"target list lacks column(s) {', '.join(missing)}")
+    bad = sorted(k for k, v in uplift.items() if not -1 <= v <= 1)
+    if bad:
+        raise UsageError(f"uplift of {', '.join(bad)} must be between -1 and 1")
+    rng = np.random.default_rng(seed)
+    frame = targets.select(sorted(needed)).with_columns(pl.col("as_of").cast(pl.Date))
+    treated = (frame["group"] == "treatment").to_numpy()
+    lift = np.array([uplift.get(t, 0.0) for t in frame["treatment"].to_list()])
+    base = 1.0 - frame["churn_probability"].to_numpy()
+    p = np.clip(base + np.where(treated, lift, 0.0), 0.0, 1.0)
+    buys = rng.uniform(0, 1, frame.height) < p
+    day = rng.integers(0, window_days, frame.height)
+    second = rng.integers(8 * 3600, 20 * 3600, frame.height)
+    amount = np.round(rng.lognormal(3.6, 0.5, frame.height), 2)
+    truth = frame.with_columns(pl.Series("true_probability", p), pl.Series("bought", buys)).sort(
+        "customer_id", "as_of"
+    )
+    bought = frame.with_columns(
+        pl.Series("day", day), pl.Series("second", second), pl.Series("amount", amount)
+    ).filter(pl.Series(buys))
+    tx = bought.select(
+        (pl.lit("RESP-") + pl.col("customer_id") + "-" + pl.col("as_of").cast(pl.String)).alias(
+            "order_id"
+        ),
+        "customer_id",
+        (
+            pl.col("as_of").cast(pl.Datetime("us"))
+            + pl.duration(days=pl.col("day"), seconds=pl.col("second"))
+        ).alias("ts"),
+        "amount",
+    ).sort("ts", "customer_id")
+    return tx, truth
+
+
+def write_response(
+    targets_path: Path,
+    uplift: Mapping[str, float],
+    window_days: int,
+    seed: int,
+    out_dir: Path,
+) -> ResponseResult:
+    """Read a target list, simulate the response, write ``response.csv`` and ``response_truth.csv``.
+
+    Raises
+    ------
+    UsageError
+        Unreadable list or bad parameters.
+    """
+    try:
+        if targets_path.suffix == ".parquet":
+            targets = pl.read_parquet(targets_path)
+        else:
+            targets = pl.read_csv(
+                targets_path, schema_overrides={"customer_id": pl.String}, try_parse_dates=True
+            )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise UsageError(f"{targets_path}: cannot read the target list ({exc})") from exc
+    tx, truth = simulate_response(targets, uplift, window_days, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tx_path, truth_path = out_dir / "response.csv", out_dir / "response_truth.csv"
+    tx.write_csv(tx_path, datetime_format="%Y-%m-%d %H:%M:%S")
+    truth.write_csv(truth_path)
+    return ResponseResult(tx_path, truth_path, tx.height, truth.height)
+
+
+def parse_uplift(text: str) -> dict[str, float]:
+    """Parse ``call=0.1,email=0.02`` into treatment -> absolute uplift.
+
+    Raises
+    ------
+    UsageError
+        On a pair without ``=`` or a value that is not a number.
+    """
+    out: dict[str, float] = {}
+    for raw in text.split(","):
+        pair = raw.strip()
+        if not pair:
+            continue
+        name, sep, value = pair.partition("=")
+        try:
+            if not sep:
+                raise ValueError(pair)
+            out[name.strip()] = float(value)
+        except ValueError as exc:
+            raise UsageError(f"--uplift: {pair!r} is not of the form treatment=number") from exc
+    return out

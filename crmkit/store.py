@@ -210,7 +210,7 @@ class Store:
         paths = [str(self.root / p.path) for p in manifest.parts_of(kind)]
         if not paths:
             return pl.LazyFrame(schema=dict(columns))
-        return pl.scan_parquet(paths, schema=dict(columns))
+        return pl.scan_parquet(paths, schema=dict(columns), missing_columns="insert")
 
     def transactions(self) -> pl.LazyFrame:
         """Return all stored transactions as a LazyFrame in the canonical schema."""
@@ -375,7 +375,7 @@ class StoreWriter:
         paths = [str(self.store.root / p.path) for p in self.current_parts(kind, bucket)]
         if not paths:
             return pl.LazyFrame(schema=dict(columns))
-        return pl.scan_parquet(paths, schema=dict(columns))
+        return pl.scan_parquet(paths, schema=dict(columns), missing_columns="insert")
 
     def compact(
         self,

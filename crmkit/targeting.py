@@ -49,6 +49,8 @@ LEDGER_SCHEMA: Final[dict[str, pl.DataType]] = {
     "as_of": pl.Date(),
     "churn_probability": pl.Float64(),
     "customer_value": pl.Float64(),
+    "segment": pl.String(),
+    "value_tier": pl.String(),
 }
 BALANCE_COVARIATES: Final = ("churn_probability", "customer_value", "recency_days")
 SMD_WARNING: Final = 0.1

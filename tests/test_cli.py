@@ -352,3 +352,83 @@ def test_train_score_models_and_tampering(runner, tmp_path, env_now):
         code=2,
     )
     assert "model name '../x'" in unsafe.stderr
+
+
+def test_campaign_loop_sample_response_evaluate_report(runner, tmp_path, env_now):
+    from .conftest import SAMPLE_DATA
+
+    store, registry = str(tmp_path / "s"), str(tmp_path / "models")
+    common = ["--store", store, "--registry", registry]
+    invoke(runner, "ingest", str(SAMPLE_DATA / "transactions.csv"), "--store", store, "--quiet")
+    invoke(
+        runner,
+        "train",
+        "--as-of",
+        "2025-01-01",
+        "--horizon",
+        "90",
+        "--snapshots",
+        "3",
+        "--model",
+        "logreg",
+        *common,
+        "--quiet",
+    )
+    lists = tmp_path / "lists"
+    targets = invoke(
+        runner,
+        "targets",
+        "--as-of",
+        "2025-01-01",
+        "--campaign",
+        "spring",
+        "--out",
+        str(lists),
+        *common,
+        "--json",
+    )
+    assert targets["groups"]["treatment"] > 0
+    listed = lists / "spring" / "2025-01-01.csv"
+    response = invoke(
+        runner,
+        "sample",
+        "--respond-to",
+        str(listed),
+        "--uplift",
+        "email=0.2",
+        "--window",
+        "30",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "resp"),
+        "--json",
+    )
+    invoke(runner, "ingest", response["transactions"], "--store", store, "--quiet")
+    result = invoke(
+        runner, "evaluate", "--campaign", "spring", "--window", "30", "--store", store, "--json"
+    )
+    overall = result["treatment_vs_control"]
+    assert overall["treated"] == targets["groups"]["treatment"]
+    assert overall["uplift_low"] <= 0.2 <= overall["uplift_high"]
+    report = tmp_path / "r.html"
+    invoke(
+        runner,
+        "report",
+        "--as-of",
+        "2025-01-01",
+        "--campaign",
+        "spring",
+        "--window",
+        "30",
+        "--out",
+        str(report),
+        *common,
+    )
+    assert report.read_text().count("<svg") == 6
+    bad = invoke(
+        runner, "report", "--as-of", "2025-01-01", "--out", str(tmp_path / "r.pdf"), *common, code=2
+    )
+    assert "use a .html file name" in bad.stderr
+    missing = invoke(runner, "evaluate", "--campaign", "autumn", "--store", store, code=3)
+    assert "no assignments" in missing.stderr

@@ -41,6 +41,14 @@ def sample(
     yearly: Annotated[
         float, typer.Option("--yearly", min=0, max=0.99, help="Yearly (December) amplitude.")
     ] = 0.0,
+    respond_to: Annotated[
+        Path | None,
+        typer.Option("--respond-to", help="Simulate purchases after this target list instead."),
+    ] = None,
+    uplift: Annotated[
+        str, typer.Option("--uplift", help="True uplift per treatment: call=0.1,email=0.02.")
+    ] = "",
+    window: Annotated[int, typer.Option("--window", min=1, help="Response window (days).")] = 60,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -49,10 +57,32 @@ def sample(
     Writes OUT/transactions.csv and OUT/ground_truth.csv (true purchase rate, dropout
     probability and dropout date of every customer). Same seed, same bytes.
 
+    With --respond-to LIST, simulate instead how the customers of a target list buy in the
+    WINDOW days after it, with a known true uplift per treatment in the treatment group:
+    OUT/response.csv (to ingest) and OUT/response_truth.csv.
+
     Example: crmkit sample --customers 5000 --start 2023-01-01 --end 2025-01-01 --seed 7 --out data
     """
-    from crmkit.simulate import SimulationConfig, write_sample
+    from crmkit.simulate import SimulationConfig, parse_uplift, write_response, write_sample
 
+    if respond_to is not None:
+        with user_errors():
+            response = write_response(respond_to, parse_uplift(uplift), window, seed, out)
+        if as_json:
+            emit_json(
+                {
+                    "transactions": str(response.transactions),
+                    "truth": str(response.truth),
+                    "rows": response.rows,
+                    "customers": response.customers,
+                }
+            )
+        if not quiet:
+            err.print(
+                f"{response.rows:,} purchases by {response.customers:,} listed customers "
+                f"-> {response.transactions}"
+            )
+        return
     with user_errors():
         cfg = SimulationConfig(
             customers=customers,

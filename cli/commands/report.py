@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from crmkit_cli.common import (
+    DEFAULT_STORE,
+    AsOfOpt,
+    ConfigOpt,
+    QuietOpt,
+    RegistryOpt,
+    StoreOpt,
+    err,
+    parse_date,
+    settings,
+    user_errors,
+)
+
+app = typer.Typer()
+
+
+@app.command()
+def report(
+    as_of: AsOfOpt,
+    out: Annotated[Path, typer.Option("--out", help="Report file (.html).")],
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", help="Add this campaign's evaluation.")
+    ] = None,
+    window: Annotated[int, typer.Option("--window", min=1, help="Campaign outcome days.")] = 60,
+    model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
+    registry: RegistryOpt = None,
+    store: StoreOpt = DEFAULT_STORE,
+    config: ConfigOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a self-contained HTML report (opens offline): segments, value, risk, campaign.
+
+    Charts: segment sizes and value shares, the value concentration (Pareto) curve, the
+    churn-risk distribution, the model's gain/lift and calibration from its validation,
+    and with --campaign, treatment against control with 95% intervals.
+
+    Example: crmkit report --as-of 2025-01-01 --campaign winback --out report.html
+    """
+    from crmkit.registry import Registry, parse_ref
+    from crmkit.report import gather, write_report
+    from crmkit.store import Store
+
+    with user_errors():
+        cfg = settings(config)
+        data = gather(
+            Store(store),
+            parse_date(as_of, "--as-of"),
+            cfg,
+            Registry(registry or Path(cfg.model.registry)),
+            parse_ref(model or cfg.model.name),
+            campaign,
+            window,
+        )
+        path = write_report(out, data)
+    for note in data.notes:
+        err.print(f"[yellow]note:[/yellow] {note}")
+    if not quiet:
+        err.print(f"report written to {path}")

@@ -1,0 +1,278 @@
+"""Campaign evaluation: treatment against control, after the fact, with intervals.
+
+Every ledger assignment is one unit. Its outcome window is ``[as_of, as_of + window)``;
+*retained* means a purchase (positive amount) in the window, *revenue* its net spend.
+
+Statistics (two-sided, level ``1 - alpha``):
+
+* retention rates with Wilson score intervals; the difference treatment - control with
+  Newcombe's hybrid score interval (Newcombe 1998, method 10) and a pooled two-proportion
+  z-test p-value; the relative uplift with the Katz log interval of the rate ratio;
+* revenue per customer: difference of means with a Welch interval and Welch t-test;
+* incremental retained customers and revenue: the differences times the treated count;
+* the minimum detectable difference in retention at 80% power for the current sizes,
+  reported when a result is not significant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import polars as pl
+
+from crmkit import schema
+from crmkit.errors import BadInputError
+from crmkit.store import Store
+from crmkit.targeting import check_campaign, ledger
+
+POWER: Final = 0.8
+
+
+def _z(alpha: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - alpha / 2))
+
+
+def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    z = _z(alpha)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def newcombe(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Newcombe hybrid score interval of ``k1/n1 - k2/n2`` (method 10)."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, alpha)
+    l2, u2 = wilson(k2, n2, alpha)
+    d = p1 - p2
+    return (
+        d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+        d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
+    )
+
+
+def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test."""
+    from scipy.stats import norm
+
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = (k1 / n1 - k2 / n2) / se
+    return float(2 * norm.sf(abs(z)))
+
+
+def ratio_interval(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Katz log interval of the rate ratio ``(k1/n1) / (k2/n2)``, minus one (relative uplift)."""
+    if min(k1, k2) == 0:
+        return (float("nan"), float("nan"))
+    ratio = (k1 / n1) / (k2 / n2)
+    se = math.sqrt(1 / k1 - 1 / n1 + 1 / k2 - 1 / n2)
+    z = _z(alpha)
+    return (ratio * math.exp(-z * se) - 1, ratio * math.exp(z * se) - 1)
+
+
+def welch(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[float, float, float, float]:
+    """Welch difference of means ``mean(a) - mean(b)``: (difference, low, high, p-value)."""
+    from scipy.stats import t as student
+
+    n1, n2 = len(a), len(b)
+    if n1 < 2 or n2 < 2:
+        return (float("nan"),) * 4  # type: ignore[return-value]
+    m1, m2 = sum(a) / n1, sum(b) / n2
+    v1 = sum((x - m1) ** 2 for x in a) / (n1 - 1)
+    v2 = sum((x - m2) ** 2 for x in b) / (n2 - 1)
+    se2 = v1 / n1 + v2 / n2
+    diff = m1 - m2
+    if se2 == 0:
+        return (diff, diff, diff, 1.0 if diff == 0 else 0.0)
+    df = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
+    se = math.sqrt(se2)
+    q = float(student.ppf(1 - alpha / 2, df))
+    p = float(2 * student.sf(abs(diff / se), df))
+    return (diff, diff - q * se, diff + q * se, p)
+
+
+def minimum_detectable(p_control: float, n1: int, n2: int, alpha: float = 0.05) -> float:
+    """Smallest retention difference detectable with 80% power at these sizes."""
+    from scipy.stats import norm
+
+    if n1 == 0 or n2 == 0:
+        return float("nan")
+    se = math.sqrt(max(p_control * (1 - p_control), 1e-12) * (1 / n1 + 1 / n2))
+    return (_z(alpha) + float(norm.ppf(POWER))) * se
+
+
+def compare(frame: pl.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
+    """Treatment against control on a frame of outcomes (``group, retained, revenue``)."""
+    t = frame.filter(pl.col("group") == "treatment")
+    c = frame.filter(pl.col("group") == "control")
+    n1, n2 = t.height, c.height
+    k1, k2 = int(t["retained"].sum()), int(c["retained"].sum())
+    out: dict[str, Any] = {"treated": n1, "control": n2}
+    if n1 == 0 or n2 == 0:
+        return out | {"note": "needs both a treatment and a control group"}
+    low, high = newcombe(k1, n1, k2, n2, alpha)
+    rel_low, rel_high = ratio_interval(k1, n1, k2, n2, alpha)
+    p = two_proportion_p(k1, n1, k2, n2)
+    diff = k1 / n1 - k2 / n2
+    rev, rev_low, rev_high, rev_p = welch(t["revenue"].to_list(), c["revenue"].to_list(), alpha)
+    out |= {
+        "retention_treatment": k1 / n1,
+        "retention_control": k2 / n2,
+        "uplift": diff,
+        "uplift_low": low,
+        "uplift_high": high,
+        "relative_uplift": diff / (k2 / n2) if k2 else float("nan"),
+        "relative_low": rel_low,
+        "relative_high": rel_high,
+        "p_value": p,
+        "significant": p < alpha,
+        "incremental_customers": diff * n1,
+        "incremental_customers_low": low * n1,
+        "incremental_customers_high": high * n1,
+        "revenue_uplift_per_customer": rev,
+        "revenue_uplift_low": rev_low,
+        "revenue_uplift_high": rev_high,
+        "revenue_p_value": rev_p,
+        "incremental_revenue": rev * n1,
+    }
+    if p >= alpha:
+        out["minimum_detectable_uplift"] = minimum_detectable(k2 / n2, n1, n2, alpha)
+    return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluation of one campaign."""
+
+    campaign: str
+    window_days: int
+    groups: pl.DataFrame
+    overall: dict[str, Any]
+    by_treatment: list[dict[str, Any]]
+    by_segment: list[dict[str, Any]]
+    warnings: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "campaign": self.campaign,
+            "window_days": self.window_days,
+            "groups": self.groups.to_dicts(),
+            "treatment_vs_control": self.overall,
+            "by_treatment": self.by_treatment,
+            "by_segment": self.by_segment,
+            "warnings": list(self.warnings),
+        }
+
+
+def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFrame, dt.date]:
+    """Join a campaign's ledger rows with purchases in their outcome windows.
+
+    Returns the rows (with ``retained``, ``revenue``, ``complete``) and the first day
+    without data.
+
+    Raises
+    ------
+    BadInputError
+        When the campaign has no ledger rows.
+    """
+    entries = ledger(store).filter(pl.col("campaign_id") == campaign)
+    if entries.height == 0:
+        raise BadInputError(f"campaign {campaign!r} has no assignments in the ledger")
+    last = store.transactions().select(pl.col(schema.TS).max()).collect().item()
+    data_end = (last.date() + dt.timedelta(days=1)) if last else dt.date.min
+    start = dt.datetime.combine(entries["as_of"].min(), dt.time())
+    customers = entries.select(schema.CUSTOMER_ID).unique()
+    tx = (
+        store.transactions()
+        .filter(pl.col(schema.TS) >= start)
+        .join(customers.lazy(), on=schema.CUSTOMER_ID, how="semi")
+        .select(schema.CUSTOMER_ID, schema.TS, schema.AMOUNT)
+        .collect()
+    )
+    window = pl.duration(days=window_days)
+    joined = entries.join(tx, on=schema.CUSTOMER_ID, how="left").with_columns(
+        (
+            (pl.col(schema.TS) >= pl.col("as_of").cast(pl.Datetime("us")))
+            & (pl.col(schema.TS) < pl.col("as_of").cast(pl.Datetime("us")) + window)
+        )
+        .fill_null(value=False)
+        .alias("inside")
+    )
+    keys = ["campaign_id", schema.CUSTOMER_ID, "as_of"]
+    rows = (
+        joined.group_by(keys, maintain_order=True)
+        .agg(
+            pl.first("group", "treatment", "segment", "value_tier"),
+            ((pl.col(schema.AMOUNT) > 0) & pl.col("inside")).any().alias("retained"),
+            pl.when(pl.col("inside"))
+            .then(pl.col(schema.AMOUNT))
+            .otherwise(0.0)
+            .sum()
+            .alias("revenue"),
+        )
+        .with_columns(
+            (pl.col("as_of") + pl.duration(days=window_days) <= pl.lit(data_end)).alias("complete")
+        )
+        .sort(keys)
+    )
+    return rows, data_end
+
+
+def evaluate_campaign(
+    store: Store, campaign: str, window_days: int = 60, alpha: float = 0.05
+) -> Evaluation:
+    """Evaluate ``campaign``: per group, treatment vs control overall, per treatment and segment.
+
+    Raises
+    ------
+    BadInputError
+        Unknown campaign or a window below one day.
+    """
+    check_campaign(campaign)
+    if window_days < 1:
+        raise BadInputError("--window must be at least 1 day")
+    rows, data_end = outcomes(store, campaign, window_days)
+    warnings = []
+    incomplete = int((~rows["complete"]).sum())
+    if incomplete:
+        warnings.append(
+            f"{incomplete} of {rows.height} assignments have a window ending after the data "
+            f"({data_end}): their outcomes are not all known yet"
+        )
+    groups = (
+        rows.group_by("group")
+        .agg(
+            pl.len().alias("customers"),
+            pl.col("retained").mean().alias("retention_rate"),
+            pl.col("revenue").mean().alias("revenue_per_customer"),
+            pl.col("retained").sum().alias("retained"),
+        )
+        .sort("group")
+    )
+    overall = compare(rows, alpha)
+    by_treatment = [
+        {"treatment": name, **compare(rows.filter(pl.col("treatment") == name), alpha)}
+        for name in sorted(rows["treatment"].drop_nulls().unique().to_list())
+    ]
+    by_segment = [
+        {"by": column, "segment": name, **compare(rows.filter(pl.col(column) == name), alpha)}
+        for column in ("segment", "value_tier")
+        for name in sorted(rows[column].drop_nulls().unique().to_list())
+    ]
+    return Evaluation(
+        campaign, window_days, groups, overall, by_treatment, by_segment, tuple(warnings)
+    )
