@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import features, ingest, model
+from bench import clv, features, ingest, model
 
-SUITES = {"ingest": ingest.run, "features": features.run, "model": model.run}
+SUITES = {"ingest": ingest.run, "features": features.run, "model": model.run, "clv": clv.run}
 
 
 def main() -> None:
@@ -16,7 +16,7 @@ def main() -> None:
     args = parser.parse_args()
     suites = list(SUITES) if args.suite == "all" else [args.suite]
     for name in suites:
-        if name == "model":
+        if name in ("model", "clv"):
             SUITES[name](0)
             continue
         for rows in args.rows or [1_000_000, 10_000_000]:

@@ -33,6 +33,9 @@ def run_measured(name: str, argv: list[str], note: str = "") -> Measurement:
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{name} failed: {stderr[-2000:]}")
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    if not note and last.startswith("{"):
+        note = last
     return Measurement(name, seconds, usage.ru_maxrss / 1024, note)
 
 

@@ -59,13 +59,14 @@ def run(_rows: int = 0, kinds: tuple[str, ...] = ("hgb", "logreg")) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(Path(tmp))
-        for (population, lookback), kind in itertools.product(LOOKBACKS.items(), kinds):
+        runs = itertools.product(LOOKBACKS.items(), kinds, (False, True))
+        for (population, lookback), kind, with_clv in runs:
             start = time.perf_counter()
             result = train(
                 store,
                 AS_OF,
                 HORIZON,
-                ModelConfig(kind=kind, lookback_days=lookback),
+                ModelConfig(kind=kind, lookback_days=lookback, clv_features=with_clv),
                 FeatureConfig(),
                 created=dt.datetime(2026, 1, 1),
             )
@@ -76,7 +77,7 @@ def run(_rows: int = 0, kinds: tuple[str, ...] = ("hgb", "logreg")) -> None:
             y = scored["churned"].cast(pl.Int64).to_numpy()
             rows.append(
                 {
-                    "score": f"crmkit {kind} ({population})",
+                    "score": f"crmkit {kind}{' + clv' if with_clv else ''} ({population})",
                     "customers": scored.height,
                     "churn_rate": float(y.mean()),
                     "train_s": seconds,

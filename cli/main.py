@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from crmkit_cli.commands import (
+    clv,
     evaluate,
     features,
     ingest,
@@ -58,6 +59,7 @@ app.add_typer(targets.app)
 app.add_typer(run.app)
 app.add_typer(evaluate.app)
 app.add_typer(report.app)
+app.add_typer(clv.app, name="clv")
 
 
 def main() -> None:

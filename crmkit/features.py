@@ -57,6 +57,7 @@ def _schema(windows: tuple[int, ...]) -> dict[str, pl.DataType]:
         "orders": pl.Int64(),
         "is_one_time": pl.Boolean(),
         "gross_spend": pl.Float64(),
+        "first_day_spend": pl.Float64(),
         "refunds": pl.Float64(),
         "net_spend": pl.Float64(),
         "refund_share": pl.Float64(),
@@ -174,6 +175,18 @@ def gross_spend() -> pl.Expr:
     return pl.col(_GROSS).sum().alias("gross_spend")
 
 
+def first_day_spend() -> pl.Expr:
+    """Gross spend on the first purchase day (repeat spend = gross - this)."""
+    first = pl.when(_is_purchase()).then(pl.col(_DAY)).min()
+    return (
+        pl.when(pl.col(_DAY) == first)
+        .then(pl.col(_GROSS))
+        .otherwise(0)
+        .sum()
+        .alias("first_day_spend")
+    )
+
+
 def refunds() -> pl.Expr:
     """Sum of refunds and cancellations, as a positive number."""
     return pl.col(_REFUNDS).sum().alias("refunds")
@@ -264,6 +277,7 @@ def customer_aggregates(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
         purchase_days(),
         orders(),
         gross_spend(),
+        first_day_spend(),
         refunds(),
         *windows,
         *same_season_last_year(as_of, cfg),
@@ -277,7 +291,14 @@ def customer_aggregates(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
 def money_columns(cfg: FeatureConfig) -> list[str]:
     """Return the aggregates held in micro-units until :func:`from_micro` converts them."""
     windows = [f"{kind}_{w}" for w in cfg.windows for kind in ("spend", "spend_prev")]
-    return ["gross_spend", "refunds", *windows, "spend_ly_next", "historical_value"]
+    return [
+        "gross_spend",
+        "first_day_spend",
+        "refunds",
+        *windows,
+        "spend_ly_next",
+        "historical_value",
+    ]
 
 
 def from_micro(cfg: FeatureConfig) -> list[pl.Expr]:

@@ -44,10 +44,40 @@ _NOT_MODEL_INPUTS: Final = frozenset(
 BASELINES: Final = ("baseline_recency", "baseline_recency_frequency")
 
 
-def model_feature_names(cfg: FeatureConfig) -> list[str]:
-    """Model inputs, in matrix column order: numeric pipeline features, then season."""
+CLV_COLUMNS: Final = ("clv_expected_purchases", "clv_p_alive", "clv_p_no_purchase", "clv_value")
+
+
+def model_feature_names(cfg: FeatureConfig, *, clv: bool = False) -> list[str]:
+    """Model inputs, in matrix column order: pipeline features, season, CLV predictions."""
     names = [n for n in feature_schema(cfg) if n not in _NOT_MODEL_INPUTS]
-    return [*names, *SEASON]
+    return [*names, *SEASON, *(CLV_COLUMNS if clv else ())]
+
+
+def with_clv(
+    features: pl.DataFrame, as_of: dt.date, horizon: int, cfg: FeatureConfig
+) -> pl.DataFrame:
+    """Fit BG/NBD and Gamma-Gamma on ``features`` (as of ``as_of``) and add their predictions.
+
+    ``clv_expected_purchases`` and ``clv_p_no_purchase`` cover ``horizon`` days;
+    ``clv_value`` is the discounted CLV over ``projection_horizon_days``.
+    """
+    from crmkit.clv import fit_clv, predict_clv
+
+    model, _ = fit_clv(features, as_of)
+    short = predict_clv(model, features, as_of, horizon, cfg.annual_discount_rate)
+    long = predict_clv(
+        model, features, as_of, cfg.projection_horizon_days, cfg.annual_discount_rate
+    )
+    added = short.select(
+        schema.CUSTOMER_ID,
+        pl.col("expected_purchases").alias("clv_expected_purchases"),
+        pl.col("p_alive").alias("clv_p_alive"),
+        pl.col("p_no_purchase").alias("clv_p_no_purchase"),
+    ).join(
+        long.select(schema.CUSTOMER_ID, pl.col("clv").alias("clv_value")),
+        on=schema.CUSTOMER_ID,
+    )
+    return features.join(added, on=schema.CUSTOMER_ID, how="left")
 
 
 def season_columns(cutoff: dt.date) -> list[pl.Expr]:
@@ -108,7 +138,10 @@ def training_set(
     frames = []
     points = [t for t in cutoffs(as_of, horizon, cfg) if t > first.date()]
     for i, cutoff in enumerate(points):
-        snap = eligible(store_features(store, cutoff, features), cfg.lookback_days)
+        everyone = store_features(store, cutoff, features)
+        if cfg.clv_features:
+            everyone = with_clv(everyone, cutoff, horizon, features)
+        snap = eligible(everyone, cfg.lookback_days)
         if snap.height:
             labels = churn_labels(store.transactions(), snap.lazy(), cutoff, horizon).collect()
             frames.append(
@@ -252,7 +285,7 @@ def train(
         raise BadInputError("--horizon must be at least 1 day")
     features = dataclasses.replace(features, season_window_days=horizon)
     data = training_set(store, as_of, horizon, cfg, features, progress)
-    names = model_feature_names(features)
+    names = model_feature_names(features, clv=cfg.clv_features)
     snapshots = sorted(data["snapshot"].unique().to_list())
     if len(snapshots) < 2:
         raise BadInputError(
@@ -379,6 +412,8 @@ def _card(
         "validation_snapshot": str(newest),
         "seed": cfg.seed,
         "threads": cfg.threads,
+        "clv_features": cfg.clv_features,
+        "customer_value": cfg.customer_value,
         "feature_version": FEATURE_VERSION,
         "feature_config": dataclasses.asdict(features),
         "features": list(names),

@@ -13,7 +13,14 @@ from crmkit import schema
 from crmkit.config import FeatureConfig, SegmentConfig
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features import FEATURE_VERSION, money_sum, store_features
-from crmkit.model import design_matrix, eligible, model_feature_names, season_columns, threads
+from crmkit.model import (
+    design_matrix,
+    eligible,
+    model_feature_names,
+    season_columns,
+    threads,
+    with_clv,
+)
 from crmkit.registry import ModelRef, Registry
 from crmkit.segments import with_segments
 from crmkit.store import Store
@@ -83,7 +90,7 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
     raw = dict(card["feature_config"])
     raw["windows"] = tuple(raw["windows"])
     cfg = FeatureConfig(**raw)
-    if card.get("features") != model_feature_names(cfg):
+    if card.get("features") != model_feature_names(cfg, clv=bool(card.get("clv_features"))):
         raise ModelError(
             f"model {card.get('name')}:{card.get('version')} expects features "
             f"{card.get('features')}, which do not match this pipeline's: retrain it"
@@ -124,7 +131,13 @@ def score_customers(
             f"running {sklearn.__version__}: retrain if scores look off"
         )
     store.require()
-    features = eligible(store_features(store, as_of, cfg), int(card["lookback_days"]))
+    everyone = store_features(store, as_of, cfg)
+    clv_value = card.get("customer_value") == "clv"
+    if card.get("clv_features") or clv_value:
+        everyone = with_clv(everyone, as_of, int(card["horizon_days"]), cfg)
+    if clv_value:
+        everyone = everyone.with_columns(pl.col("clv_value").alias("customer_value"))
+    features = eligible(everyone, int(card["lookback_days"]))
     if features.height == 0:
         raise BadInputError(
             f"no customer bought in the {card['lookback_days']} days before {as_of}: "
@@ -149,3 +162,23 @@ def score_customers(
         .sort(schema.CUSTOMER_ID)
     )
     return ScoreResult(scored, card, tuple(warnings))
+
+
+def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:
+    """Feature configuration a CLV model was fitted with.
+
+    Raises
+    ------
+    ModelError
+        When the card is not a CLV model's or comes from another feature version.
+    """
+    if card.get("kind") != "clv":
+        raise ModelError(f"model {card.get('name')}:{card.get('version')} is not a CLV model")
+    if card.get("feature_version") != FEATURE_VERSION:
+        raise ModelError(
+            f"CLV model {card.get('name')}:{card.get('version')} used feature version "
+            f"{card.get('feature_version')}, this crmkit computes {FEATURE_VERSION}: refit it"
+        )
+    raw = dict(card["feature_config"])
+    raw["windows"] = tuple(raw["windows"])
+    return FeatureConfig(**raw)

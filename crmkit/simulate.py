@@ -7,7 +7,9 @@ The process is the BG/NBD story (Fader, Hardie & Lee 2005) with spend on top:
   optionally modulated by weekly and yearly seasonality (by thinning);
 * after each repeat purchase the customer drops out with probability ``p ~ Beta(a, b)``;
 * each customer has a log-mean spend ``mu ~ Normal(spend_log_mean, spend_log_sd_between)``
-  and each order costs ``exp(Normal(mu, spend_log_sd_within))``;
+  and each order costs ``exp(Normal(mu, spend_log_sd_within))``; or, with
+  ``spend_model="gamma-gamma"``, ``nu ~ Gamma(q, rate=gamma)`` and each order costs
+  ``Gamma(p, rate=nu)`` (the Gamma-Gamma model's own story);
 * a small share of orders is refunded a few days later (a negative row).
 
 Customers are simulated in chunks with vectorised numpy, so memory is bounded by the chunk
@@ -51,6 +53,10 @@ class SimulationConfig:
     spend_log_sd_between: float = 0.6
     spend_log_sd_within: float = 0.4
     refund_rate: float = 0.03
+    spend_model: Literal["lognormal", "gamma-gamma"] = "lognormal"
+    gg_p: float = 6.0
+    gg_q: float = 4.0
+    gg_gamma: float = 15.0
     weekly_amplitude: float = 0.0
     yearly_amplitude: float = 0.0
     chunk_customers: int = 50_000
@@ -65,6 +71,10 @@ class SimulationConfig:
             raise UsageError("r, alpha, a and b must be positive")
         if not 0 <= self.refund_rate < 1:
             raise UsageError("refund_rate must be in [0, 1)")
+        if self.spend_model not in ("lognormal", "gamma-gamma"):
+            raise UsageError(f"--spend-model {self.spend_model!r}: use lognormal or gamma-gamma")
+        if min(self.gg_p, self.gg_q, self.gg_gamma) <= 0:
+            raise UsageError("gamma-gamma parameters must be positive")
         if not (0 <= self.weekly_amplitude < 1 and 0 <= self.yearly_amplitude < 1):
             raise UsageError("seasonality amplitudes must be in [0, 1)")
 
@@ -97,6 +107,9 @@ def simulate_chunk(
     lam = rng.gamma(cfg.r, 1 / cfg.alpha, n)
     p = rng.beta(cfg.a, cfg.b, n)
     mu = rng.normal(cfg.spend_log_mean, cfg.spend_log_sd_between, n)
+    gamma_gamma = cfg.spend_model == "gamma-gamma"
+    # Gamma-Gamma spend scale per customer (drawn only then: the default stream is unchanged)
+    nu = rng.gamma(cfg.gg_q, 1 / cfg.gg_gamma, n) if gamma_gamma else np.ones(n)
     m_max = (1 + cfg.weekly_amplitude) * (1 + cfg.yearly_amplitude)
 
     cust = [np.arange(n)]
@@ -123,7 +136,12 @@ def simulate_chunk(
     ts_days = np.concatenate(times)
     order = np.lexsort((ts_days, idx))
     idx, ts_days = idx[order], ts_days[order]
-    amount = np.round(np.exp(rng.normal(mu[idx], cfg.spend_log_sd_within)), 2)
+    if gamma_gamma:
+        amount = np.round(rng.gamma(cfg.gg_p, 1 / nu[idx]), 2)
+        mean_spend = cfg.gg_p / nu
+    else:
+        amount = np.round(np.exp(rng.normal(mu[idx], cfg.spend_log_sd_within)), 2)
+        mean_spend = np.exp(mu + cfg.spend_log_sd_within**2 / 2)
     channel = rng.integers(0, len(CHANNELS), idx.size)
     refund = rng.uniform(0, 1, idx.size) < cfg.refund_rate
     refund_t = ts_days + rng.uniform(1, 14, idx.size)
@@ -159,7 +177,7 @@ def simulate_chunk(
             "rate_per_day": lam,
             "dropout_probability": p,
             "purchases": n_purchases,
-            "mean_spend": np.exp(mu + cfg.spend_log_sd_within**2 / 2),
+            "mean_spend": mean_spend,
         }
     ).select(
         "customer_id",

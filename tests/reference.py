@@ -46,6 +46,7 @@ def reference_features(rows: list[dict], as_of: dt.date, cfg: FeatureConfig) -> 
             "orders": orders,
             "is_one_time": n == 1,
             "gross_spend": gross,
+            "first_day_spend": by_day[purchase[0]]["gross"],
             "refunds": refunds,
             "net_spend": gross - refunds,
             "refund_share": refunds / gross,

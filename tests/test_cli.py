@@ -432,3 +432,94 @@ def test_campaign_loop_sample_response_evaluate_report(runner, tmp_path, env_now
     assert "use a .html file name" in bad.stderr
     missing = invoke(runner, "evaluate", "--campaign", "autumn", "--store", store, code=3)
     assert "no assignments" in missing.stderr
+
+
+def test_clv_fit_predict_and_churn_features(runner, tmp_path, env_now):
+    from .conftest import SAMPLE_DATA
+
+    store, registry = str(tmp_path / "s"), str(tmp_path / "models")
+    common = ["--store", store, "--registry", registry]
+    invoke(runner, "ingest", str(SAMPLE_DATA / "transactions.csv"), "--store", store, "--quiet")
+    fitted = invoke(runner, "clv", "fit", "--as-of", "2024-10-01", *common, "--json")
+    assert fitted["model"] == "clv:1"
+    assert fitted["fit"]["bgnbd"]["converged"]
+    assert set(fitted["parameters"]["bgnbd"]) == {"r", "alpha", "a", "b"}
+    out = tmp_path / "clv.parquet"
+    predicted = invoke(
+        runner,
+        "clv",
+        "predict",
+        "--as-of",
+        "2024-10-01",
+        "--horizon",
+        "90",
+        "--out",
+        str(out),
+        *common,
+        "--json",
+    )
+    frame = pl.read_parquet(out)
+    assert frame.height == predicted["customers"] > 2000
+    assert frame["p_alive"].is_between(0, 1).all()
+    earlier = invoke(
+        runner,
+        "clv",
+        "predict",
+        "--as-of",
+        "2024-01-01",
+        "--horizon",
+        "90",
+        "--out",
+        str(out),
+        *common,
+        code=3,
+    )
+    assert "would use information from after it" in earlier.stderr
+    trained = invoke(
+        runner,
+        "train",
+        "--as-of",
+        "2024-10-01",
+        "--horizon",
+        "90",
+        "--snapshots",
+        "3",
+        "--model",
+        "logreg",
+        "--clv-features",
+        "--name",
+        "withclv",
+        *common,
+        "--json",
+    )
+    card = invoke(runner, "models", "show", trained["model"], "--registry", registry)
+    assert '"clv_p_alive"' in card.stdout
+    scored = invoke(
+        runner,
+        "score",
+        "--as-of",
+        "2024-10-01",
+        "--model",
+        "withclv",
+        "--out",
+        str(tmp_path / "s.csv"),
+        *common,
+        "--json",
+    )
+    assert scored["customers"] > 1000
+    wrong = invoke(
+        runner,
+        "clv",
+        "predict",
+        "--as-of",
+        "2024-10-01",
+        "--horizon",
+        "90",
+        "--model",
+        "withclv",
+        "--out",
+        str(out),
+        *common,
+        code=5,
+    )
+    assert "is not a CLV model" in wrong.stderr

@@ -41,6 +41,9 @@ def sample(
     yearly: Annotated[
         float, typer.Option("--yearly", min=0, max=0.99, help="Yearly (December) amplitude.")
     ] = 0.0,
+    spend_model: Annotated[
+        str, typer.Option("--spend-model", help="lognormal or gamma-gamma.")
+    ] = "lognormal",
     respond_to: Annotated[
         Path | None,
         typer.Option("--respond-to", help="Simulate purchases after this target list instead."),
@@ -89,6 +92,7 @@ def sample(
             start=parse_date(start, "--start"),
             end=parse_date(end, "--end"),
             seed=seed,
+            spend_model=spend_model,  # type: ignore[arg-type]
             weekly_amplitude=weekly,
             yearly_amplitude=yearly,
         )

@@ -45,6 +45,10 @@ def train(
         int | None, typer.Option("--snapshots", min=2, help="Training cutoffs (default 12).")
     ] = None,
     kind: Annotated[Kind | None, typer.Option("--model", help="hgb or logreg.")] = None,
+    clv_features: Annotated[
+        bool | None,
+        typer.Option("--clv-features/--no-clv-features", help="Add BG/NBD + Gamma-Gamma features."),
+    ] = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -70,6 +74,7 @@ def train(
             name=name or cfg.model.name,
             snapshots=snapshots or cfg.model.snapshots,
             kind=kind.value if kind else cfg.model.kind,
+            clv_features=cfg.model.clv_features if clv_features is None else clv_features,
         )
         ref = parse_ref(model_cfg.name)
         reg = Registry(registry or Path(model_cfg.registry))
