@@ -105,12 +105,15 @@ def welch(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[float, f
 
 
 def minimum_detectable(p_control: float, n1: int, n2: int, alpha: float = 0.05) -> float:
-    """Smallest retention difference detectable with 80% power at these sizes."""
+    """Smallest retention difference detectable with 80% power at these sizes.
+
+    NaN when it is undefined: an empty group, or a control rate of exactly 0 or 1.
+    """
     from scipy.stats import norm
 
-    if n1 == 0 or n2 == 0:
+    if n1 == 0 or n2 == 0 or not 0 < p_control < 1:
         return float("nan")
-    se = math.sqrt(max(p_control * (1 - p_control), 1e-12) * (1 / n1 + 1 / n2))
+    se = math.sqrt(p_control * (1 - p_control) * (1 / n1 + 1 / n2))
     return (_z(alpha) + float(norm.ppf(POWER))) * se
 
 
@@ -248,7 +251,12 @@ def evaluate_campaign(
     rows, data_end = outcomes(store, campaign, window_days)
     warnings = []
     incomplete = int((~rows["complete"]).sum())
-    if incomplete:
+    if incomplete == rows.height:
+        warnings.append(
+            f"no assignment's {window_days}-day window has ended yet (data ends {data_end}): "
+            "ingest the purchases made since, then evaluate again"
+        )
+    elif incomplete:
         warnings.append(
             f"{incomplete} of {rows.height} assignments have a window ending after the data "
             f"({data_end}): their outcomes are not all known yet"

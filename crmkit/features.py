@@ -343,17 +343,21 @@ def derived(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
 def projected_value(cfg: FeatureConfig) -> pl.Expr:
     """Projected value over the horizon if the customer stays: spend per purchase / cycle.
 
-    ``mean_spend_per_day / cycle * horizon / (1 + annual_rate) ** (horizon / 730)``, i.e.
-    discounted to the middle of the horizon. One-time buyers have no cycle of their own and
-    get the median cycle of the repeat buyers as of the same date; cycles are floored at one
-    day.
+    ``net spend per purchase day / cycle * horizon / (1 + annual_rate) ** (horizon / 730)``,
+    discounted to the middle of the horizon; net of refunds (never below 0), so an order
+    bought and cancelled projects nothing. The cycle is shrunk toward the median cycle of
+    the repeat buyers (as of the same date) with one pseudo-gap,
+    ``(span + median) / (gaps + 1)``, so that two purchases a day apart do not project a
+    purchase every day, and one-time buyers (no gap) get the median; floored at one day.
     """
-    cycle = pl.coalesce(pl.col("mean_cycle_days"), pl.col("mean_cycle_days").median())
-    cycle = pl.max_horizontal(cycle, pl.lit(1.0))
+    gaps = (pl.col("purchase_days") - 1).cast(pl.Float64)
+    span = pl.col("mean_cycle_days").fill_null(0.0) * gaps
+    median = pl.col("mean_cycle_days").median()
+    cycle = pl.max_horizontal((span + median) / (gaps + 1.0), pl.lit(1.0))
     horizon = cfg.projection_horizon_days
     factor = horizon / (1.0 + cfg.annual_discount_rate) ** (horizon / 730.0)
-    value = pl.col("mean_spend_per_day") / cycle * factor
-    return value.fill_null(pl.col("mean_spend_per_day")).alias("projected_value")
+    spend = pl.max_horizontal(pl.col("net_spend"), pl.lit(0.0)) / pl.col("purchase_days")
+    return (spend / cycle * factor).fill_null(spend).alias("projected_value")
 
 
 def base_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:

@@ -220,8 +220,8 @@ def chart_campaign(evaluation: Evaluation) -> str:
         lo, hi = wilson(int(g["retained"]), int(g["customers"]))
         names.append(g["group"])
         rates.append(g["retention_rate"] * 100)
-        lows.append((g["retention_rate"] - lo) * 100)
-        highs.append((hi - g["retention_rate"]) * 100)
+        lows.append(max(0.0, g["retention_rate"] - lo) * 100)  # float noise at rate 0 or 1
+        highs.append(max(0.0, hi - g["retention_rate"]) * 100)
     left.bar(names, rates, yerr=[lows, highs], capsize=6, color=[BLUE, GREY, ORANGE][: len(names)])
     left.set_title(f"Retention within {evaluation.window_days} days (95% CI)")
     left.set_xlabel("group")

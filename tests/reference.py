@@ -88,12 +88,15 @@ def reference_features(rows: list[dict], as_of: dt.date, cfg: FeatureConfig) -> 
     median = statistics.median(cycles) if cycles else None
     h = cfg.projection_horizon_days
     for f in out.values():
-        cycle = f["mean_cycle_days"] if f["mean_cycle_days"] is not None else median
+        gaps = f["purchase_days"] - 1
+        span = (f["mean_cycle_days"] or 0.0) * gaps
+        cycle = None if median is None else (span + median) / (gaps + 1)
+        spend = max(f["net_spend"], 0.0) / f["purchase_days"]
         if cycle is None:
-            value = f["mean_spend_per_day"]
+            value = spend
         else:
             value = (
-                f["mean_spend_per_day"]
+                spend
                 / max(cycle, 1.0)
                 * h
                 / (1 + cfg.annual_discount_rate) ** (h / 730)

@@ -131,6 +131,6 @@ def test_evaluation_recovers_the_true_uplift(campaign_store):
 def test_incomplete_windows_and_unknown_campaign(campaign_store):
     store, _ = campaign_store
     result = evaluate_campaign(store, "test", window_days=120)
-    assert any("not all known yet" in w for w in result.warnings)
+    assert any("window has ended yet" in w for w in result.warnings)
     with pytest.raises(BadInputError, match="no assignments"):
         evaluate_campaign(store, "nothing")

@@ -46,3 +46,33 @@ def test_report_without_model_or_campaign(campaign_store, tmp_path):  # noqa: F8
     text = write_report(tmp_path / "r.html", data).read_text()
     assert text.count("<svg") == 2
     assert "churn charts left out" in text
+
+
+def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  # noqa: F811
+    import polars as pl
+
+    from crmkit.config import TargetPolicy
+    from crmkit.evaluation import evaluate_campaign
+    from crmkit.targeting import write_targets
+
+    store, _ = campaign_store
+    registry = Registry(store.root.parent / "models")
+    day = dt.date(2025, 6, 1)  # after every transaction: no outcome can be known
+    scores = pl.DataFrame(
+        {
+            "customer_id": [f"Z{i}" for i in range(300)],
+            "churn_probability": [0.5] * 300,
+            "customer_value": [10.0] * 300,
+            "expected_value_at_risk": [5.0] * 300,
+            "rfm_segment": ["lost"] * 300,
+            "value_tier": ["silver"] * 300,
+            "recency_days": [30] * 300,
+        }
+    )
+    policy = TargetPolicy(min_churn_probability=0.0, exclude_tiers=())
+    write_targets(scores, store, "future", day, policy, tmp_path / "lists")
+    evaluation = evaluate_campaign(store, "future", 30)
+    assert evaluation.groups["retention_rate"].max() == 0.0
+    assert any("window has ended yet" in w for w in evaluation.warnings)
+    data = gather(store, dt.date(2025, 1, 1), Settings(), registry, ModelRef("churn"), "future", 30)
+    assert write_report(tmp_path / "future.html", data).read_text().count("<svg") == 6

@@ -99,8 +99,9 @@ def evaluate(
     ]
     err.print(table("Treatment against control", cols, rows))
     overall = summary["treatment_vs_control"]
-    if "minimum_detectable_uplift" in overall:
+    mde = overall.get("minimum_detectable_uplift")
+    if mde is not None and mde == mde:  # NaN when undefined
         err.print(
             f"not significant at 5%: with these group sizes only an uplift of "
-            f"{overall['minimum_detectable_uplift']:.1%} or more would be detected (80% power)"
+            f"{mde:.1%} or more would be detected (80% power)"
         )
