@@ -95,12 +95,7 @@ def reference_features(rows: list[dict], as_of: dt.date, cfg: FeatureConfig) -> 
         if cycle is None:
             value = spend
         else:
-            value = (
-                spend
-                / max(cycle, 1.0)
-                * h
-                / (1 + cfg.annual_discount_rate) ** (h / 730)
-            )
+            value = spend / max(cycle, 1.0) * h / (1 + cfg.annual_discount_rate) ** (h / 730)
         f["projected_value"] = value
         f["customer_value"] = value
     return out
