@@ -175,28 +175,18 @@ def gross_spend() -> pl.Expr:
     return pl.col(_GROSS).sum().alias("gross_spend")
 
 
-def first_day_spend() -> pl.Expr:
-    """Gross spend on the first purchase day (repeat spend = gross - this)."""
-    first = pl.when(_is_purchase()).then(pl.col(_DAY)).min()
-    return (
-        pl.when(pl.col(_DAY) == first)
-        .then(pl.col(_GROSS))
-        .otherwise(0)
-        .sum()
-        .alias("first_day_spend")
-    )
-
-
 def refunds() -> pl.Expr:
     """Sum of refunds and cancellations, as a positive number."""
     return pl.col(_REFUNDS).sum().alias("refunds")
 
 
 def gap_moments(daily: pl.LazyFrame) -> pl.LazyFrame:
-    """Per customer, the number of gaps between purchase days and the sum of their squares.
+    """Per customer: gaps between purchase days, their squares, and first-day spend.
 
     One global sort by (customer, day) replaces a sort inside every group; the sums are
-    exact integers, so :func:`std_cycle_days` does not depend on evaluation order.
+    exact integers, so :func:`std_cycle_days` does not depend on evaluation order. The
+    first row of each customer is the first purchase day: ``first_day_spend`` is its gross
+    spend (micro-units), from which repeat spend (gross - first day) follows.
     """
     customer = pl.col(schema.CUSTOMER_ID)
     gap = pl.when(customer == customer.shift()).then(
@@ -204,13 +194,14 @@ def gap_moments(daily: pl.LazyFrame) -> pl.LazyFrame:
     )
     return (
         daily.filter(_is_purchase())
-        .select(schema.CUSTOMER_ID, _DAY)
+        .select(schema.CUSTOMER_ID, _DAY, _GROSS)
         .sort(schema.CUSTOMER_ID, _DAY)
         .with_columns(gap.alias("gap"))
         .group_by(schema.CUSTOMER_ID)
         .agg(
             (pl.col("gap") * pl.col("gap")).sum().alias("_gap_sq"),
             pl.col("gap").count().alias("_gaps"),
+            pl.col(_GROSS).first().alias("first_day_spend"),
         )
     )
 
@@ -277,7 +268,6 @@ def customer_aggregates(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
         purchase_days(),
         orders(),
         gross_spend(),
-        first_day_spend(),
         refunds(),
         *windows,
         *same_season_last_year(as_of, cfg),
