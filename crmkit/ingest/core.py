@@ -31,6 +31,9 @@ from crmkit.store import Store, StoreWriter
 ProgressFn = Callable[[int, int, str], None]
 
 SAMPLE_ROWS: Final = 100_000
+#: Rows per row group of the staged bucket files: every bucket's writer buffers one, so
+#: this bounds the split's memory (buckets x row group), whatever the file size.
+STAGING_ROW_GROUP: Final = 65_536
 _ROW: Final = "__crmkit_row"
 _BUCKET: Final = "__crmkit_bucket"
 _REASON: Final = "__crmkit_reason"
@@ -554,6 +557,7 @@ def _split(
                 pl.PartitionBy(good_dir, key=_BUCKET, include_key=False),
                 mkdir=True,
                 lazy=True,
+                row_group_size=STAGING_ROW_GROUP,
             ),
             bad.sink_parquet(rejected, lazy=True, compression="lz4"),
         ]
