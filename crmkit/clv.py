@@ -195,7 +195,8 @@ class BetaGeo:
         z = t / (alpha + T + t)
         hyp = hyp2f1(rx, b + x, a + b + x - 1, z)
         numerator = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** rx * hyp)
-        return numerator / self._alive_denominator(x, t_x, T)
+        expected: np.ndarray = numerator / self._alive_denominator(x, t_x, T)
+        return expected
 
     def _alive_denominator(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         rx = self.r + x

@@ -89,7 +89,7 @@ def welch(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[float, f
 
     n1, n2 = len(a), len(b)
     if n1 < 2 or n2 < 2:
-        return (float("nan"),) * 4  # type: ignore[return-value]
+        return (float("nan"),) * 4
     m1, m2 = sum(a) / n1, sum(b) / n2
     v1 = sum((x - m1) ** 2 for x in a) / (n1 - 1)
     v2 = sum((x - m2) ** 2 for x in b) / (n2 - 1)
@@ -197,7 +197,10 @@ def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFram
         raise BadInputError(f"campaign {campaign!r} has no assignments in the ledger")
     last = store.transactions().select(pl.col(schema.TS).max()).collect().item()
     data_end = (last.date() + dt.timedelta(days=1)) if last else dt.date.min
-    start = dt.datetime.combine(entries["as_of"].min(), dt.time())
+    first_day = entries["as_of"].min()
+    if not isinstance(first_day, dt.date):
+        raise BadInputError(f"campaign {campaign!r}: ledger rows without a date")
+    start = dt.datetime.combine(first_day, dt.time())
     customers = entries.select(schema.CUSTOMER_ID).unique()
     tx = (
         store.transactions()

@@ -347,7 +347,8 @@ def projected_value(cfg: FeatureConfig) -> pl.Expr:
     horizon = cfg.projection_horizon_days
     factor = horizon / (1.0 + cfg.annual_discount_rate) ** (horizon / 730.0)
     spend = pl.max_horizontal(pl.col("net_spend"), pl.lit(0.0)) / pl.col("purchase_days")
-    return (spend / cycle * factor).fill_null(spend).alias("projected_value")
+    projected: pl.Expr = (spend / cycle * factor).fill_null(spend)
+    return projected.alias("projected_value")
 
 
 def base_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:

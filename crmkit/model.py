@@ -34,6 +34,7 @@ from crmkit.config import FeatureConfig, ModelConfig
 from crmkit.errors import BadInputError
 from crmkit.features import FEATURE_VERSION, churn_labels, feature_schema, store_features
 from crmkit.metrics import churn_metrics
+from crmkit.numbers import as_float
 from crmkit.store import Store
 
 ProgressFn = Callable[[int, int, str], None]
@@ -184,7 +185,8 @@ def make_classifier(kind: str, seed: int) -> Any:  # noqa: ANN401
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
+    out: np.ndarray = np.sign(x) * np.log1p(np.abs(x))
+    return out
 
 
 def snapshot_folds(groups: np.ndarray, folds: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -418,7 +420,7 @@ def _card(
         "feature_config": dataclasses.asdict(features),
         "features": list(names),
         "training_rows": data.height,
-        "churn_rate": float(data["churned"].mean() or 0.0),
+        "churn_rate": as_float(data["churned"].mean()),
         "validation_metrics": metrics.to_dicts(),
         "top_features": importance.head(15).to_dicts(),
         "versions": {

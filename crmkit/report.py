@@ -21,6 +21,7 @@ from crmkit.config import Settings
 from crmkit.errors import CrmkitError, UsageError
 from crmkit.evaluation import Evaluation, evaluate_campaign, wilson
 from crmkit.features import store_features
+from crmkit.numbers import as_float
 from crmkit.registry import ModelRef, Registry
 from crmkit.scoring import score_customers
 from crmkit.segments import summarise, value_concentration, with_segments
@@ -298,7 +299,7 @@ def render(data: ReportData) -> str:
     if data.scores is not None:
         s = data.scores
         kpis += [
-            _kpi("mean churn probability", f"{s['churn_probability'].mean():.0%}"),
+            _kpi("mean churn probability", f"{as_float(s['churn_probability'].mean()):.0%}"),
             _kpi("expected value at risk", f"{s['expected_value_at_risk'].sum():,.0f}"),
         ]
     parts = [

@@ -21,6 +21,7 @@ from crmkit.model import (
     threads,
     with_clv,
 )
+from crmkit.numbers import as_float
 from crmkit.registry import ModelRef, Registry
 from crmkit.segments import with_segments
 from crmkit.store import Store
@@ -67,7 +68,7 @@ class ScoreResult:
         return {
             "model": f"{self.card['name']}:{self.card['version']}",
             "customers": f.height,
-            "mean_churn_probability": float(f["churn_probability"].mean() or 0.0),
+            "mean_churn_probability": as_float(f["churn_probability"].mean()),
             "expected_value_at_risk": float(f["expected_value_at_risk"].sum()),
             "warnings": list(self.warnings),
         }

@@ -20,6 +20,7 @@ from crmkit import schema
 from crmkit.config import SegmentConfig, Settings
 from crmkit.errors import BadInputError
 from crmkit.features import money_sum, store_features
+from crmkit.numbers import as_float
 from crmkit.store import Store
 
 #: RFM segment rules, evaluated in order; the first match names the customer.
@@ -502,9 +503,9 @@ def feature_summary(frame: pl.DataFrame, as_of: dt.date, out: object) -> dict[st
         "as_of": str(as_of),
         "out": str(out),
         "customers": n,
-        "one_time_share": float(frame["is_one_time"].mean() or 0.0) if n else 0.0,
-        "median_recency_days": float(frame["recency_days"].median() or 0.0) if n else 0.0,
-        "median_purchase_days": float(frame["purchase_days"].median() or 0.0) if n else 0.0,
+        "one_time_share": as_float(frame["is_one_time"].mean()) if n else 0.0,
+        "median_recency_days": as_float(frame["recency_days"].median()) if n else 0.0,
+        "median_purchase_days": as_float(frame["purchase_days"].median()) if n else 0.0,
         "net_spend": float(frame["net_spend"].sum()),
         "top5_value_share": value_concentration(frame["net_spend"], 0.05) if n else 0.0,
         "top20_value_share": value_concentration(frame["net_spend"], 0.20) if n else 0.0,

@@ -136,6 +136,7 @@ def simulate_chunk(
     ts_days = np.concatenate(times)
     order = np.lexsort((ts_days, idx))
     idx, ts_days = idx[order], ts_days[order]
+    amount: np.ndarray
     if gamma_gamma:
         amount = np.round(rng.gamma(cfg.gg_p, 1 / nu[idx]), 2)
         mean_spend = cfg.gg_p / nu

@@ -23,6 +23,7 @@ from crmkit.config import TargetPolicy
 from crmkit.errors import BadInputError, ConfigError, UsageError
 from crmkit.export import write_table
 from crmkit.hashing import add_stable_hash, unit_interval_expr
+from crmkit.numbers import as_float
 from crmkit.segments import RFM_SEGMENTS, VALUE_TIERS
 from crmkit.store import Store, StoreWriter
 
@@ -245,9 +246,9 @@ def smd(a: pl.Series, b: pl.Series) -> float:
     """Standardised mean difference (mean_a - mean_b) / sqrt((var_a + var_b) / 2)."""
     if a.len() < 2 or b.len() < 2:
         return float("nan")
-    va, vb = float(a.var() or 0.0), float(b.var() or 0.0)
+    va, vb = as_float(a.var()), as_float(b.var())
     scale = ((va + vb) / 2) ** 0.5
-    diff = float(a.mean() or 0.0) - float(b.mean() or 0.0)
+    diff = as_float(a.mean()) - as_float(b.mean())
     return diff / scale if scale > 0 else 0.0
 
 
@@ -260,7 +261,7 @@ def balance_report(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
         part = frame.filter(pl.col("group") == group)
         row: dict[str, Any] = {"group": group, "customers": part.height}
         for cov in BALANCE_COVARIATES:
-            row[f"mean_{cov}"] = float(part[cov].mean() or 0.0) if part.height else None
+            row[f"mean_{cov}"] = as_float(part[cov].mean()) if part.height else None
             value = smd(treated[cov], part[cov]) if group != "treatment" else 0.0
             row[f"smd_{cov}"] = value
             if group != "treatment" and not math.isnan(value) and abs(value) > SMD_WARNING:

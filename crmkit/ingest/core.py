@@ -283,7 +283,7 @@ def _raise_if_rejected(writer: StoreWriter, reports: Sequence[FileReport]) -> No
 def _ingest_file(
     source: Path, sha: str, writer: StoreWriter, cfg: IngestConfig, now: dt.datetime, work: Path
 ) -> FileReport:
-    encoding = "utf-8" if cfg.encoding == "auto" else cfg.encoding
+    encoding: str = "utf-8" if cfg.encoding == "auto" else cfg.encoding
     for attempt in range(2):
         prepared = sniff.prepare(source, work / f"try{attempt}", encoding)
         try:

@@ -68,7 +68,7 @@ def _open_raw(source: Path) -> io.BufferedIOBase:
     with source.open("rb") as fh:
         magic = fh.read(2)
     if magic == _GZIP_MAGIC:
-        return gzip.open(source, "rb")  # type: ignore[return-value]
+        return gzip.open(source, "rb")
     return source.open("rb")
 
 
