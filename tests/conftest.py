@@ -49,3 +49,26 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["CRMKIT_NOW"] = NOW.isoformat()
     return env
+
+
+def trained_sample_store(root: Path) -> tuple[Any, Any]:
+    """A store of sample_data/ with a fast logistic churn model "churn" as of 2025-01-01."""
+    from crmkit.config import FeatureConfig, IngestConfig, ModelConfig
+    from crmkit.ingest import ingest_files
+    from crmkit.model import train
+    from crmkit.registry import Registry
+    from crmkit.store import Store
+
+    store = Store(root / "s")
+    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
+    registry = Registry(root / "models")
+    result = train(
+        store,
+        dt.date(2025, 1, 1),
+        90,
+        ModelConfig(snapshots=3, kind="logreg"),
+        FeatureConfig(),
+        created=dt.datetime(2026, 1, 1),
+    )
+    registry.save("churn", result.model, result.card)
+    return store, registry

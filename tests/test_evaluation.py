@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from crmkit.config import FeatureConfig, IngestConfig, ModelConfig, SegmentConfig, TargetPolicy
+from crmkit.config import IngestConfig, SegmentConfig, TargetPolicy
 from crmkit.errors import BadInputError
 from crmkit.evaluation import (
     evaluate_campaign,
@@ -18,14 +18,12 @@ from crmkit.evaluation import (
     wilson,
 )
 from crmkit.ingest import ingest_files
-from crmkit.model import train
-from crmkit.registry import ModelRef, Registry
+from crmkit.registry import ModelRef
 from crmkit.scoring import score_customers
 from crmkit.simulate import simulate_response
-from crmkit.store import Store
 from crmkit.targeting import write_targets
 
-from .conftest import NOW, SAMPLE_DATA
+from .conftest import NOW, trained_sample_store
 
 
 def test_wilson_matches_scipy():
@@ -86,18 +84,7 @@ def test_no_effect_is_rarely_significant():
 @pytest.fixture(scope="module")
 def campaign_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    store = Store(root / "s")
-    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
-    registry = Registry(root / "models")
-    result = train(
-        store,
-        dt.date(2025, 1, 1),
-        90,
-        ModelConfig(snapshots=3, kind="logreg"),
-        FeatureConfig(),
-        created=dt.datetime(2026, 1, 1),
-    )
-    registry.save("churn", result.model, result.card)
+    store, registry = trained_sample_store(root)
     scores = score_customers(
         store, dt.date(2025, 1, 1), ModelRef("churn"), registry, SegmentConfig()
     )

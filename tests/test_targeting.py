@@ -11,17 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crmkit.config import (
-    FeatureConfig,
-    IngestConfig,
-    ModelConfig,
     Settings,
     TargetPolicy,
 )
 from crmkit.daily import RunOptions, run_daily
 from crmkit.errors import BadInputError, ConfigError, StoreLockedError, UsageError
-from crmkit.ingest import ingest_files
-from crmkit.model import train
-from crmkit.registry import Registry
 from crmkit.store import Store
 from crmkit.targeting import (
     assign_groups,
@@ -32,7 +26,7 @@ from crmkit.targeting import (
     write_targets,
 )
 
-from .conftest import CRMKIT, MESSY, NOW, SAMPLE_DATA, subprocess_env
+from .conftest import CRMKIT, MESSY, NOW, subprocess_env, trained_sample_store
 
 POLICY = TargetPolicy(min_churn_probability=0.0, exclude_tiers=())
 NONE = pl.Series([], dtype=pl.String)
@@ -187,19 +181,7 @@ def test_policy_errors():
 
 @pytest.fixture(scope="module")
 def trained_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("daily")
-    store = Store(root / "s")
-    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
-    registry = Registry(root / "models")
-    result = train(
-        store,
-        dt.date(2025, 1, 1),
-        90,
-        ModelConfig(snapshots=3, kind="logreg"),
-        FeatureConfig(),
-        created=dt.datetime(2026, 1, 1),
-    )
-    registry.save("churn", result.model, result.card)
+    store, registry = trained_sample_store(tmp_path_factory.mktemp("daily"))
     return store, registry
 
 
