@@ -114,9 +114,11 @@ def money_sum(expr: pl.Expr) -> pl.Expr:
     return to_micro(expr).sum() * _PER_MICRO
 
 
-def _order_key() -> pl.Expr:
-    ts_text = pl.col(schema.TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.f")
-    return pl.coalesce(pl.col(schema.ORDER_ID), ts_text)
+def _orders(positive: pl.Expr) -> pl.Expr:
+    """Distinct orders among positive lines; lines without an order id count per timestamp."""
+    with_id = pl.col(schema.ORDER_ID).filter(positive & pl.col(schema.ORDER_ID).is_not_null())
+    without = pl.col(schema.TS).filter(positive & pl.col(schema.ORDER_ID).is_null())
+    return (with_id.n_unique() + without.n_unique()).cast(pl.Int64)
 
 
 def daily_activity(tx: pl.LazyFrame, cutoff: dt.datetime) -> pl.LazyFrame:
@@ -128,13 +130,14 @@ def daily_activity(tx: pl.LazyFrame, cutoff: dt.datetime) -> pl.LazyFrame:
     positive lines; lines without an order id count one order per timestamp).
     """
     positive = pl.col(schema.AMOUNT) > 0
+    micro = to_micro(pl.col(schema.AMOUNT))
     return (
         tx.filter(pl.col(schema.TS) < cutoff)
         .group_by(schema.CUSTOMER_ID, pl.col(schema.TS).dt.date().alias(_DAY))
         .agg(
-            to_micro(pl.col(schema.AMOUNT)).filter(positive).sum().alias(_GROSS),
-            (-to_micro(pl.col(schema.AMOUNT))).filter(~positive).sum().alias(_REFUNDS),
-            _order_key().filter(positive).n_unique().cast(pl.Int64).alias(_ORDERS),
+            pl.when(positive).then(micro).otherwise(0).sum().alias(_GROSS),
+            pl.when(positive).then(0).otherwise(-micro).sum().alias(_REFUNDS),
+            _orders(positive).alias(_ORDERS),
         )
     )
 
