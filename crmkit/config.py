@@ -392,6 +392,26 @@ def _check_columns(mapping: Mapping[str, str], where: str) -> None:
         )
 
 
+def split_pairs(text: str, option: str, form: str) -> list[tuple[str, str]]:
+    """Split ``a=b,c=d`` into stripped (left, right) pairs; empty items are skipped.
+
+    Raises
+    ------
+    ConfigError
+        When an item has no ``=`` or an empty side; the message names ``option``.
+    """
+    pairs = []
+    for raw in text.split(","):
+        pair = raw.strip()
+        if not pair:
+            continue
+        left, sep, right = (part.strip() for part in pair.partition("="))
+        if not sep or not left or not right:
+            raise ConfigError(f"{option}: {pair!r} is not of the form {form}")
+        pairs.append((left, right))
+    return pairs
+
+
 def parse_column_map(text: str) -> dict[str, str]:
     """Parse ``--map`` text into canonical -> source pairs.
 
@@ -406,14 +426,8 @@ def parse_column_map(text: str) -> dict[str, str]:
     """
     canonical = set(schema.TRANSACTION_SCHEMA)
     result: dict[str, str] = {}
-    for raw in text.split(","):
-        pair = raw.strip()
-        if not pair:
-            continue
-        left, sep, right = pair.partition("=")
-        left, right = left.strip(), right.strip()
-        if not sep or not left or not right:
-            raise ConfigError(f"--map: {pair!r} is not of the form canonical=source")
+    for left, right in split_pairs(text, "--map", "canonical=source"):
+        pair = f"{left}={right}"
         if left in canonical:
             result[left] = right
         elif right in canonical:

@@ -88,9 +88,7 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
             f"{card.get('feature_version')}, this crmkit computes version {FEATURE_VERSION}: "
             "retrain it"
         )
-    raw = dict(card["feature_config"])
-    raw["windows"] = tuple(raw["windows"])
-    cfg = FeatureConfig(**raw)
+    cfg = _card_feature_config(card)
     if card.get("features") != model_feature_names(cfg, clv=bool(card.get("clv_features"))):
         raise ModelError(
             f"model {card.get('name')}:{card.get('version')} expects features "
@@ -180,6 +178,10 @@ def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:
             f"CLV model {card.get('name')}:{card.get('version')} used feature version "
             f"{card.get('feature_version')}, this crmkit computes {FEATURE_VERSION}: refit it"
         )
+    return _card_feature_config(card)
+
+
+def _card_feature_config(card: dict[str, Any]) -> FeatureConfig:
     raw = dict(card["feature_config"])
     raw["windows"] = tuple(raw["windows"])
     return FeatureConfig(**raw)

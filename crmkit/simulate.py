@@ -29,6 +29,7 @@ from typing import Final, Literal
 import numpy as np
 import polars as pl
 
+from crmkit.config import split_pairs
 from crmkit.errors import UsageError
 
 ProgressFn = Callable[[int, int, str], None]
@@ -369,15 +370,9 @@ def parse_uplift(text: str) -> dict[str, float]:
         On a pair without ``=`` or a value that is not a number.
     """
     out: dict[str, float] = {}
-    for raw in text.split(","):
-        pair = raw.strip()
-        if not pair:
-            continue
-        name, sep, value = pair.partition("=")
+    for name, value in split_pairs(text, "--uplift", "treatment=number"):
         try:
-            if not sep:
-                raise ValueError(pair)
-            out[name.strip()] = float(value)
+            out[name] = float(value)
         except ValueError as exc:
-            raise UsageError(f"--uplift: {pair!r} is not of the form treatment=number") from exc
+            raise UsageError(f"--uplift: {name}={value!r} is not a number") from exc
     return out

@@ -68,3 +68,12 @@ def test_bad_parameters():
         SimulationConfig(start=dt.date(2024, 1, 1), end=dt.date(2023, 1, 1)).validate()
     with pytest.raises(UsageError):
         SimulationConfig(customers=0).validate()
+
+
+def test_parse_uplift():
+    from crmkit.simulate import parse_uplift
+
+    assert parse_uplift("call=0.1, email=0.02,") == {"call": 0.1, "email": 0.02}
+    for bad in ("call", "call=x", "=0.1"):
+        with pytest.raises(UsageError, match="--uplift"):
+            parse_uplift(bad)
