@@ -12,6 +12,7 @@ the splitmix64 finaliser. All arithmetic is modulo 2**64.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
 import polars as pl
@@ -20,7 +21,8 @@ _PRIME: Final = 1099511628211
 _MIX1: Final = 0xBF58476D1CE4E5B9
 _MIX2: Final = 0x94D049BB133111EB
 _WORDS: Final = 16
-_HEX_PER_WORD: Final = 12
+_BYTES_PER_WORD: Final = 6
+_HEX_PER_WORD: Final = 2 * _BYTES_PER_WORD
 _MASK: Final = (1 << 64) - 1
 
 
@@ -36,9 +38,6 @@ def add_stable_hash(
     frame: pl.LazyFrame, column: str, out: str, *, salt: str | None = None
 ) -> pl.LazyFrame:
     """Add ``out``, the UInt64 stable hash of the String column ``column``.
-
-    Each step is its own column so that polars evaluates every intermediate value once (a
-    single nested expression would repeat the fold inside the finaliser many times).
 
     Parameters
     ----------
@@ -56,32 +55,63 @@ def add_stable_hash(
     pl.LazyFrame
         ``frame`` with the ``out`` column.
     """
-    text = pl.col(column).fill_null("")
+    return frame.with_columns(
+        pl.col(column)
+        .map_batches(partial(_hash_batch, salt=salt), return_dtype=pl.UInt64, is_elementwise=True)
+        .alias(out)
+    )
+
+
+def _hash_batch(values: pl.Series, salt: str | None) -> pl.Series:
+    """Hash one batch of strings (the streaming engine calls this per chunk).
+
+    Only the words that some value of the batch reaches are read: a word past the end of
+    a string is 0, and folding ``k`` zero words is a multiplication by ``PRIME ** k``. Ids
+    are short, so this skips most of the sixteen slices; each step is its own column so
+    that polars evaluates every intermediate value once.
+    """
+    text = pl.col("v").fill_null("")
     if salt is not None:
         text = pl.lit(salt + "\x1f") + text
-    hexed = text.cast(pl.Binary).bin.encode("hex")
-    words = [hexed.str.slice(i * _HEX_PER_WORD, _HEX_PER_WORD) for i in range(_WORDS)]
+    frame = (
+        values.cast(pl.String)
+        .rename("v")
+        .to_frame()
+        .select(
+            text.cast(pl.Binary).bin.encode("hex").alias("h"),
+            text.str.len_bytes().cast(pl.UInt64).alias("x"),
+        )
+    )
+    longest = int(frame["x"].max() or 0)
+    used = min(_WORDS, -(-longest // _BYTES_PER_WORD))
+    hexed = pl.col("h")
+    words = [hexed.str.slice(i * _HEX_PER_WORD, _HEX_PER_WORD) for i in range(used)]
     words.append(hexed.str.tail(_HEX_PER_WORD))
-    tmp = [f"__crmkit_hash_{out}_{i}" for i in range(len(words))]
-    frame = frame.with_columns(
+    tmp = [f"w{i}" for i in range(len(words))]
+    frame = frame.select(
         *(
             w.str.to_integer(base=16, strict=False).fill_null(0).cast(pl.UInt64).alias(name)
             for w, name in zip(words, tmp, strict=True)
         ),
-        text.str.len_bytes().cast(pl.UInt64).alias(out),
+        "x",
     )
-    state = pl.col(out)
-    for name in tmp:
+    state = pl.col("x")
+    for name in tmp[:-1]:
         state = (state * _u64(_PRIME)) ^ pl.col(name)
-    x = pl.col(out)
+    skipped = pow(_PRIME, _WORDS - used, 1 << 64)
+    state = (state * _u64(skipped) * _u64(_PRIME)) ^ pl.col(tmp[-1])
+    x = pl.col("x")
     return (
-        frame.with_columns(state.alias(out))
-        .drop(tmp)
-        .with_columns((x ^ _shr(x, 30)).alias(out))
-        .with_columns((x * _u64(_MIX1)).alias(out))
-        .with_columns((x ^ _shr(x, 27)).alias(out))
-        .with_columns((x * _u64(_MIX2)).alias(out))
-        .with_columns((x ^ _shr(x, 31)).alias(out))
+        frame.lazy()
+        .select(state.alias("x"))
+        .with_columns((x ^ _shr(x, 30)).alias("x"))
+        .with_columns((x * _u64(_MIX1)).alias("x"))
+        .with_columns((x ^ _shr(x, 27)).alias("x"))
+        .with_columns((x * _u64(_MIX2)).alias("x"))
+        .with_columns((x ^ _shr(x, 31)).alias("x"))
+        .collect(engine="in-memory")
+        .to_series()
+        .rename(values.name)
     )
 
 

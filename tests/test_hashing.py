@@ -58,3 +58,16 @@ def test_unit_interval_depends_on_salt_and_is_uniform():
     assert abs(a.mean() - 0.5) < 0.01
     assert abs(float((a < 0.2).mean()) - 0.2) < 0.01
     assert (a != b).mean() > 0.99
+
+
+def test_batches_of_different_lengths_hash_like_the_reference():
+    # the streaming engine hashes chunk by chunk, each reading only the words it needs
+    chunks = [
+        pl.DataFrame({"c": ["", None, "a"]}),
+        pl.DataFrame({"c": ["C0000001", "x" * 100, "é" * 40]}),
+        pl.DataFrame({"c": ["12346", None]}),
+    ]
+    frame = pl.concat(chunks, rechunk=False).lazy()
+    got = add_stable_hash(frame, "c", "h", salt="s").collect(engine="streaming")["h"].to_list()
+    texts = [t or "" for c in chunks for t in c["c"].to_list()]
+    assert got == [stable_hash_py(t, "s") for t in texts]

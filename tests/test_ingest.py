@@ -324,3 +324,27 @@ def test_formats_after_the_sample_are_rescued(tmp_path, monkeypatch):
     q = Store(tmp_path / "s").quarantine()
     assert q["line"].to_list() == [12]
     assert q["reason"].to_list() == ["unparseable_date"]
+
+
+def test_float_ids_after_the_sample_are_cleaned(tmp_path, monkeypatch):
+    from crmkit.ingest import core
+
+    monkeypatch.setattr(core, "SAMPLE_ROWS", 4)
+    lines = [f"{100 + i},2024-01-0{i + 1},1" for i in range(5)]
+    lines += ["12346.0,2024-02-01,2", "A.B,2024-02-02,3", " 77.00 ,2024-02-03,4", ".,2024-02-04,5"]
+    path = tmp_path / "ids.csv"
+    path.write_text("customer_id,ts,amount\n" + "\n".join(lines) + "\n")
+    report = ingest([path], tmp_path / "s")
+    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (9, 9, 0)
+    tx = stored(tmp_path / "s").sort("amount")
+    assert tx["customer_id"].to_list() == [
+        "100",
+        "101",
+        "102",
+        "103",
+        "104",
+        "12346",
+        "A.B",
+        "77",
+        ".",
+    ]

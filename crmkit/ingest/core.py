@@ -26,7 +26,7 @@ from crmkit.config import IngestConfig, StoreConfig
 from crmkit.errors import BadInputError
 from crmkit.hashing import add_stable_hash, bucket_expr
 from crmkit.ingest import parse, sniff
-from crmkit.store import Store, StoreWriter
+from crmkit.store import COMPRESSION, COMPRESSION_LEVEL, Store, StoreWriter
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -38,6 +38,8 @@ _ROW: Final = "__crmkit_row"
 _BUCKET: Final = "__crmkit_bucket"
 _REASON: Final = "__crmkit_reason"
 _C: Final = "__crmkit_c_"
+_T: Final = "__crmkit_t_"
+_STATUS: Final = "__crmkit_status"
 HEADER_LINES: Final = 1
 
 REASONS: Final = (
@@ -311,15 +313,19 @@ def _read_error(source: Path, plain: Path, exc: Exception, cfg: IngestConfig) ->
     return BadInputError(f"{source}: cannot be parsed as delimited text ({first_line})")
 
 
-RETRYABLE: Final = ("unparseable_date", "unparseable_amount")
+#: Internal reason of the fast plan: an id with a dot may be a number exported as a float,
+#: which only the exhaustive plan cleans. It never reaches the quarantine.
+_RETRY_ID: Final = "__retry_id"
+RETRYABLE: Final = ("unparseable_date", "unparseable_amount", _RETRY_ID)
 
 
 @dataclass(frozen=True)
 class _Plan:
     """How a file's fields are parsed.
 
-    The *fast* plan uses what the sample showed (the date formats seen, plain numbers);
-    rows it rejects as unparseable are parsed again with the *exhaustive* plan.
+    The *fast* plan uses what the sample showed (the date formats seen, plain numbers, ids
+    without a dot); rows it rejects as unparseable are parsed again with the *exhaustive*
+    plan.
     """
 
     mapping: Mapping[str, str]
@@ -327,9 +333,10 @@ class _Plan:
     dates: tuple[parse.DateFormat, ...]
     normalise_dates: bool
     plain_numbers: bool
+    float_ids: bool
 
     def exhaustive(self, detection: parse.DateDetection) -> _Plan:
-        return _Plan(self.mapping, self.decimal, detection.exhaustive(), True, False)
+        return _Plan(self.mapping, self.decimal, detection.exhaustive(), True, False, True)
 
 
 def _detect(
@@ -345,28 +352,44 @@ def _detect(
     else:
         decimal = cfg.decimal
     plain = decimal == "." and all(parse.is_plain_number(sample[name]) for name in numeric)
+    float_ids = bool(sample[mapping[schema.CUSTOMER_ID]].str.contains(".", literal=True).any())
     if cfg.date_format:
         fmt = parse.explicit_format(cfg.date_format)
         dates = parse.DateDetection((fmt,), cfg.dayfirst, "", normalise=True)
-        return _Plan(mapping, decimal, (fmt,), True, plain), dates
+        return _Plan(mapping, decimal, (fmt,), True, plain, float_ids), dates
     dates = parse.detect_date_formats(sample[mapping[schema.TS]], cfg.dayfirst)
-    return _Plan(mapping, decimal, dates.formats, dates.normalise, plain), dates
+    return _Plan(mapping, decimal, dates.formats, dates.normalise, plain, float_ids), dates
+
+
+def _clean(rows: pl.LazyFrame, plan: _Plan, cfg: IngestConfig) -> pl.LazyFrame:
+    """Add every source column the plan reads, stripped, with empty text as null.
+
+    Done once per column, in two steps so that each is evaluated once.
+    """
+    sources = {_T + c: raw for c, raw in plan.mapping.items()}
+    if cfg.cancellations.status_column:
+        sources[_STATUS] = cfg.cancellations.status_column
+    strip = [pl.col(raw).str.strip_chars().alias(name) for name, raw in sources.items()]
+    return rows.with_columns(strip).with_columns(
+        pl.when(pl.col(n).str.len_bytes() > 0).then(pl.col(n)).alias(n) for n in sources
+    )
 
 
 def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
+    """Canonical fields and presence flags, from the :func:`_cleaned_exprs` columns."""
     m = plan.mapping
+
+    def text(canonical: str) -> pl.Expr:
+        if canonical not in m:
+            return pl.lit(None, dtype=pl.String)
+        return pl.col(_T + canonical)
 
     def num(canonical: str) -> pl.Expr:
         if canonical not in m:
             return pl.lit(None, dtype=pl.Float64)
         if plan.plain_numbers:
-            return pl.col(m[canonical]).cast(pl.Float64, strict=False)
-        return parse.parse_number(pl.col(m[canonical]), plan.decimal)
-
-    def text(canonical: str) -> pl.Expr:
-        if canonical not in m:
-            return pl.lit(None, dtype=pl.String)
-        return parse.clean_text(pl.col(m[canonical]))
+            return text(canonical).cast(pl.Float64, strict=False)
+        return parse.parse_number(text(canonical), plan.decimal)
 
     quantity, unit_price = num(schema.QUANTITY), num(schema.UNIT_PRICE)
     derived = quantity * unit_price
@@ -379,31 +402,35 @@ def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
         ).fill_null(value=False)
     if rule.status_column:
         values = [v.lower() for v in rule.status_values]
-        status = parse.clean_text(pl.col(rule.status_column)).str.to_lowercase()
+        status = pl.col(_STATUS).str.to_lowercase()
         cancelled = cancelled | status.is_in(values).fill_null(value=False)
     amount = pl.when(cancelled).then(-amount.abs()).otherwise(amount)
     quantity = pl.when(cancelled).then(-quantity.abs()).otherwise(quantity)
 
-    raw_amount_present = pl.lit(value=False)
-    for canonical in (schema.AMOUNT,) if schema.AMOUNT in m else ():
-        raw_amount_present = parse.clean_text(pl.col(m[canonical])).is_not_null()
+    amount_present = text(schema.AMOUNT).is_not_null()
     if schema.QUANTITY in m and schema.UNIT_PRICE in m:
-        raw_amount_present = raw_amount_present | (
-            parse.clean_text(pl.col(m[schema.QUANTITY])).is_not_null()
-            & parse.clean_text(pl.col(m[schema.UNIT_PRICE])).is_not_null()
+        amount_present = amount_present | (
+            text(schema.QUANTITY).is_not_null() & text(schema.UNIT_PRICE).is_not_null()
         )
     excluded = pl.lit(value=False)
     for canonical, pattern in cfg.exclude.items():
         if canonical in m:
             excluded = excluded | text(canonical).str.contains(pattern).fill_null(value=False)
+    customer = text(schema.CUSTOMER_ID)
+    retry = pl.lit(value=False)
+    if not plan.float_ids:
+        retry = customer.str.contains(".", literal=True).fill_null(value=False)
     return [
-        parse.clean_customer_id(pl.col(m[schema.CUSTOMER_ID])).alias(_C + schema.CUSTOMER_ID),
+        (parse.fix_float_id(customer) if plan.float_ids else customer).alias(
+            _C + schema.CUSTOMER_ID
+        ),
+        retry.alias(_C + "retry"),
         parse.parse_datetime(
-            pl.col(m[schema.TS]), plan.dates, normalise=plan.normalise_dates
+            text(schema.TS), plan.dates, normalise=plan.normalise_dates, stripped=True
         ).alias(_C + schema.TS),
-        parse.clean_text(pl.col(m[schema.TS])).is_not_null().alias(_C + "ts_present"),
+        text(schema.TS).is_not_null().alias(_C + "ts_present"),
         amount.alias(_C + schema.AMOUNT),
-        raw_amount_present.alias(_C + "amount_present"),
+        amount_present.fill_null(value=False).alias(_C + "amount_present"),
         quantity.alias(_C + schema.QUANTITY),
         unit_price.alias(_C + schema.UNIT_PRICE),
         excluded.alias(_C + "excluded"),
@@ -416,7 +443,9 @@ def _reason_expr(cfg: IngestConfig, now: dt.datetime) -> pl.Expr:
     earliest = dt.datetime.combine(cfg.min_date, dt.time())
     latest = now + dt.timedelta(days=cfg.max_future_days)
     return (
-        pl.when(pl.col(_C + schema.CUSTOMER_ID).is_null())
+        pl.when(pl.col(_C + "retry"))
+        .then(pl.lit(_RETRY_ID))
+        .when(pl.col(_C + schema.CUSTOMER_ID).is_null())
         .then(pl.lit("missing_customer_id"))
         .when(~pl.col(_C + "ts_present"))
         .then(pl.lit("missing_date"))
@@ -503,7 +532,7 @@ def _run(
         .sort("line")
     )
     quarantine = stage / "quarantine.parquet"
-    final.sink_parquet(quarantine)
+    final.sink_parquet(quarantine, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
     stored, duplicate = _commit_buckets([stage / "good", stage / "rescued"], writer, cfg.dedupe)
     reasons = pl.read_parquet(quarantine).group_by("reason").len().sort("reason")
     quarantined = int(reasons["len"].sum())
@@ -542,7 +571,11 @@ def _split(
 
     Rejected rows keep their original fields, row index and reason.
     """
-    parsed = rows.with_columns(_canonical_exprs(plan, cfg)).with_columns(_reason_expr(cfg, now))
+    parsed = (
+        _clean(rows, plan, cfg)
+        .with_columns(_canonical_exprs(plan, cfg))
+        .with_columns(_reason_expr(cfg, now))
+    )
     good = add_stable_hash(
         parsed.filter(pl.col(_REASON).is_null()).select(
             *(pl.col(_C + c).alias(c) for c in schema.TRANSACTION_SCHEMA)
@@ -558,6 +591,8 @@ def _split(
                 mkdir=True,
                 lazy=True,
                 row_group_size=STAGING_ROW_GROUP,
+                compression=COMPRESSION,
+                compression_level=COMPRESSION_LEVEL,
             ),
             bad.sink_parquet(rejected, lazy=True, compression="lz4"),
         ]

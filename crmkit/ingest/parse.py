@@ -79,13 +79,17 @@ def clean_text(expr: pl.Expr) -> pl.Expr:
 
 
 def clean_customer_id(expr: pl.Expr) -> pl.Expr:
-    """Clean an id: strip, empty -> null, ``12346.0`` (a number exported as float) -> ``12346``.
+    """Clean an id: strip, empty -> null, ``12346.0`` (a number exported as float) -> ``12346``."""
+    return fix_float_id(clean_text(expr))
+
+
+def fix_float_id(text: pl.Expr) -> pl.Expr:
+    """Turn an id exported as a float (``12346.0``) back into ``12346``; ``text`` is clean.
 
     Written without a regular expression (the costliest part of ingest otherwise): strip
     trailing zeros; if what is left ends with a dot and the rest is an integer, drop the
     fraction.
     """
-    text = clean_text(expr)
     stripped = text.str.strip_chars_end("0")
     head = stripped.str.strip_suffix(".")
     whole = stripped.str.ends_with(".") & head.str.to_integer(strict=False).is_not_null()
@@ -126,14 +130,17 @@ def _parse_one(text: pl.Expr, fmt: DateFormat) -> pl.Expr:
 
 
 def parse_datetime(
-    expr: pl.Expr, formats: Sequence[DateFormat], *, normalise: bool = True
+    expr: pl.Expr, formats: Sequence[DateFormat], *, normalise: bool = True, stripped: bool = False
 ) -> pl.Expr:
     """Parse date text with the first of ``formats`` that fits each value (naive UTC).
 
     ``normalise=False`` skips :func:`normalise_date_text` (only strips white space), for
-    files whose sample shows it changes nothing.
+    files whose sample shows it changes nothing; ``stripped=True`` says ``expr`` is
+    stripped already.
     """
-    text = normalise_date_text(expr) if normalise else expr.str.strip_chars()
+    text = expr if stripped else expr.str.strip_chars()
+    if normalise:
+        text = normalise_date_text(text)
     if not formats:
         return pl.lit(None, dtype=pl.Datetime("us"))
     return pl.coalesce([_parse_one(text, f) for f in formats])
