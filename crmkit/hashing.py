@@ -82,7 +82,7 @@ def _hash_batch(values: pl.Series, salt: str | None) -> pl.Series:
             text.str.len_bytes().cast(pl.UInt64).alias("x"),
         )
     )
-    longest = int(frame["x"].max() or 0)
+    longest = int(frame.select(pl.col("x").max().fill_null(0)).item())
     used = min(_WORDS, -(-longest // _BYTES_PER_WORD))
     hexed = pl.col("h")
     words = [hexed.str.slice(i * _HEX_PER_WORD, _HEX_PER_WORD) for i in range(used)]
