@@ -13,6 +13,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("suite", choices=[*SUITES, "all"])
     parser.add_argument("--rows", type=int, action="append", help="Rows (repeatable).")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="Interleaved runs per contender; median reported."
+    )
     args = parser.parse_args()
     suites = list(SUITES) if args.suite == "all" else [args.suite]
     for name in suites:
@@ -20,7 +23,7 @@ def main() -> None:
             SUITES[name](0)
             continue
         for rows in args.rows or [1_000_000, 10_000_000]:
-            SUITES[name](rows)
+            SUITES[name](rows, args.repeat)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,21 +25,84 @@ class Measurement:
     seconds: float
     peak_rss_mb: float
     note: str = ""
+    peak_anon_mb: float = 0.0
+    runs: list[float] = field(default_factory=list)
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _run_once(name: str, argv: list[str]) -> tuple[float, float, float, str]:
+    """Run argv once; return wall seconds, peak RSS MB, peak anonymous MB and stderr.
+
+    Peak RSS (the kernel's high-water mark) also counts pages of files the process maps,
+    such as a CSV a reader memory-maps; the peak of anonymous memory (sampled every
+    10 ms) is what the process itself allocated.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak_anon = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_anon
+        while not done.is_set():
+            peak_anon = max(peak_anon, _status_kb(proc.pid, "RssAnon"))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{name} failed: {stderr[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, peak_anon / 1024, stderr
 
 
 def run_measured(name: str, argv: list[str], note: str = "") -> Measurement:
-    """Run argv in a child process; return wall time and the child's peak RSS."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{name} failed: {stderr[-2000:]}")
+    """Run argv in a child process; return wall time and the child's peak memory."""
+    seconds, rss, anon, stderr = _run_once(name, argv)
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     if not note and last.startswith("{"):
         note = last
-    return Measurement(name, seconds, usage.ru_maxrss / 1024, note)
+    return Measurement(name, seconds, rss, note, anon, [seconds])
+
+
+def run_rounds(
+    contenders: list[tuple[str, list[str], str]], repeat: int, before: Callable[[], None]
+) -> list[Measurement]:
+    """Run every contender ``repeat`` times, round-robin; report the median wall time.
+
+    Interleaving the rounds spreads a slow spell of a shared machine over all contenders
+    instead of one; memory is the highest peak seen. ``before`` runs before every run
+    (e.g. to remove the previous run's output).
+    """
+    results: dict[str, Measurement] = {}
+    for _ in range(repeat):
+        for name, argv, note in contenders:
+            before()
+            m = run_measured(name, argv, note)
+            if name in results:
+                r = results[name]
+                r.runs.append(m.seconds)
+                r.peak_rss_mb = max(r.peak_rss_mb, m.peak_rss_mb)
+                r.peak_anon_mb = max(r.peak_anon_mb, m.peak_anon_mb)
+            else:
+                results[name] = m
+    for m in results.values():
+        m.seconds = statistics.median(m.runs)
+    return list(results.values())
 
 
 def python(code: str) -> list[str]:
@@ -75,11 +141,17 @@ def sample_data(rows: int, seed: int = 1) -> Path:
 
 def print_table(title: str, rows: list[Measurement], baseline: str) -> None:
     base = next(m for m in rows if m.name == baseline)
-    print(f"\n{title}")
-    print(f"{'contender':<28}{'wall s':>10}{'peak RSS MB':>14}{'time / ' + baseline:>22}  note")
+    runs = max(len(m.runs) for m in rows)
+    print(f"\n{title}" + (f" (median of {runs} interleaved runs)" if runs > 1 else ""))
+    head = f"{'contender':<30}{'wall s':>8}{'range s':>14}{'peak RSS MB':>13}{'peak anon MB':>14}"
+    print(f"{head}{'x ' + baseline:>24}  note")
     for m in rows:
         ratio = m.seconds / base.seconds
-        print(f"{m.name:<28}{m.seconds:>10.2f}{m.peak_rss_mb:>14.0f}{ratio:>22.2f}  {m.note}")
+        spread = f"{min(m.runs):.2f}-{max(m.runs):.2f}"
+        print(
+            f"{m.name:<30}{m.seconds:>8.2f}{spread:>14}{m.peak_rss_mb:>13.0f}"
+            f"{m.peak_anon_mb:>14.0f}{ratio:>24.2f}  {m.note}"
+        )
 
 
 def save(name: str, payload: dict) -> Path:

@@ -12,7 +12,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from bench.common import DATA, crmkit, print_table, python, run_measured, sample_data, save
+from bench.common import DATA, crmkit, print_table, python, run_rounds, sample_data, save
 
 AS_OF = "2025-01-01"
 WINDOWS = (30, 90, 365)
@@ -132,15 +132,15 @@ def pandas_code(glob: str, out: str) -> str:
     return "\n".join(lines)
 
 
-def run(rows: int) -> None:
+def run(rows: int, repeat: int = 1) -> None:
     store = store_for(rows)
     glob = str(store / "transactions" / "*" / "*.parquet")
     manifest = json.loads((store / "manifest.json").read_text())
     actual = sum(p["rows"] for p in manifest["parts"]["transactions"])
     with tempfile.TemporaryDirectory(dir=store.parent) as tmp:
         work = Path(tmp)
-        results = [
-            run_measured(
+        contenders = [
+            (
                 "crmkit features",
                 crmkit(
                     "features",
@@ -154,19 +154,20 @@ def run(rows: int) -> None:
                 ),
                 "full table + RFM + value tiers",
             ),
-            run_measured(
+            (
                 "duckdb SQL",
                 python(f"import duckdb; duckdb.sql({duckdb_sql(glob, str(work / 'd.parquet'))!r})"),
                 "same aggregates",
             ),
         ]
         if rows <= 10_000_000:
-            results.append(
-                run_measured(
+            contenders.append(
+                (
                     "pandas groupby",
                     python(pandas_code(glob, str(work / "p.parquet"))),
                     "same aggregates",
                 )
             )
+        results = run_rounds(contenders, repeat, lambda: None)
     print_table(f"features: {actual:,} transactions", results, "crmkit features")
     save(f"features-{rows}", {"rows": actual, "results": results})

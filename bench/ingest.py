@@ -6,21 +6,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench.common import crmkit, print_table, python, run_measured, sample_data, save
+from bench.common import crmkit, print_table, python, run_rounds, sample_data, save
 
 
-def run(rows: int) -> None:
+def run(rows: int, repeat: int = 1) -> None:
     csv = sample_data(rows)
     size_mb = csv.stat().st_size / 2**20
     with tempfile.TemporaryDirectory(dir=csv.parent) as tmp:
         work = Path(tmp)
-        results = [
-            run_measured(
+        contenders = [
+            (
                 "crmkit ingest",
                 crmkit("ingest", str(csv), "--store", str(work / "store"), "--quiet"),
                 "validate, quarantine, dedupe, 16 buckets",
             ),
-            run_measured(
+            (
                 "polars read_csv+write_parquet",
                 python(
                     "import polars as pl;"
@@ -28,7 +28,7 @@ def run(rows: int) -> None:
                 ),
                 "no validation",
             ),
-            run_measured(
+            (
                 "polars scan_csv+sink_parquet",
                 python(
                     "import polars as pl;"
@@ -36,7 +36,7 @@ def run(rows: int) -> None:
                 ),
                 "streaming, no validation",
             ),
-            run_measured(
+            (
                 "duckdb COPY",
                 python(
                     "import duckdb;duckdb.sql(\"COPY (SELECT * FROM read_csv('"
@@ -48,6 +48,8 @@ def run(rows: int) -> None:
                 "no validation",
             ),
         ]
-        shutil.rmtree(work / "store", ignore_errors=True)
+        results = run_rounds(
+            contenders, repeat, lambda: shutil.rmtree(work / "store", ignore_errors=True)
+        )
     print_table(f"ingest: {rows:,} rows, CSV {size_mb:,.0f} MB", results, "crmkit ingest")
     save(f"ingest-{rows}", {"rows": rows, "csv_mb": size_mb, "results": results})
