@@ -39,6 +39,22 @@ RFM_RULES: Final[tuple[tuple[str, tuple[int, int], tuple[int, int], tuple[int, i
 )
 RFM_SEGMENTS: Final = tuple(rule[0] for rule in RFM_RULES)
 
+
+def _rfm_segment(r: int, f: int, m: int) -> str | None:
+    for name, rr, fr, mr in RFM_RULES:
+        if rr[0] <= r <= rr[1] and fr[0] <= f <= fr[1] and mr[0] <= m <= mr[1]:
+            return name
+    return None
+
+
+#: The first matching rule of every score combination, by code ``100 r + 10 f + m``.
+_RFM_BY_CODE: Final = {
+    100 * r + 10 * f + m: _rfm_segment(r, f, m)
+    for r in range(1, 6)
+    for f in range(1, 6)
+    for m in range(1, 6)
+}
+
 VALUE_GRID: Final[dict[tuple[str, str], str]] = {
     ("large", "short"): "platinum",
     ("large", "medium"): "gold",
@@ -51,6 +67,14 @@ VALUE_GRID: Final[dict[tuple[str, str], str]] = {
     ("small", "long"): "adjust",
 }
 VALUE_TIERS: Final = ("platinum", "gold", "silver", "development", "adjust", "one_time")
+_CYCLE_CLASSES: Final = {0: "short", 1: "medium", 2: "long"}
+_SPEND_CLASSES: Final = {0: "small", 1: "medium", 2: "large"}
+#: Tier by code ``3 * spend class + cycle class`` (classes numbered as above).
+_TIER_BY_CODE: Final = {
+    3 * s + c: VALUE_GRID[(spend, cycle)]
+    for s, spend in _SPEND_CLASSES.items()
+    for c, cycle in _CYCLE_CLASSES.items()
+}
 
 _QUINTILES: Final = (0.2, 0.4, 0.6, 0.8)
 
@@ -67,7 +91,17 @@ def _edges(values: pl.Series, quantiles: Sequence[float]) -> list[float]:
     clean = values.drop_nulls().drop_nans() if values.dtype.is_float() else values.drop_nulls()
     if clean.len() == 0:
         return [0.0 for _ in quantiles]
-    return [float(clean.quantile(q, interpolation="linear") or 0.0) for q in quantiles]
+    # one sort, then every quantile from it (linear interpolation, like Series.quantile)
+    ordered = clean.cast(pl.Float64).sort()
+    n = ordered.len()
+    out = []
+    for q in quantiles:
+        pos = q * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        a, b = float(ordered[lo]), float(ordered[hi])
+        out.append(a + (b - a) * (pos - lo))
+    return out
 
 
 def _score(column: str, edges: Sequence[float], *, reverse: bool) -> pl.Expr:
@@ -128,21 +162,16 @@ class RFMScorer:
             _score(self.frequency, self.edges_["f"], reverse=False).alias("f_score"),
             _score(self.monetary, self.edges_["m"], reverse=False).alias("m_score"),
         )
-        segment = pl.lit(None, dtype=pl.String)
-        for name, r, f, m in reversed(RFM_RULES):
-            matches = (
-                pl.col("r_score").is_between(*r)
-                & pl.col("f_score").is_between(*f)
-                & pl.col("m_score").is_between(*m)
-            )
-            segment = pl.when(matches).then(pl.lit(name)).otherwise(segment)
-        return scored.with_columns(
-            (
-                pl.col("r_score").cast(pl.String)
-                + pl.col("f_score").cast(pl.String)
-                + pl.col("m_score").cast(pl.String)
-            ).alias("rfm_score"),
-            segment.alias("rfm_segment"),
+        code = (
+            pl.col("r_score").cast(pl.Int16) * 100
+            + pl.col("f_score").cast(pl.Int16) * 10
+            + pl.col("m_score").cast(pl.Int16)
+        )
+        return scored.with_columns(code.alias("rfm_score")).with_columns(
+            pl.col("rfm_score").cast(pl.String),
+            pl.col("rfm_score")
+            .replace_strict(_RFM_BY_CODE, default=None, return_dtype=pl.String)
+            .alias("rfm_segment"),
         )
 
     def fit_transform(self, features: pl.DataFrame, y: object = None) -> pl.DataFrame:
@@ -197,32 +226,34 @@ class ValueTiers:
         s1, s2 = self.spend_edges_
         cycle = pl.col("mean_cycle_days")
         spend = pl.col("mean_spend_per_day")
-        cycle_class = (
+        one_time = 2 if self.one_time_buyers == "long" else None
+        cycle_index = (
             pl.when(cycle.is_null())
-            .then(pl.lit("long" if self.one_time_buyers == "long" else None, dtype=pl.String))
+            .then(pl.lit(one_time, dtype=pl.Int8))
             .when(cycle <= c1)
-            .then(pl.lit("short"))
+            .then(pl.lit(0, dtype=pl.Int8))
             .when(cycle <= c2)
-            .then(pl.lit("medium"))
-            .otherwise(pl.lit("long"))
+            .then(pl.lit(1, dtype=pl.Int8))
+            .otherwise(pl.lit(2, dtype=pl.Int8))
         )
-        spend_class = (
+        spend_index = (
             pl.when(spend > s2)
-            .then(pl.lit("large"))
+            .then(pl.lit(2, dtype=pl.Int8))
             .when(spend > s1)
-            .then(pl.lit("medium"))
-            .otherwise(pl.lit("small"))
+            .then(pl.lit(1, dtype=pl.Int8))
+            .otherwise(pl.lit(0, dtype=pl.Int8))
         )
-        tier = pl.lit("one_time", dtype=pl.String)
-        for (s, c), name in VALUE_GRID.items():
-            tier = (
-                pl.when((pl.col("spend_class") == s) & (pl.col("cycle_class") == c))
-                .then(pl.lit(name))
-                .otherwise(tier)
-            )
-        return features.with_columns(
-            cycle_class.alias("cycle_class"), spend_class.alias("spend_class")
-        ).with_columns(tier.alias("value_tier"))
+        indexed = features.with_columns(
+            cycle_index.alias("cycle_class"), spend_index.alias("spend_class")
+        )
+        tier = (pl.col("spend_class") * 3 + pl.col("cycle_class")).replace_strict(
+            _TIER_BY_CODE, default="one_time", return_dtype=pl.String
+        )
+        return indexed.with_columns(
+            pl.col("cycle_class").replace_strict(_CYCLE_CLASSES, return_dtype=pl.String),
+            pl.col("spend_class").replace_strict(_SPEND_CLASSES, return_dtype=pl.String),
+            tier.fill_null("one_time").alias("value_tier"),
+        )
 
     def fit_transform(self, features: pl.DataFrame, y: object = None) -> pl.DataFrame:
         """Fit, then transform the same frame."""
