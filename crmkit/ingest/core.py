@@ -609,13 +609,42 @@ def _distinct(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.struct(pl.all()).is_first_distinct())
 
 
+def _all_distinct(files: list[Path], rows: int) -> bool:
+    """Whether the staged rows are certainly distinct: as many row hashes as rows.
+
+    Streams the files and keeps only the hashes, so memory does not grow with the rows'
+    width; equal hashes (a duplicate, or rarely a collision) send the bucket to the exact
+    comparison.
+    """
+    hashes = pl.scan_parquet(files).select(pl.struct(pl.all()).hash().n_unique())
+    return int(hashes.collect(engine="streaming").item()) == rows
+
+
+def _fresh_rows(files: list[Path], writer: StoreWriter, bucket: int) -> pl.DataFrame:
+    """Return the staged rows of a bucket without duplicates of each other or of the store."""
+    fresh = _distinct(pl.read_parquet(files))
+    if not writer.current_parts("transactions", bucket) or fresh.height == 0:
+        return fresh
+    lo, hi = fresh[schema.TS].min(), fresh[schema.TS].max()
+    existing = writer.scan("transactions", schema.TRANSACTION_SCHEMA, bucket).filter(
+        pl.col(schema.TS).is_between(lo, hi)
+    )
+    keys = list(schema.TRANSACTION_SCHEMA)
+    return (
+        fresh.lazy()
+        .join(existing, on=keys, how="anti", nulls_equal=True, maintain_order="left")
+        .collect()
+    )
+
+
 def _commit_buckets(dirs: Sequence[Path], writer: StoreWriter, dedupe: bool) -> tuple[int, int]:
     """De-duplicate staged buckets against themselves and the store; add them as parts.
 
-    A staged bucket that loses no row is moved into the store as it is (no rewrite).
+    A staged bucket that loses no row is moved into the store as it is (no rewrite). A
+    bucket is only read whole when it may lose rows: when the store already has rows in
+    it, or when its row hashes are not all distinct.
     """
     stored = duplicate = 0
-    keys = list(schema.TRANSACTION_SCHEMA)
     by_bucket: dict[int, list[Path]] = {}
     for good_dir in dirs:
         if not good_dir.is_dir():
@@ -624,26 +653,18 @@ def _commit_buckets(dirs: Sequence[Path], writer: StoreWriter, dedupe: bool) -> 
             bucket = int(bucket_dir.name.partition("=")[2])
             by_bucket.setdefault(bucket, []).extend(sorted(bucket_dir.rglob("*.parquet")))
     for bucket, files in sorted(by_bucket.items()):
-        new = pl.read_parquet(files)
-        fresh = new
-        if dedupe:
-            fresh = _distinct(new)
-            if writer.current_parts("transactions", bucket):
-                lo, hi = fresh[schema.TS].min(), fresh[schema.TS].max()
-                existing = writer.scan("transactions", schema.TRANSACTION_SCHEMA, bucket).filter(
-                    pl.col(schema.TS).is_between(lo, hi)
-                )
-                fresh = (
-                    fresh.lazy()
-                    .join(existing, on=keys, how="anti", nulls_equal=True, maintain_order="left")
-                    .collect()
-                )
-        if fresh.height == new.height:
-            for path in files:
-                rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-                writer.add_file("transactions", path, int(rows), bucket)
+        counts = [int(pl.scan_parquet(path).select(pl.len()).collect().item()) for path in files]
+        rows = sum(counts)
+        may_lose = dedupe and (
+            bool(writer.current_parts("transactions", bucket)) or not _all_distinct(files, rows)
+        )
+        fresh = _fresh_rows(files, writer, bucket) if may_lose else None
+        if fresh is None or fresh.height == rows:
+            for path, count in zip(files, counts, strict=True):
+                writer.add_file("transactions", path, count, bucket)
+            stored += rows
         else:
             writer.add_frame("transactions", fresh, bucket)
-        stored += fresh.height
-        duplicate += new.height - fresh.height
+            stored += fresh.height
+            duplicate += rows - fresh.height
     return stored, duplicate
