@@ -459,8 +459,9 @@ def store_features(
             progress(i + 1, len(scans), "buckets")
     if not parts:
         return collect(customer_features(store.transactions(), as_of, cfg))
-    finished = _finish_columns(pl.concat(parts, rechunk=True).lazy(), cfg).collect()
-    return sort_by_customer(finished)
+    base = pl.concat(parts, rechunk=False)
+    parts.clear()
+    return sort_by_customer(_finish_columns(base.lazy(), cfg).collect())
 
 
 def churn_labels(
