@@ -476,13 +476,14 @@ def finish_features(base: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
 
 
 def sort_by_customer(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Concatenate frames of disjoint customers, one row per customer, sorted by id.
+    """Concatenate frames of disjoint customers, each sorted by id, into one sorted frame.
 
-    Each part is sorted first, while it is small enough for its gather to stay in cache;
-    the final gather then reads the parts as sorted runs, almost sequentially. Together
-    this is about twice as fast as one sort of the concatenation.
+    Each part is sorted while it is small enough for its gather to stay in cache (see
+    :func:`store_features`); the final gather then reads the parts as sorted runs, almost
+    sequentially. Together this is about twice as fast as one sort of the concatenation.
+    The parts are not copied into one block first: that would cost a copy of the table.
     """
-    runs = pl.concat([part.sort(schema.CUSTOMER_ID) for part in parts], rechunk=True)
+    runs = pl.concat(parts, rechunk=False)
     parts.clear()
     order = runs.select(pl.col(schema.CUSTOMER_ID).arg_sort()).to_series()
     return runs[order]
@@ -523,7 +524,7 @@ def store_features(
     scans = store.bucket_scans()
     parts = []
     for i, scan in enumerate(scans):
-        parts.append(collect(customer_totals(scan, as_of, cfg)))
+        parts.append(collect(customer_totals(scan, as_of, cfg)).sort(schema.CUSTOMER_ID))
         if progress is not None:
             progress(i + 1, len(scans), "buckets")
     if not parts:
