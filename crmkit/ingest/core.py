@@ -31,6 +31,9 @@ from crmkit.store import COMPRESSION, COMPRESSION_LEVEL, Store, StoreWriter
 ProgressFn = Callable[[int, int, str], None]
 
 SAMPLE_ROWS: Final = 100_000
+#: Dates are parsed through a cache of parsed values unless more than this share of the
+#: sample's date values are distinct (timestamps to the second rarely repeat).
+DATE_CACHE_DISTINCT: Final = 0.5
 #: Rows per row group of the staged bucket files: every bucket's writer buffers one, so
 #: this bounds the split's memory (buckets x row group), whatever the file size.
 STAGING_ROW_GROUP: Final = 65_536
@@ -324,8 +327,8 @@ class _Plan:
     """How a file's fields are parsed.
 
     The *fast* plan uses what the sample showed (the date formats seen, plain numbers, ids
-    without a dot); rows it rejects as unparseable are parsed again with the *exhaustive*
-    plan.
+    without a dot, whether date values repeat enough for a parse cache); rows it rejects
+    as unparseable are parsed again with the *exhaustive* plan.
     """
 
     mapping: Mapping[str, str]
@@ -334,6 +337,7 @@ class _Plan:
     normalise_dates: bool
     plain_numbers: bool
     float_ids: bool
+    cache_dates: bool = True
 
     def exhaustive(self, detection: parse.DateDetection) -> _Plan:
         return _Plan(self.mapping, self.decimal, detection.exhaustive(), True, False, True)
@@ -353,12 +357,15 @@ def _detect(
         decimal = cfg.decimal
     plain = decimal == "." and all(parse.is_plain_number(sample[name]) for name in numeric)
     float_ids = bool(sample[mapping[schema.CUSTOMER_ID]].str.contains(".", literal=True).any())
+    stamps = sample[mapping[schema.TS]]
+    cache = stamps.n_unique() <= DATE_CACHE_DISTINCT * max(stamps.len(), 1)
     if cfg.date_format:
         fmt = parse.explicit_format(cfg.date_format)
         dates = parse.DateDetection((fmt,), cfg.dayfirst, "", normalise=True)
-        return _Plan(mapping, decimal, (fmt,), True, plain, float_ids), dates
-    dates = parse.detect_date_formats(sample[mapping[schema.TS]], cfg.dayfirst)
-    return _Plan(mapping, decimal, dates.formats, dates.normalise, plain, float_ids), dates
+        return _Plan(mapping, decimal, (fmt,), True, plain, float_ids, cache), dates
+    dates = parse.detect_date_formats(stamps, cfg.dayfirst)
+    plan = _Plan(mapping, decimal, dates.formats, dates.normalise, plain, float_ids, cache)
+    return plan, dates
 
 
 def _clean(rows: pl.LazyFrame, plan: _Plan, cfg: IngestConfig) -> pl.LazyFrame:
@@ -426,7 +433,11 @@ def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
         ),
         retry.alias(_C + "retry"),
         parse.parse_datetime(
-            text(schema.TS), plan.dates, normalise=plan.normalise_dates, stripped=True
+            text(schema.TS),
+            plan.dates,
+            normalise=plan.normalise_dates,
+            stripped=True,
+            cache=plan.cache_dates,
         ).alias(_C + schema.TS),
         text(schema.TS).is_not_null().alias(_C + "ts_present"),
         amount.alias(_C + schema.AMOUNT),

@@ -109,7 +109,7 @@ def normalise_date_text(expr: pl.Expr) -> pl.Expr:
     return text.str.replace(r"^(\d{9,13})\.0+$", "${1}")
 
 
-def _parse_one(text: pl.Expr, fmt: DateFormat) -> pl.Expr:
+def _parse_one(text: pl.Expr, fmt: DateFormat, *, cache: bool = True) -> pl.Expr:
     dtype = pl.Datetime("us")
     if fmt.kind == "epoch_s":
         return pl.when(text.str.contains(r"^\d{9,10}$")).then(
@@ -121,29 +121,36 @@ def _parse_one(text: pl.Expr, fmt: DateFormat) -> pl.Expr:
         )
     if fmt.kind == "compact":
         return pl.when(text.str.contains(r"^\d{8}$")).then(
-            text.str.strptime(dtype, fmt.fmt, strict=False)
+            text.str.strptime(dtype, fmt.fmt, strict=False, cache=cache)
         )
     if fmt.kind == "aware":
-        aware = text.str.strptime(pl.Datetime("us", "UTC"), fmt.fmt, strict=False)
+        aware = text.str.strptime(pl.Datetime("us", "UTC"), fmt.fmt, strict=False, cache=cache)
         return aware.dt.replace_time_zone(None)
-    return text.str.strptime(dtype, fmt.fmt, strict=False)
+    return text.str.strptime(dtype, fmt.fmt, strict=False, cache=cache)
 
 
 def parse_datetime(
-    expr: pl.Expr, formats: Sequence[DateFormat], *, normalise: bool = True, stripped: bool = False
+    expr: pl.Expr,
+    formats: Sequence[DateFormat],
+    *,
+    normalise: bool = True,
+    stripped: bool = False,
+    cache: bool = True,
 ) -> pl.Expr:
     """Parse date text with the first of ``formats`` that fits each value (naive UTC).
 
     ``normalise=False`` skips :func:`normalise_date_text` (only strips white space), for
     files whose sample shows it changes nothing; ``stripped=True`` says ``expr`` is
-    stripped already.
+    stripped already. ``cache=False`` parses every value instead of looking it up in a
+    cache of parsed values first, which is faster when most values are distinct
+    (timestamps to the second) and slower when they repeat (dates without a time).
     """
     text = expr if stripped else expr.str.strip_chars()
     if normalise:
         text = normalise_date_text(text)
     if not formats:
         return pl.lit(None, dtype=pl.Datetime("us"))
-    return pl.coalesce([_parse_one(text, f) for f in formats])
+    return pl.coalesce([_parse_one(text, f, cache=cache) for f in formats])
 
 
 def explicit_format(fmt: str) -> DateFormat:
