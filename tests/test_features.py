@@ -186,3 +186,24 @@ def test_bucketed_store_features_equal_the_single_plan(tmp_path):
     single = collect(customer_features(store.transactions(), AS_OF, CFG))
     assert len(store.bucket_scans()) == 16
     assert bucketed.equals(single)
+
+
+@pytest.mark.parametrize(
+    ("as_of", "customers"), [(dt.date(2023, 1, 3), 9), (dt.date(2022, 6, 1), 0)]
+)
+def test_store_features_with_empty_buckets(tmp_path, as_of, customers):
+    """Two days into the data most buckets hold no purchase yet; before it, none does."""
+    from crmkit.config import IngestConfig
+    from crmkit.features import store_features
+    from crmkit.ingest import ingest_files
+    from crmkit.store import Store
+
+    from .conftest import NOW, SAMPLE_DATA
+
+    store = Store(tmp_path / "s")
+    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
+    bucketed = store_features(store, as_of, CFG)
+    assert bucketed.schema == FEATURE_SCHEMA
+    assert bucketed.height == customers
+    assert bucketed["customer_id"].is_sorted()
+    assert bucketed.equals(collect(customer_features(store.transactions(), as_of, CFG)))
