@@ -24,6 +24,8 @@ _WORDS: Final = 16
 _BYTES_PER_WORD: Final = 6
 _HEX_PER_WORD: Final = 2 * _BYTES_PER_WORD
 _MASK: Final = (1 << 64) - 1
+_HEX: Final = "__crmkit_hash_hex"
+_TMP: Final = "__crmkit_hash_w"
 
 
 def _u64(value: int) -> pl.Expr:
@@ -62,55 +64,89 @@ def add_stable_hash(
     )
 
 
+def max_bytes(words: int) -> int | None:
+    """Return the longest value (UTF-8 bytes) :func:`add_short_hash` hashes with ``words``.
+
+    None when there is no limit: the hash reads at most sixteen words and the last one.
+    """
+    return None if words >= _WORDS else words * _BYTES_PER_WORD
+
+
+def words_for(length: int) -> int:
+    """Return the fewest words that cover values of ``length`` bytes (at most all)."""
+    return min(_WORDS, -(-length // _BYTES_PER_WORD))
+
+
+def add_short_hash(
+    frame: pl.LazyFrame, column: str, out: str, words: int, *, salt: str | None = None
+) -> pl.LazyFrame:
+    """Add ``out``, the stable hash of ``column``, for values of at most ``words`` words.
+
+    Pure polars expressions, so the streaming engine runs it in parallel without calling
+    back into Python; :func:`add_stable_hash` is the same hash for values of any length.
+    Words past the end of a value are 0, and folding ``k`` zero words is a multiplication
+    by ``PRIME ** k``, so reading only ``words`` words gives the full hash of every value
+    that fits in them.
+    The caller must see to it that no value (after the salt) is longer than
+    :func:`max_bytes` of ``words``: a longer one gets a wrong hash.
+
+    Raises
+    ------
+    ValueError
+        When ``words`` is not between 0 and 16.
+    """
+    if not 0 <= words <= _WORDS:
+        raise ValueError(f"words must be between 0 and {_WORDS}, not {words}")
+    return _short_hash(frame, column, out, words, salt)
+
+
+def _short_hash(
+    frame: pl.LazyFrame, column: str, out: str, words: int, salt: str | None
+) -> pl.LazyFrame:
+    text = pl.col(column).fill_null("")
+    if salt is not None:
+        text = pl.lit(salt + "\x1f") + text
+    hexed, x = pl.col(_HEX), pl.col(out)
+    names = [f"{_TMP}{i}" for i in range(words + 1)]
+    word_exprs = [hexed.str.slice(i * _HEX_PER_WORD, _HEX_PER_WORD) for i in range(words)]
+    word_exprs.append(hexed.str.tail(_HEX_PER_WORD))
+    state = x
+    for name in names[:-1]:
+        state = (state * _u64(_PRIME)) ^ pl.col(name)
+    skipped = pow(_PRIME, _WORDS - words, 1 << 64)
+    state = (state * _u64(skipped) * _u64(_PRIME)) ^ pl.col(names[-1])
+    return (
+        frame.with_columns(
+            text.cast(pl.Binary).bin.encode("hex").alias(_HEX),
+            text.str.len_bytes().cast(pl.UInt64).alias(out),
+        )
+        .with_columns(
+            w.str.to_integer(base=16, strict=False).fill_null(0).cast(pl.UInt64).alias(name)
+            for w, name in zip(word_exprs, names, strict=True)
+        )
+        .with_columns(state.alias(out))
+        .with_columns((x ^ _shr(x, 30)).alias(out))
+        .with_columns((x * _u64(_MIX1)).alias(out))
+        .with_columns((x ^ _shr(x, 27)).alias(out))
+        .with_columns((x * _u64(_MIX2)).alias(out))
+        .with_columns((x ^ _shr(x, 31)).alias(out))
+        .drop(_HEX, *names)
+    )
+
+
 def _hash_batch(values: pl.Series, salt: str | None) -> pl.Series:
     """Hash one batch of strings (the streaming engine calls this per chunk).
 
-    Only the words that some value of the batch reaches are read: a word past the end of
-    a string is 0, and folding ``k`` zero words is a multiplication by ``PRIME ** k``. Ids
-    are short, so this skips most of the sixteen slices; each step is its own column so
-    that polars evaluates every intermediate value once.
+    Only the words that some value of the batch reaches are read (:func:`add_short_hash`).
     """
-    text = pl.col("v").fill_null("")
-    if salt is not None:
-        text = pl.lit(salt + "\x1f") + text
-    frame = (
-        values.cast(pl.String)
-        .rename("v")
-        .to_frame()
-        .select(
-            text.cast(pl.Binary).bin.encode("hex").alias("h"),
-            text.str.len_bytes().cast(pl.UInt64).alias("x"),
-        )
-    )
-    longest = int(frame.select(pl.col("x").max().fill_null(0)).item())
-    used = min(_WORDS, -(-longest // _BYTES_PER_WORD))
-    hexed = pl.col("h")
-    words = [hexed.str.slice(i * _HEX_PER_WORD, _HEX_PER_WORD) for i in range(used)]
-    words.append(hexed.str.tail(_HEX_PER_WORD))
-    tmp = [f"w{i}" for i in range(len(words))]
-    frame = frame.select(
-        *(
-            w.str.to_integer(base=16, strict=False).fill_null(0).cast(pl.UInt64).alias(name)
-            for w, name in zip(words, tmp, strict=True)
-        ),
-        "x",
-    )
-    state = pl.col("x")
-    for name in tmp[:-1]:
-        state = (state * _u64(_PRIME)) ^ pl.col(name)
-    skipped = pow(_PRIME, _WORDS - used, 1 << 64)
-    state = (state * _u64(skipped) * _u64(_PRIME)) ^ pl.col(tmp[-1])
-    x = pl.col("x")
+    frame = values.cast(pl.String).rename("v").to_frame()
+    salted = 0 if salt is None else len((salt + "\x1f").encode())
+    longest = int(frame.select(pl.col("v").str.len_bytes().max().fill_null(0)).item())
+    words = words_for(longest + salted)
     return (
-        frame.lazy()
-        .select(state.alias("x"))
-        .with_columns((x ^ _shr(x, 30)).alias("x"))
-        .with_columns((x * _u64(_MIX1)).alias("x"))
-        .with_columns((x ^ _shr(x, 27)).alias("x"))
-        .with_columns((x * _u64(_MIX2)).alias("x"))
-        .with_columns((x ^ _shr(x, 31)).alias("x"))
+        add_short_hash(frame.lazy(), "v", "h", words, salt=salt)
         .collect(engine="in-memory")
-        .to_series()
+        .to_series(1)
         .rename(values.name)
     )
 

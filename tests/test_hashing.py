@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from crmkit.hashing import (
+    add_short_hash,
     add_stable_hash,
     bucket_expr,
+    max_bytes,
     stable_hash_py,
     stable_hash_values,
     unit_interval_expr,
+    words_for,
 )
 
 # Values fixed forever: a change here moves customers between buckets and groups.
@@ -71,3 +75,26 @@ def test_batches_of_different_lengths_hash_like_the_reference():
     got = add_stable_hash(frame, "c", "h", salt="s").collect(engine="streaming")["h"].to_list()
     texts = [t or "" for c in chunks for t in c["c"].to_list()]
     assert got == [stable_hash_py(t, "s") for t in texts]
+
+
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=30), st.none() | st.text(max_size=8))
+def test_short_hash_matches_reference_within_its_words(texts, salt):
+    salted = [(t if salt is None else salt + "\x1f" + t).encode() for t in texts]
+    words = words_for(max(len(s) for s in salted))
+    limit = max_bytes(words)
+    assert limit is None or all(len(s) <= limit for s in salted)
+    frame = pl.LazyFrame({"c": texts}, schema={"c": pl.String})
+    got = add_short_hash(frame, "c", "h", words, salt=salt).collect(engine="streaming")
+    assert got.columns == ["c", "h"]
+    assert got["h"].to_list() == [stable_hash_py(t, salt) for t in texts]
+
+
+def test_short_hash_with_every_word_hashes_any_length():
+    texts = ["", "x" * 95, "y" * 96, "z" * 97, "é" * 300]
+    frame = pl.LazyFrame({"c": texts})
+    assert max_bytes(16) is None
+    assert max_bytes(2) == 12
+    got = add_short_hash(frame, "c", "h", 16).collect()["h"].to_list()
+    assert got == [stable_hash_py(t) for t in texts]
+    with pytest.raises(ValueError, match="between 0 and 16"):
+        add_short_hash(frame, "c", "h", 17)

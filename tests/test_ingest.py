@@ -326,6 +326,28 @@ def test_formats_after_the_sample_are_rescued(tmp_path, monkeypatch):
     assert q["reason"].to_list() == ["unparseable_date"]
 
 
+def test_ids_longer_than_the_sample_go_to_their_own_bucket(tmp_path, monkeypatch):
+    """The fast plan hashes as many words as the sample's longest id; longer ids are rescued."""
+    from crmkit.hashing import stable_hash_py
+    from crmkit.ingest import core
+
+    monkeypatch.setattr(core, "SAMPLE_ROWS", 4)
+    ids = [f"C{i}" for i in range(5)] + ["C" * 13, "é" * 7, "L" * 200, " padded-customer-7 "]
+    lines = [f"{c},2024-01-{i + 1:02d},{i + 1}" for i, c in enumerate(ids)]
+    path = tmp_path / "long.csv"
+    path.write_text("customer_id,ts,amount\n" + "\n".join(lines) + "\n")
+    report = ingest([path], tmp_path / "s")
+    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (9, 9, 0)
+    store = Store(tmp_path / "s")
+    where = {}
+    for part in store.require().parts_of("transactions"):
+        for cid in pl.read_parquet(store.root / part.path)["customer_id"]:
+            where[cid] = part.bucket
+    want = [c.strip() for c in ids]
+    assert sorted(where) == sorted(want)
+    assert all(where[c] == stable_hash_py(c) % 16 for c in want)
+
+
 def test_float_ids_after_the_sample_are_cleaned(tmp_path, monkeypatch):
     from crmkit.ingest import core
 

@@ -24,7 +24,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config import IngestConfig, StoreConfig
 from crmkit.errors import BadInputError
-from crmkit.hashing import add_stable_hash, bucket_expr
+from crmkit.hashing import add_short_hash, add_stable_hash, bucket_expr, max_bytes, words_for
 from crmkit.ingest import parse, sniff
 from crmkit.store import COMPRESSION, COMPRESSION_LEVEL, Store, StoreWriter
 
@@ -317,7 +317,8 @@ def _read_error(source: Path, plain: Path, exc: Exception, cfg: IngestConfig) ->
 
 
 #: Internal reason of the fast plan: an id with a dot may be a number exported as a float,
-#: which only the exhaustive plan cleans. It never reaches the quarantine.
+#: which only the exhaustive plan cleans, and an id longer than the sample's longest (in
+#: hash words) needs the hash for any length. It never reaches the quarantine.
 _RETRY_ID: Final = "__retry_id"
 RETRYABLE: Final = ("unparseable_date", "unparseable_amount", _RETRY_ID)
 
@@ -327,8 +328,9 @@ class _Plan:
     """How a file's fields are parsed.
 
     The *fast* plan uses what the sample showed (the date formats seen, plain numbers, ids
-    without a dot, whether date values repeat enough for a parse cache); rows it rejects
-    as unparseable are parsed again with the *exhaustive* plan.
+    without a dot, whether date values repeat enough for a parse cache, and the longest
+    id, so that the bucket hash reads a fixed number of words); rows it rejects as
+    unparseable or longer are parsed again with the *exhaustive* plan.
     """
 
     mapping: Mapping[str, str]
@@ -338,6 +340,7 @@ class _Plan:
     plain_numbers: bool
     float_ids: bool
     cache_dates: bool = True
+    id_words: int | None = None
 
     def exhaustive(self, detection: parse.DateDetection) -> _Plan:
         return _Plan(self.mapping, self.decimal, detection.exhaustive(), True, False, True)
@@ -359,12 +362,18 @@ def _detect(
     float_ids = bool(sample[mapping[schema.CUSTOMER_ID]].str.contains(".", literal=True).any())
     stamps = sample[mapping[schema.TS]]
     cache = stamps.n_unique() <= DATE_CACHE_DISTINCT * max(stamps.len(), 1)
+    id_bytes = sample.select(
+        pl.col(mapping[schema.CUSTOMER_ID]).str.strip_chars().str.len_bytes().max().fill_null(0)
+    ).item()
+    id_words = max(1, words_for(int(id_bytes)))
     if cfg.date_format:
         fmt = parse.explicit_format(cfg.date_format)
         dates = parse.DateDetection((fmt,), cfg.dayfirst, "", normalise=True)
-        return _Plan(mapping, decimal, (fmt,), True, plain, float_ids, cache), dates
+        return _Plan(mapping, decimal, (fmt,), True, plain, float_ids, cache, id_words), dates
     dates = parse.detect_date_formats(stamps, cfg.dayfirst)
-    plan = _Plan(mapping, decimal, dates.formats, dates.normalise, plain, float_ids, cache)
+    plan = _Plan(
+        mapping, decimal, dates.formats, dates.normalise, plain, float_ids, cache, id_words
+    )
     return plan, dates
 
 
@@ -427,6 +436,9 @@ def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
     retry = pl.lit(value=False)
     if not plan.float_ids:
         retry = customer.str.contains(".", literal=True).fill_null(value=False)
+    limit = None if plan.id_words is None else max_bytes(plan.id_words)
+    if limit is not None:
+        retry = retry | (customer.str.len_bytes() > limit).fill_null(value=False)
     return [
         (parse.fix_float_id(customer) if plan.float_ids else customer).alias(
             _C + schema.CUSTOMER_ID
@@ -587,13 +599,14 @@ def _split(
         .with_columns(_canonical_exprs(plan, cfg))
         .with_columns(_reason_expr(cfg, now))
     )
-    good = add_stable_hash(
-        parsed.filter(pl.col(_REASON).is_null()).select(
-            *(pl.col(_C + c).alias(c) for c in schema.TRANSACTION_SCHEMA)
-        ),
-        schema.CUSTOMER_ID,
-        _BUCKET,
-    ).with_columns(bucket_expr(_BUCKET, buckets).alias(_BUCKET))
+    rows_ok = parsed.filter(pl.col(_REASON).is_null()).select(
+        *(pl.col(_C + c).alias(c) for c in schema.TRANSACTION_SCHEMA)
+    )
+    if plan.id_words is None:
+        hashed = add_stable_hash(rows_ok, schema.CUSTOMER_ID, _BUCKET)
+    else:
+        hashed = add_short_hash(rows_ok, schema.CUSTOMER_ID, _BUCKET, plan.id_words)
+    good = hashed.with_columns(bucket_expr(_BUCKET, buckets).alias(_BUCKET))
     bad = parsed.filter(pl.col(_REASON).is_not_null()).select(_ROW, _REASON, *header)
     pl.collect_all(
         [
