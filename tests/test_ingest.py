@@ -370,3 +370,22 @@ def test_float_ids_after_the_sample_are_cleaned(tmp_path, monkeypatch):
         "77",
         ".",
     ]
+
+
+def test_date_cache_follows_how_often_the_sample_repeats_dates(tmp_path):
+    from crmkit.ingest import core, parse
+
+    stamps = [f"2024-01-{d:02d} 10:{m:02d}:00" for d in range(1, 29) for m in range(60)]
+    distinct = pl.DataFrame({"customer_id": "C1", "ts": stamps, "amount": "1"})
+    repeated = distinct.with_columns(pl.col("ts").str.slice(0, 10))
+    plan, _ = core._detect(tmp_path / "a.csv", distinct, DEFAULT, ",")
+    assert plan.cache_dates is False
+    plan, _ = core._detect(tmp_path / "b.csv", repeated, DEFAULT, ",")
+    assert plan.cache_dates is True
+    fmts = plan.dates
+    got = [
+        repeated.select(parse.parse_datetime(pl.col("ts"), fmts, cache=c)).to_series()
+        for c in (True, False)
+    ]
+    assert got[0].equals(got[1])
+    assert got[0].null_count() == 0
