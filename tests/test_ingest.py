@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -389,3 +390,46 @@ def test_date_cache_follows_how_often_the_sample_repeats_dates(tmp_path):
     ]
     assert got[0].equals(got[1])
     assert got[0].null_count() == 0
+
+
+def test_csv_chunks_sets_and_restores_polars_setting(monkeypatch):
+    from crmkit.ingest import core
+
+    monkeypatch.delenv("POLARS_CSV_CHUNK_SIZE", raising=False)
+    with core.csv_chunks(12345):
+        assert os.environ["POLARS_CSV_CHUNK_SIZE"] == "12345"
+    assert "POLARS_CSV_CHUNK_SIZE" not in os.environ
+    monkeypatch.setenv("POLARS_CSV_CHUNK_SIZE", "999999")
+    with core.csv_chunks(12345):
+        assert os.environ["POLARS_CSV_CHUNK_SIZE"] == "999999"
+    assert os.environ["POLARS_CSV_CHUNK_SIZE"] == "999999"
+
+
+def test_rows_and_lines_across_small_read_chunks(tmp_path, monkeypatch):
+    """Files read in chunks far smaller than the file (and than one of its rows) lose no
+    row, and quarantined rows keep their line numbers across chunk boundaries."""
+    monkeypatch.setenv("POLARS_CSV_CHUNK_SIZE", str(16 * 1024))
+    big = "x" * 100_000
+    lines = []
+    for i in range(3000):
+        amount = "n/a" if i % 997 == 5 else f"{i}.25"
+        product = f'"{big}\nline two"' if i == 1500 else f"p{i % 7}"
+        lines.append(f"C{i % 400},2024-03-{1 + i % 28:02d} 08:{i % 60:02d}:00,{amount},{product}")
+    path = tmp_path / "chunks.csv"
+    path.write_text("customer_id,ts,amount,product\n" + "\n".join(lines) + "\n")
+    report = ingest([path], tmp_path / "s")
+    bad = [i for i in range(3000) if i % 997 == 5]
+    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (
+        3000,
+        3000 - len(bad),
+        len(bad),
+    )
+    q = Store(tmp_path / "s").quarantine()
+    # record number after the header (a quoted line break does not count)
+    assert q["line"].to_list() == [i + 2 for i in bad]
+    assert set(q["reason"]) == {"unparseable_amount"}
+    tx = stored(tmp_path / "s")
+    assert tx.filter(pl.col("product").str.len_bytes() > 1000)["product"].to_list() == [
+        f"{big}\nline two"
+    ]
+    assert tx["amount"].sum() == pytest.approx(sum(i + 0.25 for i in range(3000) if i not in bad))
