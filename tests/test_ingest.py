@@ -407,7 +407,8 @@ def test_csv_chunks_sets_and_restores_polars_setting(monkeypatch):
 
 def test_rows_and_lines_across_small_read_chunks(tmp_path, monkeypatch):
     """Files read in chunks far smaller than the file (and than one of its rows) lose no
-    row, and quarantined rows keep their line numbers across chunk boundaries."""
+    row, and quarantined rows keep their line numbers across chunk boundaries and quoted
+    line breaks."""
     monkeypatch.setenv("POLARS_CSV_CHUNK_SIZE", str(16 * 1024))
     big = "x" * 100_000
     lines = []
@@ -425,11 +426,41 @@ def test_rows_and_lines_across_small_read_chunks(tmp_path, monkeypatch):
         len(bad),
     )
     q = Store(tmp_path / "s").quarantine()
-    # record number after the header (a quoted line break does not count)
-    assert q["line"].to_list() == [i + 2 for i in bad]
+    # the line where the row starts: header, rows before, the quoted line break of row 1500
+    assert q["line"].to_list() == [i + 2 + (i > 1500) for i in bad]
+    text = path.read_text().split("\n")
+    assert [text[line - 1].split(",")[2] for line in q["line"]] == ["n/a"] * len(bad)
     assert set(q["reason"]) == {"unparseable_amount"}
     tx = stored(tmp_path / "s")
     assert tx.filter(pl.col("product").str.len_bytes() > 1000)["product"].to_list() == [
         f"{big}\nline two"
     ]
     assert tx["amount"].sum() == pytest.approx(sum(i + 0.25 for i in range(3000) if i not in bad))
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("trailing", [True, False])
+def test_quarantine_lines_count_quoted_breaks_and_blank_lines(tmp_path, newline, trailing):
+    rows = [
+        'C1,2024-01-01,1,"two\nlines"',
+        "C2,2024-01-02,oops,p",
+        "",
+        'C3,2024-01-03,3,"three\n\nlines"',
+        ",2024-01-04,4,p",
+        "C5,2024-01-05,x,p",
+    ]
+    body = "\n".join(['customer_id,ts,amount,"product\nname"', *rows]).replace("\n", newline)
+    path = tmp_path / "breaks.csv"
+    path.write_bytes((body + (newline if trailing else "")).encode())
+    report = ingest([path], tmp_path / "s")
+    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (6, 2, 4)
+    q = Store(tmp_path / "s").quarantine()
+    assert q["reason"].to_list() == [
+        "unparseable_amount",
+        "missing_customer_id",
+        "missing_customer_id",
+        "unparseable_amount",
+    ]
+    lines = path.read_bytes().decode().splitlines()
+    assert q["line"].to_list() == [5, 6, 10, 11]
+    assert [lines[i - 1][:3] for i in q["line"]] == ["C2,", "", ",20", "C5,"]

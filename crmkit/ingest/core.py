@@ -52,6 +52,7 @@ _REASON: Final = "__crmkit_reason"
 _C: Final = "__crmkit_c_"
 _T: Final = "__crmkit_t_"
 _STATUS: Final = "__crmkit_status"
+_BREAKS: Final = "__crmkit_breaks"
 HEADER_LINES: Final = 1
 
 REASONS: Final = (
@@ -568,21 +569,23 @@ def _run(
         stage / "rescued",
         still,
     )
-    final = (
-        pl.concat(
-            [
-                pl.scan_parquet(rejected).filter(~pl.col(_REASON).is_in(RETRYABLE)),
-                pl.scan_parquet(still),
-            ]
-        )
-        .select(
-            pl.lit(str(source)).alias("source_file"),
-            (pl.col(_ROW).cast(pl.Int64) + HEADER_LINES + 1).alias("line"),
-            pl.col(_REASON).alias("reason"),
-            pl.struct([pl.col(h) for h in header]).struct.json_encode().alias("raw"),
-        )
-        .sort("line")
-    )
+    kept = pl.concat(
+        [
+            pl.scan_parquet(rejected).filter(~pl.col(_REASON).is_in(RETRYABLE)),
+            pl.scan_parquet(still),
+        ]
+    ).with_columns(pl.col(_ROW).cast(pl.Int64))
+    if kept.select(pl.len()).collect().item():
+        good_rows = _staged_rows([stage / "good", stage / "rescued"])
+        kept = _with_breaks_before(kept, prepared.path, header, read_args, good_rows)
+    else:
+        kept = kept.with_columns(pl.lit(0, dtype=pl.Int64).alias(_BREAKS))
+    final = kept.select(
+        pl.lit(str(source)).alias("source_file"),
+        (pl.col(_ROW) + HEADER_LINES + 1 + pl.col(_BREAKS)).alias("line"),
+        pl.col(_REASON).alias("reason"),
+        pl.struct([pl.col(h) for h in header]).struct.json_encode().alias("raw"),
+    ).sort("line")
     quarantine = stage / "quarantine.parquet"
     final.sink_parquet(quarantine, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
     stored, duplicate = _commit_buckets([stage / "good", stage / "rescued"], writer, cfg.dedupe)
@@ -606,6 +609,60 @@ def _run(
         decimal=plan.decimal,
         date_formats=tuple(f.fmt for f in plan.dates),
         notes=notes,
+    )
+
+
+def _staged_rows(dirs: Sequence[Path]) -> int:
+    files = [f for d in dirs if d.is_dir() for f in sorted(d.rglob("*.parquet"))]
+    return int(pl.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
+
+
+def _newlines(path: Path) -> tuple[int, bool]:
+    """Count the line feeds of a file; also whether it ends with one."""
+    count, last = 0, ord("\n")
+    buffer = bytearray(1024 * 1024)
+    with path.open("rb", buffering=0) as fh:
+        while n := fh.readinto(buffer):
+            count += buffer.count(b"\n", 0, n)
+            last = buffer[n - 1]
+    return count, last == ord("\n")
+
+
+def _with_breaks_before(
+    kept: pl.LazyFrame,
+    path: Path,
+    header: list[str],
+    read_args: Mapping[str, Any],
+    good_rows: int,
+) -> pl.LazyFrame:
+    """Add, per rejected row, the line breaks inside quoted values of the rows before it.
+
+    A row's line is its record number plus the header plus these breaks, so that it
+    names the line where the row starts in the file. Files rarely have such breaks: the
+    file's line feeds are counted first (rows read, header and breaks must add up), and
+    only when they do not add up is the file read again to find the rows that hold them.
+    """
+    records = good_rows + int(kept.select(pl.len()).collect().item())
+    in_header = sum(h.count("\n") for h in header)
+    newlines, ends_with_newline = _newlines(path)
+    lines = newlines + (0 if ends_with_newline else 1)
+    if lines == records + HEADER_LINES + in_header:
+        return kept.with_columns(pl.lit(in_header, dtype=pl.Int64).alias(_BREAKS))
+    breaks = pl.sum_horizontal(
+        pl.col(h).str.count_matches("\n", literal=True).fill_null(0) for h in header
+    )
+    found = (
+        pl.scan_csv(path, row_index_name=_ROW, **read_args)
+        .select(pl.col(_ROW).cast(pl.Int64), breaks.cast(pl.Int64).alias(_BREAKS))
+        .filter(pl.col(_BREAKS) > 0)
+        .collect(engine="streaming")
+        .sort(_ROW)
+        .with_columns(pl.col(_BREAKS).cum_sum())
+    )
+    return (
+        kept.sort(_ROW)
+        .join_asof(found.lazy(), on=_ROW, strategy="backward", allow_exact_matches=False)
+        .with_columns(pl.col(_BREAKS).fill_null(0) + in_header)
     )
 
 
