@@ -23,8 +23,9 @@ _MIX2: Final = 0x94D049BB133111EB
 _WORDS: Final = 16
 _BYTES_PER_WORD: Final = 6
 _HEX_PER_WORD: Final = 2 * _BYTES_PER_WORD
+_PAD: Final = 8
 _MASK: Final = (1 << 64) - 1
-_HEX: Final = "__crmkit_hash_hex"
+_PADDED: Final = "__crmkit_hash_bytes"
 _TMP: Final = "__crmkit_hash_w"
 
 
@@ -103,34 +104,47 @@ def add_short_hash(
 def _short_hash(
     frame: pl.LazyFrame, column: str, out: str, words: int, salt: str | None
 ) -> pl.LazyFrame:
+    # Each word is read as the 8 bytes from its start, big-endian, from the value padded
+    # with 8 zero bytes on both sides: its top 6 bytes are the word when the value fills
+    # it; a word the value fills with k < 6 bytes is the top k bytes. The last word is
+    # the low 6 bytes of the 8 that end the value (zeros before its start).
     text = pl.col(column).fill_null("")
     if salt is not None:
         text = pl.lit(salt + "\x1f") + text
-    hexed, x = pl.col(_HEX), pl.col(out)
+    padded, x = pl.col(_PADDED), pl.col(out)
+    length = x.cast(pl.Int64)
+
+    def window(offset: int | pl.Expr) -> pl.Expr:
+        raw = padded.bin.slice(offset, _PAD).bin.reinterpret(dtype=pl.UInt64, endianness="big")
+        return raw.fill_null(0)
+
+    def word(i: int) -> pl.Expr:
+        filled = (length - i * _BYTES_PER_WORD).clip(0, _BYTES_PER_WORD)
+        unread = pl.lit(256, dtype=pl.UInt64).pow(_BYTES_PER_WORD - filled).cast(pl.UInt64)
+        return _shr(window(_PAD + i * _BYTES_PER_WORD), 8 * (_PAD - _BYTES_PER_WORD)) // unread
+
     names = [f"{_TMP}{i}" for i in range(words + 1)]
-    word_exprs = [hexed.str.slice(i * _HEX_PER_WORD, _HEX_PER_WORD) for i in range(words)]
-    word_exprs.append(hexed.str.tail(_HEX_PER_WORD))
+    word_exprs = [word(i) for i in range(words)]
+    word_exprs.append(window(length) % _u64(1 << (8 * _BYTES_PER_WORD)))
     state = x
     for name in names[:-1]:
         state = (state * _u64(_PRIME)) ^ pl.col(name)
     skipped = pow(_PRIME, _WORDS - words, 1 << 64)
     state = (state * _u64(skipped) * _u64(_PRIME)) ^ pl.col(names[-1])
+    zeros = pl.lit("\x00" * _PAD)
     return (
         frame.with_columns(
-            text.cast(pl.Binary).bin.encode("hex").alias(_HEX),
+            (zeros + text + zeros).cast(pl.Binary).alias(_PADDED),
             text.str.len_bytes().cast(pl.UInt64).alias(out),
         )
-        .with_columns(
-            w.str.to_integer(base=16, strict=False).fill_null(0).cast(pl.UInt64).alias(name)
-            for w, name in zip(word_exprs, names, strict=True)
-        )
+        .with_columns(w.alias(name) for w, name in zip(word_exprs, names, strict=True))
         .with_columns(state.alias(out))
         .with_columns((x ^ _shr(x, 30)).alias(out))
         .with_columns((x * _u64(_MIX1)).alias(out))
         .with_columns((x ^ _shr(x, 27)).alias(out))
         .with_columns((x * _u64(_MIX2)).alias(out))
         .with_columns((x ^ _shr(x, 31)).alias(out))
-        .drop(_HEX, *names)
+        .drop(_PADDED, *names)
     )
 
 
