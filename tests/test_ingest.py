@@ -464,3 +464,30 @@ def test_quarantine_lines_count_quoted_breaks_and_blank_lines(tmp_path, newline,
     lines = path.read_bytes().decode().splitlines()
     assert q["line"].to_list() == [5, 6, 10, 11]
     assert [lines[i - 1][:3] for i in q["line"]] == ["C2,", "", ",20", "C5,"]
+
+
+def test_distinct_check_hashes_key_columns_then_all(tmp_path):
+    from crmkit import schema
+    from crmkit.ingest import core
+
+    def staged(name, rows):
+        frame = pl.DataFrame(rows, schema=schema.TRANSACTION_SCHEMA, orient="row")
+        path = tmp_path / f"{name}.parquet"
+        frame.write_parquet(path)
+        return [path], frame.height
+
+    t = dt.datetime(2024, 1, 1, 9)
+    base = ["O1", 1.0, 10.0, None, None, None, None]
+    same_keys = staged(
+        "keys", [["C1", t, 10.0, *base[:3], "p1", *base[4:]], ["C1", t, 10.0, *base]]
+    )
+    distinct = staged("distinct", [["C1", t, 10.0, *base], ["C2", t, 10.0, *base]])
+    signed_zero = staged("zero", [["C1", t, 0.0, *base], ["C1", t, -0.0, *base]])
+    check = core._DistinctCheck()
+    assert check(*distinct) is True
+    assert check.keys_first is True
+    assert check(*same_keys) is True
+    assert check.keys_first is False
+    assert check(*distinct) is True
+    assert check(*signed_zero) is False
+    assert core._DistinctCheck()(*signed_zero) is False
