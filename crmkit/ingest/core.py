@@ -49,6 +49,7 @@ _CSV_CHUNK_SETTING: Final = "POLARS_CSV_CHUNK_SIZE"
 _ROW: Final = "__crmkit_row"
 _BUCKET: Final = "__crmkit_bucket"
 _REASON: Final = "__crmkit_reason"
+_OK: Final = "__crmkit_ok"
 _C: Final = "__crmkit_c_"
 _T: Final = "__crmkit_t_"
 _STATUS: Final = "__crmkit_status"
@@ -491,32 +492,36 @@ def _canonical_exprs(plan: _Plan, cfg: IngestConfig) -> list[pl.Expr]:
     ]
 
 
-def _reason_expr(cfg: IngestConfig, now: dt.datetime) -> pl.Expr:
+def _rejections(cfg: IngestConfig, now: dt.datetime) -> list[tuple[str, pl.Expr]]:
+    """Each reason to reject a row with its condition, in the order they are tested."""
     ts, amount = pl.col(_C + schema.TS), pl.col(_C + schema.AMOUNT)
     earliest = dt.datetime.combine(cfg.min_date, dt.time())
     latest = now + dt.timedelta(days=cfg.max_future_days)
-    return (
-        pl.when(pl.col(_C + "retry"))
-        .then(pl.lit(_RETRY_ID))
-        .when(pl.col(_C + schema.CUSTOMER_ID).is_null())
-        .then(pl.lit("missing_customer_id"))
-        .when(~pl.col(_C + "ts_present"))
-        .then(pl.lit("missing_date"))
-        .when(ts.is_null())
-        .then(pl.lit("unparseable_date"))
-        .when((ts < earliest) | (ts > latest))
-        .then(pl.lit("implausible_date"))
-        .when(~pl.col(_C + "amount_present"))
-        .then(pl.lit("missing_amount"))
-        .when(amount.is_null())
-        .then(pl.lit("unparseable_amount"))
-        .when(~amount.is_finite() | (amount.abs() > cfg.max_abs_amount))
-        .then(pl.lit("implausible_amount"))
-        .when(pl.col(_C + "excluded"))
-        .then(pl.lit("excluded_by_rule"))
-        .otherwise(pl.lit(None, dtype=pl.String))
-        .alias(_REASON)
-    )
+    return [
+        (_RETRY_ID, pl.col(_C + "retry")),
+        ("missing_customer_id", pl.col(_C + schema.CUSTOMER_ID).is_null()),
+        ("missing_date", ~pl.col(_C + "ts_present")),
+        ("unparseable_date", ts.is_null()),
+        ("implausible_date", (ts < earliest) | (ts > latest)),
+        ("missing_amount", ~pl.col(_C + "amount_present")),
+        ("unparseable_amount", amount.is_null()),
+        ("implausible_amount", ~amount.is_finite() | (amount.abs() > cfg.max_abs_amount)),
+        ("excluded_by_rule", pl.col(_C + "excluded")),
+    ]
+
+
+def _accepted_expr(cfg: IngestConfig, now: dt.datetime) -> pl.Expr:
+    """Return whether no rejection applies to a row (a null condition does not apply)."""
+    applies = [condition.fill_null(value=False) for _, condition in _rejections(cfg, now)]
+    return ~pl.any_horizontal(applies)
+
+
+def _reason_expr(cfg: IngestConfig, now: dt.datetime) -> pl.Expr:
+    """Return the first reason that applies to a row, or null."""
+    reason = pl.lit(None, dtype=pl.String)
+    for name, condition in reversed(_rejections(cfg, now)):
+        reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
+    return reason.alias(_REASON)
 
 
 def _run(
@@ -683,9 +688,9 @@ def _split(
     parsed = (
         _clean(rows, plan, cfg)
         .with_columns(_canonical_exprs(plan, cfg))
-        .with_columns(_reason_expr(cfg, now))
+        .with_columns(_accepted_expr(cfg, now).alias(_OK))
     )
-    rows_ok = parsed.filter(pl.col(_REASON).is_null()).select(
+    rows_ok = parsed.filter(pl.col(_OK)).select(
         *(pl.col(_C + c).alias(c) for c in schema.TRANSACTION_SCHEMA)
     )
     if plan.id_words is None:
@@ -693,7 +698,11 @@ def _split(
     else:
         hashed = add_short_hash(rows_ok, schema.CUSTOMER_ID, _BUCKET, plan.id_words)
     good = hashed.with_columns(bucket_expr(_BUCKET, buckets).alias(_BUCKET))
-    bad = parsed.filter(pl.col(_REASON).is_not_null()).select(_ROW, _REASON, *header)
+    bad = (
+        parsed.filter(~pl.col(_OK))
+        .with_columns(_reason_expr(cfg, now))
+        .select(_ROW, _REASON, *header)
+    )
     pl.collect_all(
         [
             good.sink_parquet(
