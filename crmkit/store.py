@@ -37,10 +37,12 @@ from crmkit.errors import StoreCorruptError, StoreLockedError, UsageError
 FORMAT_VERSION: Final = 1
 MANIFEST: Final = "manifest.json"
 KINDS: Final = ("transactions", "quarantine", "ledger")
-#: Parquet compression of the store's files: zstd at level 1 writes files as small as the
-#: default level in about two thirds of the time.
-COMPRESSION: Final = "zstd"
-COMPRESSION_LEVEL: Final = 1
+#: Parquet compression of the store's files. lz4 (Parquet's LZ4_RAW) writes and reads
+#: faster than zstd: ingesting 10M rows takes about 13% less time, for files about 40%
+#: larger than zstd at level 1 (290 MB against 211 MB). Parts written with another codec
+#: (by earlier versions) are read as they are.
+COMPRESSION: Final = "lz4"
+COMPRESSION_LEVEL: Final[int | None] = None
 #: Parquet compression of exported tables (features, scores, targets): wide tables of
 #: floats that zstd shrinks by only a fifth, so the fastest codec that every Parquet reader
 #: supports is used (a 10M-transaction feature table: 0.6 s instead of 1.0 s).
