@@ -64,6 +64,11 @@ def settings(config: Path | None) -> Settings:
     return load_settings(config)
 
 
+def registry_path(cfg: Settings, registry: Path | None) -> Path:
+    """Return the registry: ``--registry`` (or ``CRMKIT_REGISTRY``), else ``[model] registry``."""
+    return registry or Path(cfg.model.registry)
+
+
 def parse_date(text: str, option: str) -> dt.date:
     """Parse an ISO date given on the command line.
 

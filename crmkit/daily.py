@@ -2,9 +2,15 @@
 
 One store lock covers the whole run, so a second run started meanwhile exits at once
 (code 4). Each step is logged as a JSON line in ``<store>/logs/run.jsonl``: start, each
-step with its counts and duration, end with the exit code. An inbox file is moved to
-``inbox/processed/`` only after its rows are committed; a run that fails leaves it where
-it was and writes no target list.
+step with its counts and duration, and always an end line with the exit code, the steps
+that completed and, on failure, the error.
+
+Each step commits on its own. The ingest step commits the inbox's rows and only then
+moves its files to ``inbox/processed/``; if a later step fails (no model: exit 5), those
+rows stay in the store and the files stay in ``processed/``, and no target list is written
+for the day. Running the day again after fixing the cause ingests nothing twice (the files
+are gone from the inbox, and a file's content hash is known anyway) and writes the list.
+The targets step records the day's list in the ledger before it writes the list's files.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from crmkit.config import Settings
 from crmkit.errors import CrmkitError
 from crmkit.ingest import ingest_files
 from crmkit.ingest.sniff import SUFFIXES
-from crmkit.registry import ModelRef, Registry, parse_ref
-from crmkit.scoring import score_customers
+from crmkit.registry import Registry, parse_ref
+from crmkit.scoring import ScoreResult, score_customers
 from crmkit.store import Store
 from crmkit.targeting import TargetResult, check_campaign, write_targets
 
@@ -42,6 +48,7 @@ class RunOptions:
     registry: Path
     model: str | None = None
     fmt: str = "csv"
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,37 @@ def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
         shutil.move(str(path), target)
 
 
+def score_for(store: Store, options: RunOptions, settings: Settings) -> ScoreResult:
+    """Score the store as of the day with the options' model (default: ``[model] name``)."""
+    ref = parse_ref(options.model or settings.model.name)
+    return score_customers(store, options.date, ref, Registry(options.registry), settings.segments)
+
+
+def targets_for(
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    scores: ScoreResult | None = None,
+    *,
+    locked: bool = False,
+) -> TargetResult:
+    """Score (unless ``scores`` is given) and write the day's list: ``crmkit targets``."""
+    check_campaign(options.campaign)
+    if scores is None:
+        scores = score_for(store, options, settings)
+    return write_targets(
+        scores.frame,
+        store,
+        options.campaign,
+        options.date,
+        settings.targeting,
+        options.out_dir,
+        fmt=options.fmt,
+        locked=locked,
+        replace=options.replace,
+    )
+
+
 def run_daily(
     store: Store,
     options: RunOptions,
@@ -117,19 +155,23 @@ def run_daily(
     StoreLockedError
         Another run or writer holds the store.
     BadInputError, ModelError, UsageError
-        As the steps raise them; nothing partial is published.
+        As the steps raise them; steps completed before stay committed (see above).
     """
     check_campaign(options.campaign)
-    ref: ModelRef = parse_ref(options.model or settings.model.name)
+    ref = parse_ref(options.model or settings.model.name)
     log = RunLog(store, now)
     with store.lock():
         log.write("start", date=options.date, campaign=options.campaign, model=str(ref))
+        done: list[str] = []
         try:
-            result = _steps(store, options, settings, ref, log, now)
+            result = _steps(store, options, settings, log, now, done)
         except CrmkitError as exc:
-            log.write("end", exit_code=exc.exit_code, error=str(exc))
+            log.write("end", exit_code=exc.exit_code, error=str(exc), completed=done)
             raise
-        log.write("end", exit_code=0)
+        except BaseException as exc:
+            log.write("end", exit_code=1, error=type(exc).__name__, completed=done)
+            raise
+        log.write("end", exit_code=0, completed=done)
     return result
 
 
@@ -137,9 +179,9 @@ def _steps(
     store: Store,
     options: RunOptions,
     settings: Settings,
-    ref: ModelRef,
     log: RunLog,
     now: Callable[[], dt.datetime],
+    done: list[str],
 ) -> RunResult:
     counts: dict[str, Any] = {}
     inbox = options.inbox
@@ -159,23 +201,21 @@ def _steps(
             _move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
         else:
             counts.update(files=0)
+    done.append("ingest")
     score_counts: dict[str, Any] = {}
-    registry = Registry(options.registry)
+    target_counts: dict[str, Any] = {}
     with log.step("score", score_counts):
-        scores = score_customers(store, options.date, ref, registry, settings.segments)
+        scores = score_for(store, options, settings)
         model = f"{scores.card['name']}:{scores.card['version']}"
         score_counts.update(customers=scores.frame.height, model=model)
-    target_counts: dict[str, Any] = {}
+    done.append("score")
     with log.step("targets", target_counts):
-        targets = write_targets(
-            scores.frame,
-            store,
-            options.campaign,
-            options.date,
-            settings.targeting,
-            options.out_dir,
-            fmt=options.fmt,
-            locked=True,
+        targets = targets_for(store, options, settings, scores, locked=True)
+        target_counts.update(
+            status=targets.status,
+            contact_file=targets.paths["contacts"],
+            assignment_file=targets.paths["assignments"],
+            **targets.summary()["groups"],
         )
-        target_counts.update(path=str(targets.path), **targets.summary()["groups"])
+    done.append("targets")
     return RunResult(options.date, [str(f) for f in files], scores.frame.height, targets, model)

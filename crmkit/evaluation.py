@@ -25,8 +25,9 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.errors import BadInputError
+from crmkit.ledger import arm, read_ledger
 from crmkit.store import Store
-from crmkit.targeting import check_campaign, ledger
+from crmkit.targeting import check_campaign
 
 POWER: Final = 0.8
 
@@ -192,7 +193,11 @@ def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFram
     BadInputError
         When the campaign has no ledger rows.
     """
-    entries = ledger(store).filter(pl.col("campaign_id") == campaign)
+    entries = (
+        read_ledger(store)
+        .filter(pl.col("campaign_id") == campaign)
+        .with_columns(arm().alias("treatment"))
+    )
     if entries.height == 0:
         raise BadInputError(f"campaign {campaign!r} has no assignments in the ledger")
     last = store.transactions().select(pl.col(schema.TS).max()).collect().item()

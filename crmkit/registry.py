@@ -7,12 +7,15 @@ bytes (read once). Names are checked before they become paths.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -110,22 +113,41 @@ class Registry:
         joblib.dump(model, buffer)
         blob = buffer.getvalue()
         base = self.root / name
-        base.mkdir(parents=True, exist_ok=True)
-        version = (self.versions(name) or [0])[-1] + 1
-        tmp = base / f".tmp-{version}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        (tmp / MODEL_FILE).write_bytes(blob)
-        full = {
-            **card,
-            "name": name,
-            "version": version,
-            "sha256": hashlib.sha256(blob).hexdigest(),
-        }
-        (tmp / CARD_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
-        target = base / str(version)
-        tmp.rename(target)
+        with self._lock(base):
+            version = (self.versions(name) or [0])[-1] + 1
+            tmp = base / f".tmp-{version}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            (tmp / MODEL_FILE).write_bytes(blob)
+            full = {
+                **card,
+                "name": name,
+                "version": version,
+                "sha256": hashlib.sha256(blob).hexdigest(),
+            }
+            (tmp / CARD_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+            target = base / str(version)
+            tmp.rename(target)
         return version, target
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _lock(base: Path) -> Iterator[None]:
+        """Hold ``base/.lock`` so that concurrent saves take distinct version numbers.
+
+        Unlike the store's lock this one waits: a save takes a moment.
+        """
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            fh = (base / ".lock").open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise ModelError(f"{base}: cannot write the model registry ({exc})") from exc
+        with fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def card(self, ref: ModelRef) -> dict[str, Any]:
         """Read the card of ``ref``.
@@ -137,9 +159,11 @@ class Registry:
         """
         path = self.resolve(ref) / CARD_FILE
         try:
-            card: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: unreadable model card ({exc})") from exc
+        if not isinstance(card, dict):
+            raise ModelError(f"{path}: a model card must be a JSON object")
         return card
 
     def load(self, ref: ModelRef) -> tuple[object, dict[str, Any]]:
@@ -163,7 +187,15 @@ class Registry:
                 f"{directory / MODEL_FILE} does not match the sha256 on its card: refusing "
                 "to load it (the file was changed or corrupted; retrain the model)"
             )
-        return joblib.load(io.BytesIO(blob)), card  # hash-checked registry file
+        try:
+            model = joblib.load(io.BytesIO(blob))  # hash-checked registry file
+        except Exception as exc:  # any unpickling failure means a bad file: exit 5
+            raise ModelError(f"{directory / MODEL_FILE}: cannot be loaded ({exc})") from exc
+        if not callable(getattr(model, "predict_proba", None)) and card.get("kind") != "clv":
+            raise ModelError(
+                f"{directory / MODEL_FILE} is not a classifier (no predict_proba): retrain it"
+            )
+        return model, card
 
 
 def list_models(registry: Registry) -> list[dict[str, Any]]:

@@ -136,13 +136,15 @@ def score_customers(
         everyone = with_clv(everyone, as_of, int(card["horizon_days"]), cfg)
     if clv_value:
         everyone = everyone.with_columns(pl.col("clv_value").alias("customer_value"))
-    features = eligible(everyone, int(card["lookback_days"]))
+    # Segment edges are fitted on every customer with history as of the date, the same
+    # population as `features` and `segment`, and only then narrowed to the eligible.
+    features = eligible(with_segments(everyone, segments), int(card["lookback_days"]))
     if features.height == 0:
         raise BadInputError(
             f"no customer bought in the {card['lookback_days']} days before {as_of}: "
             "nothing to score"
         )
-    frame = with_segments(features, segments).with_columns(season_columns(as_of))
+    frame = features.with_columns(season_columns(as_of))
     x = design_matrix(frame, card["features"])
     with threads(int(card.get("threads", 1))):
         probability = model.predict_proba(x)[:, 1]  # type: ignore[attr-defined]

@@ -482,7 +482,13 @@ def segment_frame(
 
 
 def with_segments(features: pl.DataFrame, cfg: SegmentConfig) -> pl.DataFrame:
-    """Add RFM and value-tier columns, fitted on ``features`` itself (descriptive use)."""
+    """Add RFM and value-tier columns, with edges fitted on ``features`` itself.
+
+    Every command passes the whole feature table as of its date (every customer with a
+    purchase before it), so ``features``, ``segment``, ``score``, ``targets`` and ``report``
+    give each customer the same segment and tier for the same store and date; ``score``
+    narrows to the eligible customers only afterwards.
+    """
     if features.height == 0:
         return features.with_columns(
             pl.lit(None, dtype=pl.String).alias("rfm_segment"),

@@ -418,6 +418,16 @@ class StoreWriter:
             if progress is not None:
                 progress()
 
+    def replace_all(self, kind: str, frame: pl.DataFrame) -> None:
+        """Replace every part of ``kind`` by one part holding ``frame`` (for small kinds)."""
+        for part in self.current_parts(kind):
+            if part in self.added[kind]:
+                self.added[kind].remove(part)
+                (self.store.root / part.path).unlink(missing_ok=True)
+            else:
+                self.removed.add(part.path)
+        self.add_frame(kind, frame)
+
     def mark(self) -> dict[str, int]:
         """Return a mark of the parts added so far, for :meth:`rollback`."""
         return {kind: len(parts) for kind, parts in self.added.items()}

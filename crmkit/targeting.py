@@ -12,20 +12,22 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
 
 from crmkit import schema
-from crmkit.config import TargetPolicy
-from crmkit.errors import BadInputError, ConfigError, UsageError
+from crmkit.config import Settings, TargetPolicy, validate
+from crmkit.errors import ConfigError, UsageError
 from crmkit.export import write_table
 from crmkit.hashing import add_stable_hash, unit_interval_expr
+from crmkit.ledger import LEDGER_SCHEMA, NO_TREATMENT, arm, record_day
 from crmkit.numbers import as_float
+from crmkit.optouts import read_optouts
 from crmkit.segments import RFM_SEGMENTS, VALUE_TIERS
-from crmkit.store import Store, StoreWriter
+from crmkit.store import Store
 
 _CAMPAIGN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 GROUPS: Final = ("treatment", "control", "holdout")
@@ -35,6 +37,7 @@ TARGET_COLUMNS: Final = (
     "as_of",
     "group",
     "treatment",
+    "planned_treatment",
     "segment",
     "value_tier",
     "churn_probability",
@@ -42,17 +45,16 @@ TARGET_COLUMNS: Final = (
     "expected_value_at_risk",
     "rank",
 )
-LEDGER_SCHEMA: Final[dict[str, pl.DataType]] = {
-    "campaign_id": pl.String(),
-    schema.CUSTOMER_ID: pl.String(),
-    "group": pl.String(),
-    "treatment": pl.String(),
-    "as_of": pl.Date(),
-    "churn_probability": pl.Float64(),
-    "customer_value": pl.Float64(),
-    "segment": pl.String(),
-    "value_tier": pl.String(),
-}
+#: The contact file: what a sending system needs, for the treatment group only.
+CONTACT_COLUMNS: Final = (
+    schema.CUSTOMER_ID,
+    "campaign_id",
+    "as_of",
+    "treatment",
+    "segment",
+    "value_tier",
+    "rank",
+)
 BALANCE_COVARIATES: Final = ("churn_probability", "customer_value", "recency_days")
 SMD_WARNING: Final = 0.1
 
@@ -74,17 +76,14 @@ def check_campaign(campaign: str) -> str:
 
 
 def check_policy(policy: TargetPolicy) -> None:
-    """Validate a policy: fractions in range, treatments naming real segments.
+    """Validate a policy: ranges (:func:`crmkit.config.validate`), then segment names.
 
     Raises
     ------
     ConfigError
-        On a fraction outside [0, 1), an unknown segment name or a negative cost.
+        On a value out of range or an unknown segment or tier name.
     """
-    if not 0 <= policy.control_fraction < 1:
-        raise ConfigError(f"control_fraction {policy.control_fraction} must be in [0, 1)")
-    if not 0 <= policy.holdout_fraction < 1:
-        raise ConfigError(f"holdout_fraction {policy.holdout_fraction} must be in [0, 1)")
+    validate(Settings(targeting=policy), "policy")
     known = VALUE_TIERS if policy.treatment_by == "value_tier" else RFM_SEGMENTS
     unknown = sorted(set(policy.treatments) - set(known))
     if unknown:
@@ -98,11 +97,6 @@ def check_policy(policy: TargetPolicy) -> None:
             f"[targeting] exclude_tiers: unknown tier(s) {', '.join(bad_tiers)}; "
             f"known: {', '.join(VALUE_TIERS)}"
         )
-    negative = sorted(t for t, c in policy.costs.items() if c < 0)
-    if negative:
-        raise ConfigError(f"[targeting.costs]: negative cost for {', '.join(negative)}")
-    if policy.size is not None and policy.size < 0:
-        raise ConfigError("size must not be negative")
 
 
 def assign_groups(
@@ -125,51 +119,40 @@ def assign_groups(
     return with_units.with_columns(group.alias("group")).drop("__h_campaign", "__h_holdout")
 
 
-def read_optouts(path: Path) -> pl.Series:
-    """Read opted-out customer ids: a CSV with ``customer_id`` or one id per line.
-
-    Raises
-    ------
-    BadInputError
-        When the file is missing or unreadable.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"opt-out file {path}: cannot be read ({exc})") from exc
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if lines and "," in lines[0]:
-        header = [h.strip().lower() for h in lines[0].split(",")]
-        if schema.CUSTOMER_ID not in header:
-            raise BadInputError(f"opt-out file {path}: no customer_id column in {lines[0]!r}")
-        i = header.index(schema.CUSTOMER_ID)
-        ids = [ln.split(",")[i].strip() for ln in lines[1:]]
-    else:
-        ids = [ln for ln in lines if ln.lower() != schema.CUSTOMER_ID]
-    return pl.Series(schema.CUSTOMER_ID, ids, dtype=pl.String)
-
-
 @dataclass(frozen=True)
 class TargetResult:
-    """A target list with its balance report and what was excluded."""
+    """A day's target list as recorded in the ledger, with balance and exclusions.
+
+    ``frame`` is the assignment file's content (every group); ``contacts`` the contact
+    file's (treatment group only). ``status`` says what the ledger did: ``recorded`` (a new
+    day), ``unchanged`` (a re-run), ``optouts_removed`` (customers who opted out since the
+    list was recorded were removed), ``replaced`` (``--replace``) or ``empty``.
+    """
 
     frame: pl.DataFrame
+    contacts: pl.DataFrame
     balance: pl.DataFrame
     excluded: dict[str, int]
     warnings: tuple[str, ...]
-    path: Path | None = None
+    status: str = "recorded"
+    paths: dict[str, str] = field(default_factory=dict)
     ledger_rows: int = 0
+    optouts_removed: int = 0
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers for the CLI."""
         groups = self.frame.group_by("group").len()
         by_group = dict(zip(groups["group"], groups["len"], strict=True))
         return {
-            "path": str(self.path) if self.path else None,
+            "contact_file": self.paths.get("contacts"),
+            "assignment_file": self.paths.get("assignments"),
+            "status": self.status,
             "customers": self.frame.height,
+            "contacts": self.contacts.height,
             "groups": {g: int(by_group.get(g, 0)) for g in GROUPS},
             "excluded": self.excluded,
             "ledger_rows_added": self.ledger_rows,
+            "optouts_removed_since_recorded": self.optouts_removed,
             "balance": self.balance.to_dicts(),
             "warnings": list(self.warnings),
         }
@@ -273,11 +256,6 @@ def balance_report(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     return pl.DataFrame(rows), warnings
 
 
-def ledger(store: Store) -> pl.DataFrame:
-    """Every assignment ever recorded (campaign, customer, group, treatment, as_of, ...)."""
-    return store.scan_kind("ledger", LEDGER_SCHEMA).collect()
-
-
 def recently_assigned(
     entries: pl.DataFrame, campaign: str, as_of: dt.date, cooldown_days: int
 ) -> pl.Series:
@@ -295,6 +273,52 @@ def recently_assigned(
     return recent[schema.CUSTOMER_ID].unique()
 
 
+def render_day(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (assignment file, contact file) of a day's ledger rows, ranked.
+
+    ``treatment`` is the treatment to send in the treatment group and ``none`` elsewhere;
+    ``planned_treatment`` is the arm the policy chose, for every group.
+    """
+    planned = arm()
+    assignments = (
+        rows.with_columns(
+            pl.when(pl.col("group") == "treatment")
+            .then(planned)
+            .otherwise(pl.lit(NO_TREATMENT))
+            .alias("treatment"),
+            planned.alias("planned_treatment"),
+        )
+        .sort(["rank", schema.CUSTOMER_ID], nulls_last=True)
+        .select(TARGET_COLUMNS)
+    )
+    contacts = assignments.filter(pl.col("group") == "treatment").select(CONTACT_COLUMNS)
+    return assignments, contacts
+
+
+def list_paths(out_dir: Path, campaign: str, as_of: dt.date, fmt: str) -> dict[str, Path]:
+    """Paths of a day's contact and assignment files under ``out_dir/<campaign>/``."""
+    base = out_dir / check_campaign(campaign)
+    stem = as_of.isoformat()
+    return {
+        "contacts": base / f"{stem}.contacts.{fmt}",
+        "assignments": base / f"{stem}.assignments.{fmt}",
+    }
+
+
+def optouts_unknown(store: Store, optouts: pl.Series) -> int:
+    """Count opted-out ids that no stored transaction names (likely a wrong id format)."""
+    if optouts.len() == 0:
+        return 0
+    known = (
+        store.transactions()
+        .select(schema.CUSTOMER_ID)
+        .filter(pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
+        .unique()
+        .collect()
+    )
+    return optouts.len() - known.height
+
+
 def write_targets(
     scores: pl.DataFrame,
     store: Store,
@@ -305,11 +329,14 @@ def write_targets(
     *,
     fmt: str = "csv",
     locked: bool = False,
+    replace: bool = False,
 ) -> TargetResult:
-    """Build the day's list, write ``out_dir/<campaign>/<as_of>.<fmt>``, record the ledger.
+    """Build the day's list, record it in the ledger, write its two files from the ledger.
 
-    The file is written atomically; the ledger gets the list's rows once per (campaign,
-    date), so running the same day again writes the same bytes and adds nothing.
+    Writes ``out_dir/<campaign>/<as_of>.contacts.<fmt>`` (treatment group: who to contact
+    with which treatment) and ``<as_of>.assignments.<fmt>`` (every group, for evaluation).
+    Both are rendered from the ledger after it is committed and written atomically, so a
+    re-run of the day rewrites the same bytes (see :mod:`crmkit.ledger` for re-runs).
 
     Raises
     ------
@@ -318,36 +345,44 @@ def write_targets(
     ConfigError
         Bad policy.
     BadInputError
-        Unreadable opt-out file.
+        Unreadable opt-out file; a re-run that would change a recorded list without
+        ``replace`` (:class:`crmkit.ledger.ListChangedError`).
     """
     check_campaign(campaign)
     if fmt not in ("csv", "parquet"):
         raise UsageError(f"--format {fmt!r}: use csv or parquet")
-    optouts = pl.Series([], dtype=pl.String)
+    paths = list_paths(out_dir, campaign, as_of, fmt)
+    optouts = pl.Series(schema.CUSTOMER_ID, [], dtype=pl.String)
     if policy.optouts:
         optouts = read_optouts(Path(policy.optouts))
+    warnings: list[str] = []
     with store.writer(locked=locked) as writer:
-        entries = _ledger_of(writer)
+        unknown = optouts_unknown(store, optouts)
+        if unknown:
+            warnings.append(
+                f"{unknown:,} of {optouts.len():,} opted-out id(s) name no customer in the "
+                "store; check the opt-out file's id format"
+            )
+        entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
         recent = recently_assigned(entries, campaign, as_of, policy.cooldown_days)
         frame, excluded = select_targets(scores, campaign, as_of, policy, recent, optouts)
-        balance, warnings = balance_report(frame)
-        out = frame.select(TARGET_COLUMNS)
-        path = out_dir / campaign / f"{as_of.isoformat()}.{fmt}"
-        write_table(out, path)
-        done = entries.filter((pl.col("campaign_id") == campaign) & (pl.col("as_of") == as_of))
-        added = 0
-        if done.height == 0 and out.height:
-            rows = out.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA)  # type: ignore[arg-type]
-            writer.add_frame("ledger", rows)
-            writer.commit()
-            added = rows.height
-        elif done.height and set(done[schema.CUSTOMER_ID]) != set(out[schema.CUSTOMER_ID]):
-            warnings.append(
-                f"campaign {campaign} already has a ledger entry for {as_of} with other "
-                "customers; the ledger keeps the first assignment"
-            )
-    return TargetResult(out, balance, excluded, tuple(warnings), path, added)
-
-
-def _ledger_of(writer: StoreWriter) -> pl.DataFrame:
-    return writer.scan("ledger", LEDGER_SCHEMA).collect()
+        new = frame.with_columns(_treatment_expr(policy).alias("planned_treatment"))
+        day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
+    assignments, contacts = render_day(day.rows)
+    write_table(contacts, paths["contacts"])
+    write_table(assignments, paths["assignments"])
+    covariates = scores.select(schema.CUSTOMER_ID, "recency_days")
+    balance, balance_warnings = balance_report(
+        assignments.join(covariates, on=schema.CUSTOMER_ID, how="left")
+    )
+    return TargetResult(
+        frame=assignments,
+        contacts=contacts,
+        balance=balance,
+        excluded=excluded | {"optouts_unknown_to_store": unknown},
+        warnings=(*warnings, *balance_warnings),
+        status=day.status,
+        paths={k: str(v) for k, v in paths.items()},
+        ledger_rows=day.added,
+        optouts_removed=day.optouts_removed,
+    )

@@ -388,7 +388,8 @@ def test_campaign_loop_sample_response_evaluate_report(runner, tmp_path, env_now
         "--json",
     )
     assert targets["groups"]["treatment"] > 0
-    listed = lists / "spring" / "2025-01-01.csv"
+    listed = lists / "spring" / "2025-01-01.assignments.csv"
+    assert targets["assignment_file"] == str(listed)
     response = invoke(
         runner,
         "sample",

@@ -73,3 +73,43 @@ def test_column_map_either_way_round(text, expected):
 def test_column_map_errors(text):
     with pytest.raises(ConfigError):
         parse_column_map(text)
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ("[store]\nbuckets = 0\n", r"\[store\] buckets = 0: must be between 1 and 4096"),
+        ("[store]\nbuckets = 100000\n", r"\[store\] buckets"),
+        ("[model]\nthreads = 0\n", r"\[model\] threads"),
+        ("[model]\nseed = -1\n", r"\[model\] seed"),
+        ("[model]\nsnapshots = 0\n", r"\[model\] snapshots"),
+        ("[features]\nwindows = [90, 30]\n", r"\[features\] windows"),
+        ("[features]\nwindows = []\n", r"\[features\] windows"),
+        ("[features]\nseason_window_days = 0\n", r"\[features\] season_window_days"),
+        ("[segments]\nmax_k = 1\n", r"\[segments\] max_k"),
+        ("[segments]\ncycle_edges = [30.0, 10.0]\n", r"\[segments\] cycle_edges"),
+        ("[targeting]\ncontrol_fraction = 1.0\n", r"\[targeting\] control_fraction"),
+        ("[targeting]\nholdout_fraction = -0.1\n", r"\[targeting\] holdout_fraction"),
+        ("[targeting]\nmin_churn_probability = 2.0\n", r"\[targeting\] min_churn_probability"),
+        ("[targeting.costs]\ncall = -1.0\n", r"\[targeting\] costs"),
+        ("[ingest]\ndelimiter = ';;'\n", r"\[ingest\] delimiter"),
+        ("[ingest]\nmax_abs_amount = 0.0\n", r"\[ingest\] max_abs_amount"),
+        ("[ingest.exclude]\nproduct = '(unclosed'\n", r"\[ingest.exclude\] product"),
+    ],
+)
+def test_out_of_range_settings_are_named(tmp_path, toml, named):
+    path = tmp_path / "crmkit.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=named) as info:
+        load_settings(path)
+    assert info.value.exit_code == 2
+
+
+def test_command_line_overrides_are_checked_too():
+    from crmkit.config import Settings, overlay
+
+    cfg = overlay(Settings(), "targeting", size=10, budget=None)
+    assert cfg.targeting.size == 10
+    assert cfg.targeting.budget is None
+    with pytest.raises(ConfigError, match=r"command line \[targeting\] control_fraction"):
+        overlay(Settings(), "targeting", control_fraction=1.5)

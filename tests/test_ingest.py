@@ -491,3 +491,66 @@ def test_distinct_check_hashes_key_columns_then_all(tmp_path):
     assert check(*distinct) is True
     assert check(*signed_zero) is False
     assert core._DistinctCheck()(*signed_zero) is False
+
+
+LATIN_TEXT = (MESSY / "latin1.csv").read_bytes().decode("cp1252")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("utf-16", LATIN_TEXT.encode("utf-16")),  # with a byte-order mark
+        ("utf-16", "\ufeff".encode("utf-16-be") + LATIN_TEXT.encode("utf-16-be")),
+        ("utf-16-le", LATIN_TEXT.encode("utf-16-le")),  # no mark: found by its zero bytes
+        ("utf-32", LATIN_TEXT.encode("utf-32")),
+        ("utf-8", b"\xef\xbb\xbf" + LATIN_TEXT.encode("utf-8")),
+    ],
+)
+def test_unicode_exports_are_read_by_their_byte_order_mark(tmp_path, encoding, data):
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+    report = ingest([path], tmp_path / "s")
+    assert report.rows_stored == 3
+    assert report.rows_quarantined == 0
+    assert report.files[0].encoding == encoding
+    assert stored(tmp_path / "s")["product"].to_list() == [
+        "Crème brûlée",
+        "Café au lait",
+        "Piñata",
+    ]
+
+
+def test_bytes_undefined_in_the_declared_encoding_name_their_offset(tmp_path):
+    path = tmp_path / "bad.csv"
+    head = b"client_id,date,amount,product\nZ-1,2024-03-01,10.50,caf"
+    path.write_bytes(head + b"\x81\n")  # 0x81 is undefined in cp1252
+    with pytest.raises(
+        BadInputError, match=rf"bad\.csv: byte offset {len(head)} is not valid cp1252"
+    ):
+        ingest([path], tmp_path / "s", IngestConfig(encoding="cp1252"))
+    with pytest.raises(
+        BadInputError, match=rf"bad\.csv: byte offset {len(head)} is not valid UTF-8"
+    ):
+        ingest([path], tmp_path / "s", IngestConfig(encoding="utf-8"))
+    assert not (tmp_path / "s" / "manifest.json").exists()
+    # auto falls back to latin-1, which defines every byte
+    report = ingest([path], tmp_path / "s")
+    assert report.files[0].encoding == "latin-1"
+    assert report.rows_stored == 1
+
+
+def test_invalid_utf8_offset_across_read_chunks():
+    from crmkit.ingest import encoding
+
+    data = "é".encode() * 10 + b"\xff" + b"x" * 10
+    assert encoding.first_invalid_utf8(io.BytesIO(data)) == 20
+    assert encoding.first_invalid_utf8(io.BytesIO("aé€😀".encode() * 3)) is None
+    assert encoding.first_invalid_utf8(io.BytesIO(b"ab\xe2\x82")) == 2  # cut at the end
+
+
+def test_field_longer_than_the_csv_module_limit_is_read(tmp_path):
+    path = tmp_path / "long.csv"
+    note = "x" * 200_000
+    path.write_text(f"customer_id,date,amount,note\nC1,2024-01-02,5.00,{note}\nC2,2024-01-03,7,\n")
+    report = ingest([path], tmp_path / "s", IngestConfig())
+    assert report.rows_stored == 2

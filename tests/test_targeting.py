@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -16,12 +17,12 @@ from crmkit.config import (
 )
 from crmkit.daily import RunOptions, run_daily
 from crmkit.errors import BadInputError, ConfigError, StoreLockedError, UsageError
+from crmkit.ledger import read_ledger as ledger
 from crmkit.store import Store
 from crmkit.targeting import (
     assign_groups,
     balance_report,
     check_campaign,
-    ledger,
     select_targets,
     write_targets,
 )
@@ -197,8 +198,11 @@ def test_write_targets_idempotent_cooldown_and_optouts(trained_store, tmp_path):
     policy = TargetPolicy(size=300)
     first = write_targets(scores, store, "alpha", day, policy, tmp_path)
     again = write_targets(scores, store, "alpha", day, policy, tmp_path)
-    assert first.path == again.path == tmp_path / "alpha" / "2025-01-01.csv"
-    assert first.path.read_bytes() == again.path.read_bytes()
+    assert first.paths == again.paths
+    assert first.paths["assignments"] == str(tmp_path / "alpha" / "2025-01-01.assignments.csv")
+    for kind in ("contacts", "assignments"):
+        assert Path(first.paths[kind]).read_bytes() == Path(again.paths[kind]).read_bytes()
+    assert again.status == "unchanged"
     assert first.ledger_rows == 300
     assert again.ledger_rows == 0
     assert ledger(store).height == before + 300
@@ -232,7 +236,7 @@ def test_formula_customer_id_is_neutralised(tmp_path):
         pl.Series("customer_id", ['=HYPERLINK("http://x")', "+1", "@SUM(A1)"])
     )
     result = write_targets(scores, store, "csv-safety", dt.date(2025, 1, 1), POLICY, tmp_path)
-    text = result.path.read_text()
+    text = Path(result.paths["assignments"]).read_text()
     assert "'=HYPERLINK" in text
     assert "'+1" in text
     assert "'@SUM(A1)" in text
@@ -277,7 +281,9 @@ def test_run_twice_is_safe_and_moves_processed_files(trained_store, tmp_path):
     rows = ledger(store).height
     second = run_daily(store, opts, Settings(), lambda: NOW)
     assert second.ingested_files == []
-    assert first.targets.path.read_bytes() == second.targets.path.read_bytes()
+    for kind in ("contacts", "assignments"):
+        first_bytes = Path(first.targets.paths[kind]).read_bytes()
+        assert first_bytes == Path(second.targets.paths[kind]).read_bytes()
     assert ledger(store).height == rows
 
 

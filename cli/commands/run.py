@@ -4,7 +4,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from crmkit_cli.commands.targets import CampaignOpt, Format, FormatOpt, OutDirOpt, render_targets
+from crmkit_cli.commands.targets import (
+    CampaignOpt,
+    Format,
+    FormatOpt,
+    OutDirOpt,
+    ReplaceOpt,
+    render_targets,
+)
 from crmkit_cli.common import (
     DEFAULT_STORE,
     ConfigOpt,
@@ -15,6 +22,7 @@ from crmkit_cli.common import (
     emit_json,
     err,
     parse_date,
+    registry_path,
     settings,
     user_errors,
     utc_now,
@@ -33,6 +41,7 @@ def run(
     out: OutDirOpt = Path("out"),
     model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
     fmt: FormatOpt = Format.csv,
+    replace: ReplaceOpt = False,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -56,9 +65,10 @@ def run(
             campaign=campaign,
             inbox=inbox,
             out_dir=out,
-            registry=registry or Path(cfg.model.registry),
+            registry=registry_path(cfg, registry),
             model=model,
             fmt=fmt.value,
+            replace=replace,
         )
         result = run_daily(Store(store), options, cfg, utc_now)
     summary = result.summary()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from crmkit_cli.common import (
     emit_json,
     err,
     parse_date,
+    registry_path,
     settings,
     table,
     user_errors,
@@ -62,7 +62,18 @@ def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
     err.print(table("Groups and balance (SMD against treatment)", cols, rows))
     excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items())
     err.print(f"customers: {excluded}")
-    err.print(f"target list: {summary['path']}")
+    err.print(f"list {summary['status']}: {summary['contacts']:,} to contact")
+    err.print(f"contact file: {summary['contact_file']}")
+    err.print(f"assignment file: {summary['assignment_file']}")
+
+
+ReplaceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--replace",
+        help="Replace the day's recorded list (ledger and files) when it would change.",
+    ),
+]
 
 
 @app.command()
@@ -83,48 +94,49 @@ def targets(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
     fmt: FormatOpt = Format.csv,
+    replace: ReplaceOpt = False,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write the day's retention list: who, which treatment, treatment or control group.
+    """Write the day's retention list: a contact file and an assignment file.
 
     Ranks customers by expected value at risk, lets low-value and low-risk ones go,
     honours opt-outs, the cool-down and the universal holdout, and records every
-    assignment in the store's ledger. Writes OUT/CAMPAIGN/AS_OF.csv.
+    assignment in the store's ledger. Writes OUT/CAMPAIGN/AS_OF.contacts.csv (treatment
+    group: who to contact, with which treatment) and OUT/CAMPAIGN/AS_OF.assignments.csv
+    (every group, for evaluation). A day's list is fixed once recorded: a re-run that would
+    change it exits 3 unless --replace is given.
 
     Example: crmkit targets --as-of 2025-01-01 --campaign winback --size 500 --out lists
     """
-    from crmkit.registry import Registry, parse_ref
-    from crmkit.scoring import score_customers
+    from crmkit.config import overlay
+    from crmkit.daily import RunOptions, targets_for
     from crmkit.store import Store
-    from crmkit.targeting import check_campaign, write_targets
 
     with user_errors():
         cfg = settings(config)
-        policy = cfg.targeting
-        policy = dataclasses.replace(
-            policy,
-            size=size if size is not None else policy.size,
-            budget=budget if budget is not None else policy.budget,
-            control_fraction=(
-                control_fraction if control_fraction is not None else policy.control_fraction
-            ),
-            optouts=str(optouts) if optouts else policy.optouts,
+        cfg = overlay(
+            cfg,
+            "targeting",
+            size=size,
+            budget=budget,
+            control_fraction=control_fraction,
+            optouts=str(optouts) if optouts else None,
         )
-        check_campaign(campaign)
-        date = parse_date(as_of, "--as-of")
-        st = Store(store)
-        scores = score_customers(
-            st,
-            date,
-            parse_ref(model or cfg.model.name),
-            Registry(registry or Path(cfg.model.registry)),
-            cfg.segments,
+        options = RunOptions(
+            date=parse_date(as_of, "--as-of"),
+            campaign=campaign,
+            inbox=None,
+            out_dir=out,
+            registry=registry_path(cfg, registry),
+            model=model,
+            fmt=fmt.value,
+            replace=replace,
         )
-        result = write_targets(scores.frame, st, campaign, date, policy, out, fmt=fmt.value)
+        result = targets_for(Store(store), options, cfg)
     summary = result.summary()
     if as_json:
         emit_json(summary)

@@ -318,19 +318,24 @@ def _raise_if_rejected(writer: StoreWriter, reports: Sequence[FileReport]) -> No
 def _ingest_file(
     source: Path, sha: str, writer: StoreWriter, cfg: IngestConfig, now: dt.datetime, work: Path
 ) -> FileReport:
-    encoding: str = "utf-8" if cfg.encoding == "auto" else cfg.encoding
+    text_encoding = sniff.choose_encoding(source, cfg.encoding)
     for attempt in range(2):
-        prepared = sniff.prepare(source, work / f"try{attempt}", encoding)
+        prepared = sniff.prepare(source, work / f"try{attempt}", text_encoding)
         try:
             with csv_chunks():
                 return _run(source, sha, prepared, writer, cfg, now, work / f"stage{attempt}")
-        except pl.exceptions.ComputeError as exc:
-            if "utf-8" in str(exc) and cfg.encoding == "auto" and attempt == 0:
-                encoding = sniff.fallback_encoding(source)
-                continue
-            raise _read_error(source, prepared.path, exc, cfg) from exc
         except pl.exceptions.NoDataError as exc:
             raise BadInputError(f"{source}: file is empty (no header row)") from exc
+        except pl.exceptions.PolarsError as exc:
+            bad = sniff.invalid_utf8_offset(prepared.path) if text_encoding == "utf-8" else None
+            if bad is None:
+                raise _read_error(source, prepared.path, exc, cfg) from exc
+            if cfg.encoding != "auto" or attempt > 0:
+                raise BadInputError(
+                    f"{source}: byte offset {bad} is not valid UTF-8 text; set [ingest] "
+                    "encoding (cp1252, latin-1) or leave it to auto"
+                ) from exc
+            text_encoding = sniff.fallback_encoding(source)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import glob
 import gzip
 import io
 import re
 import shutil
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Final
 
 from crmkit import schema
 from crmkit.errors import BadInputError
+from crmkit.ingest import encoding
 
 SUFFIXES: Final = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 DELIMITERS: Final = (",", ";", "\t", "|")
@@ -78,39 +79,55 @@ def is_compressed(source: Path) -> bool:
         return fh.read(2) == _GZIP_MAGIC
 
 
-def prepare(source: Path, workdir: Path, encoding: str) -> Prepared:
+def choose_encoding(source: Path, configured: str) -> str:
+    """Return the encoding to read ``source`` in before any UTF-8 check.
+
+    A byte-order mark wins (UTF-8, UTF-16, UTF-32); then an explicit ``configured``
+    encoding; then UTF-16 recognised by its zero bytes; else ``utf-8``, which the caller
+    verifies when the parser refuses the text (:func:`encoding.first_invalid_utf8`).
+    """
+    with _open_raw(source) as raw:
+        head = raw.read(4096)
+    marked = encoding.bom_encoding(head)
+    if marked is not None:
+        return marked
+    if configured != "auto":
+        return configured
+    return encoding.unmarked_utf16(head) or "utf-8"
+
+
+def invalid_utf8_offset(source: Path) -> int | None:
+    """Byte offset of the first invalid UTF-8 byte of ``source`` (decompressed), or None."""
+    with _open_raw(source) as raw:
+        return encoding.first_invalid_utf8(raw)
+
+
+def prepare(source: Path, workdir: Path, text_encoding: str) -> Prepared:
     """Return a plain UTF-8 copy of ``source`` if it needs one, else ``source`` itself.
 
     gzip input is decompressed and non-UTF-8 text is transcoded, streaming in chunks so that
-    memory stays bounded whatever the file size. ``encoding`` is ``"utf-8"`` (as is, BOM
-    allowed), ``"cp1252"`` or ``"latin-1"``.
+    memory stays bounded whatever the file size. ``text_encoding`` is ``"utf-8"`` (as is,
+    BOM allowed), a UTF-16/32 codec name, ``"cp1252"`` or ``"latin-1"``.
 
     Raises
     ------
     BadInputError
-        When the gzip stream is corrupt.
+        When the gzip stream is corrupt, or a byte is not valid in ``text_encoding``.
     """
     compressed = is_compressed(source)
-    if not compressed and encoding == "utf-8":
-        return Prepared(source, encoding, compressed)
+    if not compressed and text_encoding == "utf-8":
+        return Prepared(source, text_encoding, compressed)
     target = workdir / "input.csv"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         with _open_raw(source) as raw, target.open("wb") as out:
-            if encoding == "utf-8":
+            if text_encoding == "utf-8":
                 shutil.copyfileobj(raw, out, _CHUNK)
             else:
-                _transcode(raw, out, encoding)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                encoding.transcode(raw, out, text_encoding, source)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise BadInputError(f"{source}: cannot be read as gzip ({exc})") from exc
-    return Prepared(target, encoding, compressed)
-
-
-def _transcode(raw: io.BufferedIOBase, out: io.BufferedWriter, encoding: str) -> None:
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    while chunk := raw.read(_CHUNK):
-        out.write(decoder.decode(chunk).encode("utf-8"))
-    out.write(decoder.decode(b"", final=True).encode("utf-8"))
+    return Prepared(target, text_encoding, compressed)
 
 
 def fallback_encoding(source: Path) -> str:
@@ -148,7 +165,10 @@ def detect_delimiter(text: str, name: str) -> str:
         return ","
     best, best_score = ",", (0, 0)
     for delim in DELIMITERS:
-        counts = [len(row) for row in csv.reader(lines, delimiter=delim)]
+        try:
+            counts = [len(row) for row in csv.reader(lines, delimiter=delim)]
+        except csv.Error:  # a field longer than the csv module's limit
+            continue
         header = counts[0]
         if header < 2:
             continue
@@ -156,14 +176,13 @@ def detect_delimiter(text: str, name: str) -> str:
         score = (consistent, header)
         if score > best_score:
             best, best_score = delim, score
-    if name.lower().removesuffix(".gz").endswith(".tsv"):
-        tabs = next(csv.reader(lines[:1], delimiter="\t"))
-        if len(tabs) > 1:
-            return "\t"
+    if name.lower().removesuffix(".gz").endswith(".tsv") and len(lines[0].split("\t")) > 1:
+        return "\t"
     return best
 
 
-def _norm(name: str) -> str:
+def norm_name(name: str) -> str:
+    """Normalise a column name for matching: lower case, letters and digits only."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
@@ -189,13 +208,13 @@ def resolve_columns(
     found = ", ".join(repr(h) for h in header)
     by_norm: dict[str, list[str]] = {}
     for name in header:
-        by_norm.setdefault(_norm(name), []).append(name)
+        by_norm.setdefault(norm_name(name), []).append(name)
     result: dict[str, str] = {}
     for canonical, wanted in explicit.items():
         if wanted in header:
             result[canonical] = wanted
-        elif len(by_norm.get(_norm(wanted), [])) == 1:
-            result[canonical] = by_norm[_norm(wanted)][0]
+        elif len(by_norm.get(norm_name(wanted), [])) == 1:
+            result[canonical] = by_norm[norm_name(wanted)][0]
         else:
             raise BadInputError(
                 f"{source}: mapped column {wanted!r} (for {canonical}) is not in the file; "
@@ -233,8 +252,11 @@ def first_ragged_line(path: Path, delimiter: str) -> tuple[int, int, int] | None
     """Find the first record with more fields than the header: (line, fields, header)."""
     with path.open(encoding="utf-8", errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, [])
-        for row in reader:
-            if len(row) > len(header):
-                return reader.line_num, len(row), len(header)
+        try:
+            header = next(reader, [])
+            for row in reader:
+                if len(row) > len(header):
+                    return reader.line_num, len(row), len(header)
+        except csv.Error:  # a field longer than the csv module's limit
+            return None
     return None
