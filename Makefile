@@ -28,7 +28,8 @@ demo: $(STAMP)
 	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS)
 	$(BIN)/crmkit report --as-of $(DEMO_DATE) --out $(DEMO)/report.html $(DEMO_ARGS) --quiet
 	@echo "Report: $(DEMO)/report.html"
-	@echo "Target list for $(DEMO_DATE): $(DEMO)/out/winback/$(DEMO_DATE).csv"
+	@echo "Contact file for $(DEMO_DATE) (treatment group, for the sending system): $(DEMO)/out/winback/$(DEMO_DATE).contacts.csv"
+	@echo "Assignment file for $(DEMO_DATE) (every group, for evaluation): $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
