@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crmkit.config import Settings, load_settings
-from crmkit.errors import CrmkitError, UsageError
+from crmkit.errors import CrmkitError, UsageError, from_os_error
 
 err = Console(stderr=True, highlight=False)
 
@@ -49,12 +49,23 @@ DEFAULT_STORE = Path("crm-store")
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn library errors into ``error: ...`` on stderr and the error's exit code."""
+    """Turn library and system errors into ``error: ...`` on stderr and an exit code.
+
+    A library error carries its exit code; an operating-system error is classified by its
+    errno (:func:`crmkit.errors.from_os_error`): a disk that is full or read-only is 4, a
+    path of the wrong kind is 2.
+    """
     try:
         yield
     except CrmkitError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from exc
+        _fail(exc)
+    except OSError as exc:
+        _fail(from_os_error(exc))
+
+
+def _fail(exc: CrmkitError) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(exc.exit_code) from exc
 
 
 def settings(config: Path | None) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import ClassVar
 
 
@@ -43,3 +44,41 @@ class ModelError(CrmkitError):
     """A model is missing, incompatible or fails its integrity check (exit code 5)."""
 
     exit_code = 5
+
+
+class StoreWriteError(CrmkitError):
+    """Files cannot be written: the disk is full or read-only, or permission is denied (4)."""
+
+    exit_code = 4
+
+
+#: errno values that mean the machine cannot take the write, not that the input is bad.
+_NO_SPACE: frozenset[int] = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+#: errno values that mean a path given by the user is of the wrong kind.
+_WRONG_PATH: frozenset[int] = frozenset(
+    {errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+)
+
+
+def from_os_error(exc: OSError) -> CrmkitError:
+    """Classify an operating-system error by its errno, naming the file and the cause.
+
+    Full, read-only or forbidden storage gives :class:`StoreWriteError` (exit 4); a path of
+    the wrong kind (a file where a directory is needed, or the reverse) a
+    :class:`UsageError` (exit 2); a missing file :class:`BadInputError` (exit 3); anything
+    else :class:`StoreWriteError`.
+    """
+    where = f"{exc.filename}: " if exc.filename else ""
+    cause = exc.strerror or type(exc).__name__
+    if exc.errno in _WRONG_PATH:
+        out: CrmkitError = UsageError(f"{where}{cause} (a file where a directory is needed?)")
+    elif exc.errno == errno.ENOENT:
+        out = BadInputError(f"{where}{cause}")
+    elif exc.errno in _NO_SPACE:
+        out = StoreWriteError(f"{where}cannot write: {cause}")
+    else:
+        out = StoreWriteError(f"{where}{cause}")
+    out.__cause__ = exc
+    return out

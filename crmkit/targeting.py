@@ -319,6 +319,22 @@ def optouts_unknown(store: Store, optouts: pl.Series) -> int:
     return optouts.len() - known.height
 
 
+def _prepare_directory(directory: Path) -> None:
+    """Create the list's directory before anything is recorded, or fail with nothing done.
+
+    Raises
+    ------
+    UsageError
+        When a path on the way is a file.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise UsageError(
+            f"--out: cannot create directory {directory}: a file is in the way"
+        ) from exc
+
+
 def write_targets(
     scores: pl.DataFrame,
     store: Store,
@@ -352,6 +368,7 @@ def write_targets(
     if fmt not in ("csv", "parquet"):
         raise UsageError(f"--format {fmt!r}: use csv or parquet")
     paths = list_paths(out_dir, campaign, as_of, fmt)
+    _prepare_directory(paths["contacts"].parent)
     optouts = pl.Series(schema.CUSTOMER_ID, [], dtype=pl.String)
     if policy.optouts:
         optouts = read_optouts(Path(policy.optouts))

@@ -32,7 +32,7 @@ def sample(
     end: Annotated[
         str, typer.Option("--end", help="Day after the last (YYYY-MM-DD).")
     ] = "2025-01-01",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed.")] = 0,
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("sample"),
     fmt: Annotated[Format, typer.Option("--format", help="File format.")] = Format.csv,
     weekly: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import gzip
@@ -9,7 +10,7 @@ import io
 import re
 import shutil
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -73,6 +74,15 @@ def _open_raw(source: Path) -> io.BufferedIOBase:
     return source.open("rb")
 
 
+@contextlib.contextmanager
+def _gzip_errors(source: Path) -> Iterator[None]:
+    """Report a corrupt or truncated gzip stream as bad input naming the file."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise BadInputError(f"{source}: cannot be read as gzip ({exc})") from exc
+
+
 def is_compressed(source: Path) -> bool:
     """Return whether a file is gzip-compressed (by content, not name)."""
     with source.open("rb") as fh:
@@ -86,7 +96,7 @@ def choose_encoding(source: Path, configured: str) -> str:
     encoding; then UTF-16 recognised by its zero bytes; else ``utf-8``, which the caller
     verifies when the parser refuses the text (:func:`encoding.first_invalid_utf8`).
     """
-    with _open_raw(source) as raw:
+    with _gzip_errors(source), _open_raw(source) as raw:
         head = raw.read(4096)
     marked = encoding.bom_encoding(head)
     if marked is not None:
@@ -98,7 +108,7 @@ def choose_encoding(source: Path, configured: str) -> str:
 
 def invalid_utf8_offset(source: Path) -> int | None:
     """Byte offset of the first invalid UTF-8 byte of ``source`` (decompressed), or None."""
-    with _open_raw(source) as raw:
+    with _gzip_errors(source), _open_raw(source) as raw:
         return encoding.first_invalid_utf8(raw)
 
 
@@ -119,14 +129,11 @@ def prepare(source: Path, workdir: Path, text_encoding: str) -> Prepared:
         return Prepared(source, text_encoding, compressed)
     target = workdir / "input.csv"
     workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        with _open_raw(source) as raw, target.open("wb") as out:
-            if text_encoding == "utf-8":
-                shutil.copyfileobj(raw, out, _CHUNK)
-            else:
-                encoding.transcode(raw, out, text_encoding, source)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise BadInputError(f"{source}: cannot be read as gzip ({exc})") from exc
+    with _gzip_errors(source), _open_raw(source) as raw, target.open("wb") as out:
+        if text_encoding == "utf-8":
+            shutil.copyfileobj(raw, out, _CHUNK)
+        else:
+            encoding.transcode(raw, out, text_encoding, source)
     return Prepared(target, text_encoding, compressed)
 
 
@@ -136,7 +143,7 @@ def fallback_encoding(source: Path) -> str:
     cp1252 (Windows exports) leaves five byte values undefined; a file using them is read as
     latin-1, which defines every byte.
     """
-    with _open_raw(source) as raw:
+    with _gzip_errors(source), _open_raw(source) as raw:
         while chunk := raw.read(_CHUNK):
             try:
                 chunk.decode("cp1252")
