@@ -307,6 +307,23 @@ def overlay(settings: Settings, section: str, **values: Any) -> Settings:  # noq
     return out
 
 
+def ingest_overrides(
+    settings: Settings,
+    column_map: str | None = None,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+) -> Settings:
+    """Apply ``crmkit ingest``'s options: ``--map`` pairs join the configured mapping.
+
+    Raises
+    ------
+    ConfigError
+        On a ``--map`` pair that names no canonical column.
+    """
+    columns = {**settings.ingest.columns, **(parse_column_map(column_map) if column_map else {})}
+    return overlay(settings, "ingest", columns=columns, date_format=date_format, dayfirst=dayfirst)
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: ANN401
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):

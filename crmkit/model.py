@@ -24,17 +24,19 @@ import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
 from crmkit import __version__, schema
-from crmkit.config import FeatureConfig, ModelConfig
+from crmkit.config import FeatureConfig, ModelConfig, Settings
 from crmkit.errors import BadInputError
 from crmkit.features import FEATURE_VERSION, churn_labels, feature_schema, store_features
 from crmkit.metrics import churn_metrics
 from crmkit.numbers import as_float
+from crmkit.registry import Registry, parse_ref
 from crmkit.store import Store
 
 ProgressFn = Callable[[int, int, str], None]
@@ -237,12 +239,26 @@ def _calibrate_baseline(train_score: np.ndarray, y: np.ndarray) -> Any:  # noqa:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A fitted model with its card and validation report."""
+    """A fitted model with its card and validation report (and, once saved, its place)."""
 
     model: Any
     card: dict[str, Any]
     metrics: pl.DataFrame
     importance: pl.DataFrame
+    saved_as: str | None = None
+    directory: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for the ``train`` command."""
+        return {
+            "model": self.saved_as,
+            "path": str(self.directory) if self.directory else None,
+            "training_rows": self.card["training_rows"],
+            "churn_rate": self.card["churn_rate"],
+            "validation_snapshot": self.card["validation_snapshot"],
+            "validation_metrics": self.card["validation_metrics"],
+            "top_features": self.card["top_features"][:10],
+        }
 
 
 def _check_counts(y: np.ndarray, cfg: ModelConfig, where: str) -> None:
@@ -430,3 +446,30 @@ def _card(
             "numpy": np.__version__,
         },
     }
+
+
+def train_and_save(
+    store: Store,
+    as_of: dt.date,
+    horizon: int,
+    settings: Settings,
+    registry: Registry,
+    *,
+    created: dt.datetime,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train ``[model] name`` as :func:`train` does and save it as its next version.
+
+    Raises
+    ------
+    UsageError
+        A model name that is not a safe id.
+    BadInputError
+        Too little history to train on.
+    """
+    name = parse_ref(settings.model.name).name
+    result = train(
+        store, as_of, horizon, settings.model, settings.features, created=created, progress=progress
+    )
+    version, directory = registry.save(name, result.model, result.card)
+    return dataclasses.replace(result, saved_as=f"{name}:{version}", directory=directory)

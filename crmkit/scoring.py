@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
-from crmkit.config import FeatureConfig, SegmentConfig
+from crmkit.config import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features import FEATURE_VERSION, money_sum, store_features
 from crmkit.model import (
@@ -187,3 +187,36 @@ def _card_feature_config(card: dict[str, Any]) -> FeatureConfig:
     raw = dict(card["feature_config"])
     raw["windows"] = tuple(raw["windows"])
     return FeatureConfig(**raw)
+
+
+def clv_predictions(
+    store: Store,
+    as_of: dt.date,
+    horizon: int,
+    registry: Registry,
+    ref: ModelRef,
+    settings: Settings,
+) -> pl.DataFrame:
+    """Predict per customer with the CLV model ``ref``: ``crmkit clv predict``.
+
+    Raises
+    ------
+    ModelError
+        A missing model, a failed hash check, or a model that is not a CLV model.
+    """
+    from crmkit.clv import ClvModel, predict_store
+
+    fitted, card = registry.load(ref)
+    cfg = feature_config_of_clv(card)
+    if not isinstance(fitted, ClvModel):
+        raise ModelError(f"model {ref} is not a CLV model: refit it with `crmkit clv fit`")
+    return predict_store(store, as_of, horizon, fitted, cfg, settings.features.annual_discount_rate)
+
+
+def clv_summary(frame: pl.DataFrame) -> dict[str, Any]:
+    """Headline numbers of a CLV prediction table."""
+    return {
+        "customers": frame.height,
+        "expected_purchases": float(frame["expected_purchases"].sum()),
+        "clv": float(frame["clv"].sum()),
+    }

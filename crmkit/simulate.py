@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import polars as pl
@@ -89,6 +89,23 @@ class SampleResult:
     rows: int
     customers: int
     alive_at_end: int
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for the ``sample`` command."""
+        return {
+            "transactions": str(self.transactions),
+            "ground_truth": str(self.ground_truth),
+            "rows": self.rows,
+            "customers": self.customers,
+            "alive_at_end": self.alive_at_end,
+        }
+
+    def describe(self) -> str:
+        """One line for people."""
+        return (
+            f"{self.rows:,} transactions of {self.customers:,} customers "
+            f"({self.alive_at_end:,} alive at the end) -> {self.transactions}"
+        )
 
 
 def _season(t: np.ndarray, start: dt.date, cfg: SimulationConfig) -> np.ndarray:
@@ -276,6 +293,21 @@ class ResponseResult:
     truth: Path
     rows: int
     customers: int
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for ``sample --respond-to``."""
+        return {
+            "transactions": str(self.transactions),
+            "truth": str(self.truth),
+            "rows": self.rows,
+            "customers": self.customers,
+        }
+
+    def describe(self) -> str:
+        """One line for people."""
+        return (
+            f"{self.rows:,} purchases by {self.customers:,} listed customers -> {self.transactions}"
+        )
 
 
 def simulate_response(

@@ -15,6 +15,7 @@ from crmkit_cli.common import (
     emit_json,
     err,
     parse_date,
+    registry_path,
     settings,
     table,
     user_errors,
@@ -51,7 +52,7 @@ def fit(
         cfg = settings(config)
         ref = parse_ref(name)
         model, card = fit_store(Store(store), parse_date(as_of, "--as-of"), cfg.features, penalty)
-        version, path = Registry(registry or Path(cfg.model.registry)).save(ref.name, model, card)
+        version, path = Registry(registry_path(cfg, registry)).save(ref.name, model, card)
     summary = {"model": f"{ref.name}:{version}", "path": str(path), **card}
     if as_json:
         emit_json(summary)
@@ -82,37 +83,20 @@ def predict(
 
     Example: crmkit clv predict --as-of 2011-09-01 --horizon 90 --out clv.parquet
     """
-    from crmkit.clv import predict_store
     from crmkit.export import write_table
     from crmkit.registry import Registry, parse_ref
-    from crmkit.scoring import feature_config_of_clv
+    from crmkit.scoring import clv_predictions, clv_summary
     from crmkit.store import Store
 
     with user_errors():
         cfg = settings(config)
-        fitted, card = Registry(registry or Path(cfg.model.registry)).load(parse_ref(model))
-        frame = predict_store(
-            Store(store),
-            parse_date(as_of, "--as-of"),
-            horizon,
-            fitted,  # type: ignore[arg-type]
-            feature_config_of_clv(card),
-            cfg.features.annual_discount_rate,
-        )
+        reg = Registry(registry_path(cfg, registry))
+        date = parse_date(as_of, "--as-of")
+        frame = clv_predictions(Store(store), date, horizon, reg, parse_ref(model), cfg)
         write_table(frame, out)
-    summary = {
-        "out": str(out),
-        "customers": frame.height,
-        "expected_purchases": float(frame["expected_purchases"].sum()),
-        "clv": float(frame["clv"].sum()),
-    }
+    summary = {"out": str(out), **clv_summary(frame)}
     if as_json:
         emit_json(summary)
     if not quiet:
-        err.print(
-            table(
-                f"CLV as of {as_of}, {horizon} days",
-                ["", "value"],
-                [[k.replace("_", " "), v] for k, v in summary.items()],
-            )
-        )
+        rows = [[k.replace("_", " "), v] for k, v in summary.items()]
+        err.print(table(f"CLV as of {as_of}, {horizon} days", ["", "value"], rows))

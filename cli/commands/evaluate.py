@@ -66,37 +66,25 @@ def evaluate(
         emit_json(summary)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}")
-    if quiet:
-        return
+    if not quiet:
+        render_evaluation(summary, campaign, window)
+
+
+def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> None:
+    """Print outcomes per group and treatment against control overall and per subset."""
+    keys = ("group", "customers", "retained", "retention_rate", "revenue_per_customer")
     err.print(
         table(
             f"Campaign {campaign}: outcomes within {window} days",
             ["group", "customers", "retained", "retention", "revenue / customer"],
-            [
-                [
-                    g["group"],
-                    g["customers"],
-                    g["retained"],
-                    g["retention_rate"],
-                    g["revenue_per_customer"],
-                ]
-                for g in summary["groups"]
-            ],
+            [[g[k] for k in keys] for g in summary["groups"]],
         )
     )
     rows = [_row("all", summary["treatment_vs_control"])]
     rows += [_row(f"treatment {c['treatment']}", c) for c in summary["by_treatment"]]
     rows += [_row(f"{c['by']} {c['segment']}", c) for c in summary["by_segment"]]
-    cols = [
-        "subset",
-        "treated",
-        "control",
-        "retention",
-        "uplift [95% CI]",
-        "p",
-        "extra customers",
-        "revenue uplift / customer [95% CI]",
-    ]
+    cols = ["subset", "treated", "control", "retention", "uplift [95% CI]", "p"]
+    cols += ["extra customers", "revenue uplift / customer [95% CI]"]
     err.print(table("Treatment against control", cols, rows))
     overall = summary["treatment_vs_control"]
     mde = overall.get("minimum_detectable_uplift")

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from crmkit_cli.common import (
@@ -19,6 +18,9 @@ from crmkit_cli.common import (
     user_errors,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from crmkit.ingest import IngestReport
 
 app = typer.Typer()
 
@@ -54,58 +56,41 @@ def ingest(
 
     Example: crmkit ingest exports/*.csv --map customer_id=ClientRef --dayfirst
     """
-    from crmkit.config import parse_column_map
+    from crmkit.config import ingest_overrides
     from crmkit.ingest import ingest_files
     from crmkit.store import Store
 
     with user_errors():
-        cfg = settings(config)
-        ingest_cfg = cfg.ingest
-        overrides = parse_column_map(column_map) if column_map else {}
-        ingest_cfg = dataclasses.replace(
-            ingest_cfg,
-            columns={**ingest_cfg.columns, **overrides},
-            date_format=date_format or ingest_cfg.date_format,
-            dayfirst=ingest_cfg.dayfirst if dayfirst is None else dayfirst,
-        )
+        cfg = ingest_overrides(settings(config), column_map, date_format, dayfirst)
         with progress_bar("ingest", disabled=quiet) as advance:
             report = ingest_files(
                 paths,
                 Store(Path(store)),
-                ingest_cfg,
+                cfg.ingest,
                 now=utc_now(),
                 strict=strict,
                 store_config=cfg.store,
                 progress=advance,
             )
-    summary = report.to_json()
     if as_json:
-        emit_json(summary)
-    if quiet:
-        return
+        emit_json(report.to_json())
+    if not quiet:
+        render_ingest(report, store)
+
+
+def render_ingest(report: IngestReport, store: Path) -> None:
+    """Print the per-file reconciliation table, the totals and a quarantine warning."""
+    counts = ("rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
     rows = [
         [
             Path(f.source).name,
             f.status,
-            f.rows_read,
-            f.rows_stored,
-            f.rows_duplicate,
-            f.rows_quarantined,
+            *(getattr(f, k) for k in counts),
             ", ".join(f"{k} {v:,}" for k, v in f.reasons.items()) or "; ".join(f.notes),
         ]
         for f in report.files
     ]
-    rows.append(
-        [
-            "total",
-            "",
-            report.rows_read,
-            report.rows_stored,
-            report.rows_duplicate,
-            report.rows_quarantined,
-            "",
-        ]
-    )
+    rows.append(["total", "", *(getattr(report, k) for k in counts), ""])
     err.print(
         table(
             f"Ingest into {store}",

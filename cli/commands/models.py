@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +10,7 @@ from crmkit_cli.common import (
     RegistryOpt,
     emit_json,
     err,
+    registry_path,
     settings,
     table,
     user_errors,
@@ -35,7 +35,7 @@ def list_models(
 
     with user_errors():
         cfg = settings(config)
-        rows = rows_of(Registry(registry or Path(cfg.model.registry)))
+        rows = rows_of(Registry(registry_path(cfg, registry)))
     if as_json:
         emit_json(rows)
     if quiet:
@@ -59,6 +59,6 @@ def show(
 
     with user_errors():
         cfg = settings(config)
-        card = Registry(registry or Path(cfg.model.registry)).card(parse_ref(ref))
+        card = Registry(registry_path(cfg, registry)).card(parse_ref(ref))
     if not quiet:
         emit_json(card)

@@ -13,6 +13,7 @@ from crmkit_cli.common import (
     StoreOpt,
     err,
     parse_date,
+    registry_path,
     settings,
     user_errors,
 )
@@ -52,7 +53,7 @@ def report(
             Store(store),
             parse_date(as_of, "--as-of"),
             cfg,
-            Registry(registry or Path(cfg.model.registry)),
+            Registry(registry_path(cfg, registry)),
             parse_ref(model or cfg.model.name),
             campaign,
             window,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from crmkit_cli.common import (
@@ -14,6 +14,9 @@ from crmkit_cli.common import (
     progress_bar,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from crmkit.simulate import ResponseResult, SampleResult
 
 app = typer.Typer()
 
@@ -68,47 +71,23 @@ def sample(
     """
     from crmkit.simulate import SimulationConfig, parse_uplift, write_response, write_sample
 
-    if respond_to is not None:
-        with user_errors():
-            response = write_response(respond_to, parse_uplift(uplift), window, seed, out)
-        if as_json:
-            emit_json(
-                {
-                    "transactions": str(response.transactions),
-                    "truth": str(response.truth),
-                    "rows": response.rows,
-                    "customers": response.customers,
-                }
-            )
-        if not quiet:
-            err.print(
-                f"{response.rows:,} purchases by {response.customers:,} listed customers "
-                f"-> {response.transactions}"
-            )
-        return
+    result: SampleResult | ResponseResult
     with user_errors():
-        cfg = SimulationConfig(
-            customers=customers,
-            start=parse_date(start, "--start"),
-            end=parse_date(end, "--end"),
-            seed=seed,
-            spend_model=spend_model,  # type: ignore[arg-type]
-            weekly_amplitude=weekly,
-            yearly_amplitude=yearly,
-        )
-        with progress_bar("sample", disabled=quiet) as advance:
-            result = write_sample(cfg, out, fmt=fmt.value, progress=advance)
-    summary = {
-        "transactions": str(result.transactions),
-        "ground_truth": str(result.ground_truth),
-        "rows": result.rows,
-        "customers": result.customers,
-        "alive_at_end": result.alive_at_end,
-    }
+        if respond_to is not None:
+            result = write_response(respond_to, parse_uplift(uplift), window, seed, out)
+        else:
+            cfg = SimulationConfig(
+                customers=customers,
+                start=parse_date(start, "--start"),
+                end=parse_date(end, "--end"),
+                seed=seed,
+                spend_model=spend_model,  # type: ignore[arg-type]
+                weekly_amplitude=weekly,
+                yearly_amplitude=yearly,
+            )
+            with progress_bar("sample", disabled=quiet) as advance:
+                result = write_sample(cfg, out, fmt=fmt.value, progress=advance)
     if as_json:
-        emit_json(summary)
+        emit_json(result.summary())
     if not quiet:
-        err.print(
-            f"{result.rows:,} transactions of {result.customers:,} customers "
-            f"({result.alive_at_end:,} alive at the end) -> {result.transactions}"
-        )
+        err.print(result.describe())

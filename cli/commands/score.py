@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from crmkit_cli.common import (
@@ -15,10 +15,14 @@ from crmkit_cli.common import (
     emit_json,
     err,
     parse_date,
+    registry_path,
     settings,
     table,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from crmkit.scoring import ScoreResult
 
 app = typer.Typer()
 
@@ -43,31 +47,29 @@ def score(
 
     Example: crmkit score --as-of 2024-07-01 --model churn --out scores.parquet
     """
+    from crmkit.daily import RunOptions, score_for
     from crmkit.export import write_table
-    from crmkit.registry import Registry, parse_ref
-    from crmkit.scoring import score_customers
     from crmkit.store import Store
 
     with user_errors():
         cfg = settings(config)
-        ref = parse_ref(model or cfg.model.name)
-        result = score_customers(
-            Store(store),
-            parse_date(as_of, "--as-of"),
-            ref,
-            Registry(registry or Path(cfg.model.registry)),
-            cfg.segments,
-        )
+        date = parse_date(as_of, "--as-of")
+        options = RunOptions(date, "score", None, out, registry_path(cfg, registry), model)
+        result = score_for(Store(store), options, cfg)
         write_table(result.frame, out)
     summary = {**result.summary(), "out": str(out)}
     if as_json:
         emit_json(summary)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}")
-    if quiet:
-        return
+    if not quiet:
+        render_scores(result, summary, f"Scores as of {as_of} -> {out}")
+
+
+def render_scores(result: ScoreResult, summary: dict[str, Any], title: str) -> None:
+    """Print the headline numbers and the risk deciles."""
     rows = [[k.replace("_", " "), v] for k, v in summary.items() if k not in ("warnings",)]
-    err.print(table(f"Scores as of {as_of} -> {out}", ["", "value"], rows))
+    err.print(table(title, ["", "value"], rows))
     deciles = result.deciles()
     err.print(
         table(

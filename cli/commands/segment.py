@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from crmkit_cli.common import (
@@ -19,6 +19,9 @@ from crmkit_cli.common import (
     table,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from crmkit.segments import SegmentSummary
 
 app = typer.Typer()
 
@@ -77,8 +80,12 @@ def segment(
         write_table(frame, out)
     if as_json:
         emit_json({**summary.to_json(), "as_of": str(date), "out": str(out)})
-    if quiet:
-        return
+    if not quiet:
+        render_segments(summary, f"Segments by {by.value} as of {date}", out)
+
+
+def render_segments(summary: SegmentSummary, title: str, out: Path) -> None:
+    """Print the segment table, cluster profiles when there are any, and value concentration."""
     rows = [
         [
             str(r["segment"]),
@@ -90,7 +97,7 @@ def segment(
         ]
         for r in summary.table.iter_rows(named=True)
     ]
-    title = f"Segments by {by.value} as of {date} ({summary.customers:,} customers) -> {out}"
+    title = f"{title} ({summary.customers:,} customers) -> {out}"
     cols = ["segment", "customers", "customers %", "value %", "recency (d)", "frequency"]
     err.print(table(title, cols, rows))
     if summary.profile is not None:

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import dataclasses
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from crmkit_cli.common import (
@@ -18,11 +16,15 @@ from crmkit_cli.common import (
     err,
     parse_date,
     progress_bar,
+    registry_path,
     settings,
     table,
     user_errors,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from crmkit.model import TrainResult
 
 app = typer.Typer()
 
@@ -63,45 +65,35 @@ def train(
 
     Example: crmkit train --as-of 2024-07-01 --horizon 90 --name churn
     """
-    from crmkit.model import train as fit
-    from crmkit.registry import Registry, parse_ref
+    from crmkit.config import overlay
+    from crmkit.model import train_and_save
+    from crmkit.registry import Registry
     from crmkit.store import Store
 
     with user_errors():
         cfg = settings(config)
-        model_cfg = dataclasses.replace(
-            cfg.model,
-            name=name or cfg.model.name,
-            snapshots=snapshots or cfg.model.snapshots,
-            kind=kind.value if kind else cfg.model.kind,
-            clv_features=cfg.model.clv_features if clv_features is None else clv_features,
+        kind_name = kind.value if kind else None
+        cfg = overlay(
+            cfg, "model", name=name, snapshots=snapshots, kind=kind_name, clv_features=clv_features
         )
-        ref = parse_ref(model_cfg.name)
-        reg = Registry(registry or Path(model_cfg.registry))
         with progress_bar("train", disabled=quiet) as advance:
-            result = fit(
+            result = train_and_save(
                 Store(store),
                 parse_date(as_of, "--as-of"),
                 horizon,
-                model_cfg,
-                cfg.features,
+                cfg,
+                Registry(registry_path(cfg, registry)),
                 created=utc_now(),
                 progress=advance,
             )
-        version, directory = reg.save(ref.name, result.model, result.card)
-    summary = {
-        "model": f"{ref.name}:{version}",
-        "path": str(directory),
-        "training_rows": result.card["training_rows"],
-        "churn_rate": result.card["churn_rate"],
-        "validation_snapshot": result.card["validation_snapshot"],
-        "validation_metrics": result.card["validation_metrics"],
-        "top_features": result.card["top_features"][:10],
-    }
     if as_json:
-        emit_json(summary)
-    if quiet:
-        return
+        emit_json(result.summary())
+    if not quiet:
+        render_train(result)
+
+
+def render_train(result: TrainResult) -> None:
+    """Print the out-of-time validation, the top features and where the model went."""
     metric_names = [c for c in result.metrics.columns if c != "model"]
     err.print(
         table(
@@ -122,6 +114,6 @@ def train(
         )
     )
     err.print(
-        f"model {ref.name}:{version} saved to {directory} "
+        f"model {result.saved_as} saved to {result.directory} "
         f"({result.card['training_rows']:,} rows, churn rate {result.card['churn_rate']:.1%})"
     )
