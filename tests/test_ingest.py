@@ -374,14 +374,15 @@ def test_float_ids_after_the_sample_are_cleaned(tmp_path, monkeypatch):
 
 
 def test_date_cache_follows_how_often_the_sample_repeats_dates(tmp_path):
-    from crmkit.ingest import core, parse
+    from crmkit.ingest import parse
+    from crmkit.ingest import plan as plan_module
 
     stamps = [f"2024-01-{d:02d} 10:{m:02d}:00" for d in range(1, 29) for m in range(60)]
     distinct = pl.DataFrame({"customer_id": "C1", "ts": stamps, "amount": "1"})
     repeated = distinct.with_columns(pl.col("ts").str.slice(0, 10))
-    plan, _ = core._detect(tmp_path / "a.csv", distinct, DEFAULT, ",")
+    plan, _ = plan_module.detect_plan(tmp_path / "a.csv", distinct, DEFAULT, ",")
     assert plan.cache_dates is False
-    plan, _ = core._detect(tmp_path / "b.csv", repeated, DEFAULT, ",")
+    plan, _ = plan_module.detect_plan(tmp_path / "b.csv", repeated, DEFAULT, ",")
     assert plan.cache_dates is True
     fmts = plan.dates
     got = [
@@ -468,7 +469,7 @@ def test_quarantine_lines_count_quoted_breaks_and_blank_lines(tmp_path, newline,
 
 def test_distinct_check_hashes_key_columns_then_all(tmp_path):
     from crmkit import schema
-    from crmkit.ingest import core
+    from crmkit.ingest import dedupe
 
     def staged(name, rows):
         frame = pl.DataFrame(rows, schema=schema.TRANSACTION_SCHEMA, orient="row")
@@ -483,14 +484,14 @@ def test_distinct_check_hashes_key_columns_then_all(tmp_path):
     )
     distinct = staged("distinct", [["C1", t, 10.0, *base], ["C2", t, 10.0, *base]])
     signed_zero = staged("zero", [["C1", t, 0.0, *base], ["C1", t, -0.0, *base]])
-    check = core._DistinctCheck()
+    check = dedupe.DistinctCheck()
     assert check(*distinct) is True
     assert check.keys_first is True
     assert check(*same_keys) is True
     assert check.keys_first is False
     assert check(*distinct) is True
     assert check(*signed_zero) is False
-    assert core._DistinctCheck()(*signed_zero) is False
+    assert dedupe.DistinctCheck()(*signed_zero) is False
 
 
 LATIN_TEXT = (MESSY / "latin1.csv").read_bytes().decode("cp1252")

@@ -1,0 +1,229 @@
+"""How a file's rows are parsed and validated: the plan, canonical fields, rejection reasons.
+
+One streaming polars plan per file: the sample decides the *fast* plan (formats seen,
+plain numbers, id lengths); rows it cannot parse are parsed again with the *exhaustive*
+plan. Each rejected row gets the first reason of :data:`REASONS` that applies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import polars as pl
+
+from crmkit import schema
+from crmkit.config import IngestConfig
+from crmkit.hashing import max_bytes, words_for
+from crmkit.ingest import parse, sniff
+
+SAMPLE_ROWS: Final = 100_000
+#: Dates are parsed through a cache of parsed values unless more than this share of the
+#: sample's date values are distinct (timestamps to the second rarely repeat).
+DATE_CACHE_DISTINCT: Final = 0.5
+ROW: Final = "__crmkit_row"
+BUCKET: Final = "__crmkit_bucket"
+REASON: Final = "__crmkit_reason"
+OK: Final = "__crmkit_ok"
+C: Final = "__crmkit_c_"
+T: Final = "__crmkit_t_"
+STATUS: Final = "__crmkit_status"
+BREAKS: Final = "__crmkit_breaks"
+HEADER_LINES: Final = 1
+
+REASONS: Final = (
+    "missing_customer_id",
+    "missing_date",
+    "unparseable_date",
+    "implausible_date",
+    "missing_amount",
+    "unparseable_amount",
+    "implausible_amount",
+    "excluded_by_rule",
+)
+
+
+#: Internal reason of the fast plan: an id with a dot may be a number exported as a float,
+#: which only the exhaustive plan cleans, and an id longer than the sample's longest (in
+#: hash words) needs the hash for any length. It never reaches the quarantine.
+RETRY_ID: Final = "__retry_id"
+RETRYABLE: Final = ("unparseable_date", "unparseable_amount", RETRY_ID)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a file's fields are parsed.
+
+    The *fast* plan uses what the sample showed (the date formats seen, plain numbers, ids
+    without a dot, whether date values repeat enough for a parse cache, and the longest
+    id, so that the bucket hash reads a fixed number of words); rows it rejects as
+    unparseable or longer are parsed again with the *exhaustive* plan.
+    """
+
+    mapping: Mapping[str, str]
+    decimal: Literal[".", ","]
+    dates: tuple[parse.DateFormat, ...]
+    normalise_dates: bool
+    plain_numbers: bool
+    float_ids: bool
+    cache_dates: bool = True
+    id_words: int | None = None
+
+    def exhaustive(self, detection: parse.DateDetection) -> Plan:
+        """Return the plan that tries every date format and number form."""
+        return Plan(self.mapping, self.decimal, detection.exhaustive(), True, False, True)
+
+
+def detect_plan(
+    source: Path, sample: pl.DataFrame, cfg: IngestConfig, delimiter: str
+) -> tuple[Plan, parse.DateDetection]:
+    """Choose the fast plan from a file's sample; also return the date detection.
+
+    Raises
+    ------
+    BadInputError
+        When required columns cannot be mapped.
+    """
+    mapping = sniff.resolve_columns(sample.columns, cfg.columns, source)
+    numeric = [mapping[c] for c in schema.NUMERIC_COLUMNS if c in mapping]
+    if cfg.decimal == "auto":
+        values: list[str | None] = []
+        for name in numeric:
+            values += sample[name].head(20_000).to_list()
+        decimal = parse.detect_decimal(values, delimiter)
+    else:
+        decimal = cfg.decimal
+    plain = decimal == "." and all(parse.is_plain_number(sample[name]) for name in numeric)
+    float_ids = bool(sample[mapping[schema.CUSTOMER_ID]].str.contains(".", literal=True).any())
+    stamps = sample[mapping[schema.TS]]
+    cache = stamps.n_unique() <= DATE_CACHE_DISTINCT * max(stamps.len(), 1)
+    id_bytes = sample.select(
+        pl.col(mapping[schema.CUSTOMER_ID]).str.strip_chars().str.len_bytes().max().fill_null(0)
+    ).item()
+    id_words = max(1, words_for(int(id_bytes)))
+    if cfg.date_format:
+        fmt = parse.explicit_format(cfg.date_format)
+        dates = parse.DateDetection((fmt,), cfg.dayfirst, "", normalise=True)
+        return Plan(mapping, decimal, (fmt,), True, plain, float_ids, cache, id_words), dates
+    dates = parse.detect_date_formats(stamps, cfg.dayfirst)
+    plan = Plan(mapping, decimal, dates.formats, dates.normalise, plain, float_ids, cache, id_words)
+    return plan, dates
+
+
+def clean_rows(rows: pl.LazyFrame, plan: Plan, cfg: IngestConfig) -> pl.LazyFrame:
+    """Add every source column the plan reads, stripped, with empty text as null.
+
+    Done once per column, in two steps so that each is evaluated once.
+    """
+    sources = {T + c: raw for c, raw in plan.mapping.items()}
+    if cfg.cancellations.status_column:
+        sources[STATUS] = cfg.cancellations.status_column
+    strip = [pl.col(raw).str.strip_chars().alias(name) for name, raw in sources.items()]
+    return rows.with_columns(strip).with_columns(
+        pl.when(pl.col(n).str.len_bytes() > 0).then(pl.col(n)).alias(n) for n in sources
+    )
+
+
+def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
+    """Canonical fields and presence flags, from the :func:`_cleaned_exprs` columns."""
+    m = plan.mapping
+
+    def text(canonical: str) -> pl.Expr:
+        if canonical not in m:
+            return pl.lit(None, dtype=pl.String)
+        return pl.col(T + canonical)
+
+    def num(canonical: str) -> pl.Expr:
+        if canonical not in m:
+            return pl.lit(None, dtype=pl.Float64)
+        if plan.plain_numbers:
+            return text(canonical).cast(pl.Float64, strict=False)
+        return parse.parse_number(text(canonical), plan.decimal)
+
+    quantity, unit_price = num(schema.QUANTITY), num(schema.UNIT_PRICE)
+    derived = quantity * unit_price
+    amount = pl.coalesce(num(schema.AMOUNT), derived) if schema.AMOUNT in m else derived
+    cancelled = pl.lit(value=False)
+    rule = cfg.cancellations
+    if rule.order_id_prefix and schema.ORDER_ID in m:
+        cancelled = cancelled | text(schema.ORDER_ID).str.starts_with(
+            rule.order_id_prefix
+        ).fill_null(value=False)
+    if rule.status_column:
+        values = [v.lower() for v in rule.status_values]
+        status = pl.col(STATUS).str.to_lowercase()
+        cancelled = cancelled | status.is_in(values).fill_null(value=False)
+    amount = pl.when(cancelled).then(-amount.abs()).otherwise(amount)
+    quantity = pl.when(cancelled).then(-quantity.abs()).otherwise(quantity)
+
+    amount_present = text(schema.AMOUNT).is_not_null()
+    if schema.QUANTITY in m and schema.UNIT_PRICE in m:
+        amount_present = amount_present | (
+            text(schema.QUANTITY).is_not_null() & text(schema.UNIT_PRICE).is_not_null()
+        )
+    excluded = pl.lit(value=False)
+    for canonical, pattern in cfg.exclude.items():
+        if canonical in m:
+            excluded = excluded | text(canonical).str.contains(pattern).fill_null(value=False)
+    customer = text(schema.CUSTOMER_ID)
+    retry = pl.lit(value=False)
+    if not plan.float_ids:
+        retry = customer.str.contains(".", literal=True).fill_null(value=False)
+    limit = None if plan.id_words is None else max_bytes(plan.id_words)
+    if limit is not None:
+        retry = retry | (customer.str.len_bytes() > limit).fill_null(value=False)
+    return [
+        (parse.fix_float_id(customer) if plan.float_ids else customer).alias(
+            C + schema.CUSTOMER_ID
+        ),
+        retry.alias(C + "retry"),
+        parse.parse_datetime(
+            text(schema.TS),
+            plan.dates,
+            normalise=plan.normalise_dates,
+            stripped=True,
+            cache=plan.cache_dates,
+        ).alias(C + schema.TS),
+        text(schema.TS).is_not_null().alias(C + "ts_present"),
+        amount.alias(C + schema.AMOUNT),
+        amount_present.fill_null(value=False).alias(C + "amount_present"),
+        quantity.alias(C + schema.QUANTITY),
+        unit_price.alias(C + schema.UNIT_PRICE),
+        excluded.alias(C + "excluded"),
+        *(text(c).alias(C + c) for c in schema.TEXT_COLUMNS),
+    ]
+
+
+def rejections(cfg: IngestConfig, now: dt.datetime) -> list[tuple[str, pl.Expr]]:
+    """Each reason to reject a row with its condition, in the order they are tested."""
+    ts, amount = pl.col(C + schema.TS), pl.col(C + schema.AMOUNT)
+    earliest = dt.datetime.combine(cfg.min_date, dt.time())
+    latest = now + dt.timedelta(days=cfg.max_future_days)
+    return [
+        (RETRY_ID, pl.col(C + "retry")),
+        ("missing_customer_id", pl.col(C + schema.CUSTOMER_ID).is_null()),
+        ("missing_date", ~pl.col(C + "ts_present")),
+        ("unparseable_date", ts.is_null()),
+        ("implausible_date", (ts < earliest) | (ts > latest)),
+        ("missing_amount", ~pl.col(C + "amount_present")),
+        ("unparseable_amount", amount.is_null()),
+        ("implausible_amount", ~amount.is_finite() | (amount.abs() > cfg.max_abs_amount)),
+        ("excluded_by_rule", pl.col(C + "excluded")),
+    ]
+
+
+def accepted_expr(cfg: IngestConfig, now: dt.datetime) -> pl.Expr:
+    """Return whether no rejection applies to a row (a null condition does not apply)."""
+    applies = [condition.fill_null(value=False) for _, condition in rejections(cfg, now)]
+    return ~pl.any_horizontal(applies)
+
+
+def reason_expr(cfg: IngestConfig, now: dt.datetime) -> pl.Expr:
+    """Return the first reason that applies to a row, or null."""
+    reason = pl.lit(None, dtype=pl.String)
+    for name, condition in reversed(rejections(cfg, now)):
+        reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
+    return reason.alias(REASON)
