@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from crmkit import schema
+from crmkit import columns
 from crmkit.errors import ConfigError
 
 T = TypeVar("T")
@@ -509,11 +509,11 @@ def load_settings(path: Path | None) -> Settings:
 
 
 def _check_columns(mapping: Mapping[str, str], where: str) -> None:
-    unknown = sorted(set(mapping) - set(schema.TRANSACTION_SCHEMA))
+    unknown = sorted(set(mapping) - set(columns.CANONICAL))
     if unknown:
         raise ConfigError(
             f"{where}: {', '.join(unknown)} is not a canonical column; "
-            f"canonical columns are {', '.join(schema.TRANSACTION_SCHEMA)}"
+            f"canonical columns are {', '.join(columns.CANONICAL)}"
         )
 
 
@@ -549,7 +549,7 @@ def parse_column_map(text: str) -> dict[str, str]:
     ConfigError
         When a pair has no ``=`` or neither side is a canonical column.
     """
-    canonical = set(schema.TRANSACTION_SCHEMA)
+    canonical = set(columns.CANONICAL)
     result: dict[str, str] = {}
     for left, right in split_pairs(text, "--map", "canonical=source"):
         pair = f"{left}={right}"
@@ -560,6 +560,6 @@ def parse_column_map(text: str) -> dict[str, str]:
         else:
             raise ConfigError(
                 f"--map: neither side of {pair!r} is a canonical column "
-                f"({', '.join(schema.TRANSACTION_SCHEMA)})"
+                f"({', '.join(columns.CANONICAL)})"
             )
     return result

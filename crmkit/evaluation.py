@@ -39,15 +39,13 @@ def _z(alpha: float) -> float:
 
 
 def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n``."""
+    """Wilson score interval of a proportion ``k / n`` (scipy's ``binomtest``)."""
+    from scipy.stats import binomtest
+
     if n == 0:
         return (float("nan"), float("nan"))
-    z = _z(alpha)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = binomtest(k, n).proportion_ci(confidence_level=1 - alpha, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def newcombe(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -85,24 +83,21 @@ def ratio_interval(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> t
 
 
 def welch(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[float, float, float, float]:
-    """Welch difference of means ``mean(a) - mean(b)``: (difference, low, high, p-value)."""
-    from scipy.stats import t as student
+    """Welch difference of means ``mean(a) - mean(b)``: (difference, low, high, p-value).
 
-    n1, n2 = len(a), len(b)
-    if n1 < 2 or n2 < 2:
+    scipy's ``ttest_ind(equal_var=False)``; NaN below two values a side, and an exact
+    answer when both groups are constant (the test is undefined there).
+    """
+    from scipy.stats import ttest_ind
+
+    if len(a) < 2 or len(b) < 2:
         return (float("nan"),) * 4
-    m1, m2 = sum(a) / n1, sum(b) / n2
-    v1 = sum((x - m1) ** 2 for x in a) / (n1 - 1)
-    v2 = sum((x - m2) ** 2 for x in b) / (n2 - 1)
-    se2 = v1 / n1 + v2 / n2
-    diff = m1 - m2
-    if se2 == 0:
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if min(a) == max(a) and min(b) == max(b):
         return (diff, diff, diff, 1.0 if diff == 0 else 0.0)
-    df = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
-    se = math.sqrt(se2)
-    q = float(student.ppf(1 - alpha / 2, df))
-    p = float(2 * student.sf(abs(diff / se), df))
-    return (diff, diff - q * se, diff + q * se, p)
+    test = ttest_ind(a, b, equal_var=False)
+    ci = test.confidence_interval(confidence_level=1 - alpha)
+    return (diff, float(ci.low), float(ci.high), float(test.pvalue))
 
 
 def minimum_detectable(p_control: float, n1: int, n2: int, alpha: float = 0.05) -> float:

@@ -6,16 +6,37 @@ from typing import Final
 
 import polars as pl
 
-CUSTOMER_ID: Final = "customer_id"
-TS: Final = "ts"
-AMOUNT: Final = "amount"
-ORDER_ID: Final = "order_id"
-QUANTITY: Final = "quantity"
-UNIT_PRICE: Final = "unit_price"
-PRODUCT: Final = "product"
-CATEGORY: Final = "category"
-CHANNEL: Final = "channel"
-COUNTRY: Final = "country"
+from crmkit.columns import (
+    AMOUNT,
+    CATEGORY,
+    CHANNEL,
+    COUNTRY,
+    CUSTOMER_ID,
+    ORDER_ID,
+    PRODUCT,
+    QUANTITY,
+    TS,
+    UNIT_PRICE,
+)
+
+__all__ = [
+    "ALIASES",
+    "AMOUNT",
+    "CATEGORY",
+    "CHANNEL",
+    "COUNTRY",
+    "CUSTOMER_ID",
+    "NUMERIC_COLUMNS",
+    "ORDER_ID",
+    "PRODUCT",
+    "QUANTITY",
+    "QUARANTINE_SCHEMA",
+    "REQUIRED_COLUMNS",
+    "TEXT_COLUMNS",
+    "TRANSACTION_SCHEMA",
+    "TS",
+    "UNIT_PRICE",
+]
 
 #: The canonical transaction schema, in storage order.
 TRANSACTION_SCHEMA: Final[dict[str, pl.DataType]] = {

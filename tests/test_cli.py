@@ -527,18 +527,17 @@ def test_clv_fit_predict_and_churn_features(runner, tmp_path, env_now):
 
 
 def test_allocator_default_is_set_only_when_the_environment_has_none():
-    import os
     import subprocess
     import sys
 
-    code = "import os, crmkit_cli; print(os.environ['_RJEM_MALLOC_CONF'])"
-    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
-    default = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    from crmkit_cli.main import KEEP_FREED_PAGES, allocator_settings
+
+    assert allocator_settings(["crmkit", "features"], {}) == {"_RJEM_MALLOC_CONF": KEEP_FREED_PAGES}
+    assert allocator_settings(["crmkit", "ingest"], {}) == {}
+    assert allocator_settings(["crmkit", "features"], {"_RJEM_MALLOC_CONF": "narenas:2"}) == {}
+    # the setting can only work if loading the CLI does not load polars before main() runs
+    code = "import sys, crmkit_cli.main; print('polars' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert default.stdout.strip() == "dirty_decay_ms:10000,muzzy_decay_ms:10000"
-    env["_RJEM_MALLOC_CONF"] = "narenas:2"
-    chosen = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert chosen.stdout.strip() == "narenas:2"
+    assert loaded.stdout.strip() == "False"

@@ -113,3 +113,9 @@ def test_command_line_overrides_are_checked_too():
     assert cfg.targeting.budget is None
     with pytest.raises(ConfigError, match=r"command line \[targeting\] control_fraction"):
         overlay(Settings(), "targeting", control_fraction=1.5)
+
+
+def test_canonical_names_match_the_schema():
+    from crmkit import columns, schema
+
+    assert tuple(schema.TRANSACTION_SCHEMA) == columns.CANONICAL
