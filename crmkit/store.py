@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -33,10 +33,17 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.errors import StoreCorruptError, StoreLockedError, UsageError
+from crmkit.manifest import (
+    FRESH_ENTRIES,
+    KINDS,
+    MANIFEST,
+    PARQUET_MAGIC,
+    PART_PATH,
+    STAGING_DIR,
+    Manifest,
+    Part,
+)
 
-FORMAT_VERSION: Final = 1
-MANIFEST: Final = "manifest.json"
-KINDS: Final = ("transactions", "quarantine", "ledger")
 #: Parquet compression of the store's files. lz4 (Parquet's LZ4_RAW) writes and reads
 #: faster than zstd: ingesting 10M rows takes about 13% less time, for files about 40%
 #: larger than zstd at level 1 (290 MB against 211 MB). Parts written with another codec
@@ -86,71 +93,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class Part:
-    """One immutable Parquet file of the store."""
-
-    path: str
-    rows: int
-    bucket: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the manifest entry."""
-        out: dict[str, Any] = {"path": self.path, "rows": self.rows}
-        if self.bucket is not None:
-            out["bucket"] = self.bucket
-        return out
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The committed state of a store."""
-
-    generation: int = 0
-    buckets: int = 16
-    parts: Mapping[str, tuple[Part, ...]] = field(default_factory=dict)
-    files: tuple[Mapping[str, Any], ...] = ()
-    updated_at: str | None = None
-
-    def parts_of(self, kind: str) -> tuple[Part, ...]:
-        """Return the parts of one kind (``transactions``, ``quarantine``, ``ledger``)."""
-        return tuple(self.parts.get(kind, ()))
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the manifest as a JSON-ready dict."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "generation": self.generation,
-            "buckets": self.buckets,
-            "updated_at": self.updated_at,
-            "parts": {k: [p.to_json() for p in self.parts_of(k)] for k in KINDS},
-            "files": [dict(f) for f in self.files],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Manifest:
-        """Parse a manifest dict."""
-        if data.get("format_version") != FORMAT_VERSION:
-            raise StoreCorruptError(
-                f"unsupported store format {data.get('format_version')!r} "
-                f"(this crmkit reads format {FORMAT_VERSION})"
-            )
-        parts = {
-            kind: tuple(
-                Part(str(p["path"]), int(p["rows"]), p.get("bucket"))
-                for p in data.get("parts", {}).get(kind, [])
-            )
-            for kind in KINDS
-        }
-        return cls(
-            generation=int(data["generation"]),
-            buckets=int(data["buckets"]),
-            parts=parts,
-            files=tuple(data.get("files", [])),
-            updated_at=data.get("updated_at"),
-        )
-
-
 class Store:
     """A crmkit store directory.
 
@@ -185,20 +127,35 @@ class Store:
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             manifest = Manifest.from_json(data)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StoreCorruptError(f"{self.manifest_path}: unreadable manifest ({exc})") from exc
-        missing = [
-            p.path
-            for k in KINDS
-            for p in manifest.parts_of(k)
-            if not (self.root / p.path).is_file()
-        ]
-        if missing:
-            raise StoreCorruptError(
-                f"store {self.root} is inconsistent: {len(missing)} file(s) named in the "
-                f"manifest are missing, e.g. {missing[0]}"
-            )
+        except StoreCorruptError as exc:
+            raise StoreCorruptError(f"{self.manifest_path}: {exc}") from exc
+        for kind in KINDS:
+            for part in manifest.parts_of(kind):
+                problem = self._part_problem(part)
+                if problem:
+                    raise StoreCorruptError(
+                        f"store {self.root} is inconsistent: {part.path} {problem}; restore it "
+                        "from a backup (crmkit never repairs a store by deleting data)"
+                    )
         return manifest
+
+    def _part_problem(self, part: Part) -> str | None:
+        """Say what is wrong with a part's file, if anything (a cheap check, no full read)."""
+        path = self.root / part.path
+        if path.is_symlink() or not path.is_file():
+            return "named in the manifest is missing (or not a regular file)"
+        size = path.stat().st_size
+        if part.bytes is not None and size != part.bytes:
+            return f"has {size:,} bytes where {part.bytes:,} were written (truncated?)"
+        with path.open("rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(0, size - 4))
+            tail = fh.read(4)
+        if size < 12 or head != PARQUET_MAGIC or tail != PARQUET_MAGIC:
+            return "is not a complete Parquet file (truncated?)"
+        return None
 
     def require(self) -> Manifest:
         """Return the manifest, or raise when the store has never been written.
@@ -297,10 +254,13 @@ class Store:
         locked
             The caller already holds :meth:`lock` (``crmkit run`` holds it for a whole run).
         """
+        if not self.exists():
+            self._check_fresh()
         lock = contextlib.nullcontext() if locked else self.lock()
         with lock:
             manifest = self.manifest()
             if not self.exists():
+                self._check_fresh()
                 manifest = Manifest(buckets=buckets)
             self._remove_orphans(manifest)
             writer = StoreWriter(self, manifest, now)
@@ -311,16 +271,53 @@ class Store:
                 if not writer.committed:
                     writer.discard()
 
+    def _check_fresh(self) -> None:
+        """Refuse to make a store of a directory that holds anything but a failed first write.
+
+        Raises
+        ------
+        StoreCorruptError
+            When ``root`` is a file, or a directory with other content and no manifest.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreCorruptError(f"--store {self.root} is a file, not a store directory")
+        entries = sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
+        staging = self.root / "staging"
+        stray = [e for e in entries if e not in FRESH_ENTRIES]
+        if staging.is_dir():
+            stray += [f"staging/{p.name}" for p in staging.iterdir() if not _is_staging(p)]
+        if stray:
+            raise StoreCorruptError(
+                f"{self.root} has no {MANIFEST} but holds {', '.join(stray[:5])}: it is not a "
+                "crmkit store, or its manifest was lost. crmkit writes nothing there. Choose "
+                "another --store, or recover a store whose manifest was lost with "
+                f"`crmkit store init --adopt --store {self.root}`"
+            )
+
     def _remove_orphans(self, manifest: Manifest) -> None:
+        """Delete the store's own part files that the manifest does not name, and staging.
+
+        Only names the store writes (:data:`PART_PATH`, ``staging/gNNNNNN``) are touched:
+        any other file is left where it is.
+        """
         known = {p.path for k in KINDS for p in manifest.parts_of(k)}
         for kind in KINDS:
             base = self.root / kind
             if not base.is_dir():
                 continue
             for path in base.rglob("*.parquet"):
-                if path.relative_to(self.root).as_posix() not in known:
+                rel = path.relative_to(self.root).as_posix()
+                if PART_PATH.match(rel) and rel not in known and not path.is_symlink():
                     path.unlink()
-        shutil.rmtree(self.root / "staging", ignore_errors=True)
+        staging = self.root / "staging"
+        if staging.is_dir():
+            for path in staging.iterdir():
+                if _is_staging(path):
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_staging(path: Path) -> bool:
+    return bool(STAGING_DIR.match(path.name)) and path.is_dir() and not path.is_symlink()
 
 
 class StoreWriter:
@@ -360,7 +357,7 @@ class StoreWriter:
         frame.write_parquet(
             path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, statistics=True
         )
-        part = Part(rel, frame.height, bucket)
+        part = Part(rel, frame.height, bucket, path.stat().st_size)
         self.added[kind].append(part)
         return part
 
@@ -368,7 +365,7 @@ class StoreWriter:
         """Move an already written Parquet file into the store as a new part."""
         path, rel = self.new_path(kind, bucket)
         source.replace(path)
-        part = Part(rel, rows, bucket)
+        part = Part(rel, rows, bucket, path.stat().st_size)
         self.added[kind].append(part)
         return part
 
