@@ -116,3 +116,124 @@ def test_info_counts(tmp_path):
     assert json.loads(json.dumps(info.to_json()))["rows"] == 5
     tx = store.transactions().collect()
     assert tx.schema["ts"] == pl.Datetime("us")
+
+
+def _sample_store(tmp_path):
+    store = Store(tmp_path / "s")
+    ingest_files(
+        [MESSY / "duplicates.csv", MESSY / "missing_ids.csv"], store, IngestConfig(), now=NOW
+    )
+    return store
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_a_store_without_its_manifest_is_never_emptied(tmp_path, runner):
+    from .conftest import invoke
+
+    store = _sample_store(tmp_path)
+    before = store_info(store)
+    (store.root / "manifest.json").unlink()
+    files = _files(store.root)
+    bad = invoke(
+        runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(store.root), code=4
+    )
+    assert "has no manifest.json" in bad.stderr
+    assert "store init --adopt" in bad.stderr
+    assert _files(store.root) == files  # nothing deleted
+    adopted = invoke(runner, "store", "init", "--adopt", "--store", str(store.root), "--json")
+    assert adopted["status"] == "adopted"
+    assert adopted["rows"]["transactions"] == before.rows
+    after = store_info(store)
+    assert (after.rows, after.customers, after.rows_quarantined) == (
+        before.rows,
+        before.customers,
+        before.rows_quarantined,
+    )
+    invoke(runner, "store", "init", "--adopt", "--store", str(store.root), code=2)
+
+
+def test_an_ordinary_directory_is_not_made_a_store(tmp_path, runner):
+    from .conftest import invoke
+
+    home = tmp_path / "home"
+    for rel in ("staging/notes.txt", "transactions/data.parquet", "ledger/x.parquet", "a.txt"):
+        (home / rel).parent.mkdir(parents=True, exist_ok=True)
+        (home / rel).write_text("mine")
+    files = _files(home)
+    result = invoke(runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(home), code=4)
+    assert "not a crmkit store" in result.stderr
+    assert _files(home) == files
+    invoke(runner, "store", "init", "--store", str(home), code=4)
+    # an empty directory, or one a failed first write left, becomes a store
+    fresh = tmp_path / "fresh"
+    (fresh / "logs").mkdir(parents=True)
+    (fresh / "staging" / "g000001").mkdir(parents=True)
+    (fresh / ".lock").write_text("")
+    invoke(runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(fresh))
+    assert not (fresh / "staging" / "g000001").exists()
+
+
+def test_foreign_files_beside_a_store_are_left_alone(tmp_path):
+    store = _sample_store(tmp_path)
+    mine = [store.root / "transactions" / "mine.parquet", store.root / "staging" / "keep.txt"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not crmkit's")
+    orphan = store.root / "transactions" / "b000" / "g000099-0001.parquet"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a killed write")
+    ingest_files([MESSY / "bom_currency.csv"], store, IngestConfig(), now=NOW)
+    assert all(path.exists() for path in mine)
+    assert not orphan.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: [], "not a JSON object"),
+        (lambda m: {**m, "generation": "x"}, "generation or buckets"),
+        (
+            lambda m: {
+                **m,
+                "parts": {**m["parts"], "ledger": [{"path": "../x.parquet", "rows": 1}]},
+            },
+            "is not a part of this store",
+        ),
+        (
+            lambda m: {
+                **m,
+                "parts": {**m["parts"], "quarantine": [{"path": "/etc/passwd", "rows": 1}]},
+            },
+            "is not a part of this store",
+        ),
+        (lambda m: {**m, "parts": []}, "parts or files are malformed"),
+    ],
+)
+def test_malformed_manifests_exit_4(tmp_path, runner, change, message):
+    from .conftest import invoke
+
+    store = _sample_store(tmp_path)
+    manifest = json.loads((store.root / "manifest.json").read_text())
+    (store.root / "manifest.json").write_text(json.dumps(change(manifest)))
+    for args in (["store", "info"], ["ingest", str(MESSY / "bom_currency.csv")]):
+        result = invoke(runner, *args, "--store", str(store.root), code=4)
+        assert message in result.stderr
+
+
+def test_a_truncated_part_is_named_and_blocks_writes(tmp_path, runner):
+    from .conftest import invoke
+
+    store = _sample_store(tmp_path)
+    part = store.root / store.manifest().parts_of("transactions")[0].path
+    part.write_bytes(part.read_bytes()[:-20])
+    for args in (
+        ["store", "info"],
+        ["features", "--as-of", "2025-01-01", "--out", str(tmp_path / "f.csv")],
+        ["ingest", str(MESSY / "bom_currency.csv")],
+    ):
+        result = invoke(runner, *args, "--store", str(store.root), code=4)
+        assert part.name in result.stderr
+        assert "truncated" in result.stderr

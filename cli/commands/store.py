@@ -15,7 +15,43 @@ from crmkit_cli.common import (
     user_errors,
 )
 
-app = typer.Typer(help="Inspect the store.", no_args_is_help=True)
+app = typer.Typer(help="Create or inspect the store.", no_args_is_help=True)
+
+
+@app.command("init")
+def init(
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt", help="Rebuild the lost manifest of a store from its own part files."
+        ),
+    ] = False,
+    buckets: Annotated[
+        int, typer.Option("--buckets", min=1, max=4096, help="Customer buckets of the store.")
+    ] = 16,
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create an empty store, or adopt the parts of a store whose manifest was lost.
+
+    crmkit never writes into a non-empty directory without a manifest.json; --adopt takes
+    every part file named as the store names them as committed and leaves anything else.
+
+    Example: crmkit store init --adopt --store crm-store
+    """
+    from crmkit.recovery import init_store
+    from crmkit.store import Store
+
+    with user_errors():
+        result = init_store(Store(Path(store)), buckets=buckets, adopt=adopt)
+    if as_json:
+        emit_json(result.summary())
+    if not quiet:
+        parts = ", ".join(
+            f"{k} {v:,} part(s), {result.rows[k]:,} rows" for k, v in result.parts.items()
+        )
+        err.print(f"store {result.path}: {result.status} ({parts})")
 
 
 @app.command("info")
