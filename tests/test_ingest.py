@@ -454,17 +454,18 @@ def test_quarantine_lines_count_quoted_breaks_and_blank_lines(tmp_path, newline,
     path = tmp_path / "breaks.csv"
     path.write_bytes((body + (newline if trailing else "")).encode())
     report = ingest([path], tmp_path / "s")
-    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (6, 2, 4)
+    # the blank line is not a row: skipped and counted, never quarantined
+    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (5, 2, 3)
+    assert "1 blank line(s) skipped" in report.files[0].notes
     q = Store(tmp_path / "s").quarantine()
     assert q["reason"].to_list() == [
         "unparseable_amount",
         "missing_customer_id",
-        "missing_customer_id",
         "unparseable_amount",
     ]
     lines = path.read_bytes().decode().splitlines()
-    assert q["line"].to_list() == [5, 6, 10, 11]
-    assert [lines[i - 1][:3] for i in q["line"]] == ["C2,", "", ",20", "C5,"]
+    assert q["line"].to_list() == [5, 10, 11]
+    assert [lines[i - 1][:3] for i in q["line"]] == ["C2,", ",20", "C5,"]
 
 
 def test_distinct_check_hashes_key_columns_then_all(tmp_path):
@@ -555,3 +556,60 @@ def test_field_longer_than_the_csv_module_limit_is_read(tmp_path):
     path.write_text(f"customer_id,date,amount,note\nC1,2024-01-02,5.00,{note}\nC2,2024-01-03,7,\n")
     report = ingest([path], tmp_path / "s", IngestConfig())
     assert report.rows_stored == 2
+
+
+def test_blank_lines_are_not_rows_even_with_strict(tmp_path):
+    path = tmp_path / "trailing.csv"
+    path.write_text("customer_id,date,amount\nC1,2024-01-02,5\n\n\nC2,2024-01-03,6\n\n")
+    report = ingest([path], tmp_path / "s", strict=True)
+    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (2, 2, 0)
+
+
+@pytest.mark.parametrize(
+    ("decimal_file", "values", "stored"),
+    [
+        # a .-decimal file: values written the other way are never reinterpreted
+        (
+            'customer_id,date,amount\nA,2024-01-02,10.50\nB,2024-01-02,"1,234.56"\n'
+            'C,2024-01-02,"1.234,56"\nD,2024-01-02,"€1.234,56"\nE,2024-01-02,"2,5"\n'
+            "F,2024-01-02,3.25\nG,2024-01-02,4.75\nH,2024-01-02,0.99\n",
+            ["A", "B", "F", "G", "H"],
+            [10.5, 1234.56, 3.25, 4.75, 0.99],
+        ),
+        # a ,-decimal file (semicolons): 1,234.56 contradicts it
+        (
+            "customer_id;date;amount\nA;2024-01-02;10,50\nB;2024-01-02;1.234,56\n"
+            "C;2024-01-02;1,234.56\nD;2024-01-02;7,25\n",
+            ["A", "B", "D"],
+            [10.5, 1234.56, 7.25],
+        ),
+    ],
+)
+def test_amounts_against_the_files_decimal_convention_are_quarantined(
+    tmp_path, decimal_file, values, stored
+):
+    path = tmp_path / "amounts.csv"
+    path.write_text(decimal_file)
+    report = ingest([path], tmp_path / "s")
+    tx = stored_rows = stored_frame(tmp_path / "s")
+    assert tx["customer_id"].to_list() == values
+    assert tx["amount"].to_list() == pytest.approx(stored)
+    assert report.rows_quarantined == report.rows_read - len(values)
+    assert set(Store(tmp_path / "s").quarantine()["reason"]) == {"ambiguous_amount"}
+    assert stored_rows.height == len(values)
+
+
+def stored_frame(store_dir):
+    return Store(store_dir).transactions().sort("customer_id").collect()
+
+
+def test_nul_bytes_in_ids_and_amounts_are_quarantined(tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_bytes(
+        b"customer_id,date,amount\nC1,2024-01-02,1\x000.00\nC\x002,2024-01-02,5\n"
+        b"C3,2024-01-02,7.5\n"
+    )
+    report = ingest([path], tmp_path / "s")
+    assert stored_frame(tmp_path / "s")["amount"].to_list() == [7.5]
+    assert report.rows_quarantined == 2
+    assert set(Store(tmp_path / "s").quarantine()["reason"]) == {"control_character"}

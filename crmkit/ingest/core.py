@@ -30,6 +30,7 @@ from crmkit.ingest import sniff
 from crmkit.ingest.dedupe import commit_buckets
 from crmkit.ingest.lines import with_breaks_before
 from crmkit.ingest.plan import (
+    BLANK,
     BREAKS,
     BUCKET,
     HEADER_LINES,
@@ -324,6 +325,9 @@ def _run(
             pl.scan_parquet(still),
         ]
     ).with_columns(pl.col(ROW).cast(pl.Int64))
+    # lines with no value at all (blank, or delimiters only) are not rows
+    blank_lines = kept.filter(pl.col(REASON) == BLANK).select(pl.len()).collect().item()
+    kept = kept.filter(pl.col(REASON) != BLANK)
     if kept.select(pl.len()).collect().item():
         good_rows = _staged_rows([stage / "good", stage / "rescued"])
         kept = with_breaks_before(kept, prepared.path, header, read_args, good_rows)
@@ -342,7 +346,8 @@ def _run(
     quarantined = int(reasons["len"].sum())
     if quarantined:
         writer.add_file("quarantine", quarantine, quarantined)
-    notes = tuple(n for n in (detection.note,) if n)
+    blank_note = f"{blank_lines:,} blank line(s) skipped" if blank_lines else ""
+    notes = tuple(n for n in (detection.note, blank_note) if n)
     return FileReport(
         source=str(source),
         sha256=sha,
@@ -380,9 +385,10 @@ def _split(
 
     Rejected rows keep their original fields, row index and reason.
     """
+    blank = pl.all_horizontal([pl.col(h).is_null() for h in header])
     parsed = (
         clean_rows(rows, plan, cfg)
-        .with_columns(canonical_exprs(plan, cfg))
+        .with_columns(*canonical_exprs(plan, cfg), blank.alias(C + "blank"))
         .with_columns(accepted_expr(cfg, now).alias(OK))
     )
     rows_ok = parsed.filter(pl.col(OK)).select(

@@ -273,6 +273,29 @@ def detect_decimal(values: Iterable[str | None], delimiter: str) -> Literal[".",
     return "," if delimiter == ";" else "."
 
 
+#: C0 control characters other than tab, line feed and carriage return: a NUL byte in an id
+#: or an amount means a corrupt export, never data to clean away.
+CONTROL_CHARACTERS: Final = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
+#: Numbers written in one decimal convention: thousands groups of three, then the decimal
+#: separator once (``1,234.56`` or ``1234.5`` for ``.``; ``1.234,56`` or ``1234,5`` for ``,``).
+_CONSISTENT: Final = {
+    ".": r"^(\d{1,3}(,\d{3})+|\d*)(\.\d*)?$",
+    ",": r"^(\d{1,3}(\.\d{3})+|\d*)(,\d*)?$",
+}
+
+
+def contradicts_decimal(expr: pl.Expr, decimal: Literal[".", ","]) -> pl.Expr:
+    """Tell whether numeric text contradicts the file's decimal convention.
+
+    In a ``.``-decimal file ``1.234,56`` and ``2,5`` do (they are written the other way),
+    and in a ``,``-decimal file ``1,234.56`` does: such a value is quarantined as
+    ``ambiguous_amount`` instead of being read in the wrong convention. Currency symbols,
+    signs, spaces and exponents are ignored; null text gives null.
+    """
+    digits = expr.str.replace_all(r"[^0-9.,]", "")
+    return ~digits.str.contains(_CONSISTENT[decimal])
+
+
 def is_plain_number(values: pl.Series) -> bool:
     """Return whether every non-empty value casts to a float as it is (no clean-up needed)."""
     text = values.drop_nulls()

@@ -35,11 +35,13 @@ BREAKS: Final = "__crmkit_breaks"
 HEADER_LINES: Final = 1
 
 REASONS: Final = (
+    "control_character",
     "missing_customer_id",
     "missing_date",
     "unparseable_date",
     "implausible_date",
     "missing_amount",
+    "ambiguous_amount",
     "unparseable_amount",
     "implausible_amount",
     "excluded_by_rule",
@@ -50,6 +52,8 @@ REASONS: Final = (
 #: which only the exhaustive plan cleans, and an id longer than the sample's longest (in
 #: hash words) needs the hash for any length. It never reaches the quarantine.
 RETRY_ID: Final = "__retry_id"
+#: Internal reason of a line with no value at all: skipped and counted, never quarantined.
+BLANK: Final = "blank_line"
 RETRYABLE: Final = ("unparseable_date", "unparseable_amount", RETRY_ID)
 
 
@@ -159,6 +163,17 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
     amount = pl.when(cancelled).then(-amount.abs()).otherwise(amount)
     quantity = pl.when(cancelled).then(-quantity.abs()).otherwise(quantity)
 
+    ambiguous = pl.lit(value=False)
+    if not plan.plain_numbers:
+        for canonical in schema.NUMERIC_COLUMNS:
+            if canonical in m:
+                clash = parse.contradicts_decimal(text(canonical), plan.decimal)
+                ambiguous = ambiguous | clash.fill_null(value=False)
+    control = pl.lit(value=False)
+    for canonical in (schema.CUSTOMER_ID, schema.TS, *schema.NUMERIC_COLUMNS):
+        if canonical in m:
+            found = text(canonical).str.contains(parse.CONTROL_CHARACTERS)
+            control = control | found.fill_null(value=False)
     amount_present = text(schema.AMOUNT).is_not_null()
     if schema.QUANTITY in m and schema.UNIT_PRICE in m:
         amount_present = amount_present | (
@@ -193,6 +208,8 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
         quantity.alias(C + schema.QUANTITY),
         unit_price.alias(C + schema.UNIT_PRICE),
         excluded.alias(C + "excluded"),
+        ambiguous.alias(C + "ambiguous"),
+        control.alias(C + "control"),
         *(text(c).alias(C + c) for c in schema.TEXT_COLUMNS),
     ]
 
@@ -203,12 +220,15 @@ def rejections(cfg: IngestConfig, now: dt.datetime) -> list[tuple[str, pl.Expr]]
     earliest = dt.datetime.combine(cfg.min_date, dt.time())
     latest = now + dt.timedelta(days=cfg.max_future_days)
     return [
+        (BLANK, pl.col(C + "blank")),
         (RETRY_ID, pl.col(C + "retry")),
+        ("control_character", pl.col(C + "control")),
         ("missing_customer_id", pl.col(C + schema.CUSTOMER_ID).is_null()),
         ("missing_date", ~pl.col(C + "ts_present")),
         ("unparseable_date", ts.is_null()),
         ("implausible_date", (ts < earliest) | (ts > latest)),
         ("missing_amount", ~pl.col(C + "amount_present")),
+        ("ambiguous_amount", pl.col(C + "ambiguous")),
         ("unparseable_amount", amount.is_null()),
         ("implausible_amount", ~amount.is_finite() | (amount.abs() > cfg.max_abs_amount)),
         ("excluded_by_rule", pl.col(C + "excluded")),
