@@ -28,7 +28,7 @@ from typing import Any
 from crmkit.config import Settings
 from crmkit.errors import CrmkitError
 from crmkit.ingest import ingest_files
-from crmkit.ingest.sniff import SUFFIXES
+from crmkit.ingest.sniff import directory_files
 from crmkit.registry import Registry, parse_ref
 from crmkit.scoring import ScoreResult, score_customers
 from crmkit.store import Store
@@ -60,15 +60,20 @@ class RunResult:
     scored: int
     targets: TargetResult
     model: str
+    skipped_files: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
-        """Headline numbers for the CLI."""
+        """Headline numbers for the CLI; inbox files passed over join the warnings."""
+        targets = self.targets.summary()
+        skipped = [f"inbox file passed over: {s}" for s in self.skipped_files]
         return {
             "date": str(self.date),
             "model": self.model,
             "ingested_files": self.ingested_files,
+            "skipped_files": list(self.skipped_files),
             "scored": self.scored,
-            **self.targets.summary(),
+            **targets,
+            "warnings": [*skipped, *targets["warnings"]],
         }
 
 
@@ -94,11 +99,15 @@ class RunLog:
         self.write("step", step=name, seconds=round(time.monotonic() - start, 3), **counts)
 
 
-def inbox_files(inbox: Path) -> list[Path]:
-    """Return the data files directly in ``inbox`` (not in ``processed/``), by name."""
+def inbox_files(inbox: Path) -> tuple[list[Path], list[str]]:
+    """Return the data files directly in ``inbox`` by name, and what was passed over and why.
+
+    ``processed/`` is where done files go; other subdirectories, other file types and links
+    to files outside the inbox are passed over with a warning.
+    """
     if not inbox.is_dir():
-        return []
-    return sorted(p for p in inbox.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+        return [], []
+    return directory_files(inbox)
 
 
 def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
@@ -185,8 +194,10 @@ def _steps(
 ) -> RunResult:
     counts: dict[str, Any] = {}
     inbox = options.inbox
-    files = inbox_files(inbox) if inbox else []
+    files, skipped = inbox_files(inbox) if inbox else ([], [])
     with log.step("ingest", counts):
+        if skipped:
+            counts.update(skipped=skipped)
         if inbox and files:
             report = ingest_files(
                 files, store, settings.ingest, now=now(), store_config=settings.store, locked=True
@@ -218,4 +229,6 @@ def _steps(
             **targets.summary()["groups"],
         )
     done.append("targets")
-    return RunResult(options.date, [str(f) for f in files], scores.frame.height, targets, model)
+    return RunResult(
+        options.date, [str(f) for f in files], scores.frame.height, targets, model, tuple(skipped)
+    )

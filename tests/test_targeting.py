@@ -316,3 +316,26 @@ def test_concurrent_run_exits_4(trained_store, tmp_path):
     assert proc.returncode == 4
     assert "locked by another crmkit process" in proc.stderr
     assert time.monotonic() - start < 30
+
+
+def test_inbox_passes_over_links_out_of_it_and_other_files_with_warnings(trained_store, tmp_path):
+    store, registry = trained_store
+    secret = tmp_path / "elsewhere" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text("customer_id,date,amount\nSECRET-FIRST-LINE,2024-01-01,1\n")
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "export.xlsx").write_bytes(b"PK")
+    (inbox / "link.csv").symlink_to(secret)
+    (inbox / "day.csv").write_text((MESSY / "duplicates.csv").read_text())
+    (inbox / "inner.csv").symlink_to(inbox / "day.csv")
+    result = run_daily(store, _options(tmp_path, registry, inbox), Settings(), lambda: NOW)
+    assert [Path(f).name for f in result.ingested_files] == ["day.csv", "inner.csv"]
+    warnings = result.summary()["warnings"]
+    assert any("link.csv: a link to a file outside" in w for w in warnings)
+    assert any("export.xlsx: not a" in w for w in warnings)
+    assert any("sub: a directory" in w for w in warnings)
+    assert (inbox / "link.csv").is_symlink()  # left where it is
+    log = (store.root / "logs" / "run.jsonl").read_text()
+    assert "SECRET-FIRST-LINE" not in log
+    assert "link.csv" in log

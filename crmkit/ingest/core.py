@@ -265,8 +265,12 @@ def _read_error(source: Path, plain: Path, exc: Exception, cfg: IngestConfig) ->
             f"{source} line {line}: {fields} fields where the header has {header} "
             "(unquoted delimiter in a value?)"
         )
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return BadInputError(f"{source}: cannot be parsed as delimited text ({first_line})")
+    # the parser's own message may quote the file's content: only its kind is named
+    return BadInputError(
+        f"{source}: cannot be parsed as delimited text with delimiter {delimiter!r} "
+        f"({type(exc).__name__}); check quoting, the delimiter ([ingest] delimiter) and "
+        "the encoding"
+    )
 
 
 def _run(

@@ -38,7 +38,7 @@ def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:
         text = str(pattern)
         path = Path(text)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file() and _is_data(p))
+            matches, _ = directory_files(path)
             if not matches:
                 raise BadInputError(f"{path}: directory holds no {', '.join(SUFFIXES)} file")
         elif any(ch in text for ch in "*?["):
@@ -55,6 +55,29 @@ def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:
 
 def _is_data(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
+
+
+def directory_files(directory: Path) -> tuple[list[Path], list[str]]:
+    """Return the data files directly in ``directory``, and what was passed over and why.
+
+    A symbolic link is followed only when its target lies inside ``directory``: a link out
+    of it is passed over, so that dropping a link into an inbox cannot make crmkit read
+    files elsewhere. Subdirectories and files of other types are passed over too.
+    """
+    inside = directory.resolve()
+    files: list[Path] = []
+    skipped: list[str] = []
+    for path in sorted(directory.iterdir()):
+        if path.is_symlink() and inside not in path.resolve().parents:
+            skipped.append(f"{path.name}: a link to a file outside {directory}")
+        elif path.is_dir():
+            if path.name != "processed":
+                skipped.append(f"{path.name}: a directory (only files directly inside are read)")
+        elif not _is_data(path):
+            skipped.append(f"{path.name}: not a {', '.join(SUFFIXES)} file")
+        elif path.is_file():
+            files.append(path)
+    return files, skipped
 
 
 @dataclass(frozen=True)
