@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,8 +16,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crmkit.config import Settings, load_settings
+from crmkit.config import Settings, load_settings, overlay
 from crmkit.errors import CrmkitError, UsageError, from_os_error
+
+if TYPE_CHECKING:
+    from crmkit.registry import Registry
 
 err = Console(stderr=True, highlight=False)
 
@@ -72,7 +75,17 @@ def settings(config: Path | None) -> Settings:
     """Load settings from ``--config`` or ``./crmkit.toml`` when present."""
     if config is None and Path("crmkit.toml").is_file():
         config = Path("crmkit.toml")
-    return load_settings(config)
+    loaded = load_settings(config)
+    key_file = os.environ.get("CRMKIT_MODEL_KEY_FILE")
+    return overlay(loaded, "model", key_file=key_file) if key_file else loaded
+
+
+def open_registry(cfg: Settings, registry: Path | None) -> Registry:
+    """Open the model registry with the signing key of ``[model] key_file``, if any."""
+    from crmkit.registry import Registry, read_key
+
+    path = registry_path(cfg, registry)
+    return Registry(path, read_key(cfg.model.key_file, path))
 
 
 def registry_path(cfg: Settings, registry: Path | None) -> Path:

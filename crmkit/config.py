@@ -206,6 +206,9 @@ class ModelConfig:
     customer_value
         ``"projected"`` (the pipeline's projected value) or ``"clv"`` (discounted CLV from
         BG/NBD and Gamma-Gamma fitted as of the scoring date) as the value of a customer.
+    key_file
+        File holding a secret key (16 bytes or more) kept outside the registry: models are
+        signed with it when trained and refused when loaded unsigned or mis-signed.
     """
 
     registry: str = "models"
@@ -221,6 +224,7 @@ class ModelConfig:
     threads: int = 1
     clv_features: bool = False
     customer_value: Literal["projected", "clv"] = "projected"
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,13 @@
 joblib files are pickles, and loading a pickle runs code: a model is only ever loaded
 from the registry, after the sha256 of its bytes matches its card, and from those same
 bytes (read once). Names are checked before they become paths.
+
+The sha256 on the card catches corruption and a swapped file, not someone who can write
+the registry: they can rewrite both. Against that, configure a signing key kept outside
+the registry (``[model] key_file`` or ``CRMKIT_MODEL_KEY_FILE``): ``train`` and
+``clv fit`` then sign each card with HMAC-SHA256 (which covers the model's sha256), and
+every load refuses, before unpickling, a card that is unsigned or whose signature does not
+match.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -20,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from crmkit.errors import ModelError, UsageError
+from crmkit.errors import ConfigError, ModelError, UsageError
 
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MODEL_FILE: Final = "model.joblib"
@@ -58,11 +66,52 @@ def parse_ref(text: str) -> ModelRef:
     return ModelRef(name, int(version) if version else None)
 
 
-class Registry:
-    """A directory of named, versioned models."""
+MIN_KEY_BYTES: Final = 16
 
-    def __init__(self, root: Path) -> None:
+
+def read_key(key_file: str | None, registry: Path) -> bytes | None:
+    """Read the model signing key named by ``[model] key_file``, if one is configured.
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read, holds fewer than 16 bytes, or lies inside the
+        registry (whoever can write the models could then replace the key too).
+    """
+    if not key_file:
+        return None
+    path = Path(key_file)
+    if path.resolve().is_relative_to(Path(registry).resolve()):
+        raise ConfigError(f"[model] key_file {path} lies inside the registry {registry}")
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"[model] key_file {path}: cannot be read ({exc.strerror})") from exc
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"[model] key_file {path}: a key needs {MIN_KEY_BYTES} bytes or more")
+    return key
+
+
+def _signature(key: bytes, card: dict[str, Any]) -> str:
+    unsigned = {k: v for k, v in card.items() if k != "signature"}
+    body = json.dumps(json.loads(json.dumps(unsigned, default=str)), sort_keys=True)
+    return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+class Registry:
+    """A directory of named, versioned models.
+
+    Parameters
+    ----------
+    root
+        The registry directory.
+    key
+        Signing key: cards are signed on save and must carry a matching signature to load.
+    """
+
+    def __init__(self, root: Path, key: bytes | None = None) -> None:
         self.root = Path(root)
+        self.key = key
 
     def versions(self, name: str) -> list[int]:
         """Return the versions of ``name``, ascending."""
@@ -125,6 +174,8 @@ class Registry:
                 "version": version,
                 "sha256": hashlib.sha256(blob).hexdigest(),
             }
+            if self.key is not None:
+                full["signature"] = _signature(self.key, full)
             (tmp / CARD_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
             target = base / str(version)
             tmp.rename(target)
@@ -166,6 +217,21 @@ class Registry:
             raise ModelError(f"{path}: a model card must be a JSON object")
         return card
 
+    def _check_signature(self, directory: Path, card: dict[str, Any]) -> None:
+        if self.key is None:
+            return
+        signature = card.get("signature")
+        if not isinstance(signature, str):
+            raise ModelError(
+                f"{directory}: the model card is not signed and a signing key is configured: "
+                "refusing to load it (retrain it with the key)"
+            )
+        if not hmac.compare_digest(signature, _signature(self.key, card)):
+            raise ModelError(
+                f"{directory}: the model card's signature does not match the configured key: "
+                "refusing to load it (the card or model was changed, or another key signed it)"
+            )
+
     def load(self, ref: ModelRef) -> tuple[object, dict[str, Any]]:
         """Load a model after checking its bytes against the sha256 on its card.
 
@@ -182,6 +248,7 @@ class Registry:
             blob = (directory / MODEL_FILE).read_bytes()
         except OSError as exc:
             raise ModelError(f"{directory / MODEL_FILE}: cannot be read ({exc})") from exc
+        self._check_signature(directory, card)
         if hashlib.sha256(blob).hexdigest() != card.get("sha256"):
             raise ModelError(
                 f"{directory / MODEL_FILE} does not match the sha256 on its card: refusing "

@@ -42,3 +42,49 @@ def test_a_card_that_is_not_an_object_or_a_model_that_is_not_one_exit_5(tmp_path
     (tmp_path / "m" / "1" / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="cannot be loaded"):
         registry.load(ModelRef("m"))
+
+
+def test_signed_models_refuse_unsigned_and_tampered_cards(tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    from crmkit.errors import ConfigError
+    from crmkit.registry import read_key
+
+    key_file = tmp_path / "model.key"
+    key_file.write_text("a-secret-key-of-enough-bytes\n")
+    models = tmp_path / "models"
+    key = read_key(str(key_file), models)
+    model = DummyClassifier().fit([[0], [1]], [0, 1])
+    Registry(models).save("plain", model, {"kind": "hgb"})
+    Registry(models, key).save("signed", model, {"kind": "hgb"})
+    signed = Registry(models, key)
+    loaded, card = signed.load(ModelRef("signed"))
+    assert len(card["signature"]) == 64
+    assert loaded.predict_proba([[0]]).shape == (1, 2)
+    with pytest.raises(ModelError, match="not signed"):
+        signed.load(ModelRef("plain"))
+    # an attacker who can write the registry rewrites the model and its hash, not the key
+    card_path = models / "signed" / "1" / "card.json"
+    tampered = json.loads(card_path.read_text())
+    tampered["horizon_days"] = 7
+    card_path.write_text(json.dumps(tampered))
+    with pytest.raises(ModelError, match="signature does not match"):
+        signed.load(ModelRef("signed"))
+    assert Registry(models).load(ModelRef("plain"))[1]["kind"] == "hgb"  # no key: hash only
+    with pytest.raises(ConfigError, match="inside the registry"):
+        read_key(str(models / "k"), models)
+    (tmp_path / "short.key").write_text("short")
+    with pytest.raises(ConfigError, match="16 bytes"):
+        read_key(str(tmp_path / "short.key"), models)
+
+
+def test_score_refuses_an_unsigned_model_when_a_key_is_configured(tmp_path, runner, monkeypatch):
+    from .conftest import invoke, trained_sample_store
+
+    store, registry = trained_sample_store(tmp_path)
+    key_file = tmp_path / "model.key"
+    key_file.write_text("another-secret-key-0123456789")
+    monkeypatch.setenv("CRMKIT_MODEL_KEY_FILE", str(key_file))
+    args = ["--as-of", "2025-01-01", "--store", str(store.root), "--registry", str(registry.root)]
+    result = invoke(runner, "score", *args, "--out", str(tmp_path / "s.csv"), code=5)
+    assert "not signed" in result.stderr

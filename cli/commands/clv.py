@@ -14,8 +14,8 @@ from crmkit_cli.common import (
     StoreOpt,
     emit_json,
     err,
+    open_registry,
     parse_date,
-    registry_path,
     settings,
     table,
     user_errors,
@@ -45,14 +45,14 @@ def fit(
     Example: crmkit clv fit --as-of 2011-09-01 --name clv
     """
     from crmkit.clv import fit_store
-    from crmkit.registry import Registry, parse_ref
+    from crmkit.registry import parse_ref
     from crmkit.store import Store
 
     with user_errors():
         cfg = settings(config)
         ref = parse_ref(name)
         model, card = fit_store(Store(store), parse_date(as_of, "--as-of"), cfg.features, penalty)
-        version, path = Registry(registry_path(cfg, registry)).save(ref.name, model, card)
+        version, path = open_registry(cfg, registry).save(ref.name, model, card)
     summary = {"model": f"{ref.name}:{version}", "path": str(path), **card}
     if as_json:
         emit_json(summary)
@@ -84,13 +84,13 @@ def predict(
     Example: crmkit clv predict --as-of 2011-09-01 --horizon 90 --out clv.parquet
     """
     from crmkit.export import write_table
-    from crmkit.registry import Registry, parse_ref
+    from crmkit.registry import parse_ref
     from crmkit.scoring import clv_predictions, clv_summary
     from crmkit.store import Store
 
     with user_errors():
         cfg = settings(config)
-        reg = Registry(registry_path(cfg, registry))
+        reg = open_registry(cfg, registry)
         date = parse_date(as_of, "--as-of")
         frame = clv_predictions(Store(store), date, horizon, reg, parse_ref(model), cfg)
         write_table(frame, out)

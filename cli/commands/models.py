@@ -10,7 +10,7 @@ from crmkit_cli.common import (
     RegistryOpt,
     emit_json,
     err,
-    registry_path,
+    open_registry,
     settings,
     table,
     user_errors,
@@ -30,12 +30,11 @@ def list_models(
 
     Example: crmkit models list --json
     """
-    from crmkit.registry import Registry
     from crmkit.registry import list_models as rows_of
 
     with user_errors():
         cfg = settings(config)
-        rows = rows_of(Registry(registry_path(cfg, registry)))
+        rows = rows_of(open_registry(cfg, registry))
     if as_json:
         emit_json(rows)
     if quiet:
@@ -55,10 +54,10 @@ def show(
 
     Example: crmkit models show churn:3
     """
-    from crmkit.registry import Registry, parse_ref
+    from crmkit.registry import parse_ref
 
     with user_errors():
         cfg = settings(config)
-        card = Registry(registry_path(cfg, registry)).card(parse_ref(ref))
+        card = open_registry(cfg, registry).card(parse_ref(ref))
     if not quiet:
         emit_json(card)

@@ -12,8 +12,8 @@ from crmkit_cli.common import (
     RegistryOpt,
     StoreOpt,
     err,
+    open_registry,
     parse_date,
-    registry_path,
     settings,
     user_errors,
 )
@@ -43,7 +43,7 @@ def report(
 
     Example: crmkit report --as-of 2025-01-01 --campaign winback --out report.html
     """
-    from crmkit.registry import Registry, parse_ref
+    from crmkit.registry import parse_ref
     from crmkit.report import gather, write_report
     from crmkit.store import Store
 
@@ -53,7 +53,7 @@ def report(
             Store(store),
             parse_date(as_of, "--as-of"),
             cfg,
-            Registry(registry_path(cfg, registry)),
+            open_registry(cfg, registry),
             parse_ref(model or cfg.model.name),
             campaign,
             window,

@@ -14,9 +14,9 @@ from crmkit_cli.common import (
     StoreOpt,
     emit_json,
     err,
+    open_registry,
     parse_date,
     progress_bar,
-    registry_path,
     settings,
     table,
     user_errors,
@@ -67,7 +67,6 @@ def train(
     """
     from crmkit.config import overlay
     from crmkit.model import train_and_save
-    from crmkit.registry import Registry
     from crmkit.store import Store
 
     with user_errors():
@@ -82,7 +81,7 @@ def train(
                 parse_date(as_of, "--as-of"),
                 horizon,
                 cfg,
-                Registry(registry_path(cfg, registry)),
+                open_registry(cfg, registry),
                 created=utc_now(),
                 progress=advance,
             )
