@@ -613,3 +613,43 @@ def test_nul_bytes_in_ids_and_amounts_are_quarantined(tmp_path):
     assert stored_frame(tmp_path / "s")["amount"].to_list() == [7.5]
     assert report.rows_quarantined == 2
     assert set(Store(tmp_path / "s").quarantine()["reason"]) == {"control_character"}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs (needs root, as in CI); skipped where mounting is not allowed."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_named_not_blamed_on_the_input(tmp_path, small_disk, runner):
+    from crmkit.simulate import SimulationConfig, write_sample
+
+    from .conftest import invoke
+
+    sample = write_sample(
+        SimulationConfig(customers=40_000, start=dt.date(2023, 1, 1), end=dt.date(2025, 1, 1)),
+        tmp_path / "data",
+    )
+    result = invoke(
+        runner, "ingest", str(sample.transactions), "--store", str(small_disk / "s"), code=4
+    )
+    assert "No space left on device" in result.stderr
+    assert "cannot be parsed" not in result.stderr
+    assert not (small_disk / "s" / "manifest.json").exists()

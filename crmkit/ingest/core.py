@@ -24,7 +24,7 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.config import IngestConfig, StoreConfig
-from crmkit.errors import BadInputError
+from crmkit.errors import BadInputError, from_os_error
 from crmkit.hashing import add_short_hash, add_stable_hash, bucket_expr
 from crmkit.ingest import sniff
 from crmkit.ingest.dedupe import commit_buckets
@@ -244,6 +244,7 @@ def _ingest_file(
         except pl.exceptions.NoDataError as exc:
             raise BadInputError(f"{source}: file is empty (no header row)") from exc
         except pl.exceptions.PolarsError as exc:
+            _check_writable(work, exc)
             bad = sniff.invalid_utf8_offset(prepared.path) if text_encoding == "utf-8" else None
             if bad is None:
                 raise _read_error(source, prepared.path, exc, cfg) from exc
@@ -254,6 +255,36 @@ def _ingest_file(
                 ) from exc
             text_encoding = sniff.fallback_encoding(source)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_PROBE_BYTES: Final = 1024 * 1024
+
+
+def _check_writable(work: Path, exc: Exception) -> None:
+    """Blame the disk, not the input, when the staging area cannot take a write.
+
+    polars reports a failed write (a full or read-only disk) as a compute error like a
+    parse failure; writing and syncing a probe file beside the staged files tells them
+    apart without reading the message.
+
+    Raises
+    ------
+    StoreWriteError
+        When the probe cannot be written (exit 4, with the operating system's reason).
+    """
+    probe = work / "space-probe"
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as fh:
+            fh.write(bytes(_PROBE_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as os_exc:
+        if not os_exc.filename:
+            os_exc.filename = str(work)
+        raise from_os_error(os_exc) from exc
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def _read_error(source: Path, plain: Path, exc: Exception, cfg: IngestConfig) -> BadInputError:
