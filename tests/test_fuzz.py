@@ -5,8 +5,8 @@ error), and the store is either unchanged (same manifest bytes) or changed by ex
 what the command reports (``rows_read = stored + duplicate + quarantined`` and the store
 grows by ``rows_stored`` and ``rows_quarantined``).
 
-``make test`` runs about 2,500 cases; ``make fuzz`` multiplies every count by
-``CRMKIT_FUZZ_SCALE`` (default 5 there: about 12,500 cases).
+``make test`` runs 2,700 cases; ``make fuzz`` multiplies every count by
+``CRMKIT_FUZZ_SCALE`` (default 5 there: 13,500 cases).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .conftest import NOW, SAMPLE_DATA, trained_sample_store
 
 ALLOWED = {0, 2, 3, 4, 5}
 SCALE = float(os.environ.get("CRMKIT_FUZZ_SCALE", "1"))
-COUNTS = {"files": 1200, "configs": 500, "optouts": 600, "argv": 250}
+COUNTS = {"files": 1200, "configs": 500, "optouts": 600, "argv": 400}
 CASES = {k: max(1, int(v * SCALE)) for k, v in COUNTS.items()}
 
 
@@ -312,15 +312,63 @@ def command_line(draw: st.DrawFn) -> list[str]:
     return argv
 
 
+def damage_store(store: Path, registry: Path, how: str) -> None:
+    """Break a store or registry copy the ways hostile environments do."""
+    manifest_path = store / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    parts = manifest["parts"]["transactions"]
+    if how == "no_manifest":
+        manifest_path.unlink()
+    elif how == "manifest_list":
+        manifest_path.write_text("[]")
+    elif how == "manifest_garbage":
+        manifest_path.write_bytes(b"\x00\xff{")
+    elif how == "outside_path":
+        parts[0]["path"] = "../outside.parquet"
+        manifest_path.write_text(json.dumps(manifest))
+    elif how == "truncated_part":
+        part = store / parts[0]["path"]
+        part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    elif how == "missing_part":
+        (store / parts[-1]["path"]).unlink()
+    elif how == "card_list":
+        (registry / "churn" / "1" / "card.json").write_text("[]")
+    elif how == "model_not_a_model":
+        import hashlib
+        import pickle
+
+        blob = pickle.dumps({"not": "a model"})
+        (registry / "churn" / "1" / "model.joblib").write_bytes(blob)
+        card_path = registry / "churn" / "1" / "card.json"
+        card = json.loads(card_path.read_text())
+        card["sha256"] = hashlib.sha256(blob).hexdigest()
+        card_path.write_text(json.dumps(card))
+
+
+DAMAGE = st.sampled_from(
+    [
+        "none", "none", "none", "none", "no_manifest", "manifest_list", "manifest_garbage",
+        "outside_path", "truncated_part", "missing_part", "card_list", "model_not_a_model",
+    ]
+)  # fmt: skip
+
+
 @fuzz("argv")
-@given(argv=command_line(), target=st.sampled_from(["out", "file", "missing/deep"]))
-def test_command_lines(trained, tmp_path_factory, argv, target):
+@given(
+    argv=command_line(),
+    target=st.sampled_from(["out", "file", "missing/deep"]),
+    damage=DAMAGE,
+)
+def test_command_lines(trained, tmp_path_factory, argv, target, damage):
     if argv[:2] in (["models", "show"], ["clv", "fit"]) and len(argv) == 2:
         argv = [*argv, "churn"] if argv[0] == "models" else argv
     store, registry, optouts = trained
     work = tmp_path_factory.mktemp("a")
-    copy = work / "s"
+    copy, models = work / "s", work / "models"
     shutil.copytree(store, copy)
+    shutil.copytree(registry, models)
+    damage_store(copy, models, damage)
+    files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.parquet"))
     out = work / target
     if target == "file":
         out.write_text("not a directory\n")
@@ -333,11 +381,17 @@ def test_command_lines(trained, tmp_path_factory, argv, target):
     if argv[0] in TAKES_OUT and argv[:2] != ["store", "info"]:
         args += ["--out", str(out)]
     if argv[0] in TAKES_REGISTRY:
-        args += ["--registry", str(registry)]
+        args += ["--registry", str(models)]
     if argv[0] == "targets":
         args += ["--optouts", str(optouts)]
     result = run(CliRunner(), *args)
     event(f"{argv[0]} exit {result.exit_code}")
+    event(f"damage {damage} exit {result.exit_code}")
     if result.exit_code != 0 and argv[0] != "run":
         assert manifest_bytes(copy) == manifest
-    Store(copy).manifest()  # whatever happened, the store still reads
+    if damage == "none":
+        Store(copy).manifest()  # whatever happened, the store still reads
+    elif damage in ("no_manifest", "manifest_list", "manifest_garbage", "outside_path"):
+        # a damaged store is never "repaired" by deleting its parts
+        after = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.parquet"))
+        assert set(files) <= set(after)
