@@ -163,17 +163,21 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
     amount = pl.when(cancelled).then(-amount.abs()).otherwise(amount)
     quantity = pl.when(cancelled).then(-quantity.abs()).otherwise(quantity)
 
+    numeric = [c for c in schema.NUMERIC_COLUMNS if c in m]
     ambiguous = pl.lit(value=False)
     if not plan.plain_numbers:
-        for canonical in schema.NUMERIC_COLUMNS:
+        for canonical in numeric:
             if canonical in m:
                 clash = parse.contradicts_decimal(text(canonical), plan.decimal)
                 ambiguous = ambiguous | clash.fill_null(value=False)
+    # An id with a control byte would be stored as another customer; an amount's would be
+    # stripped by the full number parser (plain numbers with one fail to parse anyway, and
+    # a date's fail to parse), so only those two are checked.
+    checked = (schema.CUSTOMER_ID,) if plan.plain_numbers else (schema.CUSTOMER_ID, *numeric)
     control = pl.lit(value=False)
-    for canonical in (schema.CUSTOMER_ID, schema.TS, *schema.NUMERIC_COLUMNS):
-        if canonical in m:
-            found = text(canonical).str.contains(parse.CONTROL_CHARACTERS)
-            control = control | found.fill_null(value=False)
+    for canonical in checked:
+        found = text(canonical).str.contains(parse.CONTROL_CHARACTERS)
+        control = control | found.fill_null(value=False)
     amount_present = text(schema.AMOUNT).is_not_null()
     if schema.QUANTITY in m and schema.UNIT_PRICE in m:
         amount_present = amount_present | (
