@@ -260,7 +260,10 @@ class TargetPolicy:
     default_treatment
         Treatment of segments not in ``treatments``.
     costs
-        Treatment -> cost per contact, for ``budget``.
+        Treatment -> cost per contact, for ``budget`` and the spend report.
+    default_cost
+        Cost per contact of treatments without an entry in ``costs``. A budget with a
+        treatment that has neither is refused: it would count that treatment as free.
     """
 
     min_customer_value: float = 0.0
@@ -277,6 +280,7 @@ class TargetPolicy:
     treatments: Mapping[str, str] = field(default_factory=dict)
     default_treatment: str = "email"
     costs: Mapping[str, float] = field(default_factory=dict)
+    default_cost: float | None = None
 
 
 @dataclass(frozen=True)
@@ -457,6 +461,7 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("targeting", "holdout_fraction", *_between(0, 1, open_high=True)),
     ("targeting", "cooldown_days", *_between(0, 36500)),
     ("targeting", "costs", (lambda v: all(c >= 0 for c in v.values())), "costs of 0 or more"),
+    ("targeting", "default_cost", (lambda v: v is None or v >= 0), "at least 0"),
 )
 
 

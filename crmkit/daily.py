@@ -32,7 +32,7 @@ from crmkit.ingest.sniff import directory_files
 from crmkit.registry import Registry, parse_ref, read_key
 from crmkit.scoring import ScoreResult, score_customers
 from crmkit.store import Store
-from crmkit.targeting import TargetResult, check_campaign, write_targets
+from crmkit.targeting import TargetResult, check_campaign, check_policy, write_targets
 
 LOG_FILE = "run.jsonl"
 
@@ -137,6 +137,7 @@ def targets_for(
 ) -> TargetResult:
     """Score (unless ``scores`` is given) and write the day's list: ``crmkit targets``."""
     check_campaign(options.campaign)
+    check_policy(settings.targeting)
     if scores is None:
         scores = score_for(store, options, settings)
     return write_targets(
@@ -168,6 +169,7 @@ def run_daily(
         As the steps raise them; steps completed before stay committed (see above).
     """
     check_campaign(options.campaign)
+    check_policy(settings.targeting)
     ref = parse_ref(options.model or settings.model.name)
     log = RunLog(store, now)
     with store.lock():

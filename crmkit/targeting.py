@@ -91,6 +91,13 @@ def check_policy(policy: TargetPolicy) -> None:
             f"[targeting.treatments]: unknown {policy.treatment_by} name(s) "
             f"{', '.join(unknown)}; known: {', '.join(known)}"
         )
+    free = sorted(t for t in policy_treatments(policy) if t not in policy.costs)
+    if policy.budget is not None and free and policy.default_cost is None:
+        raise ConfigError(
+            f"--budget {policy.budget:g}: treatment(s) {', '.join(free)} have no cost in "
+            "[targeting.costs], so the budget would count them as free; give them a cost "
+            "or set [targeting] default_cost"
+        )
     bad_tiers = sorted(set(policy.exclude_tiers) - set(VALUE_TIERS))
     if bad_tiers:
         raise ConfigError(
@@ -135,6 +142,7 @@ class TargetResult:
     excluded: dict[str, int]
     warnings: tuple[str, ...]
     status: str = "recorded"
+    spend: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     ledger_rows: int = 0
     optouts_removed: int = 0
@@ -153,6 +161,7 @@ class TargetResult:
             "excluded": self.excluded,
             "ledger_rows_added": self.ledger_rows,
             "optouts_removed_since_recorded": self.optouts_removed,
+            "spend": self.spend,
             "balance": self.balance.to_dicts(),
             "warnings": list(self.warnings),
         }
@@ -166,8 +175,45 @@ def _treatment_expr(policy: TargetPolicy) -> pl.Expr:
     return out
 
 
+def policy_treatments(policy: TargetPolicy) -> list[str]:
+    """Every treatment the policy can choose: the mapped ones and the default."""
+    return sorted({*policy.treatments.values(), policy.default_treatment})
+
+
+def spend_report(contacts: pl.DataFrame, policy: TargetPolicy) -> dict[str, Any]:
+    """Contacts and spend per treatment of a contact file, against the budget."""
+    rows = (
+        contacts.group_by("treatment")
+        .agg(pl.len().alias("contacts"))
+        .with_columns(
+            (
+                pl.col("contacts")
+                * pl.col("treatment").replace_strict(
+                    dict(policy.costs), default=policy.default_cost, return_dtype=pl.Float64
+                )
+            ).alias("spend")
+        )
+        .sort("treatment")
+    )
+    by_treatment = {
+        r["treatment"]: {
+            "contacts": r["contacts"],
+            "spend": None if r["spend"] is None else round(r["spend"], 2),
+        }
+        for r in rows.iter_rows(named=True)
+    }
+    known = [v["spend"] for v in by_treatment.values() if v["spend"] is not None]
+    unpriced = sorted(t for t, v in by_treatment.items() if v["spend"] is None)
+    return {
+        "by_treatment": by_treatment,
+        "total": round(sum(known), 2),
+        "budget": policy.budget,
+        "unpriced": unpriced,
+    }
+
+
 def _cost_expr(policy: TargetPolicy) -> pl.Expr:
-    cost = pl.lit(0.0)
+    cost = pl.lit(policy.default_cost or 0.0)
     for treatment, value in sorted(policy.costs.items()):
         cost = pl.when(pl.col("treatment") == treatment).then(pl.lit(value)).otherwise(cost)
     return pl.when(pl.col("group") == "treatment").then(cost).otherwise(0.0)
@@ -399,6 +445,7 @@ def write_targets(
         excluded=excluded | {"optouts_unknown_to_store": unknown},
         warnings=(*warnings, *balance_warnings),
         status=day.status,
+        spend=spend_report(contacts, policy),
         paths={k: str(v) for k, v in paths.items()},
         ledger_rows=day.added,
         optouts_removed=day.optouts_removed,

@@ -126,3 +126,36 @@ def test_unknown_optout_ids_are_counted(tmp_path):
     assert result.excluded["opted_out"] == 4
     assert result.excluded["optouts_unknown_to_store"] == 2
     assert any("2 of 6 opted-out id(s) name no customer" in w for w in result.warnings)
+
+
+def test_a_budget_with_unpriced_treatments_is_refused(tmp_path):
+    from crmkit.errors import ConfigError
+
+    policy = TargetPolicy(min_churn_probability=0.0, exclude_tiers=(), budget=100.0)
+    with pytest.raises(ConfigError, match=r"--budget 100: treatment\(s\) email have no cost") as e:
+        write_targets(scores_frame(100), Store(tmp_path / "s"), "c", DAY, policy, tmp_path / "o")
+    assert e.value.exit_code == 2
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_the_budget_binds_and_the_spend_is_reported(tmp_path):
+    policy = TargetPolicy(
+        min_churn_probability=0.0,
+        exclude_tiers=(),
+        budget=50.0,
+        treatments={"platinum": "call"},
+        costs={"call": 8.0},
+        default_cost=0.5,
+    )
+    result = write_targets(scores_frame(1_000), Store(tmp_path / "s"), "c", DAY, policy, tmp_path)
+    spend = result.summary()["spend"]
+    contacts = _read(result.paths["contacts"])
+    calls = contacts.filter(pl.col("treatment") == "call").height
+    emails = contacts.filter(pl.col("treatment") == "email").height
+    assert spend["by_treatment"] == {
+        "call": {"contacts": calls, "spend": calls * 8.0},
+        "email": {"contacts": emails, "spend": emails * 0.5},
+    }
+    assert spend["total"] == calls * 8.0 + emails * 0.5 <= 50.0
+    assert spend["total"] > 50.0 - 8.0  # the list stops at the budget, not before
+    assert spend["budget"] == 50.0

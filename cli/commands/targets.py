@@ -39,6 +39,17 @@ OutDirOpt = Annotated[Path, typer.Option("--out", help="Directory of target list
 FormatOpt = Annotated[Format, typer.Option("--format", help="csv or parquet.")]
 
 
+def spend_line(spend: dict[str, Any]) -> str:
+    """One line: contacts and spend per treatment, the total, and the budget."""
+    parts = []
+    for name, item in spend["by_treatment"].items():
+        cost = "no cost set" if item["spend"] is None else f"{item['spend']:,.2f}"
+        parts.append(f"{name} {item['contacts']:,} ({cost})")
+    budget = spend["budget"]
+    against = f" of budget {budget:,.2f}" if budget is not None else ""
+    return f"spend {spend['total']:,.2f}{against}: {', '.join(parts) or 'no contacts'}"
+
+
 def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
     """Print the group sizes, balance table, exclusions and warnings of a target list."""
     for warning in summary["warnings"]:
@@ -63,6 +74,7 @@ def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
     excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items())
     err.print(f"customers: {excluded}")
     err.print(f"list {summary['status']}: {summary['contacts']:,} to contact")
+    err.print(spend_line(summary["spend"]))
     err.print(f"contact file: {summary['contact_file']}")
     err.print(f"assignment file: {summary['assignment_file']}")
 
