@@ -49,6 +49,7 @@ class RunOptions:
     model: str | None = None
     fmt: str = "csv"
     replace: bool = False
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def targets_for(
         fmt=options.fmt,
         locked=locked,
         replace=options.replace,
+        dry_run=options.dry_run,
     )
 
 
@@ -171,6 +173,8 @@ def run_daily(
     check_campaign(options.campaign)
     check_policy(settings.targeting)
     ref = parse_ref(options.model or settings.model.name)
+    if options.dry_run:
+        return _dry_run(store, options, settings)
     log = RunLog(store, now)
     with store.lock():
         log.write("start", date=options.date, campaign=options.campaign, model=str(ref))
@@ -185,6 +189,19 @@ def run_daily(
             raise
         log.write("end", exit_code=0, completed=done)
     return result
+
+
+def _dry_run(store: Store, options: RunOptions, settings: Settings) -> RunResult:
+    """Score the store as it is and build the day's list; ingest, record and write nothing.
+
+    The inbox's files are listed as pending: their rows are not in these scores.
+    """
+    files, skipped = inbox_files(options.inbox) if options.inbox else ([], [])
+    scores = score_for(store, options, settings)
+    targets = targets_for(store, options, settings, scores)
+    model = f"{scores.card['name']}:{scores.card['version']}"
+    pending = tuple(f"{f.name}: not ingested (dry run)" for f in files)
+    return RunResult(options.date, [], scores.frame.height, targets, model, (*pending, *skipped))
 
 
 def _steps(

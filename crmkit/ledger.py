@@ -68,10 +68,6 @@ def read_ledger(store: Store) -> pl.DataFrame:
     return store.scan_kind("ledger", LEDGER_SCHEMA).collect()
 
 
-def _ledger_of(writer: StoreWriter) -> pl.DataFrame:
-    return writer.scan("ledger", LEDGER_SCHEMA).collect()
-
-
 def _day(campaign: str, as_of: dt.date) -> pl.Expr:
     return (pl.col("campaign_id") == campaign) & (pl.col("as_of") == as_of)
 
@@ -105,6 +101,49 @@ def _refill_only(recorded: pl.DataFrame, new: pl.DataFrame) -> bool:
     return bool(extra["rank"].min() > kept["rank"].max())  # type: ignore[operator]
 
 
+def plan_day(
+    entries: pl.DataFrame,
+    campaign: str,
+    as_of: dt.date,
+    new: pl.DataFrame,
+    optouts: pl.Series,
+    *,
+    replace: bool = False,
+) -> tuple[DayRecord, pl.DataFrame | None]:
+    """Decide what recording ``new`` for (``campaign``, ``as_of``) does, writing nothing.
+
+    Returns the day's record and the whole new ledger content (None: the ledger stays as
+    it is; ``entries`` plus the day's rows otherwise).
+
+    Raises
+    ------
+    ListChangedError
+        The day is recorded with other assignments and ``replace`` is false.
+    """
+    recorded = entries.filter(_day(campaign, as_of))
+    others = entries.filter(~_day(campaign, as_of))
+    new = new.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA)  # type: ignore[arg-type]
+    if recorded.height == 0:
+        status: Status = "recorded" if new.height else "empty"
+        return DayRecord(new, status, new.height, 0), (entries.vstack(new) if new.height else None)
+    kept = recorded.filter(~pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
+    removed = recorded.height - kept.height
+    same = _keys(kept) == _keys(new) or _refill_only(kept, new)
+    if same and not removed:
+        return DayRecord(recorded, "unchanged", 0, 0), None
+    if same:
+        return DayRecord(kept, "optouts_removed", 0, removed), others.vstack(kept)
+    differences = len(_keys(kept) ^ _keys(new))
+    if not replace:
+        raise ListChangedError(
+            f"campaign {campaign} already has a list for {as_of} ({recorded.height:,} "
+            f"customers) and this run would change {differences:,} assignment(s) (new data, "
+            "model or policy); the recorded list and its files are kept. Re-run with "
+            "--replace to replace both"
+        )
+    return DayRecord(new, "replaced", new.height, removed, differences), others.vstack(new)
+
+
 def record_day(
     writer: StoreWriter,
     campaign: str,
@@ -116,38 +155,21 @@ def record_day(
 ) -> DayRecord:
     """Record ``new`` as the list of (``campaign``, ``as_of``), or keep the recorded one.
 
-    Commits the writer when the ledger changes. ``new`` holds the ledger columns.
+    Commits the writer when the ledger changes: a new day is appended as one part; a
+    change to a recorded day rewrites the ledger. ``new`` holds the ledger columns.
 
     Raises
     ------
     ListChangedError
         The day is recorded with other assignments and ``replace`` is false.
     """
-    entries = _ledger_of(writer)
-    recorded = entries.filter(_day(campaign, as_of))
-    new = new.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA)  # type: ignore[arg-type]
-    if recorded.height == 0:
-        if new.height:
-            writer.add_frame("ledger", new)
-            writer.commit()
-        return DayRecord(new, "recorded" if new.height else "empty", new.height, 0)
-    kept = recorded.filter(~pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
-    removed = recorded.height - kept.height
-    same = _keys(kept) == _keys(new) or _refill_only(kept, new)
-    if same and not removed:
-        return DayRecord(recorded, "unchanged", 0, 0)
-    if same:
-        writer.replace_all("ledger", entries.filter(~_day(campaign, as_of)).vstack(kept))
-        writer.commit()
-        return DayRecord(kept, "optouts_removed", 0, removed)
-    differences = len(_keys(kept) ^ _keys(new))
-    if not replace:
-        raise ListChangedError(
-            f"campaign {campaign} already has a list for {as_of} ({recorded.height:,} "
-            f"customers) and this run would change {differences:,} assignment(s) (new data, "
-            "model or policy); the recorded list and its files are kept. Re-run with "
-            "--replace to replace both"
-        )
-    writer.replace_all("ledger", entries.filter(~_day(campaign, as_of)).vstack(new))
+    entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
+    day, content = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
+    if content is None:
+        return day
+    if day.status == "recorded":
+        writer.add_frame("ledger", day.rows)
+    else:
+        writer.replace_all("ledger", content)
     writer.commit()
-    return DayRecord(new, "replaced", new.height, removed, differences)
+    return day

@@ -23,7 +23,7 @@ from crmkit.config import Settings, TargetPolicy, validate
 from crmkit.errors import ConfigError, UsageError
 from crmkit.export import write_table
 from crmkit.hashing import add_stable_hash, unit_interval_expr
-from crmkit.ledger import LEDGER_SCHEMA, NO_TREATMENT, arm, record_day
+from crmkit.ledger import LEDGER_SCHEMA, NO_TREATMENT, arm, plan_day, read_ledger, record_day
 from crmkit.numbers import as_float
 from crmkit.optouts import read_optouts
 from crmkit.segments import RFM_SEGMENTS, VALUE_TIERS
@@ -381,6 +381,20 @@ def _prepare_directory(directory: Path) -> None:
         ) from exc
 
 
+def _day_list(
+    entries: pl.DataFrame,
+    scores: pl.DataFrame,
+    campaign: str,
+    as_of: dt.date,
+    policy: TargetPolicy,
+    optouts: pl.Series,
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Select the day's list in ledger columns from the scores, ledger and opt-outs."""
+    recent = recently_assigned(entries, campaign, as_of, policy.cooldown_days)
+    frame, excluded = select_targets(scores, campaign, as_of, policy, recent, optouts)
+    return frame.with_columns(_treatment_expr(policy).alias("planned_treatment")), excluded
+
+
 def write_targets(
     scores: pl.DataFrame,
     store: Store,
@@ -392,6 +406,7 @@ def write_targets(
     fmt: str = "csv",
     locked: bool = False,
     replace: bool = False,
+    dry_run: bool = False,
 ) -> TargetResult:
     """Build the day's list, record it in the ledger, write its two files from the ledger.
 
@@ -399,6 +414,8 @@ def write_targets(
     with which treatment) and ``<as_of>.assignments.<fmt>`` (every group, for evaluation).
     Both are rendered from the ledger after it is committed and written atomically, so a
     re-run of the day rewrites the same bytes (see :mod:`crmkit.ledger` for re-runs).
+    With ``dry_run`` the list and its summary are what a real run would give, and nothing
+    is written: no ledger row, no file, no directory.
 
     Raises
     ------
@@ -414,26 +431,31 @@ def write_targets(
     if fmt not in ("csv", "parquet"):
         raise UsageError(f"--format {fmt!r}: use csv or parquet")
     paths = list_paths(out_dir, campaign, as_of, fmt)
-    _prepare_directory(paths["contacts"].parent)
+    if not dry_run:
+        _prepare_directory(paths["contacts"].parent)
     optouts = pl.Series(schema.CUSTOMER_ID, [], dtype=pl.String)
     if policy.optouts:
         optouts = read_optouts(Path(policy.optouts))
-    warnings: list[str] = []
-    with store.writer(locked=locked) as writer:
-        unknown = optouts_unknown(store, optouts)
-        if unknown:
-            warnings.append(
-                f"{unknown:,} of {optouts.len():,} opted-out id(s) name no customer in the "
-                "store; check the opt-out file's id format"
-            )
-        entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
-        recent = recently_assigned(entries, campaign, as_of, policy.cooldown_days)
-        frame, excluded = select_targets(scores, campaign, as_of, policy, recent, optouts)
-        new = frame.with_columns(_treatment_expr(policy).alias("planned_treatment"))
-        day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
+    if dry_run:
+        entries = read_ledger(store)
+        new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts)
+        day, _ = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
+    else:
+        with store.writer(locked=locked) as writer:
+            entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
+            new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts)
+            day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
     assignments, contacts = render_day(day.rows)
-    write_table(contacts, paths["contacts"])
-    write_table(assignments, paths["assignments"])
+    if not dry_run:
+        write_table(contacts, paths["contacts"])
+        write_table(assignments, paths["assignments"])
+    unknown = optouts_unknown(store, optouts)
+    warnings = []
+    if unknown:
+        warnings.append(
+            f"{unknown:,} of {optouts.len():,} opted-out id(s) name no customer in the "
+            "store; check the opt-out file's id format"
+        )
     covariates = scores.select(schema.CUSTOMER_ID, "recency_days")
     balance, balance_warnings = balance_report(
         assignments.join(covariates, on=schema.CUSTOMER_ID, how="left")
@@ -444,9 +466,9 @@ def write_targets(
         balance=balance,
         excluded=excluded | {"optouts_unknown_to_store": unknown},
         warnings=(*warnings, *balance_warnings),
-        status=day.status,
+        status=f"dry run: {day.status}" if dry_run else day.status,
         spend=spend_report(contacts, policy),
-        paths={k: str(v) for k, v in paths.items()},
-        ledger_rows=day.added,
+        paths={} if dry_run else {k: str(v) for k, v in paths.items()},
+        ledger_rows=0 if dry_run else day.added,
         optouts_removed=day.optouts_removed,
     )

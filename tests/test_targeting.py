@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -339,3 +340,34 @@ def test_inbox_passes_over_links_out_of_it_and_other_files_with_warnings(trained
     log = (store.root / "logs" / "run.jsonl").read_text()
     assert "SECRET-FIRST-LINE" not in log
     assert "link.csv" in log
+
+
+def test_dry_runs_write_nothing_and_preview_the_real_list(trained_store, tmp_path):
+    store, registry = trained_store
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "day.csv").write_text((MESSY / "duplicates.csv").read_text())
+    options = RunOptions(
+        date=dt.date(2025, 2, 1),
+        campaign="preview",
+        inbox=inbox,
+        out_dir=tmp_path / "out",
+        registry=registry.root,
+        dry_run=True,
+    )
+    manifest = (store.root / "manifest.json").read_bytes()
+    log = store.root / "logs" / "run.jsonl"
+    log_before = log.read_bytes() if log.exists() else b""
+    preview = run_daily(store, options, Settings(), lambda: NOW)
+    assert (store.root / "manifest.json").read_bytes() == manifest
+    assert (log.read_bytes() if log.exists() else b"") == log_before
+    assert not (tmp_path / "out").exists()
+    assert (inbox / "day.csv").exists()
+    summary = preview.summary()
+    assert summary["status"] == "dry run: recorded"
+    assert summary["contact_file"] is None
+    assert any("day.csv: not ingested (dry run)" in w for w in summary["warnings"])
+    real = run_daily(store, replace(options, inbox=None, dry_run=False), Settings(), lambda: NOW)
+    assert real.targets.frame.equals(preview.targets.frame)
+    assert real.summary()["groups"] == summary["groups"]
+    assert real.summary()["spend"] == summary["spend"]

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 from crmkit_cli.commands.targets import (
     CampaignOpt,
+    DryRunOpt,
     Format,
     FormatOpt,
     OutDirOpt,
@@ -42,6 +43,7 @@ def run(
     model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
+    dry_run: DryRunOpt = False,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -69,6 +71,7 @@ def run(
             model=model,
             fmt=fmt.value,
             replace=replace,
+            dry_run=dry_run,
         )
         result = run_daily(Store(store), options, cfg, utc_now)
     summary = result.summary()

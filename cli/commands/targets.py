@@ -75,10 +75,19 @@ def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
     err.print(f"customers: {excluded}")
     err.print(f"list {summary['status']}: {summary['contacts']:,} to contact")
     err.print(spend_line(summary["spend"]))
+    if summary["contact_file"] is None:
+        err.print("dry run: nothing was written")
+        return
     err.print(f"contact file: {summary['contact_file']}")
     err.print(f"assignment file: {summary['assignment_file']}")
 
 
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Build the list and its summary; write no ledger row and no file."
+    ),
+]
 ReplaceOpt = Annotated[
     bool,
     typer.Option(
@@ -107,6 +116,7 @@ def targets(
     model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
+    dry_run: DryRunOpt = False,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -147,6 +157,7 @@ def targets(
             model=model,
             fmt=fmt.value,
             replace=replace,
+            dry_run=dry_run,
         )
         result = targets_for(Store(store), options, cfg)
     summary = result.summary()
