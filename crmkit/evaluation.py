@@ -100,6 +100,28 @@ def welch(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[float, f
     return (diff, float(ci.low), float(ci.high), float(test.pvalue))
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN, and is skipped).
+
+    The ``k``-th smallest of ``m`` p-values becomes ``max over j <= k of (m - j + 1) p_(j)``,
+    capped at 1: rejecting where the adjusted value is below ``alpha`` keeps the chance of
+    any false positive in the family at ``alpha``.
+    """
+    ranked = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    out = [float("nan")] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(ranked):
+        running = max(running, min(1.0, (len(ranked) - rank) * p))
+        out[i] = running
+    return out
+
+
+def with_holm(subsets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``p_value_holm`` to each subgroup comparison, adjusted over all of them."""
+    p_values = [float(c.get("p_value", float("nan"))) for c in subsets]
+    return [c | {"p_value_holm": q} for c, q in zip(subsets, holm(p_values), strict=True)]
+
+
 def minimum_detectable(p_control: float, n1: int, n2: int, alpha: float = 0.05) -> float:
     """Smallest retention difference detectable with 80% power at these sizes.
 
@@ -284,6 +306,16 @@ def evaluate_campaign(
         for column in ("segment", "value_tier")
         for name in sorted(rows[column].drop_nulls().unique().to_list())
     ]
+    adjusted = with_holm([*by_treatment, *by_segment])
+    by_treatment, by_segment = adjusted[: len(by_treatment)], adjusted[len(by_treatment) :]
+    tested = sum(1 for c in adjusted if not math.isnan(c["p_value_holm"]))
+    if tested > 1:
+        warnings.append(
+            f"{tested} subgroup comparisons: with this many, some look significant by chance. "
+            "Their p-values are also given adjusted for multiple testing (Holm, 'p adj'); "
+            "trust a subgroup only where its adjusted p is below 0.05, and small subgroups "
+            "least"
+        )
     return Evaluation(
         campaign, window_days, groups, overall, by_treatment, by_segment, tuple(warnings)
     )

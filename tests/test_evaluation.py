@@ -123,7 +123,25 @@ def test_evaluation_recovers_the_true_uplift(campaign_store):
     bought = truth.filter(pl.col("group") == "treatment")["bought"].mean()
     assert groups["treatment"]["retention_rate"] == pytest.approx(bought)
     assert {row["by"] for row in result.by_segment} == {"segment", "value_tier"}
-    assert not result.warnings
+    subsets = [*result.by_treatment, *result.by_segment]
+    tested = [c for c in subsets if "p_value" in c]
+    assert len(tested) > 1
+    for c in tested:  # Holm never lowers a p-value and caps at 1
+        assert c["p_value"] <= c["p_value_holm"] <= 1
+    smallest = min(tested, key=lambda c: c["p_value"])
+    assert smallest["p_value_holm"] == pytest.approx(min(1, len(tested) * smallest["p_value"]))
+    assert "p_value_holm" not in result.overall
+    assert len(result.warnings) == 1
+    assert f"{len(tested)} subgroup comparisons" in result.warnings[0]
+
+
+def test_holm_by_hand():
+    from crmkit.evaluation import holm
+
+    adjusted = holm([0.01, 0.04, 0.03, 0.005, float("nan")])
+    assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert math.isnan(adjusted[4])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
 def test_incomplete_windows_and_unknown_campaign(campaign_store):

@@ -17,10 +17,15 @@ from crmkit_cli.common import (
 app = typer.Typer()
 
 
+def _pp(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
 def _row(label: str, c: dict[str, Any]) -> list[Any]:
     if "uplift" not in c:
-        return [label, c.get("treated", 0), c.get("control", 0), "", "", "", "", ""]
-    interval = f"{c['uplift']:+.1%} [{c['uplift_low']:+.1%}, {c['uplift_high']:+.1%}]"
+        return [label, c.get("treated", 0), c.get("control", 0), "", "", "", "", "", ""]
+    interval = f"{_pp(c['uplift'])} pp [{_pp(c['uplift_low'])}, {_pp(c['uplift_high'])}]"
+    holm = c.get("p_value_holm")
     revenue = (
         f"{c['revenue_uplift_per_customer']:+,.2f} "
         f"[{c['revenue_uplift_low']:+,.2f}, {c['revenue_uplift_high']:+,.2f}]"
@@ -32,6 +37,7 @@ def _row(label: str, c: dict[str, Any]) -> list[Any]:
         f"{c['retention_treatment']:.1%} vs {c['retention_control']:.1%}",
         interval,
         f"{c['p_value']:.3g}",
+        "" if holm is None else f"{holm:.3g}",
         f"{c['incremental_customers']:+,.1f}",
         revenue,
     ]
@@ -83,7 +89,7 @@ def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> No
     rows = [_row("all", summary["treatment_vs_control"])]
     rows += [_row(f"treatment {c['treatment']}", c) for c in summary["by_treatment"]]
     rows += [_row(f"{c['by']} {c['segment']}", c) for c in summary["by_segment"]]
-    cols = ["subset", "treated", "control", "retention", "uplift [95% CI]", "p"]
+    cols = ["subset", "treated", "control", "retention", "uplift [95% CI]", "p", "p adj"]
     cols += ["extra customers", "revenue uplift / customer [95% CI]"]
     err.print(table("Treatment against control", cols, rows))
     overall = summary["treatment_vs_control"]
@@ -91,5 +97,5 @@ def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> No
     if mde is not None and mde == mde:  # NaN when undefined
         err.print(
             f"not significant at 5%: with these group sizes only an uplift of "
-            f"{mde:.1%} or more would be detected (80% power)"
+            f"{mde * 100:.1f} pp or more would be detected (80% power)"
         )
