@@ -16,9 +16,12 @@ Statistics (two-sided, level ``1 - alpha``):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
@@ -26,6 +29,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.errors import BadInputError
 from crmkit.ledger import arm, read_ledger
+from crmkit.simulate import SIMULATED_CHANNEL
 from crmkit.store import Store
 from crmkit.targeting import check_campaign
 
@@ -116,6 +120,38 @@ def holm(p_values: list[float]) -> list[float]:
     return out
 
 
+def evaluate_with_outcomes(
+    store: Store,
+    campaign: str,
+    window_days: int,
+    outcomes_file: Path,
+    now: dt.datetime,
+) -> Evaluation:
+    """Evaluate against the store's purchases plus those of a file, without ingesting it.
+
+    The file (e.g. ``response.csv`` of ``crmkit sample --respond-to``) is read, validated
+    and de-duplicated like any ingest, into a temporary store that is deleted afterwards:
+    the real store is never changed.
+
+    Raises
+    ------
+    BadInputError
+        An unreadable outcomes file, or as :func:`evaluate_campaign`.
+    """
+    from crmkit.config import IngestConfig
+    from crmkit.ingest import ingest_files
+
+    with tempfile.TemporaryDirectory(prefix="crmkit-outcomes-") as tmp:
+        sandbox = Store(Path(tmp) / "store")
+        report = ingest_files([outcomes_file], sandbox, IngestConfig(), now=now)
+        result = evaluate_campaign(store, campaign, window_days, extra=sandbox)
+    note = (
+        f"outcomes include {report.rows_stored:,} purchases read from {outcomes_file} "
+        f"(not ingested; {report.rows_quarantined:,} of its rows unusable)"
+    )
+    return dataclasses.replace(result, warnings=(note, *result.warnings))
+
+
 def with_holm(subsets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add ``p_value_holm`` to each subgroup comparison, adjusted over all of them."""
     p_values = [float(c.get("p_value", float("nan"))) for c in subsets]
@@ -199,11 +235,14 @@ class Evaluation:
         }
 
 
-def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFrame, dt.date]:
+def outcomes(
+    store: Store, campaign: str, window_days: int, extra: Store | None = None
+) -> tuple[pl.DataFrame, dt.date]:
     """Join a campaign's ledger rows with purchases in their outcome windows.
 
-    Returns the rows (with ``retained``, ``revenue``, ``complete``) and the first day
-    without data.
+    Returns the rows (with ``retained``, ``revenue``, ``complete`` and ``simulated``: a
+    purchase in the window came from ``crmkit sample --respond-to``) and the first day
+    without data. ``extra`` adds the transactions of another store (``--outcomes``).
 
     Raises
     ------
@@ -217,7 +256,9 @@ def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFram
     )
     if entries.height == 0:
         raise BadInputError(f"campaign {campaign!r} has no assignments in the ledger")
-    last = store.transactions().select(pl.col(schema.TS).max()).collect().item()
+    sources = [store.transactions()] + ([extra.transactions()] if extra is not None else [])
+    purchases = pl.concat(sources)
+    last = purchases.select(pl.col(schema.TS).max()).collect().item()
     data_end = (last.date() + dt.timedelta(days=1)) if last else dt.date.min
     first_day = entries["as_of"].min()
     if not isinstance(first_day, dt.date):
@@ -225,10 +266,9 @@ def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFram
     start = dt.datetime.combine(first_day, dt.time())
     customers = entries.select(schema.CUSTOMER_ID).unique()
     tx = (
-        store.transactions()
-        .filter(pl.col(schema.TS) >= start)
+        purchases.filter(pl.col(schema.TS) >= start)
         .join(customers.lazy(), on=schema.CUSTOMER_ID, how="semi")
-        .select(schema.CUSTOMER_ID, schema.TS, schema.AMOUNT)
+        .select(schema.CUSTOMER_ID, schema.TS, schema.AMOUNT, schema.CHANNEL)
         .collect()
     )
     window = pl.duration(days=window_days)
@@ -251,6 +291,9 @@ def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFram
             .otherwise(0.0)
             .sum()
             .alias("revenue"),
+            ((pl.col(schema.CHANNEL) == SIMULATED_CHANNEL) & pl.col("inside"))
+            .any()
+            .alias("simulated"),
         )
         .with_columns(
             (pl.col("as_of") + pl.duration(days=window_days) <= pl.lit(data_end)).alias("complete")
@@ -261,9 +304,15 @@ def outcomes(store: Store, campaign: str, window_days: int) -> tuple[pl.DataFram
 
 
 def evaluate_campaign(
-    store: Store, campaign: str, window_days: int = 60, alpha: float = 0.05
+    store: Store,
+    campaign: str,
+    window_days: int = 60,
+    alpha: float = 0.05,
+    extra: Store | None = None,
 ) -> Evaluation:
     """Evaluate ``campaign``: per group, treatment vs control overall, per treatment and segment.
+
+    ``extra`` adds another store's transactions to the outcomes (``--outcomes``).
 
     Raises
     ------
@@ -273,8 +322,15 @@ def evaluate_campaign(
     check_campaign(campaign)
     if window_days < 1:
         raise BadInputError("--window must be at least 1 day")
-    rows, data_end = outcomes(store, campaign, window_days)
+    rows, data_end = outcomes(store, campaign, window_days, extra)
     warnings = []
+    simulated = int(rows["simulated"].sum())
+    if simulated:
+        warnings.append(
+            f"{simulated:,} of {rows.height:,} assignments have purchases from a simulation "
+            f"(channel '{SIMULATED_CHANNEL}') in their window: this is not a real campaign's "
+            "result"
+        )
     incomplete = int((~rows["complete"]).sum())
     if incomplete == rows.height:
         warnings.append(

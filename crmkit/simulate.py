@@ -293,6 +293,7 @@ class ResponseResult:
     truth: Path
     rows: int
     customers: int
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers for ``sample --respond-to``."""
@@ -301,6 +302,7 @@ class ResponseResult:
             "truth": str(self.truth),
             "rows": self.rows,
             "customers": self.customers,
+            "notes": list(self.notes),
         }
 
     def describe(self) -> str:
@@ -308,6 +310,10 @@ class ResponseResult:
         return (
             f"{self.rows:,} purchases by {self.customers:,} listed customers -> {self.transactions}"
         )
+
+
+#: The channel of every simulated purchase, so that evaluation can tell them from real ones.
+SIMULATED_CHANNEL: Final = "simulation"
 
 
 def simulate_response(
@@ -329,6 +335,13 @@ def simulate_response(
     missing = sorted(needed - set(targets.columns))
     if missing:
         raise UsageError(f"target list lacks column(s) {', '.join(missing)}")
+    listed = set(targets.filter(pl.col("group") == "treatment")["treatment"].drop_nulls())
+    unknown = sorted(set(uplift) - listed)
+    if unknown:
+        raise UsageError(
+            f"--uplift names treatment(s) {', '.join(unknown)} that the list's treatment group "
+            f"does not have; it has {', '.join(sorted(listed)) or 'none'}"
+        )
     bad = sorted(k for k, v in uplift.items() if not -1 <= v <= 1)
     if bad:
         raise UsageError(f"uplift of {', '.join(bad)} must be between -1 and 1")
@@ -358,6 +371,7 @@ def simulate_response(
             + pl.duration(days=pl.col("day"), seconds=pl.col("second"))
         ).alias("ts"),
         "amount",
+        pl.lit(SIMULATED_CHANNEL).alias("channel"),
     ).sort("ts", "customer_id")
     return tx, truth
 
@@ -386,11 +400,14 @@ def write_response(
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise UsageError(f"{targets_path}: cannot read the target list ({exc})") from exc
     tx, truth = simulate_response(targets, uplift, window_days, seed)
+    listed = targets.filter(pl.col("group") == "treatment")["treatment"].drop_nulls()
+    without = sorted(set(listed) - set(uplift))
+    notes = tuple(f"treatment {t} has no --uplift: its true uplift is 0" for t in without)
     out_dir.mkdir(parents=True, exist_ok=True)
     tx_path, truth_path = out_dir / "response.csv", out_dir / "response_truth.csv"
     tx.write_csv(tx_path, datetime_format="%Y-%m-%d %H:%M:%S")
     truth.write_csv(truth_path)
-    return ResponseResult(tx_path, truth_path, tx.height, truth.height)
+    return ResponseResult(tx_path, truth_path, tx.height, truth.height, notes)
 
 
 def parse_uplift(text: str) -> dict[str, float]:

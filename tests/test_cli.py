@@ -405,13 +405,23 @@ def test_campaign_loop_sample_response_evaluate_report(runner, tmp_path, env_now
         str(tmp_path / "resp"),
         "--json",
     )
-    invoke(runner, "ingest", response["transactions"], "--store", store, "--quiet")
+    typo = invoke(
+        runner, "sample", "--respond-to", str(listed), "--uplift", "emial=0.2",
+        "--out", str(tmp_path / "typo"), code=2,
+    )  # fmt: skip
+    assert "emial" in typo.stderr
+    manifest = (tmp_path / "s" / "manifest.json").read_bytes()
     result = invoke(
-        runner, "evaluate", "--campaign", "spring", "--window", "30", "--store", store, "--json"
-    )
+        runner, "evaluate", "--campaign", "spring", "--window", "30", "--store", store,
+        "--outcomes", response["transactions"], "--json",
+    )  # fmt: skip
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == manifest  # the store is untouched
+    assert any("not a real campaign" in w for w in result["warnings"])
+    assert any("not ingested" in w for w in result["warnings"])
     overall = result["treatment_vs_control"]
     assert overall["treated"] == targets["groups"]["treatment"]
     assert overall["uplift_low"] <= 0.2 <= overall["uplift_high"]
+    invoke(runner, "ingest", response["transactions"], "--store", store, "--quiet")
     report = tmp_path / "r.html"
     invoke(
         runner,

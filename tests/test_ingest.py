@@ -653,3 +653,12 @@ def test_a_full_disk_is_named_not_blamed_on_the_input(tmp_path, small_disk, runn
     assert "No space left on device" in result.stderr
     assert "cannot be parsed" not in result.stderr
     assert not (small_disk / "s" / "manifest.json").exists()
+
+
+def test_a_file_in_crmkits_own_columns_ingests_under_a_mapped_config(tmp_path):
+    path = tmp_path / "response.csv"
+    path.write_text("order_id,customer_id,ts,amount,channel\nR1,12346,2011-12-01 10:00:00,5.5,x\n")
+    cfg = load_settings(RETAIL_CONFIG).ingest
+    assert cfg.columns["customer_id"] == "Customer ID"
+    report = ingest([path], tmp_path / "s", cfg)
+    assert report.rows_stored == 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +13,7 @@ from crmkit_cli.common import (
     err,
     table,
     user_errors,
+    utc_now,
 )
 
 app = typer.Typer()
@@ -49,6 +51,15 @@ def evaluate(
     window: Annotated[
         int, typer.Option("--window", min=1, help="Days after assignment that count.")
     ] = 60,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(
+            "--outcomes",
+            metavar="FILE",
+            help="Also count the purchases in FILE, without ingesting it (simulations).",
+            dir_okay=False,
+        ),
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -62,11 +73,14 @@ def evaluate(
 
     Example: crmkit evaluate --campaign winback --window 60 --json
     """
-    from crmkit.evaluation import evaluate_campaign
+    from crmkit.evaluation import evaluate_campaign, evaluate_with_outcomes
     from crmkit.store import Store
 
     with user_errors():
-        result = evaluate_campaign(Store(store), campaign, window)
+        if outcomes is None:
+            result = evaluate_campaign(Store(store), campaign, window)
+        else:
+            result = evaluate_with_outcomes(Store(store), campaign, window, outcomes, utc_now())
     summary = result.to_json()
     if as_json:
         emit_json(summary)

@@ -221,7 +221,8 @@ def resolve_columns(
 ) -> dict[str, str]:
     """Map canonical columns to the source's header names.
 
-    Explicit mappings win; other canonical columns are matched by the aliases in
+    Explicit mappings win (a file with crmkit's own required column names may lack the mapped
+    ones); other canonical columns are matched by the aliases in
     :data:`crmkit.schema.ALIASES` (case, spaces and punctuation ignored).
 
     Returns
@@ -240,11 +241,14 @@ def resolve_columns(
     for name in header:
         by_norm.setdefault(norm_name(name), []).append(name)
     result: dict[str, str] = {}
+    own_format = set(schema.REQUIRED_COLUMNS) <= set(header)
     for canonical, wanted in explicit.items():
         if wanted in header:
             result[canonical] = wanted
         elif len(by_norm.get(norm_name(wanted), [])) == 1:
             result[canonical] = by_norm[norm_name(wanted)][0]
+        elif own_format:
+            continue  # a file in crmkit's own columns (a simulated response, an export)
         else:
             raise BadInputError(
                 f"{source}: mapped column {wanted!r} (for {canonical}) is not in the file; "
