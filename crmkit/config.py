@@ -192,7 +192,8 @@ class ModelConfig:
     kind
         ``"hgb"`` (histogram gradient boosting) or ``"logreg"``.
     calibration
-        ``"isotonic"`` or ``"sigmoid"``, fitted on out-of-fold predictions.
+        ``"auto"`` (the map with the lower out-of-time log loss), ``"isotonic"`` (bounded
+        away from 0 and 1) or ``"sigmoid"``, fitted on out-of-fold predictions.
     min_customers, min_class
         Training is refused below these numbers of rows / churners / non-churners.
     seed
@@ -217,7 +218,7 @@ class ModelConfig:
     step_days: int = 30
     lookback_days: int = 365
     kind: Literal["hgb", "logreg"] = "hgb"
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     min_customers: int = 200
     min_class: int = 30
     seed: int = 0

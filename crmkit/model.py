@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from crmkit import __version__, schema
+from crmkit.calibration import CalibratedModel, choose_method
 from crmkit.config import FeatureConfig, ModelConfig, Settings
 from crmkit.errors import BadInputError
 from crmkit.features import FEATURE_VERSION, churn_labels, feature_schema, store_features
@@ -200,16 +201,16 @@ def snapshot_folds(groups: np.ndarray, folds: int = 4) -> list[tuple[np.ndarray,
     return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
 
 
-def fit_calibrated(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: ModelConfig) -> Any:  # noqa: ANN401
+def fit_calibrated(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: ModelConfig
+) -> CalibratedModel:
     """Fit the classifier with cross-fitted calibration over snapshot folds."""
-    from sklearn.calibration import CalibratedClassifierCV
-
     classifier = make_classifier(cfg.kind, cfg.seed)
     splits = snapshot_folds(groups)
     if len(splits) < 2:
         splits = _random_folds(len(y), cfg.seed)
-    model = CalibratedClassifierCV(classifier, method=cfg.calibration, cv=splits, ensemble=False)
-    return model.fit(x, y)
+    method = "isotonic" if cfg.calibration == "auto" else cfg.calibration
+    return CalibratedModel(classifier, method).fit(x, y, splits)
 
 
 def _random_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -320,7 +321,10 @@ def train(
 
     with threads(cfg.threads):
         check = fit_calibrated(x[~valid], y[~valid], groups[~valid], cfg)
-        p_valid = check.predict_proba(x[valid])[:, 1]
+        method, candidates = choose_method(check, x[valid], y[valid], churn_metrics)
+        if cfg.calibration != "auto":
+            method = cfg.calibration
+        p_valid = check.choose(method).predict_proba(x[valid])[:, 1]
     rows = [{"model": f"{cfg.kind} (calibrated)", **churn_metrics(y[valid], p_valid)}]
     train_frame, valid_frame = data.filter(~pl.Series(valid)), data.filter(pl.Series(valid))
     train_scores, valid_scores = baseline_scores(train_frame), baseline_scores(valid_frame)
@@ -341,11 +345,13 @@ def train(
     curves = validation_curves(y[valid], p_valid)
     with threads(cfg.threads):
         importance = _importance(check, x[valid], y[valid], names, cfg.seed)
-        final = fit_calibrated(x, y, groups, cfg)
+        final = fit_calibrated(x, y, groups, cfg).choose(method)
     card = _card(
         as_of, horizon, cfg, features, names, data, snapshots, newest, metrics, importance, created
     )
     card["validation_curves"] = curves
+    card["calibration"] = method
+    card["calibration_candidates"] = candidates
     return TrainResult(final, card, metrics, importance)
 
 
@@ -390,9 +396,13 @@ def _importance(
     seed: int,
 ) -> pl.DataFrame:
     from sklearn.inspection import permutation_importance
+    from sklearn.metrics import roc_auc_score
+
+    def auc(estimator: Any, xs: np.ndarray, ys: np.ndarray) -> float:  # noqa: ANN401
+        return float(roc_auc_score(ys, estimator.predict_proba(xs)[:, 1]))
 
     result = permutation_importance(
-        model, x, y, scoring="roc_auc", n_repeats=3, random_state=seed, n_jobs=1
+        model, x, y, scoring=auc, n_repeats=3, random_state=seed, n_jobs=1
     )
     return pl.DataFrame(
         {

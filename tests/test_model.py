@@ -82,6 +82,28 @@ def test_model_beats_baselines_and_card(trained):
     assert card["features"][-2:] == ["season_sin", "season_cos"]
     assert 0 < card["churn_rate"] < 1
     assert {"scikit-learn", "polars", "crmkit"} <= set(card["versions"])
+    # the calibration map was chosen on the validation snapshot by log loss
+    candidates = card["calibration_candidates"]
+    assert set(candidates) == {"isotonic", "sigmoid"}
+    chosen = card["calibration"]
+    assert candidates[chosen]["log_loss"] <= min(c["log_loss"] for c in candidates.values()) + 1e-4
+    assert model["log_loss"] == pytest.approx(candidates[chosen]["log_loss"])
+
+
+def test_probabilities_are_never_exactly_0_or_1(store, trained):
+    registry, result = trained
+    model = result.model
+    x = np.linspace(-3, 3, 50)
+    raw = np.concatenate([[0.0, 1e-9, 1 - 1e-9, 1.0], 1 / (1 + np.exp(-x))])
+    for method in ("isotonic", "sigmoid"):
+        p = model.calibrate(raw, method)
+        assert (p > 0).all()
+        assert (p < 1).all()
+        assert np.all(np.diff(p[4:]) >= -1e-12)  # monotone in the raw score
+    scores = score_customers(store, AS_OF, ModelRef("churn"), registry, SegmentConfig()).frame
+    p = scores["churn_probability"]
+    assert p.min() > 0
+    assert p.max() < 1
 
 
 def test_ranks_true_dropouts_above_actives(store, trained):
