@@ -26,23 +26,32 @@ err = Console(stderr=True, highlight=False)
 
 StoreOpt = Annotated[
     Path,
-    typer.Option("--store", envvar="CRMKIT_STORE", help="Store directory.", show_default=True),
+    typer.Option(
+        "--store", metavar="DIR", envvar="CRMKIT_STORE", help="Store directory.", show_default=True
+    ),
 ]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
+        metavar="FILE",
         help="Settings file (default: ./crmkit.toml when present).",
         dir_okay=False,
     ),
 ]
 AsOfOpt = Annotated[
-    str, typer.Option("--as-of", help="As-of date YYYY-MM-DD: only earlier transactions count.")
+    str,
+    typer.Option(
+        "--as-of", metavar="DATE", help="As-of date YYYY-MM-DD: only earlier transactions count."
+    ),
 ]
 RegistryOpt = Annotated[
     Path | None,
     typer.Option(
-        "--registry", envvar="CRMKIT_REGISTRY", help="Model registry (default: [model] registry)."
+        "--registry",
+        metavar="DIR",
+        envvar="CRMKIT_REGISTRY",
+        help="Model registry (default: [model] registry).",
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]

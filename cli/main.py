@@ -30,6 +30,7 @@ app = typer.Typer(
     help="Customer segmentation and churn retention from the command line.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 

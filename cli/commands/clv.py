@@ -27,9 +27,11 @@ app = typer.Typer(help="Probabilistic customer lifetime value (BG/NBD + Gamma-Ga
 @app.command("fit")
 def fit(
     as_of: AsOfOpt,
-    name: Annotated[str, typer.Option("--name", help="Model name in the registry.")] = "clv",
+    name: Annotated[
+        str, typer.Option("--name", metavar="NAME", help="Model name in the registry.")
+    ] = "clv",
     penalty: Annotated[
-        float, typer.Option("--penalty", min=0, help="L2 penalty on the parameters.")
+        float, typer.Option("--penalty", metavar="L2", min=0, help="L2 penalty on the parameters.")
     ] = 0.0,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
@@ -37,7 +39,9 @@ def fit(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fit BG/NBD and Gamma-Gamma by maximum likelihood on customers as of a date.
+    """Fit BG/NBD and Gamma-Gamma on customers as of a date.
+
+    Maximum likelihood, on every customer with a purchase before the date.
 
     Saves NAME/VERSION/ in the registry with a card: parameters, log-likelihoods,
     convergence and the data window.
@@ -70,16 +74,22 @@ def fit(
 @app.command("predict")
 def predict(
     as_of: AsOfOpt,
-    horizon: Annotated[int, typer.Option("--horizon", min=1, help="Days ahead.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
-    model: Annotated[str, typer.Option("--model", help="NAME or NAME:VERSION.")] = "clv",
+    horizon: Annotated[int, typer.Option("--horizon", metavar="DAYS", min=1, help="Days ahead.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="PATH", help="Output file (.csv or .parquet).")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
+    ] = "clv",
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Predict purchases, P(alive), P(no purchase), spend and discounted CLV per customer.
+    """Predict purchases, P(alive), spend and discounted CLV.
+
+    Per customer: expected purchases, P(alive), P(no purchase), spend and discounted CLV.
 
     Example: crmkit clv predict --as-of 2011-09-01 --horizon 90 --out clv.parquet
     """

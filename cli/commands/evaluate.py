@@ -47,9 +47,10 @@ def _row(label: str, c: dict[str, Any]) -> list[Any]:
 
 @app.command()
 def evaluate(
-    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    campaign: Annotated[str, typer.Option("--campaign", metavar="ID", help="Campaign id.")],
     window: Annotated[
-        int, typer.Option("--window", min=1, help="Days after assignment that count.")
+        int,
+        typer.Option("--window", metavar="DAYS", min=1, help="Days after assignment that count."),
     ] = 60,
     outcomes: Annotated[
         Path | None,
@@ -64,7 +65,9 @@ def evaluate(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Evaluate a campaign: retention and revenue of treatment against control, with 95% CIs.
+    """Evaluate a campaign: treatment against control, with 95% CIs.
+
+    Retention and revenue of the treatment group against the control group.
 
     Outcome of each assignment: a purchase within WINDOW days after its date, and the
     revenue in that window. Differences use Newcombe/Wilson intervals (retention) and

@@ -25,13 +25,17 @@ app = typer.Typer()
 @app.command()
 def features(
     as_of: AsOfOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="PATH", help="Output file (.csv or .parquet).")
+    ],
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write per-customer features as of a date (only earlier transactions are used).
+    """Write per-customer features as of a date.
+
+    Only transactions before the date are used.
 
     Recency, frequency, monetary, purchase cycle, trailing 30/90/365-day windows and their
     change, refunds share, discounted historical and projected value, RFM and value tier.

@@ -31,11 +31,14 @@ def ingest(
     column_map: Annotated[
         str | None,
         typer.Option(
-            "--map", help="Column mapping, canonical=source pairs: customer_id=Client,..."
+            "--map",
+            metavar="PAIRS",
+            help="Column mapping, canonical=source pairs: customer_id=Client,...",
         ),
     ] = None,
     date_format: Annotated[
-        str | None, typer.Option("--date-format", help="strftime format of the date column.")
+        str | None,
+        typer.Option("--date-format", metavar="FORMAT", help="strftime format of the date column."),
     ] = None,
     dayfirst: Annotated[
         bool | None,
@@ -49,7 +52,7 @@ def ingest(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Ingest transaction CSV/TSV files (optionally .gz) into the store.
+    """Ingest transaction CSV/TSV files (.gz too) into the store.
 
     Rows that cannot be used go to the quarantine with file, line and reason; rows already
     stored are counted as duplicates; a file ingested before is skipped.

@@ -26,7 +26,7 @@ def list_models(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """List every model version with its as-of date, horizon and validation AUC.
+    """List model versions with as-of date, horizon and AUC.
 
     Example: crmkit models list --json
     """
@@ -45,7 +45,7 @@ def list_models(
 
 @app.command("show")
 def show(
-    ref: Annotated[str, typer.Argument(help="NAME or NAME:VERSION.")],
+    ref: Annotated[str, typer.Argument(help="NAME or NAME:VERSION of a registered model.")],
     registry: RegistryOpt = None,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,

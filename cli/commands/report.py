@@ -24,18 +24,24 @@ app = typer.Typer()
 @app.command()
 def report(
     as_of: AsOfOpt,
-    out: Annotated[Path, typer.Option("--out", help="Report file (.html).")],
+    out: Annotated[Path, typer.Option("--out", metavar="PATH", help="Report file (.html).")],
     campaign: Annotated[
-        str | None, typer.Option("--campaign", help="Add this campaign's evaluation.")
+        str | None, typer.Option("--campaign", metavar="ID", help="Add this campaign's evaluation.")
     ] = None,
-    window: Annotated[int, typer.Option("--window", min=1, help="Campaign outcome days.")] = 60,
-    model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
+    window: Annotated[
+        int, typer.Option("--window", metavar="DAYS", min=1, help="Campaign outcome days.")
+    ] = 60,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
+    ] = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write a self-contained HTML report (opens offline): segments, value, risk, campaign.
+    """Write an HTML report: segments, value, risk, campaign.
+
+    The page is self-contained and opens offline.
 
     Charts: segment sizes and value shares, the value concentration (Pareto) curve, the
     churn-risk distribution, the model's gain/lift and calibration from its validation,

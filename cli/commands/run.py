@@ -34,13 +34,18 @@ app = typer.Typer()
 
 @app.command()
 def run(
-    date: Annotated[str, typer.Option("--date", help="The day of the run (YYYY-MM-DD).")],
+    date: Annotated[
+        str, typer.Option("--date", metavar="DATE", help="The day of the run (YYYY-MM-DD).")
+    ],
     campaign: CampaignOpt,
     inbox: Annotated[
-        Path | None, typer.Option("--inbox", help="Directory of new export files to ingest.")
+        Path | None,
+        typer.Option("--inbox", metavar="DIR", help="Directory of new export files to ingest."),
     ] = None,
     out: OutDirOpt = Path("out"),
-    model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
+    ] = None,
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
@@ -50,7 +55,9 @@ def run(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the daily job: ingest the inbox, score with the latest model, write the list.
+    """Run the daily job: ingest, score and write the list.
+
+    Ingests the inbox, scores with the latest model and writes the day's list.
 
     One lock covers the whole run (a concurrent run exits 4 at once); every step is
     logged as a JSON line in STORE/logs/run.jsonl; re-running a day is safe.

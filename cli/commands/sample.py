@@ -30,31 +30,54 @@ class Format(StrEnum):
 
 @app.command()
 def sample(
-    customers: Annotated[int, typer.Option("--customers", min=1, help="Customers.")] = 2000,
-    start: Annotated[str, typer.Option("--start", help="First day (YYYY-MM-DD).")] = "2023-01-01",
+    customers: Annotated[
+        int, typer.Option("--customers", metavar="N", min=1, help="Customers.")
+    ] = 2000,
+    start: Annotated[
+        str, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD).")
+    ] = "2023-01-01",
     end: Annotated[
-        str, typer.Option("--end", help="Day after the last (YYYY-MM-DD).")
+        str, typer.Option("--end", metavar="DATE", help="Day after the last (YYYY-MM-DD).")
     ] = "2025-01-01",
-    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed.")] = 0,
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("sample"),
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", min=0, max=2**32 - 1, help="Random seed.")
+    ] = 0,
+    out: Annotated[Path, typer.Option("--out", metavar="PATH", help="Output directory.")] = Path(
+        "sample"
+    ),
     fmt: Annotated[Format, typer.Option("--format", help="File format.")] = Format.csv,
     weekly: Annotated[
-        float, typer.Option("--weekly", min=0, max=0.99, help="Weekly seasonality amplitude.")
+        float,
+        typer.Option(
+            "--weekly", metavar="AMPLITUDE", min=0, max=0.99, help="Weekly seasonality amplitude."
+        ),
     ] = 0.0,
     yearly: Annotated[
-        float, typer.Option("--yearly", min=0, max=0.99, help="Yearly (December) amplitude.")
+        float,
+        typer.Option(
+            "--yearly", metavar="AMPLITUDE", min=0, max=0.99, help="Yearly (December) amplitude."
+        ),
     ] = 0.0,
     spend_model: Annotated[
-        str, typer.Option("--spend-model", help="lognormal or gamma-gamma.")
+        str, typer.Option("--spend-model", metavar="MODEL", help="lognormal or gamma-gamma.")
     ] = "lognormal",
     respond_to: Annotated[
         Path | None,
-        typer.Option("--respond-to", help="Simulate purchases after this target list instead."),
+        typer.Option(
+            "--respond-to",
+            metavar="FILE",
+            help="Simulate purchases after this target list instead.",
+        ),
     ] = None,
     uplift: Annotated[
-        str, typer.Option("--uplift", help="True uplift per treatment: call=0.1,email=0.02.")
+        str,
+        typer.Option(
+            "--uplift", metavar="PAIRS", help="True uplift per treatment: call=0.1,email=0.02."
+        ),
     ] = "",
-    window: Annotated[int, typer.Option("--window", min=1, help="Response window (days).")] = 60,
+    window: Annotated[
+        int, typer.Option("--window", metavar="DAYS", min=1, help="Response window (days).")
+    ] = 60,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

@@ -30,9 +30,16 @@ app = typer.Typer()
 @app.command()
 def score(
     as_of: AsOfOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="PATH", help="Output file (.csv or .parquet).")
+    ],
     model: Annotated[
-        str | None, typer.Option("--model", help="NAME or NAME:VERSION (default: latest churn).")
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="NAME[:VERSION]",
+            help="NAME or NAME:VERSION (default: latest churn).",
+        ),
     ] = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
@@ -40,7 +47,9 @@ def score(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score every eligible customer: churn probability, risk decile, value at risk.
+    """Score eligible customers: churn probability and value at risk.
+
+    Every eligible customer gets a churn probability, risk decile and value at risk.
 
     The model file's sha256 is checked against its card before it is loaded (exit 5 on a
     mismatch, a missing model or a feature schema that does not match).

@@ -48,16 +48,20 @@ def _parse_k(text: str) -> int | str:
 def segment(
     as_of: AsOfOpt,
     by: Annotated[By, typer.Option("--by", help="rfm, value (tiers) or kmeans.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="PATH", help="Output file (.csv or .parquet).")
+    ],
     k: Annotated[
-        str, typer.Option("--k", help="Clusters for kmeans: a number or 'auto'.")
+        str, typer.Option("--k", metavar="N|auto", help="Clusters for kmeans: a number or 'auto'.")
     ] = "auto",
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment customers as of a date by RFM, value tier or k-means, with a profile table.
+    """Segment customers by RFM, value tier or k-means.
+
+    As of a date, with a profile table per segment.
 
     The table shows customers, share of customers and of value, mean recency and frequency
     per segment, and how much value the top 5% and 20% of customers hold.

@@ -27,13 +27,16 @@ def init(
         ),
     ] = False,
     buckets: Annotated[
-        int, typer.Option("--buckets", min=1, max=4096, help="Customer buckets of the store.")
+        int,
+        typer.Option(
+            "--buckets", metavar="N", min=1, max=4096, help="Customer buckets of the store."
+        ),
     ] = 16,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Create an empty store, or adopt the parts of a store whose manifest was lost.
+    """Create an empty store, or adopt one that lost its manifest.
 
     crmkit never writes into a non-empty directory without a manifest.json; --adopt takes
     every part file named as the store names them as committed and leaves anything else.
@@ -58,7 +61,7 @@ def init(
 def info(
     store: StoreOpt = DEFAULT_STORE, as_json: JsonOpt = False, quiet: QuietOpt = False
 ) -> None:
-    """Summarise the store: rows, customers, date range, files, quarantine.
+    """Summarise the store: rows, customers, dates, quarantine.
 
     Example: crmkit store info --store crm-store --json
     """
@@ -86,13 +89,14 @@ def info(
 @app.command("quarantine")
 def quarantine(
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write every quarantined row (.csv/.parquet).")
+        Path | None,
+        typer.Option("--out", metavar="PATH", help="Write every quarantined row (.csv/.parquet)."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=0, help="Rows to show.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="Rows to show.")] = 20,
     store: StoreOpt = DEFAULT_STORE,
     quiet: QuietOpt = False,
 ) -> None:
-    """Show or export quarantined rows with their source file, line and reason.
+    """Show or export quarantined rows with file, line and reason.
 
     Example: crmkit store quarantine --out rejected.csv
     """

@@ -33,9 +33,11 @@ class Format(StrEnum):
 
 
 CampaignOpt = Annotated[
-    str, typer.Option("--campaign", help="Campaign id (letters, digits, _ . -).")
+    str, typer.Option("--campaign", metavar="ID", help="Campaign id (letters, digits, _ . -).")
 ]
-OutDirOpt = Annotated[Path, typer.Option("--out", help="Directory of target lists.")]
+OutDirOpt = Annotated[
+    Path, typer.Option("--out", metavar="PATH", help="Directory of target lists.")
+]
 FormatOpt = Annotated[Format, typer.Option("--format", help="csv or parquet.")]
 
 
@@ -102,18 +104,31 @@ def targets(
     as_of: AsOfOpt,
     campaign: CampaignOpt,
     out: OutDirOpt = Path("out"),
-    size: Annotated[int | None, typer.Option("--size", min=0, help="Most customers.")] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", metavar="N", min=0, help="Most customers.")
+    ] = None,
     budget: Annotated[
-        float | None, typer.Option("--budget", min=0, help="Most spent on contacts.")
+        float | None,
+        typer.Option(
+            "--budget",
+            metavar="AMOUNT",
+            min=0,
+            help="Most spent on contacts ([targeting.costs] per treatment).",
+        ),
     ] = None,
     control_fraction: Annotated[
         float | None,
-        typer.Option("--control-fraction", min=0, max=0.99, help="Control share (0.2)."),
+        typer.Option(
+            "--control-fraction", metavar="SHARE", min=0, max=0.99, help="Control share (0.2)."
+        ),
     ] = None,
     optouts: Annotated[
-        Path | None, typer.Option("--optouts", help="File of customer ids never to contact.")
+        Path | None,
+        typer.Option("--optouts", metavar="FILE", help="File of customer ids never to contact."),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
+    ] = None,
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
@@ -123,7 +138,7 @@ def targets(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write the day's retention list: a contact file and an assignment file.
+    """Write the day's list: a contact and an assignment file.
 
     Ranks customers by expected value at risk, lets low-value and low-risk ones go,
     honours opt-outs, the cool-down and the universal holdout, and records every

@@ -40,11 +40,17 @@ class Kind(StrEnum):
 def train(
     as_of: AsOfOpt,
     horizon: Annotated[
-        int, typer.Option("--horizon", min=1, help="Churned = no purchase within this many days.")
+        int,
+        typer.Option(
+            "--horizon", metavar="DAYS", min=1, help="Churned = no purchase within this many days."
+        ),
     ],
-    name: Annotated[str | None, typer.Option("--name", help="Model name (default: churn).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="NAME", help="Model name (default: churn).")
+    ] = None,
     snapshots: Annotated[
-        int | None, typer.Option("--snapshots", min=2, help="Training cutoffs (default 12).")
+        int | None,
+        typer.Option("--snapshots", metavar="N", min=2, help="Training cutoffs (default 12)."),
     ] = None,
     kind: Annotated[Kind | None, typer.Option("--model", help="hgb or logreg.")] = None,
     clv_features: Annotated[
@@ -57,7 +63,9 @@ def train(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train a calibrated churn model on point-in-time snapshots and register it.
+    """Train a calibrated churn model and register it.
+
+    Fitted on point-in-time snapshots before the as-of date.
 
     Validates out of time on the newest snapshot against two baselines (recency alone,
     recency over typical spacing), then refits on all snapshots and saves
