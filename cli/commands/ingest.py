@@ -84,23 +84,16 @@ def ingest(
 def render_ingest(report: IngestReport, store: Path) -> None:
     """Print the per-file reconciliation table, the totals and a quarantine warning."""
     counts = ("rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
-    rows = [
-        [
-            Path(f.source).name,
-            f.status,
-            *(getattr(f, k) for k in counts),
-            ", ".join(f"{k} {v:,}" for k, v in f.reasons.items()) or "; ".join(f.notes),
-        ]
-        for f in report.files
-    ]
-    rows.append(["total", "", *(getattr(report, k) for k in counts), ""])
-    err.print(
-        table(
-            f"Ingest into {store}",
-            ["file", "status", "read", "stored", "duplicate", "quarantined", "reasons / notes"],
-            rows,
-        )
-    )
+    rows = [[Path(f.source).name, *(getattr(f, k) for k in counts)] for f in report.files]
+    rows.append(["total", *(getattr(report, k) for k in counts)])
+    cols = ["file", "read", "stored", "duplicate", "quarantined"]
+    err.print(table(f"Ingest into {store}", cols, rows))
+    for f in report.files:
+        details = [f"{k} {v:,}" for k, v in f.reasons.items()] + list(f.notes)
+        if f.status != "ingested":
+            details.insert(0, f.status)
+        if details:
+            err.print(f"{Path(f.source).name}: {'; '.join(details)}")
     err.print(
         f"rows_read {report.rows_read:,} = stored {report.rows_stored:,} + duplicate "
         f"{report.rows_duplicate:,} + quarantined {report.rows_quarantined:,}"

@@ -58,20 +58,21 @@ def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
         err.print(f"[yellow]warning:[/yellow] {warning}")
     if quiet:
         return
+    covariates = ("churn_probability", "customer_value", "recency_days")
+
+    def smd(value: float | None) -> str:
+        return "" if value is None or value != value else f"{value:+.2f}"
+
     rows = [
         [
             b["group"],
             b["customers"],
-            b["mean_churn_probability"],
-            b["mean_customer_value"],
-            b["mean_recency_days"],
-            b["smd_churn_probability"],
-            b["smd_customer_value"],
-            b["smd_recency_days"],
+            *(b[f"mean_{c}"] for c in covariates),
+            *(smd(b[f"smd_{c}"]) for c in covariates),
         ]
         for b in summary["balance"]
     ]
-    cols = ["group", "customers", "churn p", "value", "recency", "SMD p", "SMD value", "SMD rec"]
+    cols = ["group", "n", "churn p", "value", "recency", "SMD p", "SMD val", "SMD rec"]
     err.print(table("Groups and balance (SMD against treatment)", cols, rows))
     excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items())
     err.print(f"customers: {excluded}")
