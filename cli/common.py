@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -134,9 +135,24 @@ def emit_json(payload: Any) -> None:  # noqa: ANN401
 
 @contextlib.contextmanager
 def progress_bar(description: str, *, disabled: bool) -> Iterator[Callable[[int, int, str], None]]:
-    """Yield a ``progress(done, total, text)`` callback drawing a bar on stderr."""
-    if disabled or not err.is_terminal:
+    """Yield a ``progress(done, total, text)`` callback for stderr.
+
+    A bar on a terminal; plain lines with the elapsed time otherwise (cron mail, logs), so
+    that a long step never looks hung.
+    """
+    if disabled:
         yield lambda done, total, text: None
+        return
+    if not err.is_terminal:
+        start = time.monotonic()
+
+        def log(done: int, total: int, text: str) -> None:
+            count = f" ({done}/{total})" if total else ""
+            err.print(
+                f"{description}: {text}{count} {time.monotonic() - start:.1f} s", soft_wrap=True
+            )
+
+        yield log
         return
     columns = (
         TextColumn("[progress.description]{task.description}"),

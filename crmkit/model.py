@@ -160,6 +160,15 @@ def training_set(
     return pl.concat(frames)
 
 
+#: What training reports through ``progress`` after the snapshots, in order.
+TRAINING_STAGES: Final = (
+    "fitting on the training snapshots",
+    "choosing the calibration",
+    "permutation importance",
+    "final fit on every snapshot",
+)
+
+
 def make_classifier(kind: str, seed: int) -> Any:  # noqa: ANN401
     """Return the uncalibrated classifier (an unfitted scikit-learn estimator)."""
     if kind == "logreg":
@@ -319,8 +328,14 @@ def train(
     _check_counts(y[~valid], cfg, "training snapshots")
     _check_counts(y[valid], dataclasses.replace(cfg, min_customers=1), f"validation {newest}")
 
+    def stage(done: int, text: str) -> None:
+        if progress is not None:
+            progress(done, len(TRAINING_STAGES), text)
+
+    stage(0, TRAINING_STAGES[0])
     with threads(cfg.threads):
         check = fit_calibrated(x[~valid], y[~valid], groups[~valid], cfg)
+        stage(1, TRAINING_STAGES[1])
         method, candidates = choose_method(check, x[valid], y[valid], churn_metrics)
         if cfg.calibration != "auto":
             method = cfg.calibration
@@ -343,9 +358,12 @@ def train(
         )
     metrics = pl.DataFrame(rows)
     curves = validation_curves(y[valid], p_valid)
+    stage(2, TRAINING_STAGES[2])
     with threads(cfg.threads):
         importance = _importance(check, x[valid], y[valid], names, cfg.seed)
+        stage(3, TRAINING_STAGES[3])
         final = fit_calibrated(x, y, groups, cfg).choose(method)
+    stage(4, "done")
     card = _card(
         as_of, horizon, cfg, features, names, data, snapshots, newest, metrics, importance, created
     )

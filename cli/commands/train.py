@@ -99,15 +99,36 @@ def train(
         render_train(result)
 
 
+#: Short column and row names that keep the validation table within 80 columns.
+METRIC_LABELS = {
+    "roc_auc": "AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier",
+    "log_loss": "LogLoss",
+    "top_decile_lift": "Lift10",
+    "top_decile_capture": "Capt10",
+    "ece": "ECE",
+}
+MODEL_LABELS = {"baseline_recency": "recency", "baseline_recency_frequency": "recency/spacing"}
+
+
 def render_train(result: TrainResult) -> None:
     """Print the out-of-time validation, the top features and where the model went."""
     metric_names = [c for c in result.metrics.columns if c != "model"]
+    rows = [
+        [
+            MODEL_LABELS.get(r["model"], r["model"].removesuffix(" (calibrated)")),
+            *(r[m] for m in metric_names),
+        ]
+        for r in result.metrics.iter_rows(named=True)
+    ]
     err.print(
         table(
             f"Out-of-time validation on {result.card['validation_snapshot']} "
-            f"({result.card['horizon_days']}-day horizon)",
-            ["model", *metric_names],
-            [list(r) for r in result.metrics.iter_rows()],
+            f"({result.card['horizon_days']}-day horizon; Lift10 and Capt10: lift and share "
+            f"of churners in the top 10%; {result.card['calibration']} calibration)",
+            ["model", *(METRIC_LABELS.get(m, m) for m in metric_names)],
+            rows,
         )
     )
     err.print(
