@@ -37,7 +37,7 @@ from crmkit import schema
 from crmkit.config import FeatureConfig
 from crmkit.store import Store
 
-FEATURE_VERSION: Final = 1
+FEATURE_VERSION: Final = 2
 
 _EPOCH: Final = dt.date(1970, 1, 1)
 MICRO: Final = 1_000_000
@@ -411,24 +411,42 @@ def derived(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
     return out
 
 
-def projected_value(cfg: FeatureConfig) -> pl.Expr:
-    """Projected value over the horizon if the customer stays: spend per purchase / cycle.
+#: Pseudo purchase days of the population's typical spend that every customer's spend per
+#: purchase day is shrunk toward (see :func:`projected_value`).
+SPEND_PRIOR_DAYS: Final = 1.0
 
-    ``net spend per purchase day / cycle * horizon / (1 + annual_rate) ** (horizon / 730)``,
-    discounted to the middle of the horizon; net of refunds (never below 0), so an order
-    bought and cancelled projects nothing. The cycle is shrunk toward the median cycle of
-    the repeat buyers (as of the same date) with one pseudo-gap,
-    ``(span + median) / (gaps + 1)``, so that two purchases a day apart do not project a
-    purchase every day, and one-time buyers (no gap) get the median; floored at one day.
+
+def projected_value(cfg: FeatureConfig) -> pl.Expr:
+    """Projected value over the horizon: shrunk spend per purchase day / cycle, discounted.
+
+    ``p_repeat * spend / cycle * horizon / (1 + annual_rate) ** (horizon / 730)``, with
+
+    * spend: net spend per purchase day (never below 0), shrunk toward the population's
+      median with :data:`SPEND_PRIOR_DAYS` pseudo-days on the log scale, like the
+      Gamma-Gamma posterior: ``exp((k log1p(median) + n log1p(spend)) / (k + n)) - 1``
+      for ``n`` purchase days. One large first order no longer projects a large order
+      every cycle; a customer with many purchase days keeps their own level;
+    * cycle: the customer's mean gap shrunk toward the median cycle of the repeat buyers
+      with one pseudo-gap, ``(span + median) / (gaps + 1)``, floored at one day;
+      one-time buyers (no gap) get the median;
+    * p_repeat: 1 for repeat buyers; for one-time buyers, the share of customers who came
+      back for a second purchase day among those who had at least a median cycle to do
+      so (all as of the same date): what repeat behaviour supports for them.
     """
-    gaps = (pl.col("purchase_days") - 1).cast(pl.Float64)
+    n = pl.col("purchase_days").cast(pl.Float64)
+    gaps = n - 1.0
     span = pl.col("mean_cycle_days").fill_null(0.0) * gaps
-    median = pl.col("mean_cycle_days").median()
-    cycle = pl.max_horizontal((span + median) / (gaps + 1.0), pl.lit(1.0))
+    median_cycle = pl.col("mean_cycle_days").median()
+    cycle = pl.max_horizontal((span + median_cycle) / (gaps + 1.0), pl.lit(1.0))
     horizon = cfg.projection_horizon_days
     factor = horizon / (1.0 + cfg.annual_discount_rate) ** (horizon / 730.0)
-    spend = pl.max_horizontal(pl.col("net_spend"), pl.lit(0.0)) / pl.col("purchase_days")
-    projected: pl.Expr = (spend / cycle * factor).fill_null(spend)
+    spend = pl.max_horizontal(pl.col("net_spend"), pl.lit(0.0)) / n
+    k = SPEND_PRIOR_DAYS
+    shrunk = ((k * spend.median().log1p() + n * spend.log1p()) / (k + n)).exp() - 1.0
+    had_time = pl.col("tenure_days") >= median_cycle.fill_null(0.0)
+    repeat_rate = (n >= 2).filter(had_time).mean().fill_null(0.0)
+    p_repeat = pl.when(n >= 2).then(pl.lit(1.0)).otherwise(repeat_rate)
+    projected: pl.Expr = (p_repeat * shrunk / cycle * factor).fill_null(spend)
     return projected.alias("projected_value")
 
 

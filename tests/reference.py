@@ -86,16 +86,29 @@ def reference_features(rows: list[dict], as_of: dt.date, cfg: FeatureConfig) -> 
         out[cid] = f
     cycles = [f["mean_cycle_days"] for f in out.values() if f["mean_cycle_days"] is not None]
     median = statistics.median(cycles) if cycles else None
+    spends = [max(f["net_spend"], 0.0) / f["purchase_days"] for f in out.values()]
+    typical = statistics.median(spends) if spends else 0.0
+    had_time = [f for f in out.values() if f["tenure_days"] >= (median or 0.0)]
+    repeat_rate = sum(f["purchase_days"] >= 2 for f in had_time) / len(had_time) if had_time else 0
     h = cfg.projection_horizon_days
     for f in out.values():
-        gaps = f["purchase_days"] - 1
+        n = f["purchase_days"]
+        gaps = n - 1
         span = (f["mean_cycle_days"] or 0.0) * gaps
         cycle = None if median is None else (span + median) / (gaps + 1)
-        spend = max(f["net_spend"], 0.0) / f["purchase_days"]
+        spend = max(f["net_spend"], 0.0) / n
+        shrunk = math.exp((math.log1p(typical) + n * math.log1p(spend)) / (1 + n)) - 1
+        p_repeat = 1.0 if n >= 2 else repeat_rate
         if cycle is None:
             value = spend
         else:
-            value = spend / max(cycle, 1.0) * h / (1 + cfg.annual_discount_rate) ** (h / 730)
+            value = (
+                p_repeat
+                * shrunk
+                / max(cycle, 1.0)
+                * h
+                / (1 + cfg.annual_discount_rate) ** (h / 730)
+            )
         f["projected_value"] = value
         f["customer_value"] = value
     return out

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 
 import polars as pl
@@ -94,8 +95,13 @@ def test_hand_computed_customer():
     assert a["mean_order_value"] == 50.0
     assert b["is_one_time"] is True
     assert b["mean_cycle_days"] is None
-    # a one-time buyer gets the median cycle of repeat buyers in the projection
-    assert b["projected_value"] == pytest.approx(10.0 / 10.0 * 365 / 1.1 ** (365 / 730))
+    # a one-time buyer gets the median cycle of repeat buyers in the projection, a spend
+    # shrunk toward the median spend per purchase day (170 / 3 and 10: 33.33) with one
+    # pseudo-day on the log scale, and the repeat rate of customers who had a median cycle
+    # to come back (A did, B did not: 0.5)
+    shrunk = math.exp((math.log1p((170 / 3 + 10) / 2) + math.log1p(10.0)) / 2) - 1
+    assert b["projected_value"] == pytest.approx(0.5 * shrunk / 10.0 * 365 / 1.1 ** (365 / 730))
+    assert b["projected_value"] < 10.0 / 10.0 * 365 / 1.1 ** (365 / 730)
 
 
 def test_customers_with_only_refunds_are_not_customers():
