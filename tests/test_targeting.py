@@ -128,7 +128,7 @@ def test_size_and_budget_cut_the_ranked_list_without_moving_groups():
     assert small["expected_value_at_risk"].is_sorted(descending=True)
     policy = TargetPolicy(
         budget=50.0,
-        costs={"call": 10.0},
+        costs={"call": 10.0, "email": 0.0},  # a free treatment must be declared free
         treatments={"platinum": "call"},
         min_churn_probability=0.0,
         exclude_tiers=(),
@@ -371,3 +371,21 @@ def test_dry_runs_write_nothing_and_preview_the_real_list(trained_store, tmp_pat
     assert real.targets.frame.equals(preview.targets.frame)
     assert real.summary()["groups"] == summary["groups"]
     assert real.summary()["spend"] == summary["spend"]
+
+
+def test_money_is_written_to_the_cent_in_csv_and_exact_in_parquet(tmp_path):
+    from crmkit.export import write_table
+
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["A"],
+            "customer_value": [169.36000000000058],
+            "spend_90": [0.1 + 0.2],
+            "spend_trend_90": [0.123456],
+            "churn_probability": [0.123456789],
+        }
+    )
+    text = write_table(frame, tmp_path / "t.csv").read_text()
+    assert text.splitlines()[1] == "A,169.36,0.3,0.123456,0.123456789"
+    back = pl.read_parquet(write_table(frame, tmp_path / "t.parquet"))
+    assert back["customer_value"][0] == 169.36000000000058
