@@ -662,3 +662,19 @@ def test_a_file_in_crmkits_own_columns_ingests_under_a_mapped_config(tmp_path):
     assert cfg.columns["customer_id"] == "Customer ID"
     report = ingest([path], tmp_path / "s", cfg)
     assert report.rows_stored == 1
+
+
+def test_a_read_only_store_exits_4(tmp_path, small_disk, runner):
+    import subprocess
+
+    from .conftest import invoke
+
+    store = small_disk / "s"
+    invoke(runner, "ingest", str(MESSY / "duplicates.csv"), "--store", str(store))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    result = invoke(
+        runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(store), code=4
+    )
+    assert "Read-only file system" in result.stderr
+    info = invoke(runner, "store", "info", "--store", str(store), "--json")  # reading still works
+    assert info["rows"] == 3

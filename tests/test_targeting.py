@@ -389,3 +389,30 @@ def test_money_is_written_to_the_cent_in_csv_and_exact_in_parquet(tmp_path):
     assert text.splitlines()[1] == "A,169.36,0.3,0.123456,0.123456789"
     back = pl.read_parquet(write_table(frame, tmp_path / "t.parquet"))
     assert back["customer_value"][0] == 169.36000000000058
+
+
+def test_a_run_failing_after_ingest_keeps_the_ingest_and_says_so(tmp_path):
+    import json
+
+    from crmkit.errors import ModelError
+
+    store = Store(tmp_path / "s")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "day.csv").write_text((MESSY / "duplicates.csv").read_text())
+    options = RunOptions(
+        date=dt.date(2025, 1, 1),
+        campaign="daily",
+        inbox=inbox,
+        out_dir=tmp_path / "out",
+        registry=tmp_path / "no-models",
+    )
+    with pytest.raises(ModelError, match="no model named 'churn'"):
+        run_daily(store, options, Settings(), lambda: NOW)
+    assert store.transactions().collect().height == 3  # the ingest step committed
+    assert (inbox / "processed" / "day.csv").exists()
+    assert not (tmp_path / "out").exists()  # no list
+    end = json.loads((store.root / "logs" / "run.jsonl").read_text().splitlines()[-1])
+    assert end["event"] == "end"
+    assert end["exit_code"] == 5
+    assert end["completed"] == ["ingest"]
