@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from crmkit_cli.commands import (
     clv,
+    customer,
     evaluate,
     features,
     ingest,
@@ -63,6 +64,7 @@ app.add_typer(run.app)
 app.add_typer(evaluate.app)
 app.add_typer(report.app)
 app.add_typer(clv.app, name="clv")
+app.add_typer(customer.app)
 
 
 #: jemalloc options that keep freed pages for ten seconds (see :func:`allocator_settings`).

@@ -42,6 +42,7 @@ LEDGER_SCHEMA: Final[dict[str, pl.DataType]] = {
     "rank": pl.Int64(),
     "segment": pl.String(),
     "value_tier": pl.String(),
+    "reasons": pl.String(),
 }
 #: What identifies an assignment: the customer, the group and the treatment arm.
 _KEY: Final = (schema.CUSTOMER_ID, "group", "__arm")

@@ -22,6 +22,7 @@ from crmkit.model import (
     with_clv,
 )
 from crmkit.numbers import as_float
+from crmkit.reasons import reasons_expr
 from crmkit.registry import ModelRef, Registry
 from crmkit.segments import with_segments
 from crmkit.store import Store
@@ -38,6 +39,7 @@ SCORE_COLUMNS = (
     "recency_days",
     "purchase_days",
     "net_spend",
+    "reasons",
 )
 
 
@@ -158,6 +160,7 @@ def score_customers(
             (pl.col("churn_probability") * pl.col("customer_value")).alias(
                 "expected_value_at_risk"
             ),
+            reasons_expr(cfg.windows),
         )
         .select(SCORE_COLUMNS)
         .sort(schema.CUSTOMER_ID)

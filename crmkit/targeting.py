@@ -44,6 +44,7 @@ TARGET_COLUMNS: Final = (
     "customer_value",
     "expected_value_at_risk",
     "rank",
+    "reasons",
 )
 #: The contact file: what a sending system needs, for the treatment group only.
 CONTACT_COLUMNS: Final = (
@@ -234,6 +235,8 @@ def select_targets(
     """
     check_campaign(campaign)
     check_policy(policy)
+    if "reasons" not in scores.columns:  # scores made without reason codes
+        scores = scores.with_columns(pl.lit(None, dtype=pl.String).alias("reasons"))
     counts: dict[str, int] = {"scored": scores.height}
     frame = scores.filter(~pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
     counts["opted_out"] = counts["scored"] - frame.height

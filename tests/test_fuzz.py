@@ -264,9 +264,11 @@ COMMANDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("clv", "predict"): ("--as-of", "--horizon", "--model", "--json"),
     ("report",): ("--as-of", "--campaign", "--window", "--model"),
     ("sample",): ("--customers", "--seed", "--start", "--end", "--json"),
+    ("customer", "C0001028"): ("--as-of", "--model", "--json"),
+    ("customer", "NOPE\u00e9"): ("--as-of", "--json"),
 }  # fmt: skip
 TAKES_OUT = {"store", "features", "segment", "score", "targets", "run", "clv", "report", "sample"}
-TAKES_REGISTRY = {"score", "targets", "run", "models", "clv", "report"}
+TAKES_REGISTRY = {"score", "targets", "run", "models", "clv", "report", "customer"}
 OPTION_VALUES = {
     "--as-of": ["2025-01-01", "2025-01-01", "2024-06-30", "1900-01-01", "2999-01-01",
                 "2025-02-30", "x"],
