@@ -300,8 +300,12 @@ def test_train_score_models_and_tampering(runner, tmp_path, env_now):
     assert frame["churn_probability"].is_between(0, 1).all()
     listed = invoke(runner, "models", "list", "--registry", registry, "--json")
     assert [m["model"] for m in listed] == ["retention:1"]
-    shown = invoke(runner, "models", "show", "retention:1", "--registry", registry)
-    assert '"horizon_days": 90' in shown.stdout
+    shown = invoke(runner, "models", "show", "retention:1", "--registry", registry, "--json")
+    assert shown["horizon_days"] == 90
+    summary = invoke(runner, "models", "show", "retention:1", "--registry", registry)
+    assert summary.stdout == ""  # the summary is for people, on stderr
+    assert "90-day horizon" in summary.stderr
+    assert "signed" in summary.stderr
     model_file = tmp_path / "models" / "retention" / "1" / "model.joblib"
     model_file.write_bytes(model_file.read_bytes() + b"\0")
     refused = invoke(
@@ -503,8 +507,8 @@ def test_clv_fit_predict_and_churn_features(runner, tmp_path, env_now):
         *common,
         "--json",
     )
-    card = invoke(runner, "models", "show", trained["model"], "--registry", registry)
-    assert '"clv_p_alive"' in card.stdout
+    card = invoke(runner, "models", "show", trained["model"], "--registry", registry, "--json")
+    assert "clv_p_alive" in card["features"]
     scored = invoke(
         runner,
         "score",

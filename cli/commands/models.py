@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from crmkit_cli.common import (
@@ -48,9 +48,10 @@ def show(
     ref: Annotated[str, typer.Argument(help="NAME or NAME:VERSION of a registered model.")],
     registry: RegistryOpt = None,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Print a model's card (JSON): provenance, features, metrics.
+    """Summarise a model: provenance, validation, top features (--json: the whole card).
 
     Example: crmkit models show churn:3
     """
@@ -59,5 +60,35 @@ def show(
     with user_errors():
         cfg = settings(config)
         card = open_registry(cfg, registry).card(parse_ref(ref))
-    if not quiet:
+    if as_json:
         emit_json(card)
+    if not quiet:
+        render_card(card)
+
+
+def render_card(card: dict[str, Any]) -> None:
+    """Print what a reader of a model card looks for first."""
+    versions = card.get("versions", {})
+    facts = [
+        ["model", f"{card.get('name')}:{card.get('version')} ({card.get('kind')})"],
+        ["created", card.get("created")],
+        ["trained as of", f"{card.get('as_of')}, {card.get('horizon_days')}-day horizon"],
+        ["training rows", card.get("training_rows")],
+        ["churn rate", f"{card.get('churn_rate', float('nan')):.1%}"],
+        ["calibration", card.get("calibration")],
+        ["features", f"{len(card.get('features', []))} (version {card.get('feature_version')})"],
+        ["crmkit / scikit-learn", f"{versions.get('crmkit')} / {versions.get('scikit-learn')}"],
+        ["signed", "yes" if card.get("signature") else "no"],
+        ["sha256", str(card.get("sha256", ""))[:16] + "..."],
+    ]
+    err.print(table("Model card", ["", "value"], facts))
+    metrics = card.get("validation_metrics") or []
+    if metrics:
+        keys = ["roc_auc", "pr_auc", "brier", "ece"]
+        rows = [[m.get("model"), *(m.get(k) for k in keys)] for m in metrics]
+        title = f"Out-of-time validation on {card.get('validation_snapshot')}"
+        err.print(table(title, ["model", "AUC", "PR AUC", "Brier", "ECE"], rows))
+    top = card.get("top_features") or []
+    if top:
+        rows = [[t.get("feature"), t.get("auc_drop")] for t in top[:8]]
+        err.print(table("Top features (AUC drop)", ["feature", "auc_drop"], rows))
