@@ -285,6 +285,19 @@ class TargetPolicy:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """How the HTML report shows money.
+
+    Attributes
+    ----------
+    currency
+        Symbol or code written before every amount (``"£"``, ``"EUR "``); none by default.
+    """
+
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one crmkit invocation."""
 
@@ -294,6 +307,7 @@ class Settings:
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     targeting: TargetPolicy = field(default_factory=TargetPolicy)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def overlay(settings: Settings, section: str, **values: Any) -> Settings:  # noqa: ANN401
@@ -463,6 +477,7 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("targeting", "cooldown_days", *_between(0, 36500)),
     ("targeting", "costs", (lambda v: all(c >= 0 for c in v.values())), "costs of 0 or more"),
     ("targeting", "default_cost", (lambda v: v is None or v >= 0), "at least 0"),
+    ("report", "currency", (lambda v: len(v) <= 8), "at most 8 characters"),
 )
 
 

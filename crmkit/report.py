@@ -17,10 +17,11 @@ from typing import Any, Final
 
 import polars as pl
 
-from crmkit.config import Settings
+from crmkit.config import Settings, TargetPolicy
 from crmkit.errors import CrmkitError, UsageError
 from crmkit.evaluation import Evaluation, evaluate_campaign, wilson
 from crmkit.features import store_features
+from crmkit.ledger import arm, read_ledger
 from crmkit.numbers import as_float
 from crmkit.registry import ModelRef, Registry
 from crmkit.scoring import score_customers
@@ -43,6 +44,14 @@ class ReportData:
     card: dict[str, Any] | None = None
     evaluation: Evaluation | None = None
     notes: list[str] = field(default_factory=list)
+    currency: str = ""
+    campaign_cost: float | None = None
+    lookback_days: int | None = None
+
+    def money(self, value: float) -> str:
+        """Format an amount with the configured currency, to the unit."""
+        sign = "-" if value < 0 else ""
+        return f"{sign}{self.currency}{abs(value):,.0f}"
 
 
 def gather(
@@ -68,14 +77,31 @@ def gather(
     if features.height == 0:
         raise UsageError(f"no customer has a purchase before {as_of}: nothing to report")
     data = ReportData(as_of, str(store.root), features, summarise(features, "value_tier").table)
+    data.currency = settings.report.currency
     if registry.versions(model.name):
         scored = score_customers(store, as_of, model, registry, settings.segments)
         data.scores, data.card = scored.frame, scored.card
+        data.lookback_days = int(scored.card["lookback_days"])
     else:
         data.notes.append(f"no model {model.name!r} in {registry.root}: churn charts left out")
     if campaign:
         data.evaluation = evaluate_campaign(store, campaign, window_days)
+        data.campaign_cost = campaign_cost(store, campaign, settings.targeting)
     return data
+
+
+def campaign_cost(store: Store, campaign: str, policy: TargetPolicy) -> float | None:
+    """Return the cost of a campaign's treatment groups by ``[targeting.costs]``, or None."""
+    rows = read_ledger(store).filter(
+        (pl.col("campaign_id") == campaign) & (pl.col("group") == "treatment")
+    )
+    total = 0.0
+    for name, count in rows.group_by(arm().alias("arm")).len().iter_rows():
+        cost = policy.costs.get(name, policy.default_cost)
+        if cost is None:
+            return None
+        total += cost * count
+    return total
 
 
 def _svg(fig: Any) -> str:  # noqa: ANN401
@@ -182,10 +208,11 @@ def chart_gain(card: dict[str, Any]) -> str:
     left.set_ylabel("share of churners reached (%)")
     left.legend()
     left.grid(alpha=0.3)
-    right.bar(range(1, len(curves["lift_by_decile"]) + 1), curves["lift_by_decile"], color=ORANGE)
+    lift = curves["lift_by_decile"]  # highest predicted risk first
+    right.bar(range(len(lift), 0, -1), lift, color=ORANGE)
     right.axhline(1.0, color=GREY, linestyle="--")
     right.set_title("Lift by risk decile (validation)")
-    right.set_xlabel("decile (1 = highest predicted risk)")
+    right.set_xlabel("risk decile (10 = highest predicted risk, as in `score`)")
     right.set_ylabel("churn rate / average churn rate")
     right.grid(alpha=0.3)
     return _svg(fig)
@@ -263,6 +290,35 @@ text-align:right}th:first-child,td:first-child{text-align:left}.note{color:#975a
 """
 
 
+def campaign_kpis(data: ReportData, ev: Evaluation) -> list[str]:
+    """Uplift with its interval and significance, incremental customers, revenue, cost, ROI."""
+    c = ev.overall
+    if "uplift" not in c:
+        return [_kpi("treatment against control", c.get("note", "not measurable"))]
+    verdict = (
+        f"significant at 5% (p = {c['p_value']:.3g})"
+        if c["significant"]
+        else f"not significant (p = {c['p_value']:.2g})"
+    )
+    uplift = (
+        f"{c['uplift'] * 100:+.1f} pp [{c['uplift_low'] * 100:+.1f}, {c['uplift_high'] * 100:+.1f}]"
+    )
+    revenue = float(c["incremental_revenue"])
+    out = [
+        _kpi(f"retention uplift, {verdict}", uplift),
+        _kpi("incremental customers retained", f"{c['incremental_customers']:+,.1f}"),
+        _kpi("incremental revenue", data.money(revenue)),
+    ]
+    if data.campaign_cost is None:
+        out.append(_kpi("cost", "unknown: set [targeting.costs]"))
+    else:
+        out.append(_kpi("cost", data.money(data.campaign_cost)))
+        if data.campaign_cost > 0:
+            roi = (revenue - data.campaign_cost) / data.campaign_cost
+            out.append(_kpi("return on cost", f"{roi:+.0%}"))
+    return out
+
+
 def _kpi(label: str, value: str) -> str:
     return f'<div class="kpi">{html.escape(label)}<b>{html.escape(value)}</b></div>'
 
@@ -291,16 +347,18 @@ def render(data: ReportData) -> str:
     """Render the report as one HTML page."""
     f = data.features
     kpis = [
-        _kpi("customers", f"{f.height:,}"),
-        _kpi("net value", f"{f['net_spend'].sum():,.0f}"),
+        _kpi(f"customers (a purchase before {data.as_of})", f"{f.height:,}"),
+        _kpi("net value", data.money(float(f["net_spend"].sum()))),
         _kpi("top 5% hold", f"{value_concentration(f['net_spend'], 0.05):.0%} of value"),
         _kpi("top 20% hold", f"{value_concentration(f['net_spend'], 0.20):.0%} of value"),
     ]
     if data.scores is not None:
         s = data.scores
+        scored = f"scored (bought in the last {data.lookback_days} days)"
         kpis += [
-            _kpi("mean churn probability", f"{as_float(s['churn_probability'].mean()):.0%}"),
-            _kpi("expected value at risk", f"{s['expected_value_at_risk'].sum():,.0f}"),
+            _kpi(scored, f"{s.height:,}"),
+            _kpi("their mean churn probability", f"{as_float(s['churn_probability'].mean()):.0%}"),
+            _kpi("expected value at risk", data.money(float(s["expected_value_at_risk"].sum()))),
         ]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -345,6 +403,7 @@ def render(data: ReportData) -> str:
         ev = data.evaluation
         parts += [
             f"<h2>Campaign {html.escape(ev.campaign)}</h2>",
+            f"<div class='kpis'>{''.join(campaign_kpis(data, ev))}</div>",
             *(f"<p class='note'>{html.escape(w)}</p>" for w in ev.warnings),
             _figure_html(
                 "campaign", chart_campaign(ev), "Treatment against control, 95% intervals."

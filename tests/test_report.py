@@ -76,3 +76,26 @@ def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  #
     assert any("window has ended yet" in w for w in evaluation.warnings)
     data = gather(store, dt.date(2025, 1, 1), Settings(), registry, ModelRef("churn"), "future", 30)
     assert write_report(tmp_path / "future.html", data).read_text().count("<svg") == 6
+
+
+def test_campaign_section_has_uplift_significance_money_and_roi(campaign_store, tmp_path):  # noqa: F811
+    import dataclasses
+
+    from crmkit.config import ReportConfig, TargetPolicy
+
+    store, _ = campaign_store
+    registry = Registry(store.root.parent / "models")
+    policy = TargetPolicy(costs={"email": 0.5, "call": 4.0}, default_cost=1.0)
+    settings = dataclasses.replace(Settings(), targeting=policy, report=ReportConfig(currency="£"))
+    data = gather(store, dt.date(2025, 1, 1), settings, registry, ModelRef("churn"), "test", 60)
+    overall = data.evaluation.overall
+    assert data.campaign_cost is not None
+    assert data.campaign_cost >= 0.5 * overall["treated"]
+    text = write_report(tmp_path / "r.html", data).read_text()
+    low, high = overall["uplift_low"] * 100, overall["uplift_high"] * 100
+    assert f"[{low:+.1f}, {high:+.1f}]" in text
+    assert "significant at 5%" in text
+    assert f"£{abs(overall['incremental_revenue']):,.0f}" in text
+    assert "return on cost" in text
+    assert "10 = highest predicted risk" in text  # deciles count as in `score`
+    assert f"scored (bought in the last {data.lookback_days} days)" in text
