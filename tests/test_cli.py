@@ -555,3 +555,31 @@ def test_allocator_default_is_set_only_when_the_environment_has_none():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "False"
+
+
+def test_walkthrough_on_online_retail_with_the_shipped_config(runner, tmp_path, env_now):
+    store, models, lists = str(tmp_path / "s"), str(tmp_path / "m"), tmp_path / "lists"
+    cfg = ["--config", str(RETAIL_CONFIG)]
+    common = ["--store", store, "--registry", models, *cfg]
+    day = ["--as-of", "2011-12-10"]
+    invoke(runner, "ingest", str(RETAIL_SAMPLE), "--store", store, *cfg, "--quiet")
+    invoke(runner, "segment", *day, "--by", "value", "--out", str(tmp_path / "v.csv"),
+           "--store", store, *cfg, "--quiet")  # fmt: skip
+    invoke(runner, "train", "--as-of", "2011-09-01", "--horizon", "90", "--snapshots", "3",
+           "--model", "logreg", *common, "--quiet")  # fmt: skip
+    unpriced = invoke(runner, "targets", *day, "--campaign", "xmas", "--budget", "2000",
+                      "--out", str(lists), *common, code=2)  # fmt: skip
+    assert "have no cost" in unpriced.stderr  # the shipped config prices no treatment
+    listed = invoke(runner, "targets", *day, "--campaign", "xmas", "--size", "200",
+                    "--out", str(lists), *common, "--json")  # fmt: skip
+    assert listed["customers"] == 200
+    manifest = (tmp_path / "s" / "manifest.json").read_bytes()
+    response = invoke(runner, "sample", "--respond-to", listed["assignment_file"],
+                      "--uplift", "email=0.2", "--window", "30", "--seed", "1",
+                      "--out", str(tmp_path / "resp"), "--json")  # fmt: skip
+    result = invoke(runner, "evaluate", "--campaign", "xmas", "--window", "30",
+                    "--outcomes", response["transactions"], "--store", store,
+                    "--json")  # fmt: skip
+    assert result["treatment_vs_control"]["treated"] == listed["contacts"]
+    assert any("not a real campaign" in w for w in result["warnings"])
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == manifest  # the store is unchanged
