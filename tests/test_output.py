@@ -65,14 +65,37 @@ def narrow(tmp_path_factory):
         "clv", "predict", "--as-of", "2025-01-01", "--horizon", "90",
         "--out", str(root / "clv.csv"), "--registry", models, *common,
     )  # fmt: skip
+    outputs["customer"] = run("customer", "C0001028", "--registry", models, *common)
+    outputs["models show"] = run("models", "show", "churn", "--registry", models)
     return outputs
 
 
 def test_every_command_fits_80_columns_without_cutting(narrow):
-    assert len(narrow) == 16
+    assert len(narrow) == 18
     for name, text in narrow.items():
         assert ELLIPSIS not in text, f"{name} cuts a value at 80 columns:\n{text}"
         assert max(len(line) for line in text.splitlines()) <= 80, name
     # the numbers are all there: the evaluation shows uplifts in percentage points
     assert " pp [" in narrow["evaluate"]
     assert "spend " in narrow["targets"]
+
+
+def test_progress_is_plain_lines_with_elapsed_times_off_a_terminal(narrow):
+    lines = narrow["train"].splitlines()
+    stages = [ln for ln in lines if ln.startswith("train: ")]
+    assert stages[0].startswith("train: snapshot ")
+    for stage in ("fitting on the training snapshots", "permutation importance",
+                  "final fit on every snapshot (3/4)", "done (4/4)"):  # fmt: skip
+        assert any(stage in ln for ln in stages), stage
+    assert all(ln.endswith(" s") for ln in stages)
+
+
+def test_help_keeps_brackets_and_shows_real_metavars(runner):
+    from .conftest import invoke
+
+    text = invoke(runner, "targets", "--help").stdout
+    assert "(default: [model] registry)" in text
+    assert "--as-of DATE" in text
+    assert "--budget AMOUNT" in text
+    assert "<bool>" not in text
+    assert "<str>" not in text
