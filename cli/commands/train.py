@@ -131,16 +131,9 @@ def render_train(result: TrainResult) -> None:
             rows,
         )
     )
-    err.print(
-        table(
-            "Top features (permutation importance, ROC AUC drop)",
-            ["feature", "auc_drop"],
-            [
-                [r["feature"], r["auc_drop"]]
-                for r in result.importance.head(10).iter_rows(named=True)
-            ],
-        )
-    )
+    top = [[r["feature"], r["auc_drop"]] for r in result.importance.head(10).iter_rows(named=True)]
+    title = "Top features (permutation importance, ROC AUC drop)"
+    err.print(table(title, ["feature", "auc_drop"], top))
     err.print(
         f"model {result.saved_as} saved to {result.directory} "
         f"({result.card['training_rows']:,} rows, churn rate {result.card['churn_rate']:.1%})"
