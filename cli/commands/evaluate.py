@@ -23,25 +23,38 @@ def _pp(value: float) -> str:
     return f"{value * 100:+.1f}"
 
 
-def _row(label: str, c: dict[str, Any]) -> list[Any]:
+def _retention_row(label: str, c: dict[str, Any]) -> list[Any]:
+    sizes = f"{c.get('treated', 0):,}/{c.get('control', 0):,}"
     if "uplift" not in c:
-        return [label, c.get("treated", 0), c.get("control", 0), "", "", "", "", "", ""]
-    interval = f"{_pp(c['uplift'])} pp [{_pp(c['uplift_low'])}, {_pp(c['uplift_high'])}]"
+        return [label, sizes, "", "", "", ""]
     holm = c.get("p_value_holm")
-    revenue = (
-        f"{c['revenue_uplift_per_customer']:+,.2f} "
-        f"[{c['revenue_uplift_low']:+,.2f}, {c['revenue_uplift_high']:+,.2f}]"
-    )
     return [
         label,
-        c["treated"],
-        c["control"],
-        f"{c['retention_treatment']:.1%} vs {c['retention_control']:.1%}",
-        interval,
-        f"{c['p_value']:.3g}",
-        "" if holm is None else f"{holm:.3g}",
+        sizes,
+        f"{c['retention_treatment'] * 100:.1f}/{c['retention_control'] * 100:.1f}",
+        f"{_pp(c['uplift'])} [{_pp(c['uplift_low'])}, {_pp(c['uplift_high'])}]",
+        f"{c['p_value']:.2g}",
+        "" if holm is None else f"{holm:.2g}",
+    ]
+
+
+def _revenue_row(label: str, c: dict[str, Any]) -> list[Any]:
+    if "uplift" not in c:
+        return [label, "", ""]
+    return [
+        label,
         f"{c['incremental_customers']:+,.1f}",
-        revenue,
+        f"{c['revenue_uplift_per_customer']:+,.2f} "
+        f"[{c['revenue_uplift_low']:+,.2f}, {c['revenue_uplift_high']:+,.2f}]",
+    ]
+
+
+def _subsets(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    short = {"segment": "seg", "value_tier": "tier"}
+    return [
+        ("all", summary["treatment_vs_control"]),
+        *((f"treat {c['treatment']}", c) for c in summary["by_treatment"]),
+        *((f"{short.get(c['by'], c['by'])} {c['segment']}", c) for c in summary["by_segment"]),
     ]
 
 
@@ -103,12 +116,15 @@ def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> No
             [[g[k] for k in keys] for g in summary["groups"]],
         )
     )
-    rows = [_row("all", summary["treatment_vs_control"])]
-    rows += [_row(f"treatment {c['treatment']}", c) for c in summary["by_treatment"]]
-    rows += [_row(f"{c['by']} {c['segment']}", c) for c in summary["by_segment"]]
-    cols = ["subset", "treated", "control", "retention", "uplift [95% CI]", "p", "p adj"]
-    cols += ["extra customers", "revenue uplift / customer [95% CI]"]
-    err.print(table("Treatment against control", cols, rows))
+    subsets = _subsets(summary)
+    cols = ["subset", "n t/c", "ret. %", "uplift pp [95% CI]", "p", "p adj"]
+    rows = [_retention_row(label, c) for label, c in subsets]
+    err.print(
+        table("Retention, treatment against control (n, ret. %: treatment/control)", cols, rows)
+    )
+    cols = ["subset", "extra customers", "revenue uplift / customer [95% CI]"]
+    rows = [_revenue_row(label, c) for label, c in subsets]
+    err.print(table("Revenue, treatment against control", cols, rows))
     overall = summary["treatment_vs_control"]
     mde = overall.get("minimum_detectable_uplift")
     if mde is not None and mde == mde:  # NaN when undefined
