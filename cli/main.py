@@ -13,6 +13,7 @@ from crmkit_cli.commands import (
     evaluate,
     features,
     ingest,
+    ledger,
     models,
     report,
     run,
@@ -65,6 +66,7 @@ app.add_typer(evaluate.app)
 app.add_typer(report.app)
 app.add_typer(clv.app, name="clv")
 app.add_typer(customer.app)
+app.add_typer(ledger.app, name="ledger")
 
 
 #: jemalloc options that keep freed pages for ten seconds (see :func:`allocator_settings`).

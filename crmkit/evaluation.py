@@ -28,7 +28,7 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.errors import BadInputError
-from crmkit.ledger import arm, read_ledger
+from crmkit.ledger import NO_TREATMENT, arm, read_ledger
 from crmkit.simulate import SIMULATED_CHANNEL
 from crmkit.store import Store
 from crmkit.targeting import check_campaign
@@ -118,6 +118,24 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (len(ranked) - rank) * p))
         out[i] = running
     return out
+
+
+def treatment_arms(rows: pl.DataFrame) -> list[str]:
+    """Return the treatment arms that have customers in the treatment group, by name."""
+    treated = rows.filter(pl.col("group") == "treatment")["treatment"].drop_nulls()
+    return sorted(set(treated.to_list()) - {NO_TREATMENT})
+
+
+def arm_rows(rows: pl.DataFrame, name: str) -> pl.DataFrame:
+    """Return the treatment group of arm ``name`` with its control group.
+
+    Control customers carry the arm the policy would have given them; controls without an
+    arm (imported experiments with one shared control group) serve every arm.
+    """
+    arm_of = pl.col("treatment")
+    shared = arm_of.is_null() | (arm_of == NO_TREATMENT)
+    control = (pl.col("group") == "control") & ((arm_of == name) | shared)
+    return rows.filter(((pl.col("group") == "treatment") & (arm_of == name)) | control)
 
 
 def evaluate_with_outcomes(
@@ -354,8 +372,7 @@ def evaluate_campaign(
     )
     overall = compare(rows, alpha)
     by_treatment = [
-        {"treatment": name, **compare(rows.filter(pl.col("treatment") == name), alpha)}
-        for name in sorted(rows["treatment"].drop_nulls().unique().to_list())
+        {"treatment": name, **compare(arm_rows(rows, name), alpha)} for name in treatment_arms(rows)
     ]
     by_segment = [
         {"by": column, "segment": name, **compare(rows.filter(pl.col(column) == name), alpha)}
