@@ -5,8 +5,8 @@ error), and the store is either unchanged (same manifest bytes) or changed by ex
 what the command reports (``rows_read = stored + duplicate + quarantined`` and the store
 grows by ``rows_stored`` and ``rows_quarantined``).
 
-``make test`` runs 2,700 cases; ``make fuzz`` multiplies every count by
-``CRMKIT_FUZZ_SCALE`` (default 5 there: 13,500 cases).
+``make test`` runs 3,000 cases; ``make fuzz`` multiplies every count by
+``CRMKIT_FUZZ_SCALE`` (default 5 there: 15,000 cases).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .conftest import NOW, SAMPLE_DATA, trained_sample_store
 
 ALLOWED = {0, 2, 3, 4, 5}
 SCALE = float(os.environ.get("CRMKIT_FUZZ_SCALE", "1"))
-COUNTS = {"files": 1200, "configs": 500, "optouts": 600, "argv": 400}
+COUNTS = {"files": 1200, "configs": 500, "optouts": 600, "argv": 400, "ledgers": 300}
 CASES = {k: max(1, int(v * SCALE)) for k, v in COUNTS.items()}
 
 
@@ -233,6 +233,61 @@ def test_optout_files(tmp_path_factory, data):
         return
     assert ids.null_count() == 0
     assert ids.is_unique().all()
+
+
+# --- imported ledgers ---------------------------------------------------------------------
+
+KNOWN_IDS = ("C0001028", "C0000002", "C0000003", "C0000004", "C0000005", "C0000006")
+LEDGER_CELLS = st.one_of(
+    st.sampled_from(["C0001028", "C0000002", "C0000003", "", "NOPE", "12346.0", "2025-01-02",
+                     "01/02/2025", "treatment", "Control", "holdout", "sms", "x"]),
+    st.text(max_size=8),
+)  # fmt: skip
+
+
+@st.composite
+def ledger_bytes(draw: st.DrawFn) -> bytes:
+    header = draw(st.sampled_from(["customer_id,as_of,group,treatment", "customer_id,date,group",
+                                   "Client ID;Sent;Arm", "a,b", ""]))  # fmt: skip
+    delimiter = ";" if ";" in header else ","
+    width = max(1, header.count(delimiter) + 1)
+    if draw(st.booleans()):  # a valid experiment, now and then with one bad cell
+        ids = draw(st.lists(st.sampled_from(KNOWN_IDS), min_size=1, max_size=6, unique=True))
+        rows = [
+            [c, "2025-01-02", draw(st.sampled_from(["treatment", "Control"])), "sms"][:width]
+            for c in ids
+        ]
+        if draw(st.integers(0, 3)) == 0:
+            rows[0][draw(st.integers(0, width - 1))] = draw(LEDGER_CELLS)
+    else:
+        rows = draw(st.lists(st.lists(LEDGER_CELLS, min_size=width, max_size=width), max_size=6))
+    text = "\n".join([header, *(delimiter.join(r) for r in rows)]) + "\n"
+    return text.encode(draw(st.sampled_from(["utf-8", "utf-16", "cp1252"])), errors="replace")
+
+
+@fuzz("ledgers")
+@given(data=st.one_of(ledger_bytes(), st.binary(max_size=200)), replace=st.booleans())
+def test_imported_ledgers(trained, tmp_path_factory, data, replace):
+    store, _, _ = trained
+    path = tmp_path_factory.mktemp("l") / "assignments.csv"
+    path.write_bytes(data)
+    before = read_ledger_rows(store)
+    manifest = manifest_bytes(store)
+    args = ["ledger", "import", str(path), "--campaign", "fuzzed", "--store", str(store)]
+    result = run(CliRunner(), *args, *(["--replace"] if replace else []), "--json")
+    event(f"exit {result.exit_code}")
+    if result.exit_code != 0:
+        assert manifest_bytes(store) == manifest
+        return
+    report = json.loads(result.stdout)
+    after = read_ledger_rows(store)
+    assert after == before - report["replaced"] + report["rows"]
+
+
+def read_ledger_rows(store: Path) -> int:
+    from crmkit.ledger import read_ledger
+
+    return read_ledger(Store(store)).height
 
 
 # --- command lines --------------------------------------------------------------------------
