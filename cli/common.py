@@ -95,10 +95,9 @@ def settings(config: Path | None) -> Settings:
 
 def open_registry(cfg: Settings, registry: Path | None) -> Registry:
     """Open the model registry with the signing key of ``[model] key_file``, if any."""
-    from crmkit.registry import Registry, read_key
+    from crmkit import registry as models
 
-    path = registry_path(cfg, registry)
-    return Registry(path, read_key(cfg.model.key_file, path))
+    return models.open_registry(registry_path(cfg, registry), cfg.model.key_file)
 
 
 def registry_path(cfg: Settings, registry: Path | None) -> Path:

@@ -29,7 +29,7 @@ from crmkit.config import Settings
 from crmkit.errors import CrmkitError
 from crmkit.ingest import ingest_files
 from crmkit.ingest.sniff import directory_files
-from crmkit.registry import Registry, parse_ref, read_key
+from crmkit.registry import open_registry, parse_ref
 from crmkit.scoring import ScoreResult, score_customers
 from crmkit.store import Store
 from crmkit.targeting import TargetResult, check_campaign, check_policy, write_targets
@@ -124,7 +124,7 @@ def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
 def score_for(store: Store, options: RunOptions, settings: Settings) -> ScoreResult:
     """Score the store as of the day with the options' model (default: ``[model] name``)."""
     ref = parse_ref(options.model or settings.model.name)
-    registry = Registry(options.registry, read_key(settings.model.key_file, options.registry))
+    registry = open_registry(options.registry, settings.model.key_file)
     return score_customers(store, options.date, ref, registry, settings.segments)
 
 

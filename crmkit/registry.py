@@ -92,6 +92,17 @@ def read_key(key_file: str | None, registry: Path) -> bytes | None:
     return key
 
 
+def open_registry(root: Path, key_file: str | None) -> Registry:
+    """Open the registry at ``root`` with the signing key named by ``[model] key_file``.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`read_key`.
+    """
+    return Registry(root, read_key(key_file, root))
+
+
 def _signature(key: bytes, card: dict[str, Any]) -> str:
     unsigned = {k: v for k, v in card.items() if k != "signature"}
     body = json.dumps(json.loads(json.dumps(unsigned, default=str)), sort_keys=True)

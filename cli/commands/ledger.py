@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from crmkit_cli.commands.targets import CampaignOpt
 from crmkit_cli.common import (
     DEFAULT_STORE,
     ConfigOpt,
@@ -22,7 +23,7 @@ app = typer.Typer(help="Import experiments run elsewhere into the ledger.", no_a
 @app.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="Assignment file (CSV/TSV).", dir_okay=False)],
-    campaign: Annotated[str, typer.Option("--campaign", metavar="ID", help="Campaign id.")],
+    campaign: CampaignOpt,
     column_map: Annotated[
         str | None,
         typer.Option(
