@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -126,6 +127,17 @@ class FeatureConfig:
     season_window_days
         Length of the "same season last year" window ``[T - 365, T - 365 + W)``: what the
         customer did in the period ahead, one year earlier.
+    mix_window_days
+        Window of the mix changes: distinct products and categories, top-category share
+        and dominant channel in ``[T - W, T)`` against ``[T - 2W, T - W)``.
+    top_categories
+        How many of the store's most frequent categories get a spend-share column each.
+    top_channels
+        How many of the store's most frequent channels get spend- and day-share columns.
+    attributes
+        Customer attributes (``crmkit ingest --kind customers``) joined to the feature
+        table: text and yes/no values as categories, numbers as they are, dates as ages
+        in days (``<name>_age_days``).
     """
 
     windows: tuple[int, ...] = (30, 90, 365)
@@ -134,6 +146,10 @@ class FeatureConfig:
     projection_horizon_days: int = 365
     annual_discount_rate: float = 0.10
     season_window_days: int = 90
+    mix_window_days: int = 90
+    top_categories: int = 5
+    top_channels: int = 3
+    attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,10 +230,10 @@ class ModelConfig:
 
     registry: str = "models"
     name: str = "churn"
-    snapshots: int = 12
+    snapshots: int = 16
     step_days: int = 30
     lookback_days: int = 365
-    kind: Literal["hgb", "logreg"] = "hgb"
+    kind: Literal["blend", "hgb", "logreg"] = "blend"
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     min_customers: int = 200
     min_class: int = 30
@@ -439,6 +455,13 @@ def _increasing_pair(v: tuple[float, ...]) -> bool:
     return len(v) == 0 or (len(v) == 2 and v[0] <= v[1])
 
 
+def _attribute_names(v: tuple[str, ...]) -> bool:
+    return len(set(v)) == len(v) and all(_ATTRIBUTE_NAME.fullmatch(name) for name in v)
+
+
+_ATTRIBUTE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+
+
 def _positive_increasing(v: tuple[int, ...]) -> bool:
     return len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(set(v))
 
@@ -457,6 +480,10 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("features", "projection_horizon_days", *_between(1, 36500)),
     ("features", "annual_discount_rate", *_between(0, 10)),
     ("features", "season_window_days", *_between(1, 365)),
+    ("features", "mix_window_days", *_between(1, 3650)),
+    ("features", "top_categories", *_between(0, 50)),
+    ("features", "top_channels", *_between(0, 20)),
+    ("features", "attributes", _attribute_names, "distinct names of letters, digits and _"),
     ("segments", "cycle_edges", _increasing_pair, "empty or two increasing numbers"),
     ("segments", "spend_edges", _increasing_pair, "empty or two increasing numbers"),
     ("segments", "kmeans_features", (lambda v: len(v) > 0), "at least one feature"),

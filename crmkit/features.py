@@ -35,9 +35,10 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.config import FeatureConfig
+from crmkit.mix import Vocabulary, learn_vocabulary, mix_derived, mix_schema, mix_totals
 from crmkit.store import Store
 
-FEATURE_VERSION: Final = 2
+FEATURE_VERSION: Final = 3
 
 _EPOCH: Final = dt.date(1970, 1, 1)
 MICRO: Final = 1_000_000
@@ -58,7 +59,7 @@ _SHIFT: Final = 2**32
 _HALF: Final = 2**31
 
 
-def _schema(windows: tuple[int, ...]) -> dict[str, pl.DataType]:
+def _schema(cfg: FeatureConfig, vocab: Vocabulary) -> dict[str, pl.DataType]:
     out: dict[str, pl.DataType] = {
         schema.CUSTOMER_ID: pl.String(),
         "first_purchase": pl.Date(),
@@ -79,7 +80,7 @@ def _schema(windows: tuple[int, ...]) -> dict[str, pl.DataType]:
         "std_cycle_days": pl.Float64(),
         "overdue_ratio": pl.Float64(),
     }
-    for w in windows:
+    for w in cfg.windows:
         out |= {
             f"days_{w}": pl.Int64(),
             f"spend_{w}": pl.Float64(),
@@ -96,16 +97,16 @@ def _schema(windows: tuple[int, ...]) -> dict[str, pl.DataType]:
         "projected_value": pl.Float64(),
         "customer_value": pl.Float64(),
     }
-    return out
+    return out | mix_schema(cfg, vocab)
 
 
-#: Names and dtypes of the feature table for the default windows.
-FEATURE_SCHEMA: Final = _schema(FeatureConfig().windows)
+#: Names and dtypes of the feature table for the default settings and no vocabulary.
+FEATURE_SCHEMA: Final = _schema(FeatureConfig(), Vocabulary())
 
 
-def feature_schema(cfg: FeatureConfig) -> dict[str, pl.DataType]:
-    """Return the feature table's names and dtypes for ``cfg``'s windows."""
-    return _schema(cfg.windows)
+def feature_schema(cfg: FeatureConfig, vocab: Vocabulary | None = None) -> dict[str, pl.DataType]:
+    """Return the feature table's names and dtypes for ``cfg`` and a category vocabulary."""
+    return _schema(cfg, vocab or Vocabulary())
 
 
 def cutoff_of(as_of: dt.date) -> dt.datetime:
@@ -450,11 +451,14 @@ def projected_value(cfg: FeatureConfig) -> pl.Expr:
     return projected.alias("projected_value")
 
 
-def customer_totals(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:
+def customer_totals(
+    tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary
+) -> pl.LazyFrame:
     """Per customer with a purchase before ``as_of``: the aggregates, money in micro-units.
 
     Depends on the customer's own history only, so it can run on any subset of customers,
-    e.g. one store bucket at a time; :func:`with_derived` adds the ratios and trends.
+    e.g. one store bucket at a time; :func:`with_derived` adds the ratios and trends. The
+    mix aggregates (:mod:`crmkit.mix`) are joined on the same customer codes.
     """
     codes = pl.Categories.random()
     return (
@@ -462,25 +466,34 @@ def customer_totals(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.
         .group_by(_CODE)
         .agg(customer_aggregates(cfg, as_of))
         .filter(pl.col("purchase_days") > 0)
+        .join(mix_totals(tx, as_of, cfg, vocab, customer_code(codes)), on=_CODE, how="left")
         .select(customer_id_of(codes).alias(schema.CUSTOMER_ID), pl.exclude(_CODE))
     )
 
 
-def with_derived(totals: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:
-    """Turn :func:`customer_totals` into currency and add the :func:`derived` columns."""
-    return totals.with_columns(from_micro(cfg)).with_columns(derived(as_of, cfg))
+def with_derived(
+    totals: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary
+) -> pl.LazyFrame:
+    """Turn :func:`customer_totals` into currency and add the derived and mix columns."""
+    return (
+        totals.with_columns(from_micro(cfg))
+        .with_columns(derived(as_of, cfg))
+        .with_columns(mix_derived(cfg, vocab))
+    )
 
 
-def base_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:
+def base_features(
+    tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary
+) -> pl.LazyFrame:
     """Build every per-customer feature that depends on the customer's own history only.
 
     The rest (:func:`finish_features`) needs the whole population (the median cycle).
     """
-    return with_derived(customer_totals(tx, as_of, cfg), as_of, cfg)
+    return with_derived(customer_totals(tx, as_of, cfg, vocab), as_of, cfg, vocab)
 
 
-def _finish_columns(base: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
-    columns = feature_schema(cfg)
+def _finish_columns(base: pl.LazyFrame, cfg: FeatureConfig, vocab: Vocabulary) -> pl.LazyFrame:
+    columns = feature_schema(cfg, vocab)
     return (
         base.with_columns(projected_value(cfg))
         .with_columns(pl.col("projected_value").alias("customer_value"))
@@ -488,9 +501,9 @@ def _finish_columns(base: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     )
 
 
-def finish_features(base: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+def finish_features(base: pl.LazyFrame, cfg: FeatureConfig, vocab: Vocabulary) -> pl.LazyFrame:
     """Add the population-dependent values, cast to the contract and sort by customer."""
-    return _finish_columns(base, cfg).sort(schema.CUSTOMER_ID)
+    return _finish_columns(base, cfg, vocab).sort(schema.CUSTOMER_ID)
 
 
 def sort_by_customer(parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -507,7 +520,9 @@ def sort_by_customer(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return runs[order]
 
 
-def customer_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> pl.LazyFrame:
+def customer_features(
+    tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary | None = None
+) -> pl.LazyFrame:
     """Build the lazy feature plan for every customer with a purchase before ``as_of``.
 
     Parameters
@@ -518,13 +533,17 @@ def customer_features(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> p
         Features see only transactions with ``ts`` before the start of this day.
     cfg
         Windows and value parameters.
+    vocab
+        The categories and channels that get share columns; learned from ``tx`` as of
+        ``as_of`` when None.
 
     Returns
     -------
     pl.LazyFrame
         One row per customer, columns :func:`feature_schema`, sorted by customer id.
     """
-    return finish_features(base_features(tx, as_of, cfg), cfg)
+    vocab = learn_vocabulary(tx, as_of, cfg) if vocab is None else vocab
+    return finish_features(base_features(tx, as_of, cfg, vocab), cfg, vocab)
 
 
 def store_features(
@@ -532,23 +551,40 @@ def store_features(
     as_of: dt.date,
     cfg: FeatureConfig,
     progress: Callable[[int, int, str], None] | None = None,
+    vocab: Vocabulary | None = None,
 ) -> pl.DataFrame:
     """Compute :func:`customer_features` over a store, one customer bucket at a time.
 
     Buckets hold disjoint customers, so each bucket's plan is small (its hash tables fit in
     cache and memory stays bounded by the largest bucket) and the results concatenate;
-    the population step then runs once on the per-customer rows.
+    the population step then runs once on the per-customer rows. ``vocab`` (learned from
+    the store as of ``as_of`` when None) names the category and channel share columns.
     """
+    vocab = learn_vocabulary(store.transactions(), as_of, cfg) if vocab is None else vocab
     scans = store.bucket_scans()
     parts = []
     for i, scan in enumerate(scans):
-        parts.append(collect(customer_totals(scan, as_of, cfg)).sort(schema.CUSTOMER_ID))
+        parts.append(collect(customer_totals(scan, as_of, cfg, vocab)).sort(schema.CUSTOMER_ID))
         if progress is not None:
             progress(i + 1, len(scans), "buckets")
     if not parts:
-        return collect(customer_features(store.transactions(), as_of, cfg))
+        empty = collect(customer_features(store.transactions(), as_of, cfg, vocab))
+        return with_attributes(store, empty, as_of, cfg)
     totals = sort_by_customer(parts)
-    return _finish_columns(with_derived(totals.lazy(), as_of, cfg), cfg).collect()
+    derived_frame = with_derived(totals.lazy(), as_of, cfg, vocab)
+    return with_attributes(store, _finish_columns(derived_frame, cfg, vocab).collect(), as_of, cfg)
+
+
+def with_attributes(
+    store: Store, features: pl.DataFrame, as_of: dt.date, cfg: FeatureConfig
+) -> pl.DataFrame:
+    """Join the chosen customer attributes known by ``as_of`` (:mod:`crmkit.attributes`)."""
+    if not cfg.attributes:
+        return features
+    from crmkit.attributes import attributes_as_of
+
+    known = attributes_as_of(store, as_of, cfg.attributes)
+    return features.join(known, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
 
 
 def churn_labels(

@@ -16,11 +16,11 @@ from crmkit.errors import StoreCorruptError
 
 FORMAT_VERSION: Final = 1
 MANIFEST: Final = "manifest.json"
-KINDS: Final = ("transactions", "quarantine", "ledger")
+KINDS: Final = ("transactions", "quarantine", "ledger", "customers")
 
 #: The only file names the store writes for its parts; nothing else is ever read or removed.
 PART_PATH: Final = re.compile(
-    r"^(?P<kind>transactions|quarantine|ledger)/(?:b(?P<bucket>\d{3,})/)?g(?P<gen>\d{6,})-\d{4,}\.parquet$"
+    r"^(?P<kind>transactions|quarantine|ledger|customers)/(?:b(?P<bucket>\d{3,})/)?g(?P<gen>\d{6,})-\d{4,}\.parquet$"
 )
 STAGING_DIR: Final = re.compile(r"^g\d{6,}$")
 #: What a directory may hold and still become a new store (what a failed first write leaves).

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +36,7 @@ from crmkit.config import FeatureConfig, ModelConfig, Settings
 from crmkit.errors import BadInputError
 from crmkit.features import FEATURE_VERSION, churn_labels, feature_schema, store_features
 from crmkit.metrics import churn_metrics
+from crmkit.mix import Vocabulary, learn_vocabulary
 from crmkit.numbers import as_float
 from crmkit.registry import Registry, parse_ref
 from crmkit.store import Store
@@ -46,15 +47,42 @@ _NOT_MODEL_INPUTS: Final = frozenset(
     {schema.CUSTOMER_ID, "first_purchase", "last_purchase", "projected_value"}
 )
 BASELINES: Final = ("baseline_recency", "baseline_recency_frequency")
+_MAX_CATEGORIES: Final = 250
 
 
 CLV_COLUMNS: Final = ("clv_expected_purchases", "clv_p_alive", "clv_p_no_purchase", "clv_value")
 
 
-def model_feature_names(cfg: FeatureConfig, *, clv: bool = False) -> list[str]:
-    """Model inputs, in matrix column order: pipeline features, season, CLV predictions."""
-    names = [n for n in feature_schema(cfg) if n not in _NOT_MODEL_INPUTS]
-    return [*names, *SEASON, *(CLV_COLUMNS if clv else ())]
+def model_feature_names(
+    cfg: FeatureConfig,
+    vocab: Vocabulary | None = None,
+    attributes: Mapping[str, pl.DataType] | None = None,
+    *,
+    clv: bool = False,
+) -> list[str]:
+    """Model inputs, in matrix column order: pipeline features, attributes, season, CLV."""
+    names = [n for n in feature_schema(cfg, vocab) if n not in _NOT_MODEL_INPUTS]
+    return [*names, *(attributes or {}), *SEASON, *(CLV_COLUMNS if clv else ())]
+
+
+def category_codes(frame: pl.DataFrame, names: Sequence[str]) -> dict[str, list[str]]:
+    """For each text column of ``names``: its most frequent values, in code order.
+
+    At most :data:`crmkit.estimators.MAX_CATEGORIES` per column (ties by value); rarer
+    values, like values never seen in training, are coded as missing.
+    """
+    out = {}
+    for name in names:
+        if name in frame.columns and frame.schema[name] == pl.String:
+            counts = (
+                frame.select(pl.col(name).drop_nulls())
+                .group_by(name)
+                .len()
+                .sort(["len", name], descending=[True, False])
+                .head(_MAX_CATEGORIES)
+            )
+            out[name] = sorted(counts[name].to_list())
+    return out
 
 
 def with_clv(
@@ -100,10 +128,26 @@ def cutoffs(as_of: dt.date, horizon: int, cfg: ModelConfig) -> list[dt.date]:
     return [as_of - dt.timedelta(days=horizon + k * cfg.step_days) for k in range(cfg.snapshots)]
 
 
-def design_matrix(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
-    """Float64 matrix of ``names`` in that order; nulls become NaN."""
+def design_matrix(
+    frame: pl.DataFrame, names: Sequence[str], categories: Mapping[str, Sequence[str]] | None = None
+) -> np.ndarray:
+    """Float64 matrix of ``names`` in that order; nulls become NaN.
+
+    Columns in ``categories`` (see :func:`category_codes`) hold each value's code, NaN for
+    missing and unknown values.
+    """
+    codes = categories or {}
+
+    def column(name: str) -> pl.Expr:
+        if name in codes:
+            values = list(codes[name])
+            return pl.col(name).replace_strict(
+                values, list(range(len(values))), default=None, return_dtype=pl.Float64
+            )
+        return pl.col(name).cast(pl.Float64)
+
     return (
-        frame.select([pl.col(n).cast(pl.Float64).fill_null(float("nan")) for n in names])
+        frame.select([column(n).fill_null(float("nan")).alias(n) for n in names])
         .to_numpy()
         .astype(np.float64)
     )
@@ -116,8 +160,12 @@ def training_set(
     cfg: ModelConfig,
     features: FeatureConfig,
     progress: ProgressFn | None = None,
+    vocab: Vocabulary | None = None,
 ) -> pl.DataFrame:
     """Stack labelled snapshots; columns: ``snapshot``, the features, season, ``churned``.
+
+    Every snapshot uses the same category vocabulary ``vocab`` (none when None), so that
+    its columns are those of the model.
 
     Raises
     ------
@@ -142,7 +190,7 @@ def training_set(
     frames = []
     points = [t for t in cutoffs(as_of, horizon, cfg) if t > first.date()]
     for i, cutoff in enumerate(points):
-        everyone = store_features(store, cutoff, features)
+        everyone = store_features(store, cutoff, features, vocab=vocab or Vocabulary())
         if cfg.clv_features:
             everyone = with_clv(everyone, cutoff, horizon, features)
         snap = eligible(everyone, cfg.lookback_days)
@@ -169,34 +217,8 @@ TRAINING_STAGES: Final = (
 )
 
 
-def make_classifier(kind: str, seed: int) -> Any:  # noqa: ANN401
-    """Return the uncalibrated classifier (an unfitted scikit-learn estimator)."""
-    if kind == "logreg":
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
-        return make_pipeline(
-            SimpleImputer(strategy="median", keep_empty_features=True),
-            FunctionTransformer(_signed_log1p),
-            StandardScaler(),
-            LogisticRegression(C=0.5, max_iter=2000, random_state=seed),
-        )
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(
-        learning_rate=0.05,
-        max_iter=300,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
-    )
-
-
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    """Kept so that models saved by earlier versions still load (``models show``)."""
     out: np.ndarray = np.sign(x) * np.log1p(np.abs(x))
     return out
 
@@ -211,10 +233,19 @@ def snapshot_folds(groups: np.ndarray, folds: int = 4) -> list[tuple[np.ndarray,
 
 
 def fit_calibrated(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: ModelConfig
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    cfg: ModelConfig,
+    categorical: Sequence[bool] | None = None,
 ) -> CalibratedModel:
-    """Fit the classifier with cross-fitted calibration over snapshot folds."""
-    classifier = make_classifier(cfg.kind, cfg.seed)
+    """Fit the classifier with cross-fitted calibration over snapshot folds.
+
+    ``categorical`` marks the columns holding category codes.
+    """
+    from crmkit.estimators import make_classifier
+
+    classifier = make_classifier(cfg.kind, cfg.seed, categorical)
     splits = snapshot_folds(groups)
     if len(splits) < 2:
         splits = _random_folds(len(y), cfg.seed)
@@ -312,8 +343,14 @@ def train(
     if horizon < 1:
         raise BadInputError("--horizon must be at least 1 day")
     features = dataclasses.replace(features, season_window_days=horizon)
-    data = training_set(store, as_of, horizon, cfg, features, progress)
-    names = model_feature_names(features, clv=cfg.clv_features)
+    from crmkit.attributes import attribute_schema
+
+    attributes = attribute_schema(store, features.attributes)
+    vocab = learn_vocabulary(store.transactions(), as_of, features)
+    data = training_set(store, as_of, horizon, cfg, features, progress, vocab)
+    names = model_feature_names(features, vocab, attributes, clv=cfg.clv_features)
+    categories = category_codes(data, names)
+    categorical = [n in categories for n in names]
     snapshots = sorted(data["snapshot"].unique().to_list())
     if len(snapshots) < 2:
         raise BadInputError(
@@ -321,7 +358,7 @@ def train(
             "needs two (ingest more history or lower --snapshots/step)"
         )
     newest = snapshots[-1]
-    x = design_matrix(data, names)
+    x = design_matrix(data, names, categories)
     y = data["churned"].cast(pl.Int64).to_numpy()
     groups = data["snapshot"].cast(pl.Int32).to_numpy()
     valid = (data["snapshot"] == newest).to_numpy()
@@ -334,7 +371,7 @@ def train(
 
     stage(0, TRAINING_STAGES[0])
     with threads(cfg.threads):
-        check = fit_calibrated(x[~valid], y[~valid], groups[~valid], cfg)
+        check = fit_calibrated(x[~valid], y[~valid], groups[~valid], cfg, categorical)
         stage(1, TRAINING_STAGES[1])
         method, candidates = choose_method(check, x[valid], y[valid], churn_metrics)
         if cfg.calibration != "auto":
@@ -362,12 +399,15 @@ def train(
     with threads(cfg.threads):
         importance = _importance(check, x[valid], y[valid], names, cfg.seed)
         stage(3, TRAINING_STAGES[3])
-        final = fit_calibrated(x, y, groups, cfg).choose(method)
+        final = fit_calibrated(x, y, groups, cfg, categorical).choose(method)
     stage(4, "done")
     card = _card(
         as_of, horizon, cfg, features, names, data, snapshots, newest, metrics, importance, created
     )
     card["validation_curves"] = curves
+    card["vocabulary"] = vocab.to_json()
+    card["attributes"] = {name: str(dtype) for name, dtype in attributes.items()}
+    card["categories"] = categories
     card["calibration"] = method
     card["calibration_candidates"] = candidates
     return TrainResult(final, card, metrics, importance)

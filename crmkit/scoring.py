@@ -13,6 +13,7 @@ from crmkit import schema
 from crmkit.config import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features import FEATURE_VERSION, money_sum, store_features
+from crmkit.mix import Vocabulary
 from crmkit.model import (
     design_matrix,
     eligible,
@@ -91,12 +92,24 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
             "retrain it"
         )
     cfg = _card_feature_config(card)
-    if card.get("features") != model_feature_names(cfg, clv=bool(card.get("clv_features"))):
+    attributes = dict.fromkeys(card.get("attributes") or {}, pl.String())
+    expected = model_feature_names(
+        cfg, card_vocabulary(card), attributes, clv=bool(card.get("clv_features"))
+    )
+    if card.get("features") != expected:
         raise ModelError(
             f"model {card.get('name')}:{card.get('version')} expects features "
             f"{card.get('features')}, which do not match this pipeline's: retrain it"
         )
     return cfg
+
+
+def card_vocabulary(card: dict[str, Any]) -> Vocabulary:
+    """Return the categories and channels a model was trained with (none for older cards)."""
+    try:
+        return Vocabulary.from_json(card.get("vocabulary"))
+    except BadInputError as exc:
+        raise ModelError(f"model {card.get('name')}:{card.get('version')}: {exc}") from exc
 
 
 def risk_deciles(p: pl.Expr) -> pl.Expr:
@@ -132,7 +145,7 @@ def score_customers(
             f"running {sklearn.__version__}: retrain if scores look off"
         )
     store.require()
-    everyone = store_features(store, as_of, cfg)
+    everyone = store_features(store, as_of, cfg, vocab=card_vocabulary(card))
     clv_value = card.get("customer_value") == "clv"
     if card.get("clv_features") or clv_value:
         everyone = with_clv(everyone, as_of, int(card["horizon_days"]), cfg)
@@ -147,7 +160,7 @@ def score_customers(
             "nothing to score"
         )
     frame = features.with_columns(season_columns(as_of))
-    x = design_matrix(frame, card["features"])
+    x = design_matrix(frame, card["features"], card.get("categories") or {})
     with threads(int(card.get("threads", 1))):
         probability = model.predict_proba(x)[:, 1]  # type: ignore[attr-defined]
     scored = (
@@ -189,6 +202,7 @@ def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:
 def _card_feature_config(card: dict[str, Any]) -> FeatureConfig:
     raw = dict(card["feature_config"])
     raw["windows"] = tuple(raw["windows"])
+    raw["attributes"] = tuple(raw.get("attributes", ()))
     return FeatureConfig(**raw)
 
 

@@ -11,7 +11,9 @@ from collections import defaultdict
 from crmkit.config import FeatureConfig
 
 
-def reference_features(rows: list[dict], as_of: dt.date, cfg: FeatureConfig) -> dict[str, dict]:
+def reference_features(
+    rows: list[dict], as_of: dt.date, cfg: FeatureConfig, *, mix: bool = True
+) -> dict[str, dict]:
     cutoff = dt.datetime.combine(as_of, dt.time())
     days: dict[str, dict[dt.date, dict]] = defaultdict(dict)
     for r in rows:
@@ -111,6 +113,11 @@ def reference_features(rows: list[dict], as_of: dt.date, cfg: FeatureConfig) -> 
             )
         f["projected_value"] = value
         f["customer_value"] = value
+    if mix:
+        from crmkit.mix import Vocabulary, share_columns
+
+        names = share_columns(Vocabulary(*reference_vocabulary(rows, as_of, cfg)))
+        reference_mix(rows, as_of, cfg, out, names)
     return out
 
 
@@ -123,3 +130,131 @@ def close(a, b) -> bool:
         # money is exact to micro-units; a discounted sum rounds each day to one micro-unit
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-4)
     return a == b
+
+
+def _text(value):
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def reference_vocabulary(rows, as_of, cfg) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    cutoff = dt.datetime.combine(as_of, dt.time())
+
+    def top(column, k):
+        counts = defaultdict(int)
+        for r in rows:
+            value = _text(r.get(column))
+            if r["ts"] < cutoff and r["amount"] > 0 and value is not None:
+                counts[value] += 1
+        return tuple(sorted(counts, key=lambda v: (-counts[v], v))[:k])
+
+    return top("category", cfg.top_categories), top("channel", cfg.top_channels)
+
+
+def _leader(spend: dict):
+    positive = {k: v for k, v in spend.items() if v > 0}
+    if not positive:
+        return None
+    return sorted(positive, key=lambda k: (-positive[k], k))[0]
+
+
+def reference_mix(rows, as_of, cfg, features: dict[str, dict], names) -> None:
+    """Add the mix features to ``features`` (per customer), as :mod:`crmkit.mix` defines them."""
+    cutoff = dt.datetime.combine(as_of, dt.time())
+    w = cfg.mix_window_days
+    categories, channels = reference_vocabulary(rows, as_of, cfg)
+    lines = defaultdict(list)
+    for r in rows:
+        if r["ts"] < cutoff:
+            lines[r["customer_id"]].append(
+                {
+                    **r,
+                    "age": (as_of - r["ts"].date()).days,
+                    "pos": r["amount"] > 0,
+                    **{c: _text(r.get(c)) for c in ("product", "category", "channel")},
+                }
+            )
+    for cid, f in features.items():
+        mine = lines[cid]
+        pos = [x for x in mine if x["pos"]]
+
+        def distinct(column, keep=lambda x: True, pos=pos):
+            known = [x for x in pos if x[column] is not None]
+            if not known:
+                return None
+            return len({x[column] for x in known if keep(x)})
+
+        recent = lambda x: x["age"] <= w  # noqa: E731
+        before = lambda x: w < x["age"] <= 2 * w  # noqa: E731
+        for column, plural in (("product", "products"), ("category", "categories")):
+            f[f"distinct_{plural}"] = distinct(column)
+            now, then = distinct(column, recent), distinct(column, before)
+            f[f"distinct_{plural}_{w}"] = now
+            f[f"distinct_{plural}_change_{w}"] = None if now is None else now - then
+        f["distinct_channels"] = distinct("channel")
+        per = defaultdict(lambda: {"g": 0.0, "r": 0.0, "gr": 0.0, "gb": 0.0})
+        for x in mine:
+            if x["category"] is None:
+                continue
+            c = per[x["category"]]
+            if x["pos"]:
+                c["g"] += x["amount"]
+                c["gr"] += x["amount"] if recent(x) else 0.0
+                c["gb"] += x["amount"] if before(x) else 0.0
+            else:
+                c["r"] -= x["amount"]
+        kept = {k: v for k, v in per.items() if v["g"] > 0}
+        if kept:
+            total = sum(v["g"] for v in kept.values())
+            shares = [v["g"] / total for v in kept.values()]
+            k = len(kept)
+            f["top_category_share"] = max(shares)
+            f["category_entropy"] = (
+                -sum(p * math.log(p) for p in shares) / math.log(k) if k > 1 else 0.0
+            )
+
+            def top_share(key, kept=kept):
+                t = sum(v[key] for v in kept.values())
+                return max(v[key] for v in kept.values()) / t if t > 0 else None
+
+            now, then = top_share("gr"), top_share("gb")
+            f[f"top_category_share_change_{w}"] = (
+                None if now is None or then is None else now - then
+            )
+            f["category_refund_share_max"] = max(
+                v["r"] / v["g"] for v in kept.values() if v["g"] >= 0.1 * total
+            )
+        else:
+            for name in ("top_category_share", "category_entropy", f"top_category_share_change_{w}",
+                         "category_refund_share_max"):  # fmt: skip
+                f[name] = None
+        spend_recent, spend_before = defaultdict(float), defaultdict(float)
+        for x in pos:
+            if x["channel"] is not None:
+                spend_recent[x["channel"]] += x["amount"] if recent(x) else 0.0
+                spend_before[x["channel"]] += x["amount"] if before(x) else 0.0
+        lead_now, lead_then = _leader(spend_recent), _leader(spend_before)
+        f[f"channel_switch_{w}"] = (
+            None if lead_now is None or lead_then is None else lead_now != lead_then
+        )
+        f["lines_per_order"] = len(pos) / f["orders"]
+        with_qty = [x for x in pos if x.get("quantity") is not None]
+        units = sum(abs(x["quantity"]) for x in with_qty)
+        f["units_per_order"] = units / f["orders"] if units > 0 else None
+        f["mean_unit_price"] = sum(x["amount"] for x in with_qty) / units if units > 0 else None
+        gross = sum(x["amount"] for x in pos)
+        days = len({x["age"] for x in pos})
+        for value, name in zip(categories, names["category_share"], strict=True):
+            share = sum(x["amount"] for x in pos if x["category"] == value) / gross
+            f[name] = share if f["distinct_categories"] is not None else None
+        for value, spend, day in zip(
+            channels, names["channel_share"], names["channel_days_share"], strict=True
+        ):
+            has = f["distinct_channels"] is not None
+            f[spend] = (
+                sum(x["amount"] for x in pos if x["channel"] == value) / gross if has else None
+            )
+            share = len({x["age"] for x in pos if x["channel"] == value}) / days
+            f[day] = share if has else None

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from crmkit.config import FeatureConfig
 from crmkit.features import (
-    FEATURE_SCHEMA,
     churn_labels,
     collect,
     customer_features,
     feature_schema,
 )
+from crmkit.mix import learn_vocabulary
 from crmkit.schema import TRANSACTION_SCHEMA
 
 from .reference import close, reference_features
@@ -44,8 +44,19 @@ def random_rows(seed: int, n: int = 600) -> list[dict]:
             round(rng.uniform(1, 200), 2) if rng.random() > 0.1 else -round(rng.uniform(1, 50), 2)
         )
         order = None if rng.random() < 0.2 else f"O{i // rng.choice([1, 2, 3])}"
+        customer = rng.randrange(40)
         rows.append(
-            {"customer_id": f"C{rng.randrange(40)}", "ts": ts, "amount": amount, "order_id": order}
+            {
+                "customer_id": f"C{customer}",
+                "ts": ts,
+                "amount": amount,
+                "order_id": order,
+                "product": rng.choice([None, " p1 ", "p1", "p2", "p3", "p4", "p5", ""]),
+                # every fifth customer's export has no category, every seventh no channel
+                "category": None if customer % 5 == 0 else rng.choice([None, "a", "b", "c", "d"]),
+                "channel": None if customer % 7 == 0 else rng.choice(["web", "shop", "phone"]),
+                "quantity": rng.choice([None, 1.0, 2.0, 3.0, 0.5, -1.0]),
+            }
         )
     return rows
 
@@ -56,7 +67,13 @@ def test_every_feature_equals_the_reference(seed):
     got = features(rows)
     expected = reference_features(rows, AS_OF, CFG)
     assert set(got["customer_id"]) == set(expected)
-    assert list(got.columns) == list(FEATURE_SCHEMA)
+    vocab = learn_vocabulary(frame(rows).lazy(), AS_OF, CFG)
+    assert vocab.channels == ("phone", "shop", "web") or len(set(vocab.channels)) == 3
+    assert len(vocab.categories) == 4
+    assert list(got.columns) == list(feature_schema(CFG, vocab))
+    # the per-category and per-channel columns are not all null
+    assert got["category_share_a"].drop_nulls().len() > 0
+    assert got["channel_switch_90"].drop_nulls().len() > 0
     for row in got.iter_rows(named=True):
         want = expected[row["customer_id"]]
         for name, value in want.items():
@@ -104,6 +121,58 @@ def test_hand_computed_customer():
     assert b["projected_value"] < 10.0 / 10.0 * 365 / 1.1 ** (365 / 730)
 
 
+def test_hand_computed_mix():
+    def line(day, amount, category, channel, product="p", quantity=1.0):
+        return {
+            "customer_id": "A",
+            "ts": dt.datetime(2024, 6, day) if day > 0 else dt.datetime(2024, 3, 1),
+            "amount": amount,
+            "order_id": f"o{day}{category}",
+            "product": product,
+            "category": category,
+            "channel": channel,
+            "quantity": quantity,
+        }
+
+    rows = [
+        line(0, 60.0, "shoes", "shop", "s1", 2.0),  # 122 days before: the window before
+        line(0, 40.0, "bags", "shop", "b1", 1.0),
+        line(10, 30.0, "shoes", "web", "s1", 3.0),
+        line(20, 70.0, "shoes", "web", "s2", 1.0),
+        line(21, -35.0, "shoes", "web", "s2", -1.0),
+    ]
+    got = features(rows, cfg=FeatureConfig(mix_window_days=120, top_categories=1)).to_dicts()[0]
+    assert got["distinct_products"] == 3
+    assert got["distinct_products_120"] == 2
+    assert got["distinct_products_change_120"] == 2 - 2  # {s1, s2} against {s1, b1}
+    assert got["distinct_categories"] == 2
+    assert got["distinct_categories_change_120"] == 1 - 2
+    assert got["top_category_share"] == pytest.approx(160 / 200)
+    p = [160 / 200, 40 / 200]
+    assert got["category_entropy"] == pytest.approx(-sum(x * math.log(x) for x in p) / math.log(2))
+    assert got["category_refund_share_max"] == pytest.approx(35 / 160)
+    assert got["channel_switch_120"] is True  # shop 122 days before, web recently
+    assert got["units_per_order"] == pytest.approx(7 / 4)
+    assert got["mean_unit_price"] == pytest.approx(200 / 7)
+    assert got["lines_per_order"] == 1.0
+    assert got["category_share_shoes"] == pytest.approx(160 / 200)
+    assert got["channel_share_web"] == pytest.approx(100 / 200)
+    assert got["channel_days_share_shop"] == pytest.approx(1 / 3)
+    short = features(rows, cfg=FeatureConfig(mix_window_days=30)).to_dicts()[0]
+    assert short["channel_switch_30"] is None  # no purchase 31 to 60 days before
+    assert short["top_category_share_change_30"] is None
+
+
+def test_an_export_without_mix_columns_gives_null_mix_features():
+    rows = [{"customer_id": "A", "ts": dt.datetime(2024, 6, 1), "amount": 10.0}]
+    got = features(rows).to_dicts()[0]
+    for name in ("distinct_products", "distinct_categories", "distinct_channels",
+                 "top_category_share", "channel_switch_90", "units_per_order",
+                 "mean_unit_price", "category_refund_share_max"):  # fmt: skip
+        assert got[name] is None, name
+    assert got["lines_per_order"] == 1.0
+
+
 def test_customers_with_only_refunds_are_not_customers():
     rows = [{"customer_id": "R", "ts": dt.datetime(2024, 1, 1), "amount": -5.0}]
     assert features(rows).height == 0
@@ -120,6 +189,10 @@ tx_strategy = st.lists(
                 lambda x: round(x, 2)
             ),
             "order_id": st.none() | st.sampled_from(["o1", "o2", "o3"]),
+            "product": st.none() | st.sampled_from(["p1", "p2", " p2", "p3"]),
+            "category": st.none() | st.sampled_from(["shoes", "bags", "hats"]),
+            "channel": st.none() | st.sampled_from(["web", "shop"]),
+            "quantity": st.none() | st.sampled_from([1.0, 2.0, 0.25, -3.0]),
         }
     ),
     max_size=40,
@@ -175,7 +248,10 @@ def test_schema_follows_windows():
     assert "days_7" in names
     assert "spend_trend_28" in names
     assert "days_30" not in names
-    assert list(features(random_rows(4), cfg=cfg).columns) == names
+    rows = random_rows(4)
+    vocab = learn_vocabulary(frame(rows).lazy(), AS_OF, cfg)
+    assert list(features(rows, cfg=cfg).columns) == list(feature_schema(cfg, vocab))
+    assert list(feature_schema(cfg, vocab))[: len(names)] == names
 
 
 def test_bucketed_store_features_equal_the_single_plan(tmp_path):
@@ -209,7 +285,10 @@ def test_store_features_with_empty_buckets(tmp_path, as_of, customers):
     store = Store(tmp_path / "s")
     ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
     bucketed = store_features(store, as_of, CFG)
-    assert bucketed.schema == FEATURE_SCHEMA
+    vocab = learn_vocabulary(store.transactions(), as_of, CFG)
+    assert vocab.categories == ()
+    assert sorted(vocab.channels) == ([] if customers == 0 else ["app", "store", "web"])
+    assert bucketed.schema == feature_schema(CFG, vocab)
     assert bucketed.height == customers
     assert bucketed["customer_id"].is_sorted()
     assert bucketed.equals(collect(customer_features(store.transactions(), as_of, CFG)))

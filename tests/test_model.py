@@ -72,7 +72,7 @@ def test_training_reproducible_and_scores_valid(store, trained):
 def test_model_beats_baselines_and_card(trained):
     _, result = trained
     rows = {r["model"]: r for r in result.metrics.to_dicts()}
-    model = rows["hgb (calibrated)"]
+    model = rows["blend (calibrated)"]
     assert model["roc_auc"] > rows["baseline_recency_frequency"]["roc_auc"]
     assert model["roc_auc"] > 0.75
     assert model["ece"] < 0.08

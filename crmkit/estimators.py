@@ -1,0 +1,157 @@
+"""The churn classifiers: gradient boosting, logistic regression, and their blend.
+
+``blend`` (the default) averages the log-odds of a histogram gradient boosting classifier
+and a logistic regression on log-scaled features. The two make different errors: the
+trees find interactions and thresholds, the linear model extrapolates smoothly where the
+trees have few customers. On Online Retail II out of time, the blend ranks better than
+either (ROC AUC 0.811 against 0.806 and 0.804, see the README's model figures).
+
+Categorical columns (customer attributes held as text) arrive as integer codes with NaN
+for missing or unseen values: gradient boosting uses scikit-learn's native categorical
+support; the logistic regression one-hot encodes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+KINDS: Final = ("blend", "hgb", "logreg")
+#: Most categories one attribute keeps; rarer values share the missing code.
+MAX_CATEGORIES: Final = 250
+_EPS: Final = 1e-6
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * log(1 + |x|)``: money and counts on a scale a linear model can use."""
+    out: np.ndarray = np.sign(x) * np.log1p(np.abs(x))
+    return out
+
+
+def _mask(categorical: Sequence[bool] | None, width: int) -> np.ndarray:
+    if categorical is None:
+        return np.zeros(width, dtype=bool)
+    return np.asarray(categorical, dtype=bool)
+
+
+def make_hgb(seed: int, categorical: Sequence[bool] | None = None) -> Any:  # noqa: ANN401
+    """Return the histogram gradient boosting classifier."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    mask = None if categorical is None or not any(categorical) else np.asarray(categorical)
+    return HistGradientBoostingClassifier(
+        learning_rate=0.05,
+        max_iter=300,
+        max_leaf_nodes=15,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        early_stopping=False,
+        categorical_features=mask,
+        random_state=seed,
+    )
+
+
+def make_logreg(seed: int, categorical: Sequence[bool] | None = None) -> Any:  # noqa: ANN401
+    """Return the logistic regression on log-scaled, standardised features."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    numeric = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        FunctionTransformer(signed_log1p),
+        StandardScaler(),
+    )
+    model = LogisticRegression(C=0.5, max_iter=2000, random_state=seed)
+    if categorical is None or not any(categorical):
+        return make_pipeline(numeric, model)
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    mask = np.asarray(categorical, dtype=bool)
+    codes = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
+        OneHotEncoder(handle_unknown="ignore"),
+    )
+    columns = ColumnTransformer(
+        [("numeric", numeric, np.flatnonzero(~mask)), ("categories", codes, np.flatnonzero(mask))]
+    )
+    return make_pipeline(columns, model)
+
+
+class BlendClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Average of its members' log-odds; each member is fitted on the same rows.
+
+    Parameters
+    ----------
+    members
+        Unfitted scikit-learn classifiers.
+    """
+
+    def __init__(self, members: Sequence[Any] = ()) -> None:
+        self.members = members
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> BlendClassifier:
+        """Fit a clone of every member on ``x``, ``y``."""
+        self.fitted_ = [clone(m).fit(x, y) for m in self.members]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Return ``[1 - p, p]`` with ``p`` the logistic of the members' mean log-odds."""
+        logits = []
+        for member in self.fitted_:
+            p = np.clip(member.predict_proba(x)[:, 1], _EPS, 1 - _EPS)
+            logits.append(np.log(p / (1 - p)))
+        z = np.mean(logits, axis=0)
+        p = 1.0 / (1.0 + np.exp(-z))
+        return np.column_stack([1 - p, p])
+
+
+class ObservedColumns(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A ``kind`` classifier fitted on the columns that hold a value in the training rows.
+
+    A feature the store cannot compute (no category column in the export, say) is NaN for
+    every customer; gradient boosting cannot bin such a column, and it carries nothing.
+
+    Parameters
+    ----------
+    kind
+        ``hgb`` or ``logreg``.
+    seed
+        Random state of the classifier.
+    categorical
+        Which columns hold category codes.
+    """
+
+    def __init__(self, kind: str = "hgb", seed: int = 0, categorical: Any = None) -> None:  # noqa: ANN401
+        self.kind = kind
+        self.seed = seed
+        self.categorical = categorical
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> ObservedColumns:
+        """Fit the classifier on the observed columns of ``x``."""
+        self.keep_ = ~np.isnan(x).all(axis=0)
+        mask = _mask(self.categorical, x.shape[1])[self.keep_]
+        make = make_logreg if self.kind == "logreg" else make_hgb
+        self.model_ = make(self.seed, list(mask)).fit(x[:, self.keep_], y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Return the classifier's class probabilities."""
+        out: np.ndarray = self.model_.predict_proba(x[:, self.keep_])
+        return out
+
+
+def make_classifier(kind: str, seed: int, categorical: Sequence[bool] | None = None) -> Any:  # noqa: ANN401
+    """Return the unfitted classifier of ``kind`` (``blend``, ``hgb`` or ``logreg``)."""
+    mask = None if categorical is None else list(categorical)
+    if kind in ("hgb", "logreg"):
+        return ObservedColumns(kind, seed, mask)
+    members = (ObservedColumns("hgb", seed, mask), ObservedColumns("logreg", seed, mask))
+    return BlendClassifier(members)
