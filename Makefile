@@ -17,11 +17,13 @@ DEMO_DATE := 2025-01-01
 DEMO_STORE := --store $(DEMO)/crm-store --config sample_data/crmkit.toml
 DEMO_ARGS := $(DEMO_STORE) --registry $(DEMO)/models
 
-# The daily job on sample_data/: history in, a model trained, then the day's run ingests
-# a new export from the inbox, scores every customer and writes the target list.
+# The daily job on sample_data/: history and customer attributes in (the attribute file
+# is back-filled as known from the start of the history), a model trained, then the day's
+# run ingests a new export from the inbox, scores every customer and writes the target list.
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/crmkit ingest sample_data/transactions.csv $(DEMO_STORE)
+	$(BIN)/crmkit ingest --kind customers sample_data/customers.csv --known-from 2023-01-01 $(DEMO_STORE)
 	$(BIN)/crmkit segment --as-of $(DEMO_DATE) --by value --out $(DEMO)/value_tiers.csv $(DEMO_STORE)
 	$(BIN)/crmkit train --as-of $(DEMO_DATE) --horizon 90 --name churn $(DEMO_ARGS)
 	mkdir -p $(DEMO)/inbox && cp sample_data/messy/us_quantity_price.tsv $(DEMO)/inbox/

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,10 @@ def _id_column(header: list[str], explicit: str | None, source: Path) -> str:
 
 def attribute_name(header: str) -> str:
     """Return the stored name of a source column: lower case, letters, digits and ``_``."""
-    return sniff.norm_name(header.replace(" ", "_").replace("-", "_")) or "column"
+    name = re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")[:60]
+    if not name:
+        return "column"
+    return name if name[0].isalpha() else f"a_{name}"
 
 
 def read_attribute_file(path: Path, id_column: str | None = None) -> pl.DataFrame:
@@ -266,7 +270,7 @@ def load_attributes(
     with store.writer(now=now) as writer:
         seen = _read_parts(_part_paths(store), {SOURCE_SHA: pl.String()})
         if sha in seen[SOURCE_SHA].to_list():
-            return AttributeReport(str(path), "already loaded", rows_read=rows.height)
+            return AttributeReport(str(path), "already loaded")
         types = {n: detect_type(rows[n], dayfirst) for n in rows.columns[3:]}
         types |= {n: t for n, t in stored_types(store).items() if n in types}
         typed, reason = _typed(rows, types, dayfirst)
@@ -296,7 +300,12 @@ def load_attributes(
         writer.add_frame(KIND, stored)
         writer.add_frame(
             "quarantine",
-            quarantined.select(pl.lit(str(path)).alias("source_file"), "line", "reason", "raw"),
+            quarantined.select(
+                pl.lit(str(path)).alias("source_file"),
+                pl.col("line").cast(pl.Int64),
+                "reason",
+                "raw",
+            ),
         )
         writer.commit()
     reasons = dict(quarantined.group_by("reason").len().sort("reason").iter_rows())

@@ -259,8 +259,8 @@ def category_aggregates(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame
     g = pl.col("g")
     total = g.sum().cast(pl.Float64)
     p = g.cast(pl.Float64) / total
-    # sorted before summing: the same terms in the same order on every run
-    entropy = (-(p * p.log())).sort().sum()
+    # sorted, then summed one by one: the same terms in the same order on every run
+    entropy = (-(p * p.log())).sort().cum_sum().last()
     k = pl.len().cast(pl.Float64)
     large = g.cast(pl.Float64) >= REFUND_SHARE_MIN_SPEND * total
     return per.group_by(_CODE).agg(

@@ -406,7 +406,8 @@ def train(
     )
     card["validation_curves"] = curves
     card["vocabulary"] = vocab.to_json()
-    card["attributes"] = {name: str(dtype) for name, dtype in attributes.items()}
+    # a list, not a table: the order is the matrix's, and cards are written with sorted keys
+    card["attributes"] = [[name, str(dtype)] for name, dtype in attributes.items()]
     card["categories"] = categories
     card["calibration"] = method
     card["calibration_candidates"] = candidates

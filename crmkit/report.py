@@ -90,6 +90,39 @@ def gather(
     return data
 
 
+_MIX_MEANS: Final = ("distinct_products", "distinct_categories", "units_per_order")
+
+
+def mix_by_tier(features: pl.DataFrame) -> pl.DataFrame | None:
+    """Tabulate what each value tier buys: breadth, and spend shares by category and channel.
+
+    Shares are weighted by gross spend: the tier's spend in a category over its spend.
+    None when the store has no product, category, channel or quantity columns.
+    """
+    shares = [c for c in features.columns if c.startswith(("category_share_", "channel_share_"))]
+    means = [
+        c
+        for c in _MIX_MEANS
+        if c in features.columns and features[c].null_count() < features.height
+    ]
+    if not shares and not means:
+        return None
+    gross = pl.col("gross_spend")
+    weighted = [
+        ((pl.col(c) * gross).sum() / gross.filter(pl.col(c).is_not_null()).sum()).alias(c)
+        for c in shares
+    ]
+    switch = [c for c in features.columns if c.startswith("channel_switch_")]
+    table = features.group_by(pl.col("value_tier").alias("segment")).agg(
+        pl.len().alias("customers"),
+        *(pl.col(c).mean() for c in means),
+        *weighted,
+        *(pl.col(c).cast(pl.Float64).mean().alias(f"{c} share") for c in switch if shares),
+    )
+    order = {t: i for i, t in enumerate(TIER_ORDER)}
+    return table.sort(pl.col("segment").replace_strict(order, default=len(order)))
+
+
 def campaign_cost(store: Store, campaign: str, policy: TargetPolicy) -> float | None:
     """Return the cost of a campaign's treatment groups by ``[targeting.costs]``, or None."""
     rows = read_ledger(store).filter(
@@ -376,6 +409,14 @@ def render(data: ReportData) -> str:
             "pareto", chart_pareto(data), "How much of the value the most valuable customers hold."
         ),
     ]
+    mix = mix_by_tier(f)
+    if mix is not None:
+        parts += [
+            "<h2>What each tier buys</h2>",
+            "<p>Mean distinct products and categories, units per order, and each tier's "
+            "share of spend by category and channel (the store's most frequent ones).</p>",
+            _table(mix.to_dicts(), list(mix.columns)),
+        ]
     if data.scores is not None and data.card is not None:
         card = data.card
         parts += [

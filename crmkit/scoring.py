@@ -92,7 +92,7 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
             "retrain it"
         )
     cfg = _card_feature_config(card)
-    attributes = dict.fromkeys(card.get("attributes") or {}, pl.String())
+    attributes = {str(pair[0]): pl.String() for pair in card.get("attributes") or []}
     expected = model_feature_names(
         cfg, card_vocabulary(card), attributes, clv=bool(card.get("clv_features"))
     )

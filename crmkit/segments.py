@@ -312,6 +312,12 @@ class KMeansSegments:
         from sklearn.preprocessing import StandardScaler
 
         _require(features, [*self.columns, "net_spend"])
+        text = [c for c in self.columns if not features.schema[c].is_numeric()
+                and features.schema[c] != pl.Boolean]  # fmt: skip
+        if text:
+            raise BadInputError(
+                f"k-means needs numbers; {', '.join(text)} hold text ([segments] kmeans_features)"
+            )
         x = _kmeans_matrix(features, self.columns)
         self.scaler_ = StandardScaler().fit(x)
         z = self.scaler_.transform(x)
@@ -453,7 +459,7 @@ def segment_frame(
     else:
         km = KMeansSegments(cfg.kmeans_features, k=k, max_k=cfg.max_k, random_state=cfg.seed)
         out = km.fit_transform(features)
-        keep, column = ["cluster"], "cluster"
+        keep, column = [*cfg.kmeans_features, "cluster"], "cluster"
         profile = (
             out.group_by("cluster")
             .agg(pl.len().alias("customers"), *(pl.col(c).mean() for c in cfg.kmeans_features))
@@ -478,7 +484,7 @@ def segment_frame(
             summary.customers,
             profile,
         )
-    return out.select([*base, *keep]), summary
+    return out.select(list(dict.fromkeys([*base, *keep]))), summary
 
 
 def with_segments(features: pl.DataFrame, cfg: SegmentConfig) -> pl.DataFrame:

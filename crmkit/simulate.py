@@ -34,6 +34,9 @@ from crmkit.errors import UsageError
 
 ProgressFn = Callable[[int, int, str], None]
 CHANNELS: Final = ("web", "app", "store")
+CATEGORIES: Final = ("apparel", "footwear", "home", "beauty", "sports")
+REGIONS: Final = ("north", "south", "east", "west")
+ACQUISITION: Final = ("search", "social", "referral", "store")
 _SECONDS_PER_DAY: Final = 86_400
 _YEARLY_PEAK_DAY: Final = 340.0  # early December
 
@@ -166,6 +169,17 @@ def simulate_chunk(
     refund_t = ts_days + rng.uniform(1, 14, idx.size)
     refund &= refund_t < span
 
+    # what each purchase is, from a generator of its own so the columns above never change
+    mix = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])  # type: ignore[attr-defined]
+    taste = mix.dirichlet(np.full(len(CATEGORIES), 0.6), n)
+    pick = (mix.uniform(0, 1, idx.size)[:, None] > np.cumsum(taste[idx], axis=1)).sum(axis=1)
+    category = np.asarray(CATEGORIES)[np.minimum(pick, len(CATEGORIES) - 1)]
+    item = np.minimum(mix.zipf(1.6, idx.size), 60)
+    prefix = np.char.upper(np.asarray(CATEGORIES).astype("U3"))[
+        np.minimum(pick, len(CATEGORIES) - 1)
+    ]
+    product = np.char.add(np.char.add(prefix, "-"), np.char.zfill(item.astype(str), 3))
+    quantity = 1 + mix.poisson(0.6, idx.size)
     ids = np.char.add("C", np.char.zfill((first_id + idx).astype(str), 7))
     order_no = np.arange(idx.size) + first_id * 1_000
     order_ids = np.char.add("O", np.char.zfill(order_no.astype(str), 10))
@@ -177,6 +191,9 @@ def simulate_chunk(
             "seconds": np.concatenate([ts_days, refund_t[refund]]) * _SECONDS_PER_DAY,
             "amount": np.concatenate([amount, -amount[refund]]),
             "channel": np.asarray(CHANNELS)[np.concatenate([channel, channel[refund]])],
+            "category": np.concatenate([category, category[refund]]),
+            "product": np.concatenate([product, product[refund]]),
+            "quantity": np.concatenate([quantity, -quantity[refund]]),
         }
     ).select(
         "order_id",
@@ -184,6 +201,9 @@ def simulate_chunk(
         (pl.lit(base) + pl.duration(seconds=pl.col("seconds").floor().cast(pl.Int64))).alias("ts"),
         "amount",
         "channel",
+        "category",
+        "product",
+        "quantity",
     )
     n_purchases = np.bincount(idx, minlength=n)
     truth = pl.DataFrame(
@@ -216,6 +236,27 @@ def simulate_chunk(
     return tx, truth
 
 
+def simulate_attributes(truth: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """Simulate what a company knows of its customers: an attribute table.
+
+    ``region`` and ``acquisition`` channel at random; ``signup_date`` some days before the
+    first purchase; ``loyalty_card`` more often for customers with a high purchase rate.
+    """
+    n = truth.height
+    rate = truth["rate_per_day"].to_numpy()
+    loyal = rng.uniform(0, 1, n) < np.clip(0.15 + 6.0 * rate, 0.0, 0.9)
+    lead = np.floor(rng.exponential(20.0, n)).astype(np.int64)
+    return truth.select(
+        "customer_id",
+        pl.Series("region", np.asarray(REGIONS)[rng.integers(0, len(REGIONS), n)]),
+        (pl.col("first_purchase").dt.date() - pl.duration(days=pl.lit(pl.Series(lead)))).alias(
+            "signup_date"
+        ),
+        pl.Series("loyalty_card", np.where(loyal, "yes", "no")),
+        pl.Series("acquisition", np.asarray(ACQUISITION)[rng.integers(0, len(ACQUISITION), n)]),
+    )
+
+
 def write_sample(
     cfg: SimulationConfig,
     out_dir: Path,
@@ -225,7 +266,8 @@ def write_sample(
 ) -> SampleResult:
     """Simulate ``cfg.customers`` customers and write transactions and ground truth.
 
-    Writes ``out_dir/transactions.<fmt>`` (sorted by time) and ``out_dir/ground_truth.<fmt>``.
+    Writes ``out_dir/transactions.<fmt>`` (sorted by time), ``out_dir/ground_truth.<fmt>``
+    and ``out_dir/customers.<fmt>`` (customer attributes, :func:`simulate_attributes`).
     The same configuration and seed give byte-identical files.
 
     Raises
@@ -247,6 +289,8 @@ def write_sample(
             tx, truth = simulate_chunk(cfg, first, n, np.random.default_rng(seeds[i]))
             tx.write_parquet(work / f"tx-{i:05d}.parquet")
             truth.write_parquet(work / f"truth-{i:05d}.parquet")
+            known = simulate_attributes(truth, np.random.default_rng(seeds[i].spawn(2)[1]))
+            known.write_parquet(work / f"customers-{i:05d}.parquet")
             if progress is not None:
                 progress(i + 1, chunks, "customers simulated")
         transactions = out_dir / f"transactions.{fmt}"
@@ -257,6 +301,8 @@ def write_sample(
         truth_plan = pl.scan_parquet(str(work / "truth-*.parquet"))
         _sink(tx_plan, transactions, fmt, float_precision=2)
         _sink(truth_plan, ground_truth, fmt, float_precision=None)
+        attributes = pl.scan_parquet(str(work / "customers-*.parquet"))
+        _sink(attributes, out_dir / f"customers.{fmt}", fmt, float_precision=None)
         counts = (
             pl.scan_parquet(str(work / "truth-*.parquet"))
             .select(pl.len().alias("customers"), pl.col("alive_at_end").sum().alias("alive"))

@@ -3,6 +3,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import polars as pl
+import pytest
+
 from crmkit.config import Settings
 from crmkit.registry import ModelRef, Registry
 from crmkit.report import gather, write_report
@@ -36,6 +39,32 @@ def test_report_has_every_chart_and_needs_no_network(campaign_store, tmp_path): 
     assert refs
     assert all(ref.startswith("#") for ref in refs)
     assert "url(http" not in text
+
+
+def test_mix_by_tier_weights_shares_by_spend():
+    from crmkit.report import mix_by_tier
+
+    features = pl.DataFrame(
+        {
+            "value_tier": ["gold", "gold", "silver"],
+            "gross_spend": [100.0, 300.0, 50.0],
+            "distinct_products": [2, 4, 1],
+            "category_share_shoes": [1.0, 0.0, 0.5],
+            "channel_share_web": [None, 1.0, 0.2],
+            "channel_switch_90": [True, False, None],
+        }
+    )
+    rows = {r["segment"]: r for r in mix_by_tier(features).to_dicts()}
+    assert rows["gold"]["customers"] == 2
+    assert rows["gold"]["distinct_products"] == 3.0
+    assert rows["gold"]["category_share_shoes"] == pytest.approx(100 / 400)
+    assert rows["gold"]["channel_share_web"] == pytest.approx(1.0)  # of the spend with a channel
+    assert rows["gold"]["channel_switch_90 share"] == 0.5
+    assert list(rows) == ["gold", "silver"]
+    plain = pl.DataFrame(
+        {"value_tier": ["gold"], "gross_spend": [1.0], "distinct_products": [None]}
+    )
+    assert mix_by_tier(plain) is None
 
 
 def test_report_without_model_or_campaign(campaign_store, tmp_path):  # noqa: F811

@@ -142,6 +142,28 @@ def test_kmeans_fixed_k_orders_clusters_by_value(sample_store):
     )
 
 
+def test_kmeans_on_mix_features(sample_store):
+    mix = (
+        "recency_days",
+        "purchase_days",
+        "category_entropy",
+        "distinct_products",
+        "top_category_share",
+    )
+    settings = Settings(segments=SegmentConfig(kmeans_features=mix))
+    frame = segment_store(sample_store, AS_OF, "kmeans", settings, k=3)[0]
+    assert sorted(frame["cluster"].unique().to_list()) == [0, 1, 2]
+    assert frame["category_entropy"].drop_nulls().is_between(0, 1).all()
+    again = segment_store(sample_store, AS_OF, "kmeans", settings, k=3)[0]
+    assert again.equals(frame)
+
+
+def test_kmeans_refuses_text_columns():
+    frame = pl.DataFrame({"region": ["a", "b", "c", "d"], "net_spend": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(BadInputError, match="region hold text"):
+        KMeansSegments(["region"], k=2).fit(frame)
+
+
 def test_kmeans_needs_customers():
     tiny = pl.DataFrame({"a": [1.0, 2.0], "net_spend": [1.0, 2.0]})
     with pytest.raises(BadInputError, match="needs more than 2"):

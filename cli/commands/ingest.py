@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,7 @@ from crmkit_cli.common import (
     StoreOpt,
     emit_json,
     err,
+    parse_date,
     progress_bar,
     settings,
     table,
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
     from crmkit.ingest import IngestReport
 
 app = typer.Typer()
+
+
+class Kind(enum.StrEnum):
+    """What an ingested file holds."""
+
+    transactions = "transactions"
+    customers = "customers"
 
 
 @app.command()
@@ -47,6 +56,17 @@ def ingest(
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail (exit 3, store nothing) on any rejected row.")
     ] = False,
+    kind: Annotated[
+        Kind, typer.Option("--kind", help="transactions, or a customers attribute table.")
+    ] = Kind.transactions,
+    known_from: Annotated[
+        str | None,
+        typer.Option(
+            "--known-from",
+            metavar="DATE",
+            help="customers: the date the values were known (default: now).",
+        ),
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -57,8 +77,15 @@ def ingest(
     Rows that cannot be used go to the quarantine with file, line and reason; rows already
     stored are counted as duplicates; a file ingested before is skipped.
 
+    With --kind customers, each file is a table keyed by customer_id whose other columns
+    are customer attributes (see [features] attributes); a newer load replaces older
+    values from the day after it is known.
+
     Example: crmkit ingest exports/*.csv --map customer_id=ClientRef --dayfirst
     """
+    if kind is Kind.customers:
+        ingest_customers(paths, column_map, known_from, dayfirst, store, config, as_json, quiet)
+        return
     from crmkit.config import ingest_overrides
     from crmkit.ingest import ingest_files
     from crmkit.store import Store
@@ -103,3 +130,51 @@ def render_ingest(report: IngestReport, store: Path) -> None:
             f"[yellow]warning:[/yellow] {report.rows_quarantined:,} row(s) quarantined; "
             f"see `crmkit store quarantine --store {store}`"
         )
+
+
+def ingest_customers(
+    paths: list[str],
+    column_map: str | None,
+    known_from: str | None,
+    dayfirst: bool | None,
+    store: Path,
+    config: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Load customer attribute files (``ingest --kind customers``) and print what they did."""
+    from crmkit.attributes import load_attributes
+    from crmkit.config import split_pairs
+    from crmkit.ingest.sniff import expand_inputs
+    from crmkit.store import Store
+
+    with user_errors():
+        known = parse_date(known_from, "--known-from") if known_from else None
+        columns = dict(split_pairs(column_map or "", "--map", "customer_id=column"))
+        first = settings(config).ingest.dayfirst if dayfirst is None else dayfirst
+        reports = [
+            load_attributes(
+                Store(Path(store)),
+                path,
+                now=utc_now(),
+                known_from=known,
+                id_column=columns.get("customer_id"),
+                dayfirst=first,
+            )
+            for path in expand_inputs(paths)
+        ]
+    if as_json:
+        emit_json([r.to_json() for r in reports])
+    if quiet:
+        return
+    counts = ("rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
+    rows = [[Path(r.source).name, r.status, *(getattr(r, k) for k in counts)] for r in reports]
+    cols = ["file", "status", "read", "stored", "duplicate", "quarantined"]
+    err.print(table(f"Customer attributes into {store}", cols, rows))
+    for r in reports:
+        kinds = ", ".join(f"{name} {kind}" for name, kind in r.types.items())
+        details = [f"{k} {v:,}" for k, v in r.reasons.items()]
+        if kinds:
+            err.print(
+                f"{Path(r.source).name}: {kinds}" + (f"; {'; '.join(details)}" if details else "")
+            )
