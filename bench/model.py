@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -42,14 +43,58 @@ def retail_store() -> Path:
 LOOKBACKS = {"active 365 d": 365, "all customers": 100_000}
 
 
-def run(_rows: int = 0, kinds: tuple[str, ...] = ("hgb", "logreg")) -> None:
+#: (kind, CLV features) trained per population: the default blend first.
+VARIANTS = (("blend", False), ("blend", True), ("hgb", False), ("logreg", False))
+
+
+def bare_store(store: Path) -> Path:
+    """The same transactions summed per order: customer, time, amount and order only.
+
+    An order-level export without product, category, channel or quantity columns.
+    """
+    bare = DATA / "store-retail-bare"
+    if not (bare / "manifest.json").exists():
+        csv = DATA / "retail-bare.csv"
+        tx = pl.scan_parquet(str(store / "transactions" / "**" / "*.parquet"))
+        orders = tx.group_by("customer_id", "order_id", "ts").agg(pl.col("amount").sum())
+        orders.sort("ts", "customer_id", "order_id").sink_csv(csv)
+        subprocess.run(crmkit("ingest", str(csv), "--store", str(bare), "--quiet"), check=True)
+    return bare
+
+
+def _evaluate(store: Any, kind: str, lookback: int, with_clv: bool, registry: Any) -> tuple:
     from crmkit.config import FeatureConfig, ModelConfig
-    from crmkit.features import churn_labels, store_features
+    from crmkit.features import churn_labels
     from crmkit.metrics import churn_metrics
-    from crmkit.model import baseline_scores, train
-    from crmkit.registry import ModelRef, Registry
+    from crmkit.model import train
+    from crmkit.registry import ModelRef
     from crmkit.scoring import score_customers
     from crmkit.segments import SegmentConfig
+
+    start = time.perf_counter()
+    cfg = ModelConfig(kind=kind, lookback_days=lookback, clv_features=with_clv)
+    result = train(store, AS_OF, HORIZON, cfg, FeatureConfig(), created=dt.datetime(2026, 1, 1))
+    seconds = time.perf_counter() - start
+    registry.save(kind, result.model, result.card)
+    scores = score_customers(store, AS_OF, ModelRef(kind), registry, SegmentConfig()).frame
+    labels = churn_labels(store.transactions(), scores.lazy(), AS_OF, HORIZON).collect()
+    scored = scores.join(labels, on="customer_id")
+    y = scored["churned"].cast(pl.Int64).to_numpy()
+    row = {
+        "customers": scored.height,
+        "churn_rate": float(y.mean()),
+        "train_s": seconds,
+        **churn_metrics(y, scored["churn_probability"].to_numpy()),
+    }
+    return row, result.importance
+
+
+def run(_rows: int = 0) -> None:
+    from crmkit.config import FeatureConfig
+    from crmkit.features import churn_labels, store_features
+    from crmkit.metrics import churn_metrics
+    from crmkit.model import baseline_scores
+    from crmkit.registry import Registry
     from crmkit.store import Store
 
     store = Store(retail_store())
@@ -57,33 +102,19 @@ def run(_rows: int = 0, kinds: tuple[str, ...] = ("hgb", "logreg")) -> None:
     labels = churn_labels(store.transactions(), everyone.lazy(), AS_OF, HORIZON).collect()
     truth = everyone.join(labels, on="customer_id")
     rows = []
+    importance = None
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(Path(tmp))
-        runs = itertools.product(LOOKBACKS.items(), kinds, (False, True))
-        for (population, lookback), kind, with_clv in runs:
-            start = time.perf_counter()
-            result = train(
-                store,
-                AS_OF,
-                HORIZON,
-                ModelConfig(kind=kind, lookback_days=lookback, clv_features=with_clv),
-                FeatureConfig(),
-                created=dt.datetime(2026, 1, 1),
-            )
-            seconds = time.perf_counter() - start
-            registry.save(kind, result.model, result.card)
-            scores = score_customers(store, AS_OF, ModelRef(kind), registry, SegmentConfig()).frame
-            scored = scores.join(labels, on="customer_id")
-            y = scored["churned"].cast(pl.Int64).to_numpy()
-            rows.append(
-                {
-                    "score": f"crmkit {kind}{' + clv' if with_clv else ''} ({population})",
-                    "customers": scored.height,
-                    "churn_rate": float(y.mean()),
-                    "train_s": seconds,
-                    **churn_metrics(y, scored["churn_probability"].to_numpy()),
-                }
-            )
+        runs = itertools.product(LOOKBACKS.items(), VARIANTS)
+        for (population, lookback), (kind, with_clv) in runs:
+            row, found = _evaluate(store, kind, lookback, with_clv, registry)
+            name = f"crmkit {kind}{' + clv' if with_clv else ''} ({population})"
+            rows.append({"score": name, **row})
+            if (kind, with_clv, population) == ("blend", False, "all customers"):
+                importance = found
+        bare = Store(bare_store(store.root))
+        row, _ = _evaluate(bare, "blend", LOOKBACKS["all customers"], False, registry)
+        rows.append({"score": "crmkit blend, no mix columns (all customers)", **row})
     y_all = truth["churned"].cast(pl.Int64).to_numpy()
     active = truth.filter(pl.col("recency_days") <= 365)
     y_act = active["churned"].cast(pl.Int64).to_numpy()
@@ -108,7 +139,19 @@ def run(_rows: int = 0, kinds: tuple[str, ...] = ("hgb", "logreg")) -> None:
     with pl.Config(tbl_rows=20, tbl_cols=12, tbl_width_chars=160, float_precision=3):
         print(f"\nchurn model, Online Retail II, as of {AS_OF}, {HORIZON}-day horizon (test)")
         print(table)
-    save("model-retail", {"as_of": str(AS_OF), "horizon": HORIZON, "rows": table.to_dicts()})
+    if importance is not None:
+        with pl.Config(tbl_rows=20, float_precision=4):
+            print("\npermutation importance of the default model (all customers), ROC AUC drop")
+            print(importance.head(20))
+    save(
+        "model-retail",
+        {
+            "as_of": str(AS_OF),
+            "horizon": HORIZON,
+            "rows": table.to_dicts(),
+            "importance": importance.head(30).to_dicts() if importance is not None else [],
+        },
+    )
 
 
 def _rank01(score: np.ndarray) -> np.ndarray:

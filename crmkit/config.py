@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import tomllib
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from crmkit import columns
+from crmkit.config_rules import validate
 from crmkit.errors import ConfigError
 
 T = TypeVar("T")
@@ -206,7 +206,8 @@ class ModelConfig:
         A customer is eligible at a cutoff when their last purchase is at most this many
         days before it.
     kind
-        ``"hgb"`` (histogram gradient boosting) or ``"logreg"``.
+        ``"blend"`` (the mean log-odds of both, :mod:`crmkit.estimators`), ``"hgb"``
+        (histogram gradient boosting) or ``"logreg"``.
     calibration
         ``"auto"`` (the map with the lower out-of-time log loss), ``"isotonic"`` (bounded
         away from 0 and 1) or ``"sigmoid"``, fitted on out-of-fold predictions.
@@ -435,104 +436,6 @@ def build(cls: type[T], table: Mapping[str, Any], where: str) -> T:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(names)}")
     kwargs = {k: _convert(v, hints[k], f"{where} {k}") for k, v in table.items()}
     return cls(**kwargs)
-
-
-_SEED_MAX: Final = 2**32 - 1
-
-
-def _between(low: float, high: float, *, open_high: bool = False) -> tuple[Check, str]:
-    def check(v: float) -> bool:
-        return bool(low <= v < high if open_high else low <= v <= high)
-
-    return check, f"between {low:g} and {high:g}" + (" (excluded)" if open_high else "")
-
-
-def _at_least(low: float) -> tuple[Check, str]:
-    return (lambda v: v >= low), f"at least {low:g}"
-
-
-def _increasing_pair(v: tuple[float, ...]) -> bool:
-    return len(v) == 0 or (len(v) == 2 and v[0] <= v[1])
-
-
-def _attribute_names(v: tuple[str, ...]) -> bool:
-    return len(set(v)) == len(v) and all(_ATTRIBUTE_NAME.fullmatch(name) for name in v)
-
-
-_ATTRIBUTE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
-
-
-def _positive_increasing(v: tuple[int, ...]) -> bool:
-    return len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(set(v))
-
-
-Check = Callable[[Any], bool]
-#: Every range rule of the settings, checked in one place: (section, key, rule, meaning).
-RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
-    ("ingest", "max_future_days", *_at_least(0)),
-    ("ingest", "max_abs_amount", (lambda v: v > 0), "above 0"),
-    ("ingest", "delimiter", (lambda v: v is None or len(v) == 1), "a single character"),
-    ("store", "buckets", *_between(1, 4096)),
-    ("store", "max_parts_per_bucket", *_between(1, 10_000)),
-    ("features", "windows", _positive_increasing, "increasing positive day counts"),
-    ("features", "value_period_days", *_between(1, 3650)),
-    ("features", "value_discount_rate", *_between(0, 10)),
-    ("features", "projection_horizon_days", *_between(1, 36500)),
-    ("features", "annual_discount_rate", *_between(0, 10)),
-    ("features", "season_window_days", *_between(1, 365)),
-    ("features", "mix_window_days", *_between(1, 3650)),
-    ("features", "top_categories", *_between(0, 50)),
-    ("features", "top_channels", *_between(0, 20)),
-    ("features", "attributes", _attribute_names, "distinct names of letters, digits and _"),
-    ("segments", "cycle_edges", _increasing_pair, "empty or two increasing numbers"),
-    ("segments", "spend_edges", _increasing_pair, "empty or two increasing numbers"),
-    ("segments", "kmeans_features", (lambda v: len(v) > 0), "at least one feature"),
-    ("segments", "max_k", *_between(2, 100)),
-    ("segments", "seed", *_between(0, _SEED_MAX)),
-    ("model", "snapshots", *_between(1, 520)),
-    ("model", "step_days", *_between(1, 3650)),
-    ("model", "lookback_days", *_between(1, 36500)),
-    ("model", "min_customers", *_at_least(1)),
-    ("model", "min_class", *_at_least(1)),
-    ("model", "seed", *_between(0, _SEED_MAX)),
-    ("model", "threads", *_between(1, 1024)),
-    ("targeting", "min_churn_probability", *_between(0, 1)),
-    ("targeting", "size", (lambda v: v is None or v >= 0), "at least 0"),
-    ("targeting", "budget", (lambda v: v is None or v >= 0), "at least 0"),
-    ("targeting", "control_fraction", *_between(0, 1, open_high=True)),
-    ("targeting", "holdout_fraction", *_between(0, 1, open_high=True)),
-    ("targeting", "cooldown_days", *_between(0, 36500)),
-    ("targeting", "costs", (lambda v: all(c >= 0 for c in v.values())), "costs of 0 or more"),
-    ("targeting", "default_cost", (lambda v: v is None or v >= 0), "at least 0"),
-    ("report", "currency", (lambda v: len(v) <= 8), "at most 8 characters"),
-)
-
-
-def validate(settings: Settings, where: str) -> None:
-    """Check every setting against its range (:data:`RULES`) and patterns for validity.
-
-    Raises
-    ------
-    ConfigError
-        Naming the first key out of range, what it holds and what it must be (exit 2).
-    """
-    for section, key, check, meaning in RULES:
-        value = getattr(getattr(settings, section), key)
-        if not check(value):
-            raise ConfigError(f"{where} [{section}] {key} = {value!r}: must be {meaning}")
-    if not settings.ingest.exclude:
-        return
-    import polars as pl
-
-    probe = pl.Series([""], dtype=pl.String)
-    for column, pattern in settings.ingest.exclude.items():
-        try:
-            probe.str.contains(pattern)
-        except pl.exceptions.PolarsError as exc:
-            raise ConfigError(
-                f"{where} [ingest.exclude] {column} = {pattern!r}: not a regular expression "
-                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})"
-            ) from exc
 
 
 def load_settings(path: Path | None) -> Settings:

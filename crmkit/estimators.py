@@ -19,9 +19,6 @@ from typing import Any, Final
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-KINDS: Final = ("blend", "hgb", "logreg")
-#: Most categories one attribute keeps; rarer values share the missing code.
-MAX_CATEGORIES: Final = 250
 _EPS: Final = 1e-6
 
 

@@ -35,8 +35,17 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.config import FeatureConfig
+from crmkit.labels import churn_labels, cutoff_of
 from crmkit.mix import Vocabulary, learn_vocabulary, mix_derived, mix_schema, mix_totals
 from crmkit.store import Store
+
+__all__ = [
+    "FEATURE_VERSION",
+    "churn_labels",
+    "customer_features",
+    "cutoff_of",
+    "store_features",
+]
 
 FEATURE_VERSION: Final = 3
 
@@ -107,11 +116,6 @@ FEATURE_SCHEMA: Final = _schema(FeatureConfig(), Vocabulary())
 def feature_schema(cfg: FeatureConfig, vocab: Vocabulary | None = None) -> dict[str, pl.DataType]:
     """Return the feature table's names and dtypes for ``cfg`` and a category vocabulary."""
     return _schema(cfg, vocab or Vocabulary())
-
-
-def cutoff_of(as_of: dt.date) -> dt.datetime:
-    """Return the instant that starts ``as_of``: features see only ``ts`` before it."""
-    return dt.datetime.combine(as_of, dt.time())
 
 
 # --- day level ---------------------------------------------------------------------------
@@ -585,31 +589,6 @@ def with_attributes(
 
     known = attributes_as_of(store, as_of, cfg.attributes)
     return features.join(known, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
-
-
-def churn_labels(
-    tx: pl.LazyFrame, customers: pl.LazyFrame, as_of: dt.date, horizon_days: int
-) -> pl.LazyFrame:
-    """Label ``customers``: ``churned`` = no purchase in ``[as_of, as_of + horizon)``.
-
-    Only transactions inside that window are read, so labels never see the features' past
-    and features never see the label window.
-    """
-    start = cutoff_of(as_of)
-    end = start + dt.timedelta(days=horizon_days)
-    buyers = (
-        tx.filter(
-            (pl.col(schema.TS) >= start) & (pl.col(schema.TS) < end) & (pl.col(schema.AMOUNT) > 0)
-        )
-        .select(schema.CUSTOMER_ID)
-        .unique()
-        .with_columns(pl.lit(value=False).alias("churned"))
-    )
-    return (
-        customers.select(schema.CUSTOMER_ID)
-        .join(buyers, on=schema.CUSTOMER_ID, how="left")
-        .with_columns(pl.col("churned").fill_null(value=True))
-    )
 
 
 def collect(plan: pl.LazyFrame) -> pl.DataFrame:

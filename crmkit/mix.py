@@ -39,6 +39,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config import FeatureConfig
 from crmkit.errors import BadInputError
+from crmkit.labels import cutoff_of
 
 _CODE: Final = "_code"
 _AGE: Final = "_mix_age"
@@ -89,7 +90,7 @@ def learn_vocabulary(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> Vo
     Counted over purchase lines before ``as_of``; ties go to the smaller value, so the
     result does not depend on row order.
     """
-    before = tx.filter((pl.col(schema.TS) < _cutoff(as_of)) & (pl.col(schema.AMOUNT) > 0))
+    before = tx.filter((pl.col(schema.TS) < cutoff_of(as_of)) & (pl.col(schema.AMOUNT) > 0))
 
     def top(column: str, k: int) -> tuple[str, ...]:
         if k == 0:
@@ -108,10 +109,6 @@ def learn_vocabulary(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> Vo
     return Vocabulary(
         top(schema.CATEGORY, cfg.top_categories), top(schema.CHANNEL, cfg.top_channels)
     )
-
-
-def _cutoff(as_of: dt.date) -> dt.datetime:
-    return dt.datetime.combine(as_of, dt.time())
 
 
 def slug(value: str) -> str:
@@ -172,7 +169,7 @@ def mix_schema(cfg: FeatureConfig, vocab: Vocabulary) -> dict[str, pl.DataType]:
 def mix_lines(tx: pl.LazyFrame, as_of: dt.date, code: pl.Expr) -> pl.LazyFrame:
     """Lines before ``as_of`` with the customer code, the day's age and micro-unit amounts."""
     age = (pl.lit(as_of) - pl.col(schema.TS).dt.date()).dt.total_days().cast(pl.Int32)
-    return tx.filter(pl.col(schema.TS) < _cutoff(as_of)).select(
+    return tx.filter(pl.col(schema.TS) < cutoff_of(as_of)).select(
         code.alias(_CODE),
         age.alias(_AGE),
         (pl.col(schema.AMOUNT) * 1_000_000).round().cast(pl.Int64).alias(_MICRO),

@@ -47,7 +47,8 @@ _NOT_MODEL_INPUTS: Final = frozenset(
     {schema.CUSTOMER_ID, "first_purchase", "last_purchase", "projected_value"}
 )
 BASELINES: Final = ("baseline_recency", "baseline_recency_frequency")
-_MAX_CATEGORIES: Final = 250
+#: Most categories one text attribute keeps; rarer values share the missing code.
+MAX_CATEGORIES: Final = 250
 
 
 CLV_COLUMNS: Final = ("clv_expected_purchases", "clv_p_alive", "clv_p_no_purchase", "clv_value")
@@ -68,7 +69,7 @@ def model_feature_names(
 def category_codes(frame: pl.DataFrame, names: Sequence[str]) -> dict[str, list[str]]:
     """For each text column of ``names``: its most frequent values, in code order.
 
-    At most :data:`crmkit.estimators.MAX_CATEGORIES` per column (ties by value); rarer
+    At most :data:`MAX_CATEGORIES` per column (ties by value); rarer
     values, like values never seen in training, are coded as missing.
     """
     out = {}
@@ -79,7 +80,7 @@ def category_codes(frame: pl.DataFrame, names: Sequence[str]) -> dict[str, list[
                 .group_by(name)
                 .len()
                 .sort(["len", name], descending=[True, False])
-                .head(_MAX_CATEGORIES)
+                .head(MAX_CATEGORIES)
             )
             out[name] = sorted(counts[name].to_list())
     return out

@@ -19,7 +19,8 @@ from typing import Any, Final
 import polars as pl
 
 from crmkit import schema
-from crmkit.config import Settings, TargetPolicy, validate
+from crmkit.config import Settings, TargetPolicy
+from crmkit.config_rules import validate
 from crmkit.errors import ConfigError, UsageError
 from crmkit.export import write_table
 from crmkit.hashing import add_stable_hash, unit_interval_expr

@@ -32,6 +32,7 @@ app = typer.Typer()
 class Kind(StrEnum):
     """Classifier."""
 
+    blend = "blend"
     hgb = "hgb"
     logreg = "logreg"
 
@@ -50,9 +51,11 @@ def train(
     ] = None,
     snapshots: Annotated[
         int | None,
-        typer.Option("--snapshots", metavar="N", min=2, help="Training cutoffs (default 12)."),
+        typer.Option("--snapshots", metavar="N", min=2, help="Training cutoffs (default 16)."),
     ] = None,
-    kind: Annotated[Kind | None, typer.Option("--model", help="hgb or logreg.")] = None,
+    kind: Annotated[
+        Kind | None, typer.Option("--model", help="blend (default), hgb or logreg.")
+    ] = None,
     clv_features: Annotated[
         bool | None,
         typer.Option("--clv-features/--no-clv-features", help="Add BG/NBD + Gamma-Gamma features."),
