@@ -32,11 +32,20 @@ from collections.abc import Callable
 from typing import Final
 
 import polars as pl
+import polars.selectors
 
 from crmkit import schema
 from crmkit.config import FeatureConfig
 from crmkit.labels import churn_labels, cutoff_of
-from crmkit.mix import Vocabulary, learn_vocabulary, mix_derived, mix_schema, mix_totals
+from crmkit.mix import (
+    Vocabulary,
+    channel_days,
+    day_channels,
+    learn_vocabulary,
+    mix_derived,
+    mix_schema,
+    mix_totals,
+)
 from crmkit.store import Store
 
 __all__ = [
@@ -166,7 +175,10 @@ def _orders(positive: pl.Expr) -> pl.Expr:
 
 
 def daily_activity(
-    tx: pl.LazyFrame, as_of: dt.date, categories: pl.Categories | None = None
+    tx: pl.LazyFrame,
+    as_of: dt.date,
+    categories: pl.Categories | None = None,
+    vocab: Vocabulary | None = None,
 ) -> pl.LazyFrame:
     """Roll transactions before ``as_of`` up to one row per customer and day.
 
@@ -187,6 +199,7 @@ def daily_activity(
             pl.when(positive).then(micro).otherwise(0).sum().alias(_GROSS),
             pl.when(positive).then(0).otherwise(-micro).sum().alias(_REFUNDS),
             _orders(positive).alias(_ORDERS),
+            *day_channels(vocab or Vocabulary()),
         )
         .select(
             (pl.col(_KEY) // _SHIFT).alias(_CODE),
@@ -194,6 +207,7 @@ def daily_activity(
             _GROSS,
             _REFUNDS,
             _ORDERS,
+            pl.selectors.starts_with("_day_"),
         )
         .with_columns(day_columns())
     )
@@ -344,7 +358,9 @@ def historical_value(cfg: FeatureConfig) -> pl.Expr:
     return (_net() * weight).round().cast(pl.Int64).sum().alias("historical_value")
 
 
-def customer_aggregates(cfg: FeatureConfig, as_of: dt.date) -> list[pl.Expr]:
+def customer_aggregates(
+    cfg: FeatureConfig, as_of: dt.date, vocab: Vocabulary | None = None
+) -> list[pl.Expr]:
     """All per-customer aggregations of the :func:`purchase_sequence` frame."""
     windows = [e for w in cfg.windows for e in window_activity(w)]
     return [
@@ -358,6 +374,7 @@ def customer_aggregates(cfg: FeatureConfig, as_of: dt.date) -> list[pl.Expr]:
         *same_season_last_year(cfg),
         historical_value(cfg),
         *cycle_moments(),
+        *channel_days(vocab or Vocabulary()),
     ]
 
 
@@ -466,9 +483,9 @@ def customer_totals(
     """
     codes = pl.Categories.random()
     return (
-        purchase_sequence(daily_activity(tx, as_of, codes))
+        purchase_sequence(daily_activity(tx, as_of, codes, vocab))
         .group_by(_CODE)
-        .agg(customer_aggregates(cfg, as_of))
+        .agg(customer_aggregates(cfg, as_of, vocab))
         .filter(pl.col("purchase_days") > 0)
         .join(mix_totals(tx, as_of, cfg, vocab, customer_code(codes)), on=_CODE, how="left")
         .select(customer_id_of(codes).alias(schema.CUSTOMER_ID), pl.exclude(_CODE))

@@ -44,7 +44,6 @@ from crmkit.labels import cutoff_of
 _CODE: Final = "_code"
 _AGE: Final = "_mix_age"
 _MICRO: Final = "_mix_micro"
-_POS: Final = "_mix_pos"
 _PER_MICRO: Final = 1e-6
 _SLUG_LENGTH: Final = 40
 #: Categories below this share of a customer's gross spend are left out of the refund share.
@@ -96,8 +95,8 @@ def learn_vocabulary(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> Vo
         if k == 0:
             return ()
         counts = (
-            before.select(pl.col(column).str.strip_chars())
-            .filter(pl.col(column).str.len_chars() > 0)
+            before.select(column)
+            .filter(pl.col(column) != "")
             .group_by(column)
             .agg(pl.len().alias("n"))
             .sort(["n", column], descending=[True, False])
@@ -165,39 +164,37 @@ def mix_schema(cfg: FeatureConfig, vocab: Vocabulary) -> dict[str, pl.DataType]:
 
 # --- line level ---------------------------------------------------------------------------
 
+_PRODUCT: Final = "_ph"
+_CATEGORY: Final = "_kh"
+_CHANNEL: Final = "_nh"
+
+
+def text_hash(value: pl.Expr) -> pl.Expr:
+    """64-bit hash of a text value; null for null and empty text (ingest strips text)."""
+    return pl.when(value != "").then(value.hash())
+
+
+def value_hash(value: str) -> int:
+    """Return the :func:`text_hash` of one value, to compare hashed columns with it."""
+    return int(pl.select(pl.lit(value, pl.String).hash()).item())
+
 
 def mix_lines(tx: pl.LazyFrame, as_of: dt.date, code: pl.Expr) -> pl.LazyFrame:
-    """Lines before ``as_of`` with the customer code, the day's age and micro-unit amounts."""
+    """Select the lines before ``as_of`` with what the mix needs.
+
+    Customer code, the day's age, micro-unit amount and units, and the hashes of product,
+    category and channel.
+    """
     age = (pl.lit(as_of) - pl.col(schema.TS).dt.date()).dt.total_days().cast(pl.Int32)
     return tx.filter(pl.col(schema.TS) < cutoff_of(as_of)).select(
         code.alias(_CODE),
         age.alias(_AGE),
         (pl.col(schema.AMOUNT) * 1_000_000).round().cast(pl.Int64).alias(_MICRO),
-        (pl.col(schema.AMOUNT) > 0).alias(_POS),
-        pl.col(schema.ORDER_ID),
         (pl.col(schema.QUANTITY).abs() * 1_000_000).round().cast(pl.Int64).alias("_qty"),
-        _text(schema.PRODUCT),
-        _text(schema.CATEGORY),
-        _text(schema.CHANNEL),
+        text_hash(pl.col(schema.PRODUCT)).alias(_PRODUCT),
+        text_hash(pl.col(schema.CATEGORY)).alias(_CATEGORY),
+        text_hash(pl.col(schema.CHANNEL)).alias(_CHANNEL),
     )
-
-
-def _text(column: str) -> pl.Expr:
-    """Return a text column with blank values as null."""
-    value = pl.col(column).str.strip_chars()
-    return pl.when(value.str.len_chars() > 0).then(value).alias(column)
-
-
-def _distinct(column: str, where: pl.Expr) -> pl.Expr:
-    """Distinct non-null values of ``column`` among purchase lines where ``where`` holds.
-
-    Counted over 64-bit hashes (a collision among one customer's values has a chance of
-    about 1e-15); null when the customer has no value of the column at all.
-    """
-    value = pl.col(column)
-    known = pl.col(_POS) & value.is_not_null()
-    count = value.hash().filter(known & where).n_unique().cast(pl.Int64)
-    return pl.when(known.any()).then(count)
 
 
 def _windows(w: int) -> tuple[pl.Expr, pl.Expr]:
@@ -205,101 +202,171 @@ def _windows(w: int) -> tuple[pl.Expr, pl.Expr]:
     return age <= w, (age > w) & (age <= 2 * w)
 
 
-def line_aggregates(cfg: FeatureConfig, vocab: Vocabulary) -> list[pl.Expr]:
-    """Per customer, from purchase lines: distinct values, units, vocabulary spend and days."""
+def item_totals(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+    """One row per customer, product, category and channel: the one pass over the lines.
+
+    Gross spend (``g``) overall, in the recent window and the one before; refunds
+    (``r``); purchase lines, units and the gross spend of lines with units. Every mix
+    feature except the channel days is computed from these rows, several times fewer
+    than the lines.
+    """
     recent, before = _windows(cfg.mix_window_days)
-    pos, micro = pl.col(_POS), pl.col(_MICRO)
+    micro = pl.col(_MICRO)
+    pos = micro > 0
     qty = pl.col("_qty")
-    has_qty = pos & qty.is_not_null()
-    exprs = [
-        pl.when(pos).then(micro).otherwise(0).sum().alias("_mix_gross"),
-        pl.col(_AGE).filter(pos).n_unique().cast(pl.Int64).alias("_mix_days"),
-        pos.sum().cast(pl.Int64).alias("_lines"),
-        _distinct(schema.PRODUCT, pl.lit(value=True)).alias("distinct_products"),
-        _distinct(schema.PRODUCT, recent).alias("_products_recent"),
-        _distinct(schema.PRODUCT, before).alias("_products_before"),
-        _distinct(schema.CATEGORY, pl.lit(value=True)).alias("distinct_categories"),
-        _distinct(schema.CATEGORY, recent).alias("_categories_recent"),
-        _distinct(schema.CATEGORY, before).alias("_categories_before"),
-        _distinct(schema.CHANNEL, pl.lit(value=True)).alias("distinct_channels"),
-        pl.when(has_qty.any()).then(qty.filter(has_qty).sum()).alias("_units"),
-        pl.when(has_qty.any()).then(micro.filter(has_qty).sum()).alias("_units_gross"),
-    ]
-    names = share_columns(vocab)
-    for value, name in zip(vocab.categories, names["category_share"], strict=True):
-        is_value = pos & (pl.col(schema.CATEGORY) == value)
-        exprs.append(pl.when(is_value).then(micro).otherwise(0).sum().alias(f"_{name}"))
-    for value, spend, days in zip(
-        vocab.channels, names["channel_share"], names["channel_days_share"], strict=True
-    ):
-        is_value = pos & (pl.col(schema.CHANNEL) == value)
-        exprs.append(pl.when(is_value).then(micro).otherwise(0).sum().alias(f"_{spend}"))
-        exprs.append(pl.col(_AGE).filter(is_value).n_unique().alias(f"_{days}"))
-    return exprs
-
-
-def category_aggregates(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
-    """Per customer, from spend per category: top share, entropy, refund share, change."""
-    recent, before = _windows(cfg.mix_window_days)
-    micro, pos = pl.col(_MICRO), pl.col(_POS)
-    per = (
-        lines.filter(pl.col(schema.CATEGORY).is_not_null())
-        .group_by(_CODE, schema.CATEGORY)
-        .agg(
-            pl.when(pos).then(micro).otherwise(0).sum().alias("g"),
-            pl.when(pos).then(0).otherwise(-micro).sum().alias("r"),
-            pl.when(pos & recent).then(micro).otherwise(0).sum().alias("g_recent"),
-            pl.when(pos & before).then(micro).otherwise(0).sum().alias("g_before"),
-        )
-        .filter(pl.col("g") > 0)
+    return lines.group_by(_CODE, _PRODUCT, _CATEGORY, _CHANNEL).agg(
+        pl.when(pos).then(micro).otherwise(0).sum().alias("g"),
+        pl.when(pos & recent).then(micro).otherwise(0).sum().alias("g_recent"),
+        pl.when(pos & before).then(micro).otherwise(0).sum().alias("g_before"),
+        pl.when(pos).then(0).otherwise(-micro).sum().alias("r"),
+        pos.sum().cast(pl.Int64).alias("lines"),
+        pl.when(pos).then(qty).sum().alias("units"),
+        (pos & qty.is_not_null()).sum().alias("unit_lines"),
+        pl.when(pos & qty.is_not_null()).then(micro).otherwise(0).sum().alias("units_gross"),
     )
-    g = pl.col("g")
-    total = g.sum().cast(pl.Float64)
-    p = g.cast(pl.Float64) / total
-    # sorted, then summed one by one: the same terms in the same order on every run
-    entropy = (-(p * p.log())).sort().cum_sum().last()
-    k = pl.len().cast(pl.Float64)
-    large = g.cast(pl.Float64) >= REFUND_SHARE_MIN_SPEND * total
+
+
+def _distinct_counts(items: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
+    """Per customer: distinct values of a hashed column bought, overall and in the windows.
+
+    Counted over 64-bit hashes (a collision among one customer's values has a chance of
+    about 1e-15). A customer who bought nothing with a value in the column has no row,
+    so the join leaves the counts null.
+    """
+    per = (
+        items.filter(pl.col(column).is_not_null() & (pl.col("g") > 0))
+        .group_by(_CODE, column)
+        .agg(pl.col("g_recent", "g_before").sum())
+        .with_columns((pl.col("g_recent", "g_before") > 0).cast(pl.Int64))
+    )
     return per.group_by(_CODE).agg(
-        (g.max().cast(pl.Float64) / total).alias("top_category_share"),
-        pl.when(k > 1).then(entropy / k.log()).otherwise(0.0).alias("category_entropy"),
-        _top_share("g_recent").alias("_top_recent"),
-        _top_share("g_before").alias("_top_before"),
-        (pl.col("r").cast(pl.Float64) / g.cast(pl.Float64))
-        .filter(large)
-        .max()
-        .alias("category_refund_share_max"),
+        pl.len().cast(pl.Int64).alias(f"distinct_{name}"),
+        pl.col("g_recent").sum().alias(f"_{name}_recent"),
+        pl.col("g_before").sum().alias(f"_{name}_before"),
+    )
+
+
+def customer_mix(items: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
+    """Per customer, from :func:`item_totals`: spend, lines, units and vocabulary spend.
+
+    Every aggregation is a plain sum of a column computed row by row first, which polars
+    runs on its fast path.
+    """
+    g = pl.col("g")
+    names = share_columns(vocab)
+    shares = [
+        pl.when(pl.col(_CATEGORY) == value_hash(v)).then(g).otherwise(0).alias(f"_{name}")
+        for v, name in zip(vocab.categories, names["category_share"], strict=True)
+    ] + [
+        pl.when(pl.col(_CHANNEL) == value_hash(v)).then(g).otherwise(0).alias(f"_{name}")
+        for v, name in zip(vocab.channels, names["channel_share"], strict=True)
+    ]
+    summed = [
+        "g",
+        "lines",
+        "units",
+        "unit_lines",
+        "units_gross",
+        *(e.meta.output_name() for e in shares),
+    ]
+    return (
+        items.with_columns(shares)
+        .group_by(_CODE)
+        .agg(pl.col(summed).sum())
+        .with_columns(pl.when(pl.col("unit_lines") > 0).then(pl.col("units")).alias("_units"))
+        .rename({"g": "_mix_gross", "lines": "_lines", "units_gross": "_units_gross"})
+        .drop("units", "unit_lines")
+    )
+
+
+#: Entropy terms ``g log g`` are summed as integers of this many units each, so that the
+#: sum does not depend on the order of parallel work.
+_TERM_UNITS: Final = 1_000
+
+
+def category_aggregates(items: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+    """Per customer, from spend per category: breadth, top share, entropy, refund share.
+
+    The entropy of the shares ``p = g / T`` is ``log T - sum(g log g) / T``.
+    """
+    g = pl.col("g")
+    total = pl.col("_total")
+    per = (
+        items.filter(pl.col(_CATEGORY).is_not_null())
+        .group_by(_CODE, _CATEGORY)
+        .agg(pl.col("g", "r", "g_recent", "g_before").sum())
+        .filter(g > 0)
+        .with_columns(g.sum().over(_CODE).alias("_total"))
+        .with_columns(
+            (g.cast(pl.Float64) * g.cast(pl.Float64).log() * _TERM_UNITS)
+            .round()
+            .cast(pl.Int64)
+            .alias("_glogg"),
+            pl.when(g * 10 >= total).then(pl.col("r") / g).alias("_refund_share"),
+            (pl.col("g_recent", "g_before") > 0).cast(pl.Int64).name.suffix("_n"),
+        )
+    )
+    k = pl.col("_k").cast(pl.Float64)
+    t = pl.col("_total").cast(pl.Float64)
+    entropy = t.log() - pl.col("_glogg").cast(pl.Float64) / (_TERM_UNITS * t)
+    return (
+        per.group_by(_CODE)
+        .agg(
+            pl.len().alias("_k"),
+            pl.col("_total").first(),
+            pl.col("g").max().alias("_g_max"),
+            pl.col("_glogg").sum(),
+            pl.col("g_recent", "g_before").max().name.suffix("_max"),
+            pl.col("g_recent", "g_before").sum(),
+            pl.col("g_recent_n", "g_before_n").sum(),
+            pl.col("_refund_share").max().alias("category_refund_share_max"),
+        )
+        .select(
+            _CODE,
+            pl.col("_k").cast(pl.Int64).alias("distinct_categories"),
+            pl.col("g_recent_n").cast(pl.Int64).alias("_categories_recent"),
+            pl.col("g_before_n").cast(pl.Int64).alias("_categories_before"),
+            (pl.col("_g_max").cast(pl.Float64) / t).alias("top_category_share"),
+            pl.when(k > 1)
+            .then((entropy / k.log()).clip(0.0, 1.0))
+            .otherwise(0.0)
+            .alias("category_entropy"),
+            _top_share("g_recent").alias("_top_recent"),
+            _top_share("g_before").alias("_top_before"),
+            "category_refund_share_max",
+        )
     )
 
 
 def _top_share(column: str) -> pl.Expr:
-    value = pl.col(column)
-    total = value.sum()
-    return pl.when(total > 0).then(value.max().cast(pl.Float64) / total.cast(pl.Float64))
+    total = pl.col(column)
+    return pl.when(total > 0).then(
+        pl.col(f"{column}_max").cast(pl.Float64) / total.cast(pl.Float64)
+    )
 
 
-def channel_aggregates(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
-    """Per customer: whether the channel with the most recent spend changed (``channel_switch``)."""
-    recent, before = _windows(cfg.mix_window_days)
-    micro, pos = pl.col(_MICRO), pl.col(_POS)
+def channel_aggregates(items: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+    """Per customer: distinct channels, and whether the channel with the most spend changed.
+
+    ``channel_switch``: ties go to the channel with the smaller hash (arbitrary, but the
+    same on every run).
+    """
     per = (
-        lines.filter(pl.col(schema.CHANNEL).is_not_null() & pos)
-        .group_by(_CODE, schema.CHANNEL)
-        .agg(
-            pl.when(recent).then(micro).otherwise(0).sum().alias("g_recent"),
-            pl.when(before).then(micro).otherwise(0).sum().alias("g_before"),
-        )
+        items.filter(pl.col(_CHANNEL).is_not_null() & (pl.col("g") > 0))
+        .group_by(_CODE, _CHANNEL)
+        .agg(pl.col("g_recent", "g_before").sum())
+        .with_columns(pl.col("g_recent", "g_before").max().over(_CODE).name.suffix("_max"))
     )
 
     def leader(column: str) -> pl.Expr:
         spend = pl.col(column)
-        ranked = pl.col(schema.CHANNEL).filter(spend > 0)
-        order = spend.filter(spend > 0)
-        return ranked.sort_by([order, ranked], descending=[True, False]).first()
+        top = (spend == pl.col(f"{column}_max")) & (spend > 0)
+        return pl.when(top).then(pl.col(_CHANNEL)).min()
 
     w = cfg.mix_window_days
     return per.group_by(_CODE).agg(
-        (leader("g_recent") != leader("g_before")).alias(f"channel_switch_{w}")
+        pl.len().cast(pl.Int64).alias("distinct_channels"),
+        (leader("g_recent") != leader("g_before")).alias(f"channel_switch_{w}"),
     )
 
 
@@ -307,11 +374,34 @@ def mix_totals(
     tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary, code: pl.Expr
 ) -> pl.LazyFrame:
     """Per customer code: the mix aggregates (money in micro-units, not yet ratios)."""
-    lines = mix_lines(tx, as_of, code)
-    main = lines.group_by(_CODE).agg(line_aggregates(cfg, vocab))
-    return main.join(category_aggregates(lines, cfg), on=_CODE, how="left").join(
-        channel_aggregates(lines, cfg), on=_CODE, how="left"
-    )
+    items = item_totals(mix_lines(tx, as_of, code), cfg)
+    out = customer_mix(items, vocab)
+    for part in (
+        _distinct_counts(items, _PRODUCT, "products"),
+        category_aggregates(items, cfg),
+        channel_aggregates(items, cfg),
+    ):
+        out = out.join(part, on=_CODE, how="left")
+    return out
+
+
+def day_channels(vocab: Vocabulary) -> list[pl.Expr]:
+    """Per customer and day (in :func:`crmkit.features.daily_activity`): a purchase there."""
+    bought = pl.col(schema.AMOUNT) > 0
+    return [
+        (bought & (pl.col(schema.CHANNEL) == value)).any().alias(f"_day_{name}")
+        for value, name in zip(
+            vocab.channels, share_columns(vocab)["channel_days_share"], strict=True
+        )
+    ]
+
+
+def channel_days(vocab: Vocabulary) -> list[pl.Expr]:
+    """Per customer: days with a purchase on each vocabulary channel (from the days)."""
+    return [
+        pl.col(f"_day_{name}").sum().cast(pl.Int64).alias(f"_{name}")
+        for name in share_columns(vocab)["channel_days_share"]
+    ]
 
 
 def mix_derived(cfg: FeatureConfig, vocab: Vocabulary) -> list[pl.Expr]:
@@ -346,7 +436,7 @@ def mix_derived(cfg: FeatureConfig, vocab: Vocabulary) -> list[pl.Expr]:
         out.append(pl.when(has_category).then(pl.col(f"_{name}") / gross).alias(name))
     for name in names["channel_share"]:
         out.append(pl.when(has_channel).then(pl.col(f"_{name}") / gross).alias(name))
-    days = pl.col("_mix_days").cast(pl.Float64)
+    days = pl.col("purchase_days").cast(pl.Float64)
     for name in names["channel_days_share"]:
         out.append(pl.when(has_channel).then(pl.col(f"_{name}") / days).alias(name))
     return out

@@ -133,9 +133,7 @@ def close(a, b) -> bool:
 
 
 def _text(value):
-    if value is None:
-        return None
-    value = value.strip()
+    """Text as stored: ingest strips it; empty text counts as no value."""
     return value or None
 
 
@@ -154,10 +152,13 @@ def reference_vocabulary(rows, as_of, cfg) -> tuple[tuple[str, ...], tuple[str, 
 
 
 def _leader(spend: dict):
+    """The channel with the most spend; ties to the smaller hash (as the pipeline does)."""
+    from crmkit.mix import value_hash
+
     positive = {k: v for k, v in spend.items() if v > 0}
     if not positive:
         return None
-    return sorted(positive, key=lambda k: (-positive[k], k))[0]
+    return sorted(positive, key=lambda k: (-positive[k], value_hash(k)))[0]
 
 
 def reference_mix(rows, as_of, cfg, features: dict[str, dict], names) -> None:

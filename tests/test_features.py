@@ -51,7 +51,7 @@ def random_rows(seed: int, n: int = 600) -> list[dict]:
                 "ts": ts,
                 "amount": amount,
                 "order_id": order,
-                "product": rng.choice([None, " p1 ", "p1", "p2", "p3", "p4", "p5", ""]),
+                "product": rng.choice([None, "p1", "p2", "p3", "p4", "p5", ""]),
                 # every fifth customer's export has no category, every seventh no channel
                 "category": None if customer % 5 == 0 else rng.choice([None, "a", "b", "c", "d"]),
                 "channel": None if customer % 7 == 0 else rng.choice(["web", "shop", "phone"]),
@@ -189,7 +189,7 @@ tx_strategy = st.lists(
                 lambda x: round(x, 2)
             ),
             "order_id": st.none() | st.sampled_from(["o1", "o2", "o3"]),
-            "product": st.none() | st.sampled_from(["p1", "p2", " p2", "p3"]),
+            "product": st.none() | st.sampled_from(["p1", "p2", "", "p3"]),
             "category": st.none() | st.sampled_from(["shoes", "bags", "hats"]),
             "channel": st.none() | st.sampled_from(["web", "shop"]),
             "quantity": st.none() | st.sampled_from([1.0, 2.0, 0.25, -3.0]),
