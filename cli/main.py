@@ -23,6 +23,7 @@ from crmkit_cli.commands import (
     store,
     targets,
     train,
+    uplift,
 )
 
 from crmkit import __version__
@@ -67,6 +68,7 @@ app.add_typer(report.app)
 app.add_typer(clv.app, name="clv")
 app.add_typer(customer.app)
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(uplift.app, name="uplift")
 
 
 #: jemalloc options that keep freed pages for ten seconds (see :func:`allocator_settings`).

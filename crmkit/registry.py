@@ -269,10 +269,12 @@ class Registry:
             model = joblib.load(io.BytesIO(blob))  # hash-checked registry file
         except Exception as exc:  # any unpickling failure means a bad file: exit 5
             raise ModelError(f"{directory / MODEL_FILE}: cannot be loaded ({exc})") from exc
-        if not callable(getattr(model, "predict_proba", None)) and card.get("kind") != "clv":
-            raise ModelError(
-                f"{directory / MODEL_FILE} is not a classifier (no predict_proba): retrain it"
-            )
+        method = {"clv": None, "uplift": "predict_uplift"}.get(
+            str(card.get("kind")), "predict_proba"
+        )
+        if method is not None and not callable(getattr(model, method, None)):
+            raise ModelError(f"{directory / MODEL_FILE} has no {method}: it is not a "
+                             f"{card.get('kind') or 'churn'} model; retrain it")  # fmt: skip
         return model, card
 
 

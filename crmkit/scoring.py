@@ -91,7 +91,7 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
             f"{card.get('feature_version')}, this crmkit computes version {FEATURE_VERSION}: "
             "retrain it"
         )
-    cfg = _card_feature_config(card)
+    cfg = card_feature_config(card)
     attributes = {str(pair[0]): pl.String() for pair in card.get("attributes") or []}
     expected = model_feature_names(
         cfg, card_vocabulary(card), attributes, clv=bool(card.get("clv_features"))
@@ -196,10 +196,11 @@ def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:
             f"CLV model {card.get('name')}:{card.get('version')} used feature version "
             f"{card.get('feature_version')}, this crmkit computes {FEATURE_VERSION}: refit it"
         )
-    return _card_feature_config(card)
+    return card_feature_config(card)
 
 
-def _card_feature_config(card: dict[str, Any]) -> FeatureConfig:
+def card_feature_config(card: dict[str, Any]) -> FeatureConfig:
+    """Return the feature settings recorded in a model card."""
     raw = dict(card["feature_config"])
     raw["windows"] = tuple(raw["windows"])
     raw["attributes"] = tuple(raw.get("attributes", ()))

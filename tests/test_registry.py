@@ -28,7 +28,7 @@ def test_concurrent_saves_take_distinct_versions(tmp_path):
 def test_a_card_that_is_not_an_object_or_a_model_that_is_not_one_exit_5(tmp_path):
     registry = Registry(tmp_path)
     registry.save("m", {"not": "a model"}, {"kind": "hgb"})
-    with pytest.raises(ModelError, match="not a classifier") as info:
+    with pytest.raises(ModelError, match="no predict_proba") as info:
         registry.load(ModelRef("m"))
     assert info.value.exit_code == 5
     (tmp_path / "m" / "1" / "card.json").write_text(json.dumps([]))

@@ -1,0 +1,410 @@
+"""Uplift models: whom each treatment really changes, learned from randomised campaigns.
+
+Training rows are the treatment- and control-group assignments of the chosen campaigns
+in the ledger whose outcome window has fully passed. Features come from the shared
+pipeline as of each assignment's date, computed only for the customers assigned that day;
+the outcome is the one ``evaluate`` uses: a purchase in ``[as_of, as_of + window)``
+(``retained``) and the net revenue in it.
+
+Per treatment arm against its control group (controls recorded with the arm, plus
+controls without one, shared by every arm), two learners on scikit-learn gradient
+boosting:
+
+* **T-learner**: a classifier of retention on the treated, one on the controls; the
+  uplift is the difference of their probabilities;
+* **DR-learner**: doubly robust pseudo-outcomes
+  ``m1 - m0 + t (y - m1) / e - (1 - t) (y - m0) / (1 - e)``, with the outcome models
+  cross-fitted and the propensity ``e`` *known*: the share of the arm's rows that were
+  treated, which randomisation fixed; a regressor of the pseudo-outcomes is the uplift.
+
+Validation is cross-fitted over customers (a customer's rows stay in one fold): every
+row's uplift is predicted by learners that never saw that customer. The learner with the
+higher Qini coefficient on these predictions becomes the arm's model, refitted on every
+row; the report puts it beside random targeting, churn-risk ranking (the control-group
+outcome model: who leaves when nothing is done) and value-at-risk ranking (that risk times
+customer value), on the same rows, with bootstrap intervals. A revenue T-learner
+(regressors of the window's net revenue) gives the uplift in revenue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import polars as pl
+
+from crmkit import __version__, schema
+from crmkit.config import FeatureConfig
+from crmkit.errors import BadInputError, ModelError
+from crmkit.evaluation import arm_rows, outcomes, treatment_arms
+from crmkit.features import (
+    FEATURE_VERSION,
+    collect,
+    customer_features,
+    store_features,
+    with_attributes,
+)
+from crmkit.mix import Vocabulary, learn_vocabulary
+from crmkit.model import SEASON, category_codes, design_matrix, model_feature_names
+from crmkit.numbers import as_float
+from crmkit.registry import ModelRef, Registry
+from crmkit.store import Store
+from crmkit.uplift_metrics import uplift_report
+
+LEARNERS: Final = ("t", "dr")
+FOLDS: Final = 5
+#: Responders needed in each group of an arm (treated and control) to learn from it.
+MIN_RESPONDERS: Final = 30
+
+
+def _hgb_classifier(seed: int) -> Any:  # noqa: ANN401
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=40,
+        l2_regularization=1.0, early_stopping=False, random_state=seed,
+    )  # fmt: skip
+
+
+def _hgb_regressor(seed: int, loss: str = "squared_error") -> Any:  # noqa: ANN401
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(
+        loss=loss, learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=60,
+        l2_regularization=1.0, early_stopping=False, random_state=seed,
+    )  # fmt: skip
+
+
+class _Constant:
+    """A classifier of one class seen in training (a fold with no responders, say)."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Return the constant probabilities for every row."""
+        return np.column_stack([np.full(len(x), 1 - self.p), np.full(len(x), self.p)])
+
+
+def _fit_classifier(x: np.ndarray, y: np.ndarray, seed: int) -> Any:  # noqa: ANN401
+    if y.min() == y.max():
+        return _Constant(float(y[0]))
+    return _hgb_classifier(seed).fit(x, y)
+
+
+def _p(model: Any, x: np.ndarray) -> np.ndarray:  # noqa: ANN401
+    out: np.ndarray = model.predict_proba(x)[:, 1]
+    return out
+
+
+@dataclass
+class ArmModel:
+    """The fitted uplift model of one treatment arm."""
+
+    learner: str
+    treated: Any = None
+    control: Any = None
+    effect: Any = None
+    revenue_treated: Any = None
+    revenue_control: Any = None
+
+    def uplift(self, x: np.ndarray) -> np.ndarray:
+        """Predicted change in the probability of a purchase in the window."""
+        if self.learner == "dr":
+            effect: np.ndarray = np.clip(self.effect.predict(x), -1.0, 1.0)
+            return effect
+        out: np.ndarray = _p(self.treated, x) - _p(self.control, x)
+        return out
+
+    def revenue(self, x: np.ndarray) -> np.ndarray:
+        """Predicted change in the window's net revenue."""
+        out: np.ndarray = self.revenue_treated.predict(x) - self.revenue_control.predict(x)
+        return out
+
+
+def fit_learner(
+    learner: str, x: np.ndarray, y: np.ndarray, t: np.ndarray, e: float, seed: int
+) -> ArmModel:
+    """Fit the ``t`` or ``dr`` learner on one arm's rows (``t`` = treated, ``e`` known)."""
+    if learner == "t":
+        return ArmModel("t", _fit_classifier(x[t], y[t], seed), _fit_classifier(x[~t], y[~t], seed))
+    # outcome models cross-fitted in two halves for the pseudo-outcomes
+    half = np.random.default_rng(seed).integers(0, 2, len(y)).astype(bool)
+    m1, m0 = np.empty(len(y)), np.empty(len(y))
+    for part in (half, ~half):
+        rest = ~part
+        m1[part] = _p(_fit_classifier(x[rest & t], y[rest & t], seed), x[part])
+        m0[part] = _p(_fit_classifier(x[rest & ~t], y[rest & ~t], seed), x[part])
+    phi = m1 - m0 + t * (y - m1) / e - (~t) * (y - m0) / (1 - e)
+    return ArmModel("dr", effect=_hgb_regressor(seed).fit(x, phi))
+
+
+def customer_folds(customers: pl.Series, folds: int = FOLDS) -> np.ndarray:
+    """Fold of each row by a stable hash of its customer id: a customer's rows stay together."""
+    return np.array(
+        [zlib.crc32(c.encode("utf-8")) % folds for c in customers.to_list()], dtype=np.int64
+    )
+
+
+@dataclass
+class UpliftModel:
+    """Per-arm uplift models over one feature matrix layout (saved in the registry)."""
+
+    features: list[str]
+    categories: dict[str, list[str]]
+    arms: dict[str, ArmModel]
+
+    def predict_uplift(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Per customer of ``frame`` and arm: ``uplift_probability`` and ``uplift_revenue``."""
+        x = design_matrix(frame, self.features, self.categories)
+        parts = [
+            pl.DataFrame(
+                {
+                    schema.CUSTOMER_ID: frame[schema.CUSTOMER_ID],
+                    "treatment": [arm] * frame.height,
+                    "uplift_probability": model.uplift(x),
+                    "uplift_revenue": model.revenue(x),
+                }
+            )
+            for arm, model in sorted(self.arms.items())
+        ]
+        return pl.concat(parts).sort(schema.CUSTOMER_ID, "treatment")
+
+
+def training_frame(
+    store: Store, campaigns: Sequence[str], window: int, cfg: FeatureConfig
+) -> tuple[pl.DataFrame, Vocabulary]:
+    """Return the assignments with their outcomes and features as of each one's date.
+
+    Raises
+    ------
+    BadInputError
+        A window that has not passed for some assignments, or no control group.
+    """
+    rows = pl.concat([outcomes(store, c, window)[0] for c in campaigns], how="vertical_relaxed")
+    rows = rows.filter(pl.col("group").is_in(["treatment", "control"]))
+    open_rows = rows.filter(~pl.col("complete"))
+    if open_rows.height:
+        last = str(open_rows["as_of"].max())
+        raise BadInputError(
+            f"{open_rows.height:,} assignments (the latest on {last}) have a {window}-day "
+            "window that has not passed in the store's data yet: ingest the purchases made "
+            "since, or leave out the newest campaign"
+        )
+    if rows.filter(pl.col("group") == "control").height == 0:
+        raise BadInputError(
+            f"campaign(s) {', '.join(campaigns)} have no control group: uplift needs "
+            "customers who were randomly left out"
+        )
+    newest = rows["as_of"].max()
+    if not isinstance(newest, dt.date):
+        raise BadInputError(f"campaign(s) {', '.join(campaigns)}: no assignment to learn from")
+    vocab = learn_vocabulary(store.transactions(), newest, cfg)
+    frames = []
+    for day in sorted(rows["as_of"].unique().to_list()):
+        ids = rows.filter(pl.col("as_of") == day)[schema.CUSTOMER_ID].unique().implode()
+        tx = store.transactions().filter(pl.col(schema.CUSTOMER_ID).is_in(ids))
+        features = collect(customer_features(tx, day, cfg, vocab))
+        features = with_attributes(store, features, day, cfg).with_columns(
+            pl.lit(day).alias("as_of")
+        )
+        frames.append(features)
+    features = pl.concat(frames, how="vertical_relaxed")
+    joined = rows.join(features, on=[schema.CUSTOMER_ID, "as_of"], how="left")
+    return joined, vocab
+
+
+def _arm_data(rows: pl.DataFrame, arm: str) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, float]:
+    data = arm_rows(rows, arm)
+    t = (data["group"] == "treatment").to_numpy()
+    y = data["retained"].cast(pl.Int64).to_numpy()
+    return data, y, t, float(t.mean())
+
+
+def _check_responders(arm: str, y: np.ndarray, t: np.ndarray, needed: int) -> None:
+    treated, control = int(y[t].sum()), int(y[~t].sum())
+    if min(treated, control) < needed:
+        raise BadInputError(
+            f"arm {arm}: {treated} responders among {int(t.sum()):,} treated and {control} "
+            f"among {int((~t).sum()):,} controls; each group needs at least {needed} to "
+            "learn whom the treatment changes (run the campaign longer or on more customers)"
+        )
+
+
+def cross_fitted(
+    x: np.ndarray, y: np.ndarray, t: np.ndarray, folds: np.ndarray, e: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Out-of-fold uplift of each learner, and the control outcome model's churn risk."""
+    out = {name: np.empty(len(y)) for name in (*LEARNERS, "risk")}
+    for f in np.unique(folds):
+        test, train = folds == f, folds != f
+        for name in LEARNERS:
+            out[name][test] = fit_learner(name, x[train], y[train], t[train], e, seed).uplift(
+                x[test]
+            )
+        control = train & ~t
+        out["risk"][test] = 1 - _p(_fit_classifier(x[control], y[control], seed), x[test])
+    return out
+
+
+def _random_scores(customers: pl.Series, seed: int) -> np.ndarray:
+    keys = [f"{seed}:{c}" for c in customers.to_list()]
+    return np.array([zlib.crc32(k.encode("utf-8")) for k in keys], dtype=np.float64)
+
+
+def _best(table: dict[str, Any]) -> str:
+    """Return the learner with the higher cross-fitted Qini (the T-learner on a tie)."""
+
+    def qini(name: str) -> float:
+        value = float(table[f"{name}-learner"]["qini"]["value"])
+        return value if np.isfinite(value) else -np.inf
+
+    return max(LEARNERS, key=lambda n: (qini(n), n == "t"))
+
+
+@dataclass(frozen=True)
+class UpliftResult:
+    """A trained uplift model with its card and validation tables."""
+
+    model: UpliftModel
+    card: dict[str, Any]
+
+
+def train_uplift(
+    store: Store,
+    campaigns: Sequence[str],
+    window: int,
+    cfg: FeatureConfig,
+    *,
+    created: dt.datetime,
+    learner: str = "auto",
+    seed: int = 0,
+    min_responders: int = MIN_RESPONDERS,
+    bootstrap_rounds: int = 200,
+) -> UpliftResult:
+    """Train per-arm uplift models on ``campaigns`` and validate them (module text).
+
+    Raises
+    ------
+    BadInputError
+        No control group, windows not yet observed, or too few responders in an arm.
+    """
+    if window < 1:
+        raise BadInputError("--window must be at least 1 day")
+    rows, vocab = training_frame(store, campaigns, window, cfg)
+    from crmkit.attributes import attribute_schema
+
+    attributes = attribute_schema(store, cfg.attributes)
+    names = [n for n in model_feature_names(cfg, vocab, attributes) if n not in SEASON]
+    categories = category_codes(rows, names)
+    arms: dict[str, ArmModel] = {}
+    validation: dict[str, Any] = {}
+    for arm in treatment_arms(rows):
+        data, y, t, e = _arm_data(rows, arm)
+        _check_responders(arm, y, t, min_responders)
+        x = design_matrix(data, names, categories)
+        folds = customer_folds(data[schema.CUSTOMER_ID])
+        scores = cross_fitted(x, y, t, folds, e, seed)
+        value = data["customer_value"].fill_null(0.0).to_numpy()
+        ranked = {
+            **{f"{name}-learner": scores[name] for name in LEARNERS},
+            "random": _random_scores(data[schema.CUSTOMER_ID], seed),
+            "churn risk": scores["risk"],
+            "value at risk": scores["risk"] * value,
+        }
+        table = {
+            name: {k: v.to_json() for k, v in uplift_report(
+                y, t, s, rounds=bootstrap_rounds, seed=seed).items()}
+            for name, s in ranked.items()
+        }  # fmt: skip
+        chosen = learner if learner in LEARNERS else _best(table)
+        model = fit_learner(chosen, x, y, t, e, seed)
+        revenue = data["revenue"].to_numpy()
+        model.revenue_treated = _hgb_regressor(seed).fit(x[t], revenue[t])
+        model.revenue_control = _hgb_regressor(seed).fit(x[~t], revenue[~t])
+        arms[arm] = model
+        validation[arm] = {
+            "learner": chosen,
+            "rows": len(y),
+            "treated": int(t.sum()),
+            "controls": int((~t).sum()),
+            "propensity": e,
+            "response_treated": float(y[t].mean()),
+            "response_control": float(y[~t].mean()),
+            "rankings": table,
+        }
+    card = {
+        "kind": "uplift",
+        "created": created.isoformat(),
+        "campaigns": list(campaigns),
+        "window_days": window,
+        "learner": learner,
+        "seed": seed,
+        "feature_version": FEATURE_VERSION,
+        "feature_config": dataclasses.asdict(cfg),
+        "vocabulary": vocab.to_json(),
+        "attributes": [[n, str(d)] for n, d in attributes.items()],
+        "categories": categories,
+        "features": names,
+        "training_rows": rows.height,
+        "arms": validation,
+        "versions": {"crmkit": __version__},
+    }
+    return UpliftResult(UpliftModel(names, categories, arms), card)
+
+
+def score_uplift(
+    store: Store, as_of: dt.date, registry: Registry, ref: ModelRef, lookback_days: int = 365
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Predict the uplift of every eligible customer and treatment as of ``as_of``.
+
+    Eligible: a purchase in the ``lookback_days`` before the date. Columns: customer,
+    treatment, ``uplift_probability``, ``uplift_revenue``, ``customer_value`` and
+    ``incremental_value`` (uplift in probability times customer value).
+
+    Raises
+    ------
+    ModelError
+        Not an uplift model, another feature version, or a failed integrity check.
+    BadInputError
+        No eligible customer.
+    """
+    from crmkit.scoring import card_feature_config, card_vocabulary
+
+    model, card = registry.load(ref)
+    name = f"{ref.name}{':' + str(ref.version) if ref.version else ''}"
+    if card.get("kind") != "uplift" or not isinstance(model, UpliftModel):
+        raise ModelError(f"model {name} is not an uplift model (crmkit uplift train)")
+    if card.get("feature_version") != FEATURE_VERSION:
+        raise ModelError(
+            f"uplift model {name} was trained on feature version {card.get('feature_version')}"
+            f", this crmkit computes {FEATURE_VERSION}: retrain it"
+        )
+    cfg = card_feature_config(card)
+    store.require()
+    features = store_features(store, as_of, cfg, vocab=card_vocabulary(card))
+    features = features.filter(pl.col("recency_days") <= lookback_days)
+    if features.height == 0:
+        raise BadInputError(f"no customer bought in the {lookback_days} days before {as_of}")
+    scored = model.predict_uplift(features).join(
+        features.select(schema.CUSTOMER_ID, "customer_value"), on=schema.CUSTOMER_ID
+    )
+    out = scored.with_columns(
+        pl.lit(as_of).alias("as_of"),
+        (pl.col("uplift_probability") * pl.col("customer_value")).alias("incremental_value"),
+    ).sort(schema.CUSTOMER_ID, "treatment")
+    return out, card
+
+
+def uplift_summary(frame: pl.DataFrame, card: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers of :func:`score_uplift`'s table."""
+    return {
+        "customers": frame[schema.CUSTOMER_ID].n_unique(),
+        "treatments": sorted(card["arms"]),
+        "positive_uplift_share": round(as_float((frame["uplift_probability"] > 0).mean()), 4),
+    }
