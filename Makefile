@@ -29,7 +29,17 @@ demo: $(STAMP)
 	mkdir -p $(DEMO)/inbox && cp sample_data/messy/us_quantity_price.tsv $(DEMO)/inbox/
 	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS)
 	$(BIN)/crmkit report --as-of $(DEMO_DATE) --out $(DEMO)/report.html $(DEMO_ARGS) --quiet
+	# The learning loop: customers respond to the campaign (simulated, whom the treatment
+	# changes depends on the customer), the campaign is evaluated, an uplift model learns
+	# from its treatment and control groups and predicts whom to treat next.
+	$(BIN)/crmkit sample --respond-to $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv \
+		--uplift call=0.06,voucher=0.06,email=0.06 --heterogeneous --seed 3 --out $(DEMO)/response
+	$(BIN)/crmkit ingest $(DEMO)/response/response.csv $(DEMO_STORE) --quiet
+	$(BIN)/crmkit evaluate --campaign winback --window 45 --store $(DEMO)/crm-store
+	$(BIN)/crmkit uplift train --campaign winback --window 45 $(DEMO_ARGS)
+	$(BIN)/crmkit uplift score --as-of 2025-02-15 --out $(DEMO)/uplift.csv $(DEMO_ARGS)
 	@echo "Report: $(DEMO)/report.html"
+	@echo "Uplift per customer and treatment: $(DEMO)/uplift.csv"
 	@echo "Contact file for $(DEMO_DATE) (treatment group, for the sending system): $(DEMO)/out/winback/$(DEMO_DATE).contacts.csv"
 	@echo "Assignment file for $(DEMO_DATE) (every group, for evaluation): $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv"
 

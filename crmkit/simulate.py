@@ -362,15 +362,52 @@ class ResponseResult:
 SIMULATED_CHANNEL: Final = "simulation"
 
 
+#: Customer types of the heterogeneous response and their uplift, in units of ``--uplift``.
+RESPONSE_TYPES: Final = {
+    "persuadable": 3.0,
+    "sure_thing": 0.0,
+    "lost_cause": 0.0,
+    "sleeping_dog": -2.0,
+}
+
+
+def response_types(targets: pl.DataFrame) -> pl.Series:
+    """Type of each listed customer for the heterogeneous response.
+
+    Sure things (churn probability below 0.45) buy anyway, lost causes (0.85 and above)
+    leave anyway; between them, the most valuable fifth of the list are sleeping dogs
+    (contact annoys them into leaving) and the rest persuadables.
+    """
+    c, v = pl.col("churn_probability"), pl.col("customer_value")
+    kind = (
+        pl.when(c < 0.45)
+        .then(pl.lit("sure_thing"))
+        .when(c >= 0.85)
+        .then(pl.lit("lost_cause"))
+        .when(v >= v.quantile(0.8))
+        .then(pl.lit("sleeping_dog"))
+        .otherwise(pl.lit("persuadable"))
+    )
+    return targets.select(kind.alias("response_type")).to_series()
+
+
 def simulate_response(
-    targets: pl.DataFrame, uplift: Mapping[str, float], window_days: int, seed: int
+    targets: pl.DataFrame,
+    uplift: Mapping[str, float],
+    window_days: int,
+    seed: int,
+    *,
+    heterogeneous: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Simulate purchases after a campaign, with a known true uplift per treatment.
 
     A customer on the list buys in ``[as_of, as_of + window)`` with probability
-    ``1 - churn_probability``, plus ``uplift[treatment]`` (absolute, capped to [0, 1]) in
-    the treatment group only. A buyer makes one order on a uniform day of the window with a
-    lognormal amount. Returns (transactions, truth with each customer's probability).
+    ``1 - churn_probability``, plus the true uplift (absolute, capped to [0, 1]) in the
+    treatment group only. The true uplift is ``uplift[treatment]`` for everyone, or with
+    ``heterogeneous`` that times the customer's :data:`RESPONSE_TYPES` factor (see
+    :func:`response_types`). A buyer makes one order on a uniform day of the window with
+    a lognormal amount. Returns (transactions, truth): the truth holds each customer's
+    probability, type and true uplift under every treatment (``true_uplift_<name>``).
 
     Raises
     ------
@@ -392,18 +429,32 @@ def simulate_response(
     if bad:
         raise UsageError(f"uplift of {', '.join(bad)} must be between -1 and 1")
     rng = np.random.default_rng(seed)
-    frame = targets.select(sorted(needed)).with_columns(pl.col("as_of").cast(pl.Date))
+    columns = sorted(needed | ({"customer_value"} if heterogeneous else set()))
+    if heterogeneous and "customer_value" not in targets.columns:
+        raise UsageError("target list lacks column customer_value (needed by --heterogeneous)")
+    frame = targets.select(columns).with_columns(pl.col("as_of").cast(pl.Date))
+    types = response_types(frame) if heterogeneous else pl.Series(["uniform"] * frame.height)
+    factor = types.replace_strict(RESPONSE_TYPES, default=1.0, return_dtype=pl.Float64).to_numpy()
     treated = (frame["group"] == "treatment").to_numpy()
-    lift = np.array([uplift.get(t, 0.0) for t in frame["treatment"].to_list()])
+    lift = np.array([uplift.get(t, 0.0) for t in frame["treatment"].to_list()]) * factor
     base = 1.0 - frame["churn_probability"].to_numpy()
     p = np.clip(base + np.where(treated, lift, 0.0), 0.0, 1.0)
     buys = rng.uniform(0, 1, frame.height) < p
     day = rng.integers(0, window_days, frame.height)
     second = rng.integers(8 * 3600, 20 * 3600, frame.height)
     amount = np.round(rng.lognormal(3.6, 0.5, frame.height), 2)
-    truth = frame.with_columns(pl.Series("true_probability", p), pl.Series("bought", buys)).sort(
-        "customer_id", "as_of"
-    )
+    true_uplift = [
+        pl.Series(
+            f"true_uplift_{name}", np.clip(base + value * factor, 0.0, 1.0) - np.clip(base, 0, 1)
+        )
+        for name, value in sorted(uplift.items())
+    ]
+    truth = frame.with_columns(
+        pl.Series("true_probability", p),
+        pl.Series("bought", buys),
+        types.alias("response_type"),
+        *true_uplift,
+    ).sort("customer_id", "as_of")
     bought = frame.with_columns(
         pl.Series("day", day), pl.Series("second", second), pl.Series("amount", amount)
     ).filter(pl.Series(buys))
@@ -428,6 +479,8 @@ def write_response(
     window_days: int,
     seed: int,
     out_dir: Path,
+    *,
+    heterogeneous: bool = False,
 ) -> ResponseResult:
     """Read a target list, simulate the response, write ``response.csv`` and ``response_truth.csv``.
 
@@ -445,7 +498,7 @@ def write_response(
             )
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise UsageError(f"{targets_path}: cannot read the target list ({exc})") from exc
-    tx, truth = simulate_response(targets, uplift, window_days, seed)
+    tx, truth = simulate_response(targets, uplift, window_days, seed, heterogeneous=heterogeneous)
     listed = targets.filter(pl.col("group") == "treatment")["treatment"].drop_nulls()
     without = sorted(set(listed) - set(uplift))
     notes = tuple(f"treatment {t} has no --uplift: its true uplift is 0" for t in without)

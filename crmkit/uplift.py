@@ -226,14 +226,15 @@ def _arm_data(rows: pl.DataFrame, arm: str) -> tuple[pl.DataFrame, np.ndarray, n
     return data, y, t, float(t.mean())
 
 
-def _check_responders(arm: str, y: np.ndarray, t: np.ndarray, needed: int) -> None:
+def _too_few_responders(arm: str, y: np.ndarray, t: np.ndarray, needed: int) -> str | None:
     treated, control = int(y[t].sum()), int(y[~t].sum())
-    if min(treated, control) < needed:
-        raise BadInputError(
-            f"arm {arm}: {treated} responders among {int(t.sum()):,} treated and {control} "
-            f"among {int((~t).sum()):,} controls; each group needs at least {needed} to "
-            "learn whom the treatment changes (run the campaign longer or on more customers)"
-        )
+    if min(treated, control) >= needed:
+        return None
+    return (
+        f"arm {arm}: {treated} responders among {int(t.sum()):,} treated and {control} among "
+        f"{int((~t).sum()):,} controls; each group needs at least {needed} to learn whom the "
+        "treatment changes (run the campaign longer or on more customers)"
+    )
 
 
 def cross_fitted(
@@ -289,10 +290,13 @@ def train_uplift(
 ) -> UpliftResult:
     """Train per-arm uplift models on ``campaigns`` and validate them (module text).
 
+    An arm with fewer than ``min_responders`` responders among its treated or its
+    controls is left out (``skipped_arms`` in the card says why).
+
     Raises
     ------
     BadInputError
-        No control group, windows not yet observed, or too few responders in an arm.
+        No control group, windows not yet observed, or no arm with enough responders.
     """
     if window < 1:
         raise BadInputError("--window must be at least 1 day")
@@ -304,9 +308,13 @@ def train_uplift(
     categories = category_codes(rows, names)
     arms: dict[str, ArmModel] = {}
     validation: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     for arm in treatment_arms(rows):
         data, y, t, e = _arm_data(rows, arm)
-        _check_responders(arm, y, t, min_responders)
+        problem = _too_few_responders(arm, y, t, min_responders)
+        if problem is not None:
+            skipped[arm] = problem
+            continue
         x = design_matrix(data, names, categories)
         folds = customer_folds(data[schema.CUSTOMER_ID])
         scores = cross_fitted(x, y, t, folds, e, seed)
@@ -338,6 +346,8 @@ def train_uplift(
             "response_control": float(y[~t].mean()),
             "rankings": table,
         }
+    if not arms:
+        raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")
     card = {
         "kind": "uplift",
         "created": created.isoformat(),
@@ -353,6 +363,7 @@ def train_uplift(
         "features": names,
         "training_rows": rows.height,
         "arms": validation,
+        "skipped_arms": skipped,
         "versions": {"crmkit": __version__},
     }
     return UpliftResult(UpliftModel(names, categories, arms), card)

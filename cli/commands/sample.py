@@ -78,6 +78,13 @@ def sample(
     window: Annotated[
         int, typer.Option("--window", metavar="DAYS", min=1, help="Response window (days).")
     ] = 60,
+    heterogeneous: Annotated[
+        bool,
+        typer.Option(
+            "--heterogeneous",
+            help="Uplift by customer type: persuadables, sure things, lost causes, sleeping dogs.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -88,7 +95,8 @@ def sample(
 
     With --respond-to LIST, simulate instead how the customers of a target list buy in the
     WINDOW days after it, with a known true uplift per treatment in the treatment group:
-    OUT/response.csv (to ingest) and OUT/response_truth.csv.
+    OUT/response.csv (to ingest) and OUT/response_truth.csv. --heterogeneous makes the
+    uplift depend on the customer (3x for persuadables, -2x for sleeping dogs, 0 else).
 
     Example: crmkit sample --customers 5000 --start 2023-01-01 --end 2025-01-01 --seed 7 --out data
     """
@@ -97,7 +105,9 @@ def sample(
     result: SampleResult | ResponseResult
     with user_errors():
         if respond_to is not None:
-            result = write_response(respond_to, parse_uplift(uplift), window, seed, out)
+            result = write_response(
+                respond_to, parse_uplift(uplift), window, seed, out, heterogeneous=heterogeneous
+            )
         else:
             cfg = SimulationConfig(
                 customers=customers,

@@ -76,9 +76,8 @@ def train_command(
         render_training(result.card, f"{name}:{version}", directory)
 
 
-def _cell(interval: dict[str, float], digits: int = 3) -> str:
-    value, low, high = interval["value"], interval["low"], interval["high"]
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+def _range(interval: dict[str, float]) -> str:
+    return f"[{interval['low']:+.2f}, {interval['high']:+.2f}]"
 
 
 def render_training(card: dict[str, Any], model: str, directory: Path) -> None:
@@ -90,11 +89,19 @@ def render_training(card: dict[str, Any], model: str, directory: Path) -> None:
             f"({info['response_control']:.1%} bought); learner {info['learner']}"
         )
         rows = [
-            [name, _cell(r["qini"]), _cell(r["uplift_at_10"]), _cell(r["uplift_at_30"])]
+            [
+                name,
+                f"{r['qini']['value']:+.2f}",
+                _range(r["qini"]),
+                f"{r['uplift_at_10']['value']:+.3f}",
+                f"{r['uplift_at_30']['value']:+.3f}",
+            ]
             for name, r in info["rankings"].items()
         ]
-        columns = ["ranking", "Qini", "uplift top 10%", "uplift top 30%"]
+        columns = ["ranking", "Qini", "95% interval", "top 10%", "top 30%"]
         err.print(table(f"Cross-fitted validation, arm {arm} (95% intervals)", columns, rows))
+    for problem in card.get("skipped_arms", {}).values():
+        err.print(f"[yellow]warning:[/yellow] left out: {problem}")
     err.print(f"uplift model {model} saved to {directory}")
 
 
@@ -132,5 +139,8 @@ def score_command(
     if as_json:
         emit_json(summary)
     if not quiet:
-        rows = [[k.replace("_", " "), v] for k, v in summary.items()]
+        rows = [
+            [k.replace("_", " "), ", ".join(v) if isinstance(v, list) else v]
+            for k, v in summary.items()
+        ]
         err.print(table(f"Uplift as of {as_of} -> {out}", ["", "value"], rows))
