@@ -36,9 +36,9 @@ from typing import Any, Final
 import polars as pl
 
 from crmkit import schema
+from crmkit.config import FeatureConfig
 from crmkit.errors import BadInputError, ConfigError
 from crmkit.ingest import parse, sniff
-from crmkit.ingest.encoding import read_text
 from crmkit.store import Store
 
 KIND: Final = "customers"
@@ -116,16 +116,7 @@ def read_attribute_file(path: Path, id_column: str | None = None) -> pl.DataFram
     BadInputError
         When the file cannot be read, has no id column or two columns with one name.
     """
-    text = read_text(path, "customer file")
-    delimiter = sniff.detect_delimiter(text[: 256 * 1024], path.name)
-    try:
-        raw = pl.read_csv(
-            text.encode("utf-8"), separator=delimiter, infer_schema=False, raise_if_empty=True
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise BadInputError(
-            f"{path}: cannot be read as delimited text ({type(exc).__name__})"
-        ) from exc
+    raw = sniff.read_small_table(path, "customer file")
     key = _id_column(raw.columns, id_column, path)
     others = [c for c in raw.columns if c != key]
     names = [attribute_name(c) for c in others]
@@ -378,3 +369,13 @@ def attributes_as_of(store: Store, as_of: dt.date, names: Sequence[str]) -> pl.D
     return latest.select(schema.CUSTOMER_ID, *values).select(
         schema.CUSTOMER_ID, *[pl.col(c).cast(t) for c, t in columns.items()]
     )
+
+
+def with_attributes(
+    store: Store, features: pl.DataFrame, as_of: dt.date, cfg: FeatureConfig
+) -> pl.DataFrame:
+    """Join the chosen customer attributes (``[features] attributes``) known by ``as_of``."""
+    if not cfg.attributes:
+        return features
+    known = attributes_as_of(store, as_of, cfg.attributes)
+    return features.join(known, on=schema.CUSTOMER_ID, how="left", maintain_order="left")

@@ -35,8 +35,10 @@ import polars as pl
 import polars.selectors
 
 from crmkit import schema
+from crmkit.attributes import with_attributes
 from crmkit.config import FeatureConfig
-from crmkit.labels import churn_labels, cutoff_of
+from crmkit.labels import churn_labels as churn_labels
+from crmkit.labels import cutoff_of as cutoff_of
 from crmkit.mix import (
     Vocabulary,
     channel_days,
@@ -47,14 +49,6 @@ from crmkit.mix import (
     mix_totals,
 )
 from crmkit.store import Store
-
-__all__ = [
-    "FEATURE_VERSION",
-    "churn_labels",
-    "customer_features",
-    "cutoff_of",
-    "store_features",
-]
 
 FEATURE_VERSION: Final = 3
 
@@ -594,18 +588,6 @@ def store_features(
     totals = sort_by_customer(parts)
     derived_frame = with_derived(totals.lazy(), as_of, cfg, vocab)
     return with_attributes(store, _finish_columns(derived_frame, cfg, vocab).collect(), as_of, cfg)
-
-
-def with_attributes(
-    store: Store, features: pl.DataFrame, as_of: dt.date, cfg: FeatureConfig
-) -> pl.DataFrame:
-    """Join the chosen customer attributes known by ``as_of`` (:mod:`crmkit.attributes`)."""
-    if not cfg.attributes:
-        return features
-    from crmkit.attributes import attributes_as_of
-
-    known = attributes_as_of(store, as_of, cfg.attributes)
-    return features.join(known, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
 
 
 def collect(plan: pl.LazyFrame) -> pl.DataFrame:

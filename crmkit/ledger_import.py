@@ -21,7 +21,6 @@ import polars as pl
 from crmkit import schema
 from crmkit.errors import BadInputError
 from crmkit.ingest import parse, sniff
-from crmkit.ingest.encoding import read_text
 from crmkit.ledger import LEDGER_SCHEMA, NO_TREATMENT
 from crmkit.store import Store
 from crmkit.targeting import check_campaign
@@ -91,16 +90,7 @@ def read_assignments(
     BadInputError
         When the file cannot be read or lacks a required column.
     """
-    text = read_text(path, "assignment file")
-    delimiter = sniff.detect_delimiter(text[: 256 * 1024], path.name)
-    try:
-        raw = pl.read_csv(
-            text.encode("utf-8"), separator=delimiter, infer_schema=False, raise_if_empty=True
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise BadInputError(
-            f"{path}: cannot be read as delimited text ({type(exc).__name__})"
-        ) from exc
+    raw = sniff.read_small_table(path, "assignment file")
     found = _mapping(raw.columns, explicit, path)
     dates = parse.detect_date_formats(raw[found["as_of"]].drop_nulls().head(10_000), dayfirst)
     treatment = (

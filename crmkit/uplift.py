@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from crmkit import __version__, schema
+from crmkit.attributes import with_attributes
 from crmkit.config import FeatureConfig
 from crmkit.errors import BadInputError, ModelError
 from crmkit.evaluation import arm_rows, outcomes, treatment_arms
@@ -47,7 +48,6 @@ from crmkit.features import (
     collect,
     customer_features,
     store_features,
-    with_attributes,
 )
 from crmkit.mix import Vocabulary, learn_vocabulary
 from crmkit.model import SEASON, category_codes, design_matrix, model_feature_names

@@ -22,6 +22,7 @@ from crmkit_cli.common import (
 )
 
 if TYPE_CHECKING:
+    from crmkit.attributes import AttributeReport
     from crmkit.ingest import IngestReport
 
 app = typer.Typer()
@@ -165,8 +166,12 @@ def ingest_customers(
         ]
     if as_json:
         emit_json([r.to_json() for r in reports])
-    if quiet:
-        return
+    if not quiet:
+        render_customers(reports, store)
+
+
+def render_customers(reports: list[AttributeReport], store: Path) -> None:
+    """Print the reconciliation table and each file's detected types and rejections."""
     counts = ("rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
     rows = [[Path(r.source).name, r.status, *(getattr(r, k) for k in counts)] for r in reports]
     cols = ["file", "status", "read", "stored", "duplicate", "quarantined"]

@@ -13,11 +13,14 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from crmkit import schema
 from crmkit.errors import BadInputError
 from crmkit.ingest import encoding
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SUFFIXES: Final = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 DELIMITERS: Final = (",", ";", "\t", "|")
@@ -294,3 +297,29 @@ def first_ragged_line(path: Path, delimiter: str) -> tuple[int, int, int] | None
         except csv.Error:  # a field longer than the csv module's limit
             return None
     return None
+
+
+def read_small_table(path: Path, what: str) -> pl.DataFrame:
+    """Read a small delimited file (any Unicode encoding, detected delimiter) as text columns.
+
+    For side files read whole: assignment files, customer attribute tables.
+
+    Raises
+    ------
+    BadInputError
+        When the file cannot be read or parsed as delimited text.
+    """
+    import polars as pl
+
+    from crmkit.ingest.encoding import read_text
+
+    text = read_text(path, what)
+    delimiter = detect_delimiter(text[: 256 * 1024], path.name)
+    try:
+        return pl.read_csv(
+            text.encode("utf-8"), separator=delimiter, infer_schema=False, raise_if_empty=True
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise BadInputError(
+            f"{path}: cannot be read as delimited text ({type(exc).__name__})"
+        ) from exc
