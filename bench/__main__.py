@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from bench import clv, features, ingest, model
+from bench import clv, features, ingest, model, uplift
 
-SUITES = {"ingest": ingest.run, "features": features.run, "model": model.run, "clv": clv.run}
+SUITES = {
+    "ingest": ingest.run,
+    "features": features.run,
+    "model": model.run,
+    "clv": clv.run,
+    "uplift": uplift.run,
+}
 
 
 def main() -> None:
@@ -21,6 +27,9 @@ def main() -> None:
     for name in suites:
         if name in ("model", "clv"):
             SUITES[name](0)
+            continue
+        if name == "uplift":
+            uplift.run(0, args.repeat)
             continue
         for rows in args.rows or [1_000_000, 10_000_000]:
             SUITES[name](rows, args.repeat)
