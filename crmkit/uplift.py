@@ -245,11 +245,10 @@ def cross_fitted(
     for f in np.unique(folds):
         test, train = folds == f, folds != f
         for name in LEARNERS:
-            out[name][test] = fit_learner(name, x[train], y[train], t[train], e, seed).uplift(
-                x[test]
-            )
-        control = train & ~t
-        out["risk"][test] = 1 - _p(_fit_classifier(x[control], y[control], seed), x[test])
+            model = fit_learner(name, x[train], y[train], t[train], e, seed)
+            out[name][test] = model.uplift(x[test])
+            if name == "t":  # its control model: who buys when nothing is done
+                out["risk"][test] = 1 - _p(model.control, x[test])
     return out
 
 

@@ -141,7 +141,10 @@ def test_cli_train_and_score(store, tmp_path, runner):
         "uplift_revenue",
         "incremental_value",
     }
-    # a churn model name is refused as an uplift model (exit 5); windows not passed exit 3
+    shown = invoke(runner, "models", "show", "uplift", "--registry", str(tmp_path / "models"))
+    assert "Arms (cross-fitted Qini)" in shown.stderr
+    assert "autumn" in shown.stderr
+    # windows not passed exit 3; an unknown learner exits 2
     invoke(runner, "uplift", "train", "--campaign", "autumn", "--window", "900", *common, code=3)
     invoke(
         runner,

@@ -66,8 +66,36 @@ def show(
         render_card(card)
 
 
+def render_uplift_card(card: dict[str, Any]) -> None:
+    """Print an uplift model's campaigns, window and, per arm, its learner and Qini."""
+    facts = [
+        ["model", f"{card.get('name')}:{card.get('version')} (uplift)"],
+        ["created", card.get("created")],
+        ["campaigns", ", ".join(card.get("campaigns", []))],
+        ["outcome window", f"{card.get('window_days')} days"],
+        ["training rows", card.get("training_rows")],
+        ["features", f"{len(card.get('features', []))} (version {card.get('feature_version')})"],
+        ["signed", "yes" if card.get("signature") else "no"],
+        ["sha256", str(card.get("sha256", ""))[:16] + "..."],
+    ]
+    err.print(table("Model card", ["", "value"], facts))
+    rows = []
+    for arm, info in card.get("arms", {}).items():
+        learner = info.get("learner")
+        qini = info.get("rankings", {}).get(f"{learner}-learner", {}).get("qini", {})
+        rows.append([arm, learner, info.get("treated"), info.get("controls"), qini.get("value")])
+    err.print(
+        table("Arms (cross-fitted Qini)", ["arm", "learner", "treated", "controls", "Qini"], rows)
+    )
+    for problem in card.get("skipped_arms", {}).values():
+        err.print(f"left out: {problem}")
+
+
 def render_card(card: dict[str, Any]) -> None:
     """Print what a reader of a model card looks for first."""
+    if card.get("kind") == "uplift":
+        render_uplift_card(card)
+        return
     versions = card.get("versions", {})
     facts = [
         ["model", f"{card.get('name')}:{card.get('version')} ({card.get('kind')})"],
