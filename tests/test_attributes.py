@@ -226,3 +226,17 @@ def test_cli_ingest_customers(runner, tmp_path, store):
     assert "no customer id column" in result.stderr
     result = invoke(runner, *args, "--known-from", "soon", code=2)
     assert "--known-from" in result.stderr
+
+
+def test_gzip_customer_files_and_a_truncated_one(store, tmp_path):
+    import gzip
+
+    plain = write(tmp_path / "c.csv", good_lines(customers(store, 5)))
+    packed = tmp_path / "c.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    report = load_attributes(store, packed, now=NOW)
+    assert (report.rows_read, report.rows_stored) == (5, 5)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(packed.read_bytes()[:40])
+    with pytest.raises(BadInputError, match="cannot be read as gzip"):
+        load_attributes(store, cut, now=NOW)

@@ -9,7 +9,9 @@ the byte offset of its first bad byte (an explicit ``utf-8``).
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
+import zlib
 from pathlib import Path
 from typing import Final
 
@@ -103,7 +105,7 @@ def transcode(raw: io.BufferedIOBase, out: io.BufferedWriter, encoding: str, sou
 
 
 def read_text(path: Path, what: str) -> str:
-    """Read a small text file (opt-out lists and the like) whatever its Unicode encoding.
+    """Read a small text file (opt-out lists and the like), gzip or not, in any encoding.
 
     A byte-order mark picks UTF-8, UTF-16 or UTF-32; otherwise the text must be UTF-8, or
     is read as cp1252 when it is not.
@@ -117,6 +119,11 @@ def read_text(path: Path, what: str) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise BadInputError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from exc
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BadInputError(f"{what} {path}: cannot be read as gzip ({exc})") from exc
     encoding = bom_encoding(data[:4]) or unmarked_utf16(data[:4096])
     if encoding is None:
         bad = first_invalid_utf8(io.BytesIO(data))
