@@ -72,3 +72,26 @@ def trained_sample_store(root: Path) -> tuple[Any, Any]:
     )
     registry.save("churn", result.model, result.card)
     return store, registry
+
+
+@pytest.fixture(scope="module")
+def sample_base(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A store of sample_data/transactions.csv, built once per test module."""
+    from crmkit.config import IngestConfig
+    from crmkit.ingest import ingest_files
+    from crmkit.store import Store
+
+    store = Store(tmp_path_factory.mktemp("sample") / "s")
+    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
+    return store
+
+
+@pytest.fixture
+def sample_copy(sample_base: Any, tmp_path: Path) -> Any:
+    """A private copy of :func:`sample_base` that a test may change."""
+    import shutil
+
+    from crmkit.store import Store
+
+    shutil.copytree(sample_base.root, tmp_path / "s")
+    return Store(tmp_path / "s")

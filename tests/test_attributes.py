@@ -15,30 +15,19 @@ from crmkit.attributes import (
     load_attributes,
     stored_types,
 )
-from crmkit.config import FeatureConfig, IngestConfig, ModelConfig
+from crmkit.config import FeatureConfig, ModelConfig
 from crmkit.errors import BadInputError, ConfigError
 from crmkit.features import store_features
-from crmkit.ingest import ingest_files
 from crmkit.store import Store
 
-from .conftest import NOW, SAMPLE_DATA
+from .conftest import NOW
 
 HEADER = "Customer ID;Region;Signup Date;Loyalty Card;Spend Limit;Postcode\n"
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Store:
-    store = Store(tmp_path_factory.mktemp("attributes") / "s")
-    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
-    return store
-
-
 @pytest.fixture
-def store(base, tmp_path) -> Store:
-    import shutil
-
-    shutil.copytree(base.root, tmp_path / "s")
-    return Store(tmp_path / "s")
+def store(sample_copy) -> Store:
+    return sample_copy
 
 
 def customers(store: Store, n: int) -> list[str]:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import numpy as np
 import polars as pl
@@ -15,7 +14,7 @@ from crmkit.ledger_import import import_assignments
 from crmkit.store import Store
 from crmkit.uplift import customer_folds, train_uplift
 
-from .conftest import NOW, SAMPLE_DATA
+from .conftest import NOW
 
 AS_OF = dt.date(2024, 7, 1)
 WINDOW = 60
@@ -58,17 +57,9 @@ def experiment(store: Store, tmp_path, campaign: str, as_of=AS_OF, control=0.5, 
     return f
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Store:
-    store = Store(tmp_path_factory.mktemp("uplift") / "s")
-    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
-    return store
-
-
 @pytest.fixture
-def store(base, tmp_path) -> Store:
-    shutil.copytree(base.root, tmp_path / "s")
-    return Store(tmp_path / "s")
+def store(sample_copy) -> Store:
+    return sample_copy
 
 
 def test_learns_who_is_persuadable(store, tmp_path):
