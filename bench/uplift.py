@@ -54,7 +54,7 @@ def campaign(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def _crmkit(x, y, t, folds, e):
     from crmkit.uplift import cross_fitted
 
-    out = cross_fitted(x, y, t, folds, e, 0)
+    out, _ = cross_fitted(x, y, t, folds, e, 0)
     return {"crmkit T-learner": out["t"], "crmkit DR-learner": out["dr"]}
 
 

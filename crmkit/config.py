@@ -256,7 +256,8 @@ class TargetPolicy:
     exclude_tiers
         Value tiers let go whatever their risk (``adjust``: small spend, long cycle).
     min_churn_probability
-        Customers less likely to churn than this are left alone.
+        Customers less likely to churn than this are left alone (``value_at_risk`` policy
+        only: the ``uplift`` policy contacts whom the treatment changes, whatever the risk).
     size
         At most this many customers on the list (all groups), highest value at risk first.
     budget
@@ -282,6 +283,21 @@ class TargetPolicy:
     default_cost
         Cost per contact of treatments without an entry in ``costs``. A budget with a
         treatment that has neither is refused: it would count that treatment as free.
+    policy
+        ``"value_at_risk"``: rank by churn probability times customer value and take the
+        treatment of the customer's segment. ``"uplift"``: for each customer, the treatment
+        of the uplift model (``uplift_model``) with the highest expected incremental profit,
+        contacted only when that profit is positive (see :mod:`crmkit.uplift_policy`).
+    uplift_model
+        Registry name (``NAME`` or ``NAME:VERSION``) of the uplift model of the ``uplift``
+        policy.
+    uplift_value
+        What a change in purchase probability is worth: ``"customer_value"`` (the uplift
+        times the customer's value) or ``"revenue"`` (the model's predicted incremental
+        revenue in its window).
+    explore_fraction
+        Under the ``uplift`` policy, the share of the list chosen at random among eligible
+        customers, with a random treatment, so later models see customers this one skips.
     """
 
     min_customer_value: float = 0.0
@@ -299,6 +315,10 @@ class TargetPolicy:
     default_treatment: str = "email"
     costs: Mapping[str, float] = field(default_factory=dict)
     default_cost: float | None = None
+    policy: Literal["value_at_risk", "uplift"] = "value_at_risk"
+    uplift_model: str = "uplift"
+    uplift_value: Literal["customer_value", "revenue"] = "customer_value"
+    explore_fraction: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from crmkit.config import Settings
-from crmkit.errors import CrmkitError
+from crmkit.errors import ConfigError, CrmkitError
 from crmkit.ingest import ingest_files
 from crmkit.ingest.sniff import directory_files
 from crmkit.registry import open_registry, parse_ref
 from crmkit.scoring import ScoreResult, score_customers
 from crmkit.store import Store
-from crmkit.targeting import TargetResult, check_campaign, check_policy, write_targets
+from crmkit.targeting import TargetResult, Uplift, check_campaign, check_policy, write_targets
 
 LOG_FILE = "run.jsonl"
 
@@ -141,6 +141,7 @@ def targets_for(
     check_policy(settings.targeting)
     if scores is None:
         scores = score_for(store, options, settings)
+    uplift = uplift_for(store, options, settings) if settings.targeting.policy == "uplift" else None
     return write_targets(
         scores.frame,
         store,
@@ -152,7 +153,34 @@ def targets_for(
         locked=locked,
         replace=options.replace,
         dry_run=options.dry_run,
+        uplift=uplift,
     )
+
+
+def uplift_for(store: Store, options: RunOptions, settings: Settings) -> Uplift:
+    """Predict the day's uplifts for the ``uplift`` policy with ``[targeting] uplift_model``.
+
+    Raises
+    ------
+    ModelError
+        No such uplift model, or one that fails its integrity check (exit 5).
+    ConfigError
+        A treatment of the model without a cost.
+    """
+    from crmkit.uplift import score_uplift
+
+    policy = settings.targeting
+    registry = open_registry(options.registry, settings.model.key_file)
+    frame, card = score_uplift(store, options.date, registry, parse_ref(policy.uplift_model))
+    free = sorted(set(card["arms"]) - set(policy.costs))
+    if free and policy.default_cost is None:
+        raise ConfigError(
+            f'[targeting] policy = "uplift" weighs each treatment\'s expected gain against its '
+            f"cost: give treatment(s) {', '.join(free)} of uplift model "
+            f"{card['name']}:{card['version']} a cost in [targeting.costs] (0 for a free one) "
+            "or set [targeting] default_cost"
+        )
+    return Uplift(f"{card['name']}:{card['version']}", frame)
 
 
 def run_daily(

@@ -32,6 +32,7 @@ from crmkit.ledger import NO_TREATMENT, arm, read_ledger
 from crmkit.simulate import SIMULATED_CHANNEL
 from crmkit.store import Store
 from crmkit.targeting import check_campaign
+from crmkit.uplift_policy import POLICY_VALUE_AT_RISK
 
 POWER: Final = 0.8
 
@@ -239,6 +240,7 @@ class Evaluation:
     by_treatment: list[dict[str, Any]]
     by_segment: list[dict[str, Any]]
     warnings: tuple[str, ...]
+    by_policy: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -249,6 +251,7 @@ class Evaluation:
             "treatment_vs_control": self.overall,
             "by_treatment": self.by_treatment,
             "by_segment": self.by_segment,
+            "by_policy": self.by_policy,
             "warnings": list(self.warnings),
         }
 
@@ -270,7 +273,7 @@ def outcomes(
     entries = (
         read_ledger(store)
         .filter(pl.col("campaign_id") == campaign)
-        .with_columns(arm().alias("treatment"))
+        .with_columns(arm().alias("treatment"), pl.col("policy").fill_null(POLICY_VALUE_AT_RISK))
     )
     if entries.height == 0:
         raise BadInputError(f"campaign {campaign!r} has no assignments in the ledger")
@@ -302,7 +305,7 @@ def outcomes(
     rows = (
         joined.group_by(keys, maintain_order=True)
         .agg(
-            pl.first("group", "treatment", "segment", "value_tier"),
+            pl.first("group", "treatment", "segment", "value_tier", "policy"),
             ((pl.col(schema.AMOUNT) > 0) & pl.col("inside")).any().alias("retained"),
             pl.when(pl.col("inside"))
             .then(pl.col(schema.AMOUNT))
@@ -379,8 +382,19 @@ def evaluate_campaign(
         for column in ("segment", "value_tier")
         for name in sorted(rows[column].drop_nulls().unique().to_list())
     ]
-    adjusted = with_holm([*by_treatment, *by_segment])
-    by_treatment, by_segment = adjusted[: len(by_treatment)], adjusted[len(by_treatment) :]
+    policies = sorted(rows["policy"].unique().to_list())
+    by_policy = (
+        [{"policy": p, **compare(rows.filter(pl.col("policy") == p), alpha)} for p in policies]
+        if len(policies) > 1
+        else []
+    )
+    adjusted = with_holm([*by_treatment, *by_segment, *by_policy])
+    cut = len(by_treatment) + len(by_segment)
+    by_treatment, by_segment, by_policy = (
+        adjusted[: len(by_treatment)],
+        adjusted[len(by_treatment) : cut],
+        adjusted[cut:],
+    )
     tested = sum(1 for c in adjusted if not math.isnan(c["p_value_holm"]))
     if tested > 1:
         warnings.append(
@@ -390,5 +404,5 @@ def evaluate_campaign(
             "least"
         )
     return Evaluation(
-        campaign, window_days, groups, overall, by_treatment, by_segment, tuple(warnings)
+        campaign, window_days, groups, overall, by_treatment, by_segment, tuple(warnings), by_policy
     )

@@ -43,6 +43,10 @@ LEDGER_SCHEMA: Final[dict[str, pl.DataType]] = {
     "segment": pl.String(),
     "value_tier": pl.String(),
     "reasons": pl.String(),
+    "policy": pl.String(),
+    "uplift_model": pl.String(),
+    "expected_uplift": pl.Float64(),
+    "expected_profit": pl.Float64(),
 }
 #: What identifies an assignment: the customer, the group and the treatment arm.
 _KEY: Final = (schema.CUSTOMER_ID, "group", "__arm")

@@ -371,20 +371,23 @@ RESPONSE_TYPES: Final = {
 }
 
 
-def response_types(targets: pl.DataFrame) -> pl.Series:
+def response_types(targets: pl.DataFrame, value_threshold: float | None = None) -> pl.Series:
     """Type of each listed customer for the heterogeneous response.
 
     Sure things (churn probability below 0.45) buy anyway, lost causes (0.85 and above)
-    leave anyway; between them, the most valuable fifth of the list are sleeping dogs
-    (contact annoys them into leaving) and the rest persuadables.
+    leave anyway; between them, customers worth ``value_threshold`` or more (by default
+    the list's 80th value percentile: its most valuable fifth) are sleeping dogs (contact
+    annoys them into leaving) and the rest persuadables. A fixed threshold keeps the same
+    rule for later lists, whose value percentiles differ.
     """
     c, v = pl.col("churn_probability"), pl.col("customer_value")
+    threshold = v.quantile(0.8) if value_threshold is None else pl.lit(value_threshold)
     kind = (
         pl.when(c < 0.45)
         .then(pl.lit("sure_thing"))
         .when(c >= 0.85)
         .then(pl.lit("lost_cause"))
-        .when(v >= v.quantile(0.8))
+        .when(v >= threshold)
         .then(pl.lit("sleeping_dog"))
         .otherwise(pl.lit("persuadable"))
     )

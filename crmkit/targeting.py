@@ -29,6 +29,12 @@ from crmkit.numbers import as_float
 from crmkit.optouts import read_optouts
 from crmkit.segments import RFM_SEGMENTS, VALUE_TIERS
 from crmkit.store import Store
+from crmkit.uplift_policy import (
+    POLICY_UPLIFT,
+    POLICY_VALUE_AT_RISK,
+    rank_by_uplift,
+    spend_expr,
+)
 
 _CAMPAIGN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 GROUPS: Final = ("treatment", "control", "holdout")
@@ -46,6 +52,10 @@ TARGET_COLUMNS: Final = (
     "expected_value_at_risk",
     "rank",
     "reasons",
+    "policy",
+    "uplift_model",
+    "expected_uplift",
+    "expected_profit",
 )
 #: The contact file: what a sending system needs, for the treatment group only.
 CONTACT_COLUMNS: Final = (
@@ -214,13 +224,6 @@ def spend_report(contacts: pl.DataFrame, policy: TargetPolicy) -> dict[str, Any]
     }
 
 
-def _cost_expr(policy: TargetPolicy) -> pl.Expr:
-    cost = pl.lit(policy.default_cost or 0.0)
-    for treatment, value in sorted(policy.costs.items()):
-        cost = pl.when(pl.col("treatment") == treatment).then(pl.lit(value)).otherwise(cost)
-    return pl.when(pl.col("group") == "treatment").then(cost).otherwise(0.0)
-
-
 def select_targets(
     scores: pl.DataFrame,
     campaign: str,
@@ -228,11 +231,18 @@ def select_targets(
     policy: TargetPolicy,
     recently_assigned: pl.Series,
     optouts: pl.Series,
+    uplift: Uplift | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Apply the policy to scored customers; return the ranked list and exclusion counts.
 
     ``scores`` needs ``customer_id, churn_probability, customer_value,
-    expected_value_at_risk, rfm_segment, value_tier, recency_days``.
+    expected_value_at_risk, rfm_segment, value_tier, recency_days``; the ``uplift`` policy
+    also needs the uplift model's predictions (:class:`Uplift`).
+
+    Raises
+    ------
+    UsageError
+        The ``uplift`` policy without predictions.
     """
     check_campaign(campaign)
     check_policy(policy)
@@ -250,6 +260,42 @@ def select_targets(
         & ~pl.col("value_tier").is_in(list(policy.exclude_tiers))
     )
     counts["low_value"] = before - frame.height
+    if policy.policy == POLICY_UPLIFT:
+        if uplift is None:
+            raise UsageError("the uplift policy needs an uplift model's predictions")
+        grouped = assign_groups(frame.lazy(), campaign, policy.control_fraction, policy)
+        ranked, more = rank_by_uplift(grouped.collect(), uplift.frame, campaign, as_of, policy)
+        counts |= more
+        ranked = ranked.with_columns(pl.lit(uplift.model).alias("uplift_model"))
+    else:
+        ranked, more = _rank_by_value_at_risk(frame, campaign, policy)
+        counts |= more
+    out = ranked.with_columns(
+        pl.lit(campaign).alias("campaign_id"),
+        pl.lit(as_of).alias("as_of"),
+        pl.col("rfm_segment").alias("segment"),
+        pl.col("treatment").alias("planned_treatment"),
+    )
+    return out, counts
+
+
+@dataclass(frozen=True)
+class Uplift:
+    """An uplift model's predictions for the day.
+
+    ``model`` is its ``NAME:VERSION``, ``frame`` the table of
+    :meth:`crmkit.uplift.UpliftModel.predict_uplift` (customer, treatment, uplifts).
+    """
+
+    model: str
+    frame: pl.DataFrame
+
+
+def _rank_by_value_at_risk(
+    frame: pl.DataFrame, campaign: str, policy: TargetPolicy
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Rank by expected value at risk, treatment by segment, cut by size and budget."""
+    counts = {}
     before = frame.height
     frame = frame.filter(pl.col("churn_probability") >= policy.min_churn_probability)
     counts["low_risk"] = before - frame.height
@@ -264,15 +310,15 @@ def select_targets(
     if policy.size is not None:
         ranked = ranked.head(policy.size)
     if policy.budget is not None:
-        spent = ranked.select(_cost_expr(policy).cum_sum()).to_series()
+        spent = ranked.select(spend_expr(policy).cum_sum()).to_series()
         ranked = ranked.filter(spent <= policy.budget)
     counts["over_size_or_budget"] = before - ranked.height
-    out = ranked.with_columns(
-        pl.lit(campaign).alias("campaign_id"),
-        pl.lit(as_of).alias("as_of"),
-        pl.col("rfm_segment").alias("segment"),
-    )
-    return out, counts
+    return ranked.with_columns(
+        pl.lit(POLICY_VALUE_AT_RISK).alias("policy"),
+        pl.lit(None, dtype=pl.String).alias("uplift_model"),
+        pl.lit(None, dtype=pl.Float64).alias("expected_uplift"),
+        pl.lit(None, dtype=pl.Float64).alias("expected_profit"),
+    ), counts
 
 
 def smd(a: pl.Series, b: pl.Series) -> float:
@@ -337,6 +383,7 @@ def render_day(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             .otherwise(pl.lit(NO_TREATMENT))
             .alias("treatment"),
             planned.alias("planned_treatment"),
+            pl.col("policy").fill_null(POLICY_VALUE_AT_RISK),
         )
         .sort(["rank", schema.CUSTOMER_ID], nulls_last=True)
         .select(TARGET_COLUMNS)
@@ -392,11 +439,11 @@ def _day_list(
     as_of: dt.date,
     policy: TargetPolicy,
     optouts: pl.Series,
+    uplift: Uplift | None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Select the day's list in ledger columns from the scores, ledger and opt-outs."""
     recent = recently_assigned(entries, campaign, as_of, policy.cooldown_days)
-    frame, excluded = select_targets(scores, campaign, as_of, policy, recent, optouts)
-    return frame.with_columns(_treatment_expr(policy).alias("planned_treatment")), excluded
+    return select_targets(scores, campaign, as_of, policy, recent, optouts, uplift)
 
 
 def write_targets(
@@ -411,6 +458,7 @@ def write_targets(
     locked: bool = False,
     replace: bool = False,
     dry_run: bool = False,
+    uplift: Uplift | None = None,
 ) -> TargetResult:
     """Build the day's list, record it in the ledger, write its two files from the ledger.
 
@@ -442,12 +490,12 @@ def write_targets(
         optouts = read_optouts(Path(policy.optouts))
     if dry_run:
         entries = read_ledger(store)
-        new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts)
+        new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts, uplift)
         day, _ = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
     else:
         with store.writer(locked=locked) as writer:
             entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
-            new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts)
+            new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts, uplift)
             day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
     assignments, contacts = render_day(day.rows)
     if not dry_run:

@@ -55,6 +55,7 @@ def _subsets(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         ("all", summary["treatment_vs_control"]),
         *((f"treat {c['treatment']}", c) for c in summary["by_treatment"]),
         *((f"{short.get(c['by'], c['by'])} {c['segment']}", c) for c in summary["by_segment"]),
+        *((f"policy {c['policy']}", c) for c in summary.get("by_policy", [])),
     ]
 
 

@@ -10,6 +10,7 @@ from crmkit_cli.commands.targets import (
     Format,
     FormatOpt,
     OutDirOpt,
+    PolicyOpt,
     ReplaceOpt,
     render_targets,
 )
@@ -46,6 +47,7 @@ def run(
     model: Annotated[
         str | None, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
     ] = None,
+    policy: PolicyOpt = None,
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
@@ -64,11 +66,12 @@ def run(
 
     Example: crmkit run --date 2025-01-01 --campaign winback --inbox inbox --out lists
     """
+    from crmkit.config import overlay
     from crmkit.daily import RunOptions, run_daily
     from crmkit.store import Store
 
     with user_errors():
-        cfg = settings(config)
+        cfg = overlay(settings(config), "targeting", policy=policy.value if policy else None)
         options = RunOptions(
             date=parse_date(date, "--date"),
             campaign=campaign,

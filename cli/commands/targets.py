@@ -41,6 +41,23 @@ OutDirOpt = Annotated[
 FormatOpt = Annotated[Format, typer.Option("--format", help="csv or parquet.")]
 
 
+class Policy(StrEnum):
+    """How the list is chosen."""
+
+    value_at_risk = "value_at_risk"
+    uplift = "uplift"
+
+
+PolicyOpt = Annotated[
+    Policy | None,
+    typer.Option(
+        "--policy",
+        help="value_at_risk (churn risk x value) or uplift (expected incremental profit of "
+        "[targeting] uplift_model); default [targeting] policy.",
+    ),
+]
+
+
 def spend_line(spend: dict[str, Any]) -> str:
     """One line: contacts and spend per treatment, the total, and the budget."""
     parts = []
@@ -130,6 +147,7 @@ def targets(
     model: Annotated[
         str | None, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
     ] = None,
+    policy: PolicyOpt = None,
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
@@ -141,9 +159,10 @@ def targets(
 ) -> None:
     """Write the day's list: a contact and an assignment file.
 
-    Ranks customers by expected value at risk, lets low-value and low-risk ones go,
-    honours opt-outs, the cool-down and the universal holdout, and records every
-    assignment in the store's ledger. Writes OUT/CAMPAIGN/AS_OF.contacts.csv (treatment
+    Ranks customers by expected value at risk (or, with --policy uplift, by the expected
+    incremental profit of each treatment), lets low-value ones go, honours opt-outs, the
+    cool-down and the universal holdout, and records every assignment in the store's
+    ledger. Writes OUT/CAMPAIGN/AS_OF.contacts.csv (treatment
     group: who to contact, with which treatment) and OUT/CAMPAIGN/AS_OF.assignments.csv
     (every group, for evaluation). A day's list is fixed once recorded: a re-run that would
     change it exits 3 unless --replace is given.
@@ -163,6 +182,7 @@ def targets(
             budget=budget,
             control_fraction=control_fraction,
             optouts=str(optouts) if optouts else None,
+            policy=policy.value if policy else None,
         )
         options = RunOptions(
             date=parse_date(as_of, "--as-of"),
