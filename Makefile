@@ -38,8 +38,13 @@ demo: $(STAMP)
 	$(BIN)/crmkit evaluate --campaign winback --window 45 --store $(DEMO)/crm-store
 	$(BIN)/crmkit uplift train --campaign winback --window 45 $(DEMO_ARGS)
 	$(BIN)/crmkit uplift score --as-of 2025-02-15 --out $(DEMO)/uplift.csv $(DEMO_ARGS)
+	# The next list is chosen by expected incremental profit, with a control group and a
+	# random explore share, so the next campaign can be evaluated and learned from too. It
+	# is a new campaign: the old one's groups were treated differently and now differ.
+	$(BIN)/crmkit targets --as-of 2025-02-15 --campaign winback-uplift --policy uplift --out $(DEMO)/out $(DEMO_ARGS)
 	@echo "Report: $(DEMO)/report.html"
 	@echo "Uplift per customer and treatment: $(DEMO)/uplift.csv"
+	@echo "Next list by expected incremental profit: $(DEMO)/out/winback-uplift/2025-02-15.contacts.csv"
 	@echo "Contact file for $(DEMO_DATE) (treatment group, for the sending system): $(DEMO)/out/winback/$(DEMO_DATE).contacts.csv"
 	@echo "Assignment file for $(DEMO_DATE) (every group, for evaluation): $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv"
 

@@ -23,7 +23,7 @@ from crmkit.evaluation import Evaluation, evaluate_campaign, wilson
 from crmkit.features import store_features
 from crmkit.ledger import arm, read_ledger
 from crmkit.numbers import as_float
-from crmkit.registry import ModelRef, Registry
+from crmkit.registry import ModelRef, Registry, parse_ref
 from crmkit.scoring import score_customers
 from crmkit.segments import summarise, value_concentration, with_segments
 from crmkit.store import Store, atomic_write_bytes
@@ -47,6 +47,7 @@ class ReportData:
     currency: str = ""
     campaign_cost: float | None = None
     lookback_days: int | None = None
+    uplift_card: dict[str, Any] | None = None
 
     def money(self, value: float) -> str:
         """Format an amount with the configured currency, to the unit."""
@@ -84,6 +85,10 @@ def gather(
         data.lookback_days = int(scored.card["lookback_days"])
     else:
         data.notes.append(f"no model {model.name!r} in {registry.root}: churn charts left out")
+    uplift_ref = parse_ref(settings.targeting.uplift_model)
+    if registry.versions(uplift_ref.name):
+        card = registry.card(uplift_ref)
+        data.uplift_card = card if card.get("kind") == "uplift" else None
     if campaign:
         data.evaluation = evaluate_campaign(store, campaign, window_days)
         data.campaign_cost = campaign_cost(store, campaign, settings.targeting)
@@ -272,6 +277,73 @@ def chart_calibration(card: dict[str, Any]) -> str:
     return _svg(fig)
 
 
+def chart_qini(card: dict[str, Any], arm: str) -> str:
+    """Cross-fitted Qini curves of one arm: the model against the baseline rankings."""
+    curves = card["arms"][arm]["qini_curves"]
+    shares = [s * 100 for s in curves["shares"]]
+    fig, ax = _figure()
+    colours = {"random": GREY, "churn risk": ORANGE, "value at risk": "#805ad5"}
+    chosen = f"{card['arms'][arm]['learner']}-learner"
+    for name, values in curves.items():
+        if name == "shares":
+            continue
+        style: dict[str, Any] = {"linewidth": 2.5 if name == chosen else 1.2}
+        if name == chosen or name in colours:
+            style["color"] = BLUE if name == chosen else colours[name]
+        ax.plot(shares, values, label=name + (" (chosen)" if name == chosen else ""), **style)
+    ax.set_title(f"Qini curves, treatment {arm} (cross-fitted)")
+    ax.set_xlabel("share of customers targeted, highest score first (%)")
+    ax.set_ylabel("incremental buyers among the treated")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def uplift_section(card: dict[str, Any]) -> list[str]:
+    """Render the uplift model's Qini curves and cross-fitted metrics per treatment arm."""
+    parts = [
+        f"<h2>Uplift model {html.escape(card['name'])}:{card['version']}</h2>",
+        f"<p>Learned from campaign(s) {html.escape(', '.join(card['campaigns']))} with a "
+        f"{card['window_days']}-day window; every ranking is scored on the same rows, each "
+        "row by models that never saw its customer.</p>",
+    ]
+    for name_of_arm, info in sorted(card["arms"].items()):
+        rows = [
+            {
+                "ranking": name,
+                "qini": r["qini"]["value"],
+                "qini_low": r["qini"]["low"],
+                "qini_high": r["qini"]["high"],
+                "uplift_top_10%": r["uplift_at_10"]["value"],
+                "uplift_top_30%": r["uplift_at_30"]["value"],
+            }
+            for name, r in info["rankings"].items()
+        ]
+        if "qini_curves" in info:
+            parts.append(
+                _figure_html(
+                    f"qini {name_of_arm}",
+                    chart_qini(card, name_of_arm),
+                    f"{info['treated']:,} treated and {info['controls']:,} controls.",
+                )
+            )
+        parts.append(_table(rows, list(rows[0])))
+    return parts
+
+
+def policy_table(ev: Evaluation) -> list[str]:
+    """Treatment against control for each targeting policy of the campaign."""
+    if not ev.by_policy:
+        return []
+    keys = ["policy", "treated", "control", "uplift", "uplift_low", "uplift_high", "p_value"]
+    rows = [{k: c.get(k) for k in keys} for c in ev.by_policy]
+    return [
+        "<h3>By targeting policy</h3>",
+        "<p>Each policy's part of the list against its own randomised controls.</p>",
+        _table(rows, keys),
+    ]
+
+
 def chart_campaign(evaluation: Evaluation) -> str:
     """Retention per group with 95% Wilson intervals, and uplift per treatment."""
     groups = evaluation.groups.to_dicts()
@@ -450,7 +522,10 @@ def render(data: ReportData) -> str:
                 "campaign", chart_campaign(ev), "Treatment against control, 95% intervals."
             ),
             _table(ev.groups.to_dicts(), list(ev.groups.columns)),
+            *policy_table(ev),
         ]
+    if data.uplift_card is not None:
+        parts += uplift_section(data.uplift_card)
     parts.append("</body></html>")
     return "\n".join(parts)
 

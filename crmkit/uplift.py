@@ -20,9 +20,10 @@ boosting:
 Validation is cross-fitted over customers (a customer's rows stay in one fold): every
 row's uplift is predicted by learners that never saw that customer. The learner with the
 higher Qini coefficient on these predictions becomes the arm's model: the mean of its
-five fold models (bagging: no refit, and steadier per-customer predictions); the report puts it beside random targeting, churn-risk ranking (the control-group
-outcome model: who leaves when nothing is done) and value-at-risk ranking (that risk times
-customer value), on the same rows, with bootstrap intervals. A revenue T-learner
+five fold models (bagging: no refit, and steadier per-customer predictions). The report
+puts it beside random targeting, churn-risk ranking (the control-group outcome model: who
+leaves when nothing is done) and value-at-risk ranking (that risk times customer value),
+on the same rows, with bootstrap intervals. A revenue T-learner
 (regressors of the window's net revenue) gives the uplift in revenue.
 """
 
@@ -54,7 +55,7 @@ from crmkit.model import SEASON, category_codes, design_matrix, model_feature_na
 from crmkit.numbers import as_float
 from crmkit.registry import ModelRef, Registry
 from crmkit.store import Store
-from crmkit.uplift_metrics import uplift_report
+from crmkit.uplift_metrics import qini_points, uplift_report
 
 LEARNERS: Final = ("t", "dr")
 FOLDS: Final = 5
@@ -250,8 +251,11 @@ def _too_few_responders(arm: str, y: np.ndarray, t: np.ndarray, needed: int) -> 
 def cross_fitted(
     x: np.ndarray, y: np.ndarray, t: np.ndarray, folds: np.ndarray, e: float, seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, list[ArmModel]]]:
-    """Out-of-fold uplift of each learner and the control outcome model's churn risk, and
-    each learner's fold models."""
+    """Return out-of-fold uplifts and churn risk, and each learner's fold models.
+
+    The churn risk is one minus the T-learner's control model: who buys when nothing is
+    done.
+    """
     out = {name: np.empty(len(y)) for name in (*LEARNERS, "risk")}
     models: dict[str, list[ArmModel]] = {name: [] for name in LEARNERS}
     for f in np.unique(folds):
@@ -357,6 +361,10 @@ def train_uplift(
             "response_treated": float(y[t].mean()),
             "response_control": float(y[~t].mean()),
             "rankings": table,
+            "qini_curves": {
+                "shares": qini_points(y, t, scores["t"])[0],
+                **{name: qini_points(y, t, s)[1] for name, s in ranked.items()},
+            },
         }
     if not arms:
         raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")

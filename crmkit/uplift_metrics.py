@@ -64,6 +64,21 @@ def curve(
     return x, np.r_[0.0, value]
 
 
+def qini_points(
+    y: np.ndarray, t: np.ndarray, score: np.ndarray, points: int = 21
+) -> tuple[list[float], list[float]]:
+    """Return the Qini curve at ``points`` evenly spaced shares of customers ranked, 0 to 1.
+
+    Between the curve's steps (groups of tied scores) the value is interpolated linearly,
+    as the areas are.
+    """
+    x, v = curve(y, t, score, "qini")
+    shares = np.linspace(0.0, 1.0, points)
+    if x[-1] == 0:
+        return shares.tolist(), [0.0] * points
+    return shares.tolist(), np.interp(shares * x[-1], x, v).tolist()
+
+
 def _area(x: np.ndarray, v: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (v[1:] + v[:-1]) / 2.0))
 

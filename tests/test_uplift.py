@@ -150,3 +150,96 @@ def test_cli_train_and_score(store, tmp_path, runner):
         *common,
         code=2,
     )
+
+
+def test_cli_targets_by_uplift_and_evaluate_by_policy(store, tmp_path, runner):
+    from .conftest import invoke
+
+    experiment(store, tmp_path, "autumn")
+    config = tmp_path / "crmkit.toml"
+    config.write_text(
+        '[model]\nsnapshots = 3\nkind = "logreg"\n'
+        '[targeting]\npolicy = "uplift"\nexplore_fraction = 0.2\nbudget = 40.0\n'
+        "[targeting.costs]\nemail = 0.5\n",
+        encoding="utf-8",
+    )
+    common = ["--store", str(store.root), "--registry", str(tmp_path / "models")]
+    invoke(runner, "uplift", "train", "--campaign", "autumn", "--window", str(WINDOW), *common)
+    invoke(
+        runner,
+        "train",
+        "--as-of",
+        "2024-09-01",
+        "--horizon",
+        "90",
+        *common,
+        "--config",
+        str(config),
+    )
+    out = tmp_path / "lists"
+    args = ["targets", "--as-of", "2024-10-01", "--campaign", "next", "--out", str(out)]
+    summary = invoke(runner, *args, *common, "--config", str(config), "--json")
+    assert summary["spend"]["total"] <= 40.0
+    assert summary["excluded"]["no_positive_profit"] >= 0
+    listed = pl.read_csv(out / "next" / "2024-10-01.assignments.csv")
+    assert set(listed["policy"]) == {"uplift", "explore"}
+    assert set(listed["uplift_model"]) == {"uplift:1"}
+    main = listed.filter(pl.col("policy") == "uplift")
+    assert (main["expected_profit"] > 0).all()
+    assert listed.filter(pl.col("group") == "treatment")["treatment"].unique().to_list() == [
+        "email"
+    ]
+    # a re-run is the same list; --policy value_at_risk would change it: refused
+    again = invoke(runner, *args, *common, "--config", str(config), "--json")
+    assert again["status"] == "unchanged"
+    invoke(runner, *args, "--policy", "value_at_risk", *common, "--config", str(config), code=3)
+    # a treatment without a cost: the profit cannot be weighed (a configuration error)
+    config.write_text('[targeting]\npolicy = "uplift"\n', encoding="utf-8")
+    invoke(runner, *args, "--replace", *common, "--config", str(config), code=2)
+    # evaluate tells the model's part from the explored one
+    evaluated = invoke(
+        runner,
+        "evaluate",
+        "--campaign",
+        "next",
+        "--window",
+        "30",
+        "--store",
+        str(store.root),
+        "--json",
+    )
+    assert [p["policy"] for p in evaluated["by_policy"]] == ["explore", "uplift"]
+    assert sum(p["treated"] + p["control"] for p in evaluated["by_policy"]) == (
+        evaluated["treatment_vs_control"]["treated"] + evaluated["treatment_vs_control"]["control"]
+    )
+
+
+def test_report_shows_the_uplift_models_qini_curves(store, tmp_path):
+    from crmkit.config import Settings
+    from crmkit.registry import ModelRef, Registry
+    from crmkit.report import gather, write_report
+
+    experiment(store, tmp_path, "summer")
+    result = train_uplift(
+        store, ["summer"], WINDOW, FeatureConfig(), created=NOW, bootstrap_rounds=20
+    )
+    registry = Registry(tmp_path / "models")
+    registry.save("uplift", result.model, result.card)
+    curves = result.card["arms"]["email"]["qini_curves"]
+    assert len(curves["shares"]) == 21
+    assert set(curves) == {
+        "shares",
+        "t-learner",
+        "dr-learner",
+        "random",
+        "churn risk",
+        "value at risk",
+    }
+    for name in set(curves) - {"shares"}:
+        assert curves[name][0] == 0.0
+        # every ranking ends at the same point: all customers targeted
+        assert curves[name][-1] == pytest.approx(curves["random"][-1])
+    data = gather(store, AS_OF, Settings(), registry, ModelRef("churn"))
+    text = write_report(tmp_path / "report.html", data).read_text()
+    assert "Qini curves, treatment email (cross-fitted)" in text
+    assert "Uplift model uplift:1" in text
