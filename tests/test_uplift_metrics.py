@@ -134,3 +134,25 @@ def test_bootstrap_interval_covers_a_true_effect():
     assert report["uplift_at_10"].value > report["uplift_at_30"].value > 0
     noise = rng.uniform(0, 1, n)
     assert bootstrap(qini_coefficient, y, t, noise, rounds=100).low < 0.1
+
+
+def _campaign(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A randomised campaign: persuadables (x > 0.6, +25 points), sleeping dogs (x < 0.15,
+    -15 points), the rest unmoved; the score is a noisy view of x, as a model's would be."""
+    x = rng.uniform(0, 1, n)
+    t = rng.uniform(0, 1, n) < 0.5
+    tau = np.where(x > 0.6, 0.25, np.where(x < 0.15, -0.15, 0.0))
+    y = (rng.uniform(0, 1, n) < 0.3 + tau * t).astype(int)
+    return y, t, x + rng.normal(0, 0.2, n)
+
+
+def test_qini_interval_covers_the_true_qini():
+    # the true Qini of this ranking: its value on a population 200 times the sample
+    truth = qini_coefficient(*_campaign(np.random.default_rng(12345), 800_000))
+    covered = 0
+    repetitions = 50
+    for seed in range(repetitions):
+        y, t, score = _campaign(np.random.default_rng(seed), 4000)
+        interval = bootstrap(qini_coefficient, y, t, score, rounds=100, seed=seed)
+        covered += interval.low <= truth <= interval.high
+    assert covered >= 0.9 * repetitions
