@@ -7,11 +7,15 @@ the outcome is the one ``evaluate`` uses: a purchase in ``[as_of, as_of + window
 (``retained``) and the net revenue in it.
 
 Per treatment arm against its control group (controls recorded with the arm, plus
-controls without one, shared by every arm), two learners on scikit-learn gradient
-boosting:
+controls without one, shared by every arm), three learners on scikit-learn gradient
+boosting (``auto`` compares the first two; ``--learner`` picks one):
 
 * **T-learner**: a classifier of retention on the treated, one on the controls; the
   uplift is the difference of their probabilities;
+* **X-learner**: the T-learner's models impute each customer's effect (a treated
+  customer's outcome minus the control model's prediction, and the other way round for
+  controls), one regressor per group learns them, and the two are mixed by the *known*
+  propensity ``e * tau_0 + (1 - e) * tau_1``;
 * **DR-learner**: doubly robust pseudo-outcomes
   ``m1 - m0 + t (y - m1) / e - (1 - t) (y - m0) / (1 - e)``, with the outcome models
   cross-fitted and the propensity ``e`` *known*: the share of the arm's rows that were
@@ -19,8 +23,9 @@ boosting:
 
 Validation is cross-fitted over customers (a customer's rows stay in one fold): every
 row's uplift is predicted by learners that never saw that customer. The learner with the
-higher Qini coefficient on these predictions becomes the arm's model: the mean of its
-five fold models (bagging: no refit, and steadier per-customer predictions). The report
+higher Qini coefficient on these predictions (the T-learner on a tie) becomes the arm's
+model: the mean of its five fold models (bagging: no refit, and steadier per-customer
+predictions). The report
 puts it beside random targeting, churn-risk ranking (the control-group outcome model: who
 leaves when nothing is done) and value-at-risk ranking (that risk times customer value),
 on the same rows, with bootstrap intervals. A revenue T-learner
@@ -55,9 +60,11 @@ from crmkit.model import SEASON, category_codes, design_matrix, model_feature_na
 from crmkit.numbers import as_float
 from crmkit.registry import ModelRef, Registry
 from crmkit.store import Store
-from crmkit.uplift_metrics import qini_points, uplift_report
+from crmkit.uplift_metrics import qini_points, uplift_reports
 
-LEARNERS: Final = ("t", "dr")
+LEARNERS: Final = ("t", "x", "dr")
+#: The learners ``auto`` compares: the X-learner reuses the T-learner's models.
+AUTO: Final = ("t", "x")
 FOLDS: Final = 5
 #: Responders needed in each group of an arm (treated and control) to learn from it.
 MIN_RESPONDERS: Final = 30
@@ -111,6 +118,8 @@ class ArmModel:
     treated: Any = None
     control: Any = None
     effect: Any = None
+    effect_treated: Any = None
+    propensity: float = 0.5
     revenue_treated: Any = None
     revenue_control: Any = None
     members: list[ArmModel] = dataclasses.field(default_factory=list)
@@ -129,6 +138,10 @@ class ArmModel:
         if self.learner == "dr":
             effect: np.ndarray = np.clip(self.effect.predict(x), -1.0, 1.0)
             return effect
+        if self.learner == "x":
+            e = self.propensity
+            mixed = e * self.effect.predict(x) + (1 - e) * self.effect_treated.predict(x)
+            return np.clip(mixed, -1.0, 1.0)  # type: ignore[no-any-return]
         out: np.ndarray = _p(self.treated, x) - _p(self.control, x)
         return out
 
@@ -138,12 +151,34 @@ class ArmModel:
         return out
 
 
+def x_learner(
+    base: ArmModel, x: np.ndarray, y: np.ndarray, t: np.ndarray, e: float, seed: int
+) -> ArmModel:
+    """Fit the X-learner's second stage on a fitted T-learner ``base``.
+
+    Each group's imputed effects (a treated customer's outcome minus the control model's
+    prediction, a control's the treated model's prediction minus its outcome) are
+    regressed on the features; the two effect models are mixed by the known propensity,
+    ``e * tau_0 + (1 - e) * tau_1`` (Kunzel et al. 2019), so the larger group's outcome
+    model carries more weight.
+    """
+    d1 = y[t] - _p(base.control, x[t])
+    d0 = _p(base.treated, x[~t]) - y[~t]
+    return ArmModel(
+        "x",
+        effect=_hgb_regressor(seed).fit(x[~t], d0),
+        effect_treated=_hgb_regressor(seed).fit(x[t], d1),
+        propensity=e,
+    )
+
+
 def fit_learner(
     learner: str, x: np.ndarray, y: np.ndarray, t: np.ndarray, e: float, seed: int
 ) -> ArmModel:
-    """Fit the ``t`` or ``dr`` learner on one arm's rows (``t`` = treated, ``e`` known)."""
-    if learner == "t":
-        return ArmModel("t", _fit_classifier(x[t], y[t], seed), _fit_classifier(x[~t], y[~t], seed))
+    """Fit the ``t``, ``x`` or ``dr`` learner on one arm's rows (``t`` = treated, ``e`` known)."""
+    if learner in ("t", "x"):
+        base = ArmModel("t", _fit_classifier(x[t], y[t], seed), _fit_classifier(x[~t], y[~t], seed))
+        return base if learner == "t" else x_learner(base, x, y, t, e, seed)
     # outcome models cross-fitted in two halves for the pseudo-outcomes
     half = np.random.default_rng(seed).integers(0, 2, len(y)).astype(bool)
     m1, m0 = np.empty(len(y)), np.empty(len(y))
@@ -249,23 +284,36 @@ def _too_few_responders(arm: str, y: np.ndarray, t: np.ndarray, needed: int) -> 
 
 
 def cross_fitted(
-    x: np.ndarray, y: np.ndarray, t: np.ndarray, folds: np.ndarray, e: float, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    t: np.ndarray,
+    folds: np.ndarray,
+    e: float,
+    seed: int,
+    learners: Sequence[str] = AUTO,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[ArmModel]]]:
     """Return out-of-fold uplifts and churn risk, and each learner's fold models.
 
     The churn risk is one minus the T-learner's control model: who buys when nothing is
     done.
     """
-    out = {name: np.empty(len(y)) for name in (*LEARNERS, "risk")}
-    models: dict[str, list[ArmModel]] = {name: [] for name in LEARNERS}
+    names = list(dict.fromkeys(["t", *learners]))  # the T-learner gives the churn risk
+    out = {name: np.empty(len(y)) for name in (*names, "risk")}
+    models: dict[str, list[ArmModel]] = {name: [] for name in names}
     for f in np.unique(folds):
         test, train = folds == f, folds != f
-        for name in LEARNERS:
-            model = fit_learner(name, x[train], y[train], t[train], e, seed)
+        xs, ys, ts = x[train], y[train], t[train]
+        base = fit_learner("t", xs, ys, ts, e, seed)
+        for name in names:
+            if name == "t":
+                model = base
+            elif name == "x":  # its first stage is the T-learner's
+                model = x_learner(base, xs, ys, ts, e, seed)
+            else:
+                model = fit_learner(name, xs, ys, ts, e, seed)
             models[name].append(model)
             out[name][test] = model.uplift(x[test])
-            if name == "t":  # its control model: who buys when nothing is done
-                out["risk"][test] = 1 - _p(model.control, x[test])
+        out["risk"][test] = 1 - _p(base.control, x[test])  # who buys when nothing is done
     return out, models
 
 
@@ -281,7 +329,8 @@ def _best(table: dict[str, Any]) -> str:
         value = float(table[f"{name}-learner"]["qini"]["value"])
         return value if np.isfinite(value) else -np.inf
 
-    return max(LEARNERS, key=lambda n: (qini(n), n == "t"))
+    names = [n for n in LEARNERS if f"{n}-learner" in table]
+    return max(names, key=lambda n: (qini(n), n == "t"))
 
 
 @dataclass(frozen=True)
@@ -333,19 +382,17 @@ def train_uplift(
             continue
         x = design_matrix(data, names, categories)
         folds = customer_folds(data[schema.CUSTOMER_ID])
-        scores, fold_models = cross_fitted(x, y, t, folds, e, seed)
+        compared = AUTO if learner == "auto" else (learner,)
+        scores, fold_models = cross_fitted(x, y, t, folds, e, seed, compared)
         value = data["customer_value"].fill_null(0.0).to_numpy()
         ranked = {
-            **{f"{name}-learner": scores[name] for name in LEARNERS},
+            **{f"{name}-learner": scores[name] for name in fold_models},
             "random": _random_scores(data[schema.CUSTOMER_ID], seed),
             "churn risk": scores["risk"],
             "value at risk": scores["risk"] * value,
         }
-        table = {
-            name: {k: v.to_json() for k, v in uplift_report(
-                y, t, s, rounds=bootstrap_rounds, seed=seed).items()}
-            for name, s in ranked.items()
-        }  # fmt: skip
+        reports = uplift_reports(y, t, ranked, rounds=bootstrap_rounds, seed=seed)
+        table = {name: {k: v.to_json() for k, v in r.items()} for name, r in reports.items()}
         chosen = learner if learner in LEARNERS else _best(table)
         model = ArmModel(chosen, members=fold_models[chosen])
         revenue = data["revenue"].to_numpy()

@@ -117,7 +117,7 @@ def test_cli_train_and_score(store, tmp_path, runner):
     args = ["uplift", "train", "--campaign", "autumn", "--window", str(WINDOW), *common]
     trained = invoke(runner, *args, "--json")
     assert trained["model"] == "uplift:1"
-    assert trained["email"]["learner"] in ("t", "dr")
+    assert trained["email"]["learner"] in ("t", "x")
     out = tmp_path / "uplift.csv"
     summary = invoke(
         runner, "uplift", "score", "--as-of", "2024-10-01", "--out", str(out), *common, "--json"
@@ -146,7 +146,7 @@ def test_cli_train_and_score(store, tmp_path, runner):
         "--window",
         "60",
         "--learner",
-        "x",
+        "s",
         *common,
         code=2,
     )
@@ -230,7 +230,7 @@ def test_report_shows_the_uplift_models_qini_curves(store, tmp_path):
     assert set(curves) == {
         "shares",
         "t-learner",
-        "dr-learner",
+        "x-learner",
         "random",
         "churn risk",
         "value at risk",

@@ -8,12 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crmkit.uplift_metrics import (
+    Ranked,
     auuc,
     bootstrap,
     curve,
     qini_coefficient,
     uplift_at_k,
     uplift_report,
+    uplift_reports,
 )
 
 
@@ -153,6 +155,37 @@ def test_qini_interval_covers_the_true_qini():
     repetitions = 50
     for seed in range(repetitions):
         y, t, score = _campaign(np.random.default_rng(seed), 4000)
-        interval = bootstrap(qini_coefficient, y, t, score, rounds=100, seed=seed)
+        interval = uplift_report(y, t, score, rounds=100, seed=seed)["qini"]
         covered += interval.low <= truth <= interval.high
     assert covered >= 0.9 * repetitions
+
+
+@given(st.integers(0, 10_000), st.integers(2, 60))
+def test_weighted_resample_equals_the_resampled_rows(seed, n):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    t = rng.uniform(0, 1, n) < 0.5
+    score = rng.integers(0, 5, n).astype(float)  # many ties
+    drawn = rng.integers(0, n, n)
+    w = np.bincount(drawn, minlength=n).astype(float)
+    ranked = Ranked.of(y, t, score)
+    for kind in ("qini", "uplift"):
+        x_w, v_w = ranked.curve(w, kind)
+        x_r, v_r = curve(y[drawn], t[drawn], score[drawn], kind)
+        # the weighted curve has a point for every tie run of the sample, drawn or not
+        keep = np.r_[True, np.diff(x_w) > 0]
+        np.testing.assert_allclose(x_w[keep], x_r)
+        np.testing.assert_allclose(v_w[keep], v_r, atol=1e-9)
+
+
+def test_rankings_share_their_resamples():
+    rng = np.random.default_rng(3)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    t = rng.uniform(0, 1, n) < 0.5
+    s = rng.uniform(0, 1, n)
+    both = uplift_reports(y, t, {"a": s, "b": s.copy()}, rounds=50, seed=1)
+    assert both["a"] == both["b"]
+    alone = uplift_report(y, t, s, rounds=50, seed=1)
+    assert alone == both["a"]
+    assert set(alone) == {"qini", "auuc", "uplift_at_10", "uplift_at_20", "uplift_at_30"}

@@ -37,7 +37,10 @@ def train_command(
     ],
     name: NameOpt = "uplift",
     learner: Annotated[
-        str, typer.Option("--learner", metavar="auto|t|dr", help="Learner (default: by Qini).")
+        str,
+        typer.Option(
+            "--learner", metavar="auto|t|x|dr", help="Learner (default: T or X, by Qini)."
+        ),
     ] = "auto",
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
@@ -63,8 +66,8 @@ def train_command(
         campaigns = [c.strip() for c in campaign.split(",") if c.strip()]
         for c in campaigns:
             check_campaign(c)
-        if learner not in ("auto", "t", "dr"):
-            raise UsageError(f"--learner {learner!r}: use auto, t or dr")
+        if learner not in ("auto", "t", "x", "dr"):
+            raise UsageError(f"--learner {learner!r}: use auto, t, x or dr")
         cfg = settings(config)
         result = train_uplift(
             Store(store), campaigns, window, cfg.features, created=utc_now(), learner=learner
