@@ -243,3 +243,18 @@ def test_report_shows_the_uplift_models_qini_curves(store, tmp_path):
     text = write_report(tmp_path / "report.html", data).read_text()
     assert "Qini curves, treatment email (cross-fitted)" in text
     assert "Uplift model uplift:1" in text
+
+
+def test_validates_forward_in_time_over_several_dates(store, tmp_path):
+    experiment(store, tmp_path, "spring", as_of=AS_OF)
+    later = experiment(store, tmp_path, "late-summer", as_of=dt.date(2024, 9, 1), seed=5)
+    result = train_uplift(
+        store, ["spring", "late-summer"], WINDOW, FeatureConfig(), created=NOW, bootstrap_rounds=20
+    )
+    arm = result.card["arms"]["email"]
+    forward = arm["out_of_time"]
+    assert forward["validated_from"] == "2024-09-01"
+    assert forward["rows"] == later.height
+    assert forward["training_rows"] == arm["rows"] - later.height
+    # learned in July, it still finds September's persuadables
+    assert forward["model"]["qini"]["value"] > forward["random"]["qini"]["value"] + 0.1

@@ -103,6 +103,13 @@ def render_training(card: dict[str, Any], model: str, directory: Path) -> None:
         ]
         columns = ["ranking", "Qini", "95% interval", "top 10%", "top 30%"]
         err.print(table(f"Cross-fitted validation, arm {arm} (95% intervals)", columns, rows))
+        later = info.get("out_of_time")
+        if later:
+            err.print(
+                f"forward in time (fitted before {later['validated_from']}, "
+                f"{later['rows']:,} rows from it): Qini {later['model']['qini']['value']:+.2f} "
+                f"{_range(later['model']['qini'])}, random {later['random']['qini']['value']:+.2f}"
+            )
     for problem in card.get("skipped_arms", {}).values():
         err.print(f"[yellow]warning:[/yellow] left out: {problem}")
     err.print(f"uplift model {model} saved to {directory}")
