@@ -162,10 +162,10 @@ def targets(
     Ranks customers by expected value at risk (or, with --policy uplift, by the expected
     incremental profit of each treatment), lets low-value ones go, honours opt-outs, the
     cool-down and the universal holdout, and records every assignment in the store's
-    ledger. Writes OUT/CAMPAIGN/AS_OF.contacts.csv (treatment
-    group: who to contact, with which treatment) and OUT/CAMPAIGN/AS_OF.assignments.csv
-    (every group, for evaluation). A day's list is fixed once recorded: a re-run that would
-    change it exits 3 unless --replace is given.
+    ledger. Writes OUT/CAMPAIGN/AS_OF.contacts.csv (treatment group: who to contact, with
+    which treatment) and OUT/CAMPAIGN/AS_OF.assignments.csv (every group, for evaluation).
+    A day's list is fixed once recorded: a re-run that would change it exits 3 unless
+    --replace is given.
 
     Example: crmkit targets --as-of 2025-01-01 --campaign winback --size 500 --out lists
     """
@@ -174,9 +174,8 @@ def targets(
     from crmkit.store import Store
 
     with user_errors():
-        cfg = settings(config)
         cfg = overlay(
-            cfg,
+            settings(config),
             "targeting",
             size=size,
             budget=budget,
