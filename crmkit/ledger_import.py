@@ -141,6 +141,7 @@ def _ledger_rows(rows: pl.DataFrame, campaign: str) -> pl.DataFrame:
         pl.when(treated).then(arm.fill_null("imported")).otherwise(pl.lit(NO_TREATMENT)),
         pl.when(treated).then(arm.fill_null("imported")).otherwise(arm).alias("planned_treatment"),
         "as_of",
+        pl.lit("imported").alias("policy"),  # chosen by another system
     )
     empty = [
         pl.lit(None, dtype=dtype).alias(name)

@@ -52,6 +52,7 @@ def test_import_then_evaluate_two_arms_against_one_shared_control(store, tmp_pat
     rows = read_ledger(store).filter(pl.col("campaign_id") == "old-exp")
     assert rows.height == 1500
     assert set(rows.filter(pl.col("group") == "control")["treatment"]) == {"none"}
+    assert set(rows["policy"]) == {"imported"}
     # outcomes with a known uplift for sms only; evaluate compares each arm with all controls
     listed = rows.with_columns(pl.lit(0.5).alias("churn_probability"))
     tx, _ = simulate_response(listed, {"sms": 0.3}, 30, seed=1)

@@ -214,18 +214,25 @@ def test_cli_targets_by_uplift_and_evaluate_by_policy(store, tmp_path, runner):
     )
 
 
-def test_report_shows_the_uplift_models_qini_curves(store, tmp_path):
+def test_validates_forward_in_time_over_several_dates_and_reports(store, tmp_path):
     from crmkit.config import Settings
     from crmkit.registry import ModelRef, Registry
     from crmkit.report import gather, write_report
 
-    experiment(store, tmp_path, "summer")
+    experiment(store, tmp_path, "spring", as_of=AS_OF)
+    later = experiment(store, tmp_path, "late-summer", as_of=dt.date(2024, 9, 1), seed=5)
     result = train_uplift(
-        store, ["summer"], WINDOW, FeatureConfig(), created=NOW, bootstrap_rounds=20
+        store, ["spring", "late-summer"], WINDOW, FeatureConfig(), created=NOW, bootstrap_rounds=20
     )
-    registry = Registry(tmp_path / "models")
-    registry.save("uplift", result.model, result.card)
-    curves = result.card["arms"]["email"]["qini_curves"]
+    arm = result.card["arms"]["email"]
+    forward = arm["out_of_time"]
+    assert forward["validated_from"] == "2024-09-01"
+    assert forward["rows"] == later.height
+    assert forward["training_rows"] == arm["rows"] - later.height
+    # learned in July, it still finds September's persuadables
+    assert forward["model"]["qini"]["value"] > forward["random"]["qini"]["value"] + 0.1
+    # the card keeps each ranking's Qini curve, and the report draws them
+    curves = arm["qini_curves"]
     assert len(curves["shares"]) == 21
     assert set(curves) == {
         "shares",
@@ -239,22 +246,9 @@ def test_report_shows_the_uplift_models_qini_curves(store, tmp_path):
         assert curves[name][0] == 0.0
         # every ranking ends at the same point: all customers targeted
         assert curves[name][-1] == pytest.approx(curves["random"][-1])
+    registry = Registry(tmp_path / "models")
+    registry.save("uplift", result.model, result.card)
     data = gather(store, AS_OF, Settings(), registry, ModelRef("churn"))
     text = write_report(tmp_path / "report.html", data).read_text()
     assert "Qini curves, treatment email (cross-fitted)" in text
     assert "Uplift model uplift:1" in text
-
-
-def test_validates_forward_in_time_over_several_dates(store, tmp_path):
-    experiment(store, tmp_path, "spring", as_of=AS_OF)
-    later = experiment(store, tmp_path, "late-summer", as_of=dt.date(2024, 9, 1), seed=5)
-    result = train_uplift(
-        store, ["spring", "late-summer"], WINDOW, FeatureConfig(), created=NOW, bootstrap_rounds=20
-    )
-    arm = result.card["arms"]["email"]
-    forward = arm["out_of_time"]
-    assert forward["validated_from"] == "2024-09-01"
-    assert forward["rows"] == later.height
-    assert forward["training_rows"] == arm["rows"] - later.height
-    # learned in July, it still finds September's persuadables
-    assert forward["model"]["qini"]["value"] > forward["random"]["qini"]["value"] + 0.1
