@@ -298,6 +298,10 @@ class TargetPolicy:
     explore_fraction
         Under the ``uplift`` policy, the share of the list chosen at random among eligible
         customers, with a random treatment, so later models see customers this one skips.
+    uplift_caution
+        Under the ``uplift`` policy, the number of spreads (standard deviations over the
+        uplift model's five member models) taken off each predicted uplift before its
+        profit is weighed; 0 uses the prediction as it is.
     """
 
     min_customer_value: float = 0.0
@@ -319,6 +323,7 @@ class TargetPolicy:
     uplift_model: str = "uplift"
     uplift_value: Literal["customer_value", "revenue"] = "customer_value"
     explore_fraction: float = 0.1
+    uplift_caution: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("targeting", "costs", (lambda v: all(c >= 0 for c in v.values())), "costs of 0 or more"),
     ("targeting", "default_cost", (lambda v: v is None or v >= 0), "at least 0"),
     ("targeting", "explore_fraction", *_between(0, 0.5)),
+    ("targeting", "uplift_caution", *_between(0, 5)),
     ("report", "currency", (lambda v: len(v) <= 8), "at most 8 characters"),
 )
 

@@ -162,6 +162,19 @@ class ArmModel:
         out: np.ndarray = _p(self.treated, x) - _p(self.control, x)
         return out
 
+    def uplift_and_spread(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return :meth:`uplift` and the standard deviation of the members' uplifts per row.
+
+        The spread (0 without members) tells how much the prediction depends on which
+        four fifths of the customers a model saw: large where the data say little, e.g.
+        for rare, valuable customers.
+        """
+        members = getattr(self, "members", None)
+        if not members:
+            return self.uplift(x), np.zeros(len(x))
+        each = np.array([m.uplift(x) for m in members])
+        return each.mean(axis=0), each.std(axis=0)
+
     def revenue(self, x: np.ndarray) -> np.ndarray:
         """Predicted change in the window's net revenue."""
         out: np.ndarray = self.revenue_treated.predict(x) - self.revenue_control.predict(x)
@@ -223,19 +236,26 @@ class UpliftModel:
     arms: dict[str, ArmModel]
 
     def predict_uplift(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Per customer of ``frame`` and arm: ``uplift_probability`` and ``uplift_revenue``."""
+        """Predict per customer of ``frame`` and arm.
+
+        Columns ``uplift_probability``, its spread over the arm's member models
+        ``uplift_spread`` (:meth:`ArmModel.uplift_and_spread`) and ``uplift_revenue``.
+        """
         x = design_matrix(frame, self.features, self.categories)
-        parts = [
-            pl.DataFrame(
-                {
-                    schema.CUSTOMER_ID: frame[schema.CUSTOMER_ID],
-                    "treatment": [arm] * frame.height,
-                    "uplift_probability": model.uplift(x),
-                    "uplift_revenue": model.revenue(x),
-                }
+        parts = []
+        for arm, model in sorted(self.arms.items()):
+            uplift, spread = model.uplift_and_spread(x)
+            parts.append(
+                pl.DataFrame(
+                    {
+                        schema.CUSTOMER_ID: frame[schema.CUSTOMER_ID],
+                        "treatment": [arm] * frame.height,
+                        "uplift_probability": uplift,
+                        "uplift_spread": spread,
+                        "uplift_revenue": model.revenue(x),
+                    }
+                )
             )
-            for arm, model in sorted(self.arms.items())
-        ]
         return pl.concat(parts).sort(schema.CUSTOMER_ID, "treatment")
 
 
@@ -497,7 +517,8 @@ def score_uplift(
     """Predict the uplift of every eligible customer and treatment as of ``as_of``.
 
     Eligible: a purchase in the ``lookback_days`` before the date. Columns: customer,
-    treatment, ``uplift_probability``, ``uplift_revenue``, ``customer_value`` and
+    treatment, ``uplift_probability``, ``uplift_spread``, ``uplift_revenue``,
+    ``customer_value`` and
     ``incremental_value`` (uplift in probability times customer value).
 
     Raises

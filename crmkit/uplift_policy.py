@@ -6,7 +6,10 @@ For every eligible customer and every treatment arm of the uplift model::
     profit = incremental_revenue - cost               (uplift_value = "revenue")
 
 where ``uplift`` is the predicted change in the probability of a purchase in the model's
-window and ``cost`` the arm's cost per contact (``[targeting.costs]``, else
+window, less ``uplift_caution`` times its spread over the arm's five member models (a
+lower bound: where the campaigns say little about a customer, a valuable one above all,
+a confident-looking uplift times a large value would otherwise top the list), and
+``cost`` the arm's cost per contact (``[targeting.costs]``, else
 ``default_cost``, else 0). The customer's treatment is the arm of the highest profit (on
 a tie, the first by name). The list has two parts, told apart by the ledger's ``policy``:
 
@@ -51,14 +54,18 @@ def arm_cost(policy: TargetPolicy, column: str = "treatment") -> pl.Expr:
 def best_arms(uplift: pl.DataFrame, values: pl.DataFrame, policy: TargetPolicy) -> pl.DataFrame:
     """Return each customer's most profitable arm: treatment, expected uplift and profit.
 
-    ``uplift`` has ``customer_id, treatment, uplift_probability, uplift_revenue`` (one row
-    per customer and arm, :meth:`crmkit.uplift.UpliftModel.predict_uplift`); ``values``
-    has ``customer_id, customer_value``.
+    ``uplift`` has ``customer_id, treatment, uplift_probability, uplift_revenue`` and
+    optionally ``uplift_spread`` (one row per customer and arm,
+    :meth:`crmkit.uplift.UpliftModel.predict_uplift`); ``values`` has ``customer_id,
+    customer_value``. ``expected_uplift`` is the predicted uplift itself; the profit uses
+    the cautious one.
     """
+    spread = pl.col("uplift_spread") if "uplift_spread" in uplift.columns else pl.lit(0.0)
+    cautious = pl.col("uplift_probability") - policy.uplift_caution * spread
     worth = (
         pl.col("uplift_revenue")
         if policy.uplift_value == "revenue"
-        else pl.col("uplift_probability") * pl.col("customer_value").fill_null(0.0)
+        else cautious * pl.col("customer_value").fill_null(0.0)
     )
     return (
         uplift.join(values.select(schema.CUSTOMER_ID, "customer_value"), on=schema.CUSTOMER_ID)

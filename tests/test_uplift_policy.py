@@ -81,6 +81,13 @@ def test_best_arm_is_the_most_profitable():
     assert best.rows() == [("a", "call", 0.10, pytest.approx(7.0)), ("b", "email", 0.05, -0.5)]
     by_revenue = best_arms(uplift, values, TargetPolicy(costs=COSTS, uplift_value="revenue"))
     assert by_revenue.sort("customer_id")["treatment"].to_list() == ["email", "email"]
+    # an uncertain uplift is taken down by its spread: a's call (0.10 - 0.08) * 100 - 3 = -1
+    # loses to its email 0.05 * 100 - 1 = 4; without caution the call still wins
+    spread = uplift.with_columns(pl.Series("uplift_spread", [0.08, 0.0, 0.0, 0.0]))
+    cautious = best_arms(spread, values, TargetPolicy(costs=COSTS)).sort("customer_id")
+    assert cautious.row(0) == ("a", "email", 0.05, pytest.approx(4.0))
+    bold = best_arms(spread, values, TargetPolicy(costs=COSTS, uplift_caution=0.0))
+    assert bold.sort("customer_id")["treatment"].to_list() == ["call", "email"]
 
 
 @given(
@@ -135,10 +142,10 @@ def test_explore_draws_at_random_with_every_arm():
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
-    """A 6,000-customer simulated store with a churn model, a randomised two-arm campaign
+    """A 20,000-customer simulated store with a churn model, a randomised two-arm campaign
     at T1 with a heterogeneous simulated response, and an uplift model learned from it."""
     root = tmp_path_factory.mktemp("policy")
-    write_sample(SimulationConfig(customers=6000, end=dt.date(2025, 1, 1), seed=11), root / "d")
+    write_sample(SimulationConfig(customers=20000, end=dt.date(2025, 1, 1), seed=11), root / "d")
     store = Store(root / "s")
     ingest_files([root / "d" / "transactions.csv"], store, IngestConfig(), now=NOW)
     registry = Registry(root / "models")
@@ -193,7 +200,7 @@ def test_uplift_policy_beats_value_at_risk_on_the_true_outcome(learned):
         )
     )
     common = {
-        "budget": 600.0,
+        "budget": 2000.0,
         "costs": COSTS,
         "treatments": {"platinum": "call", "gold": "call"},
         "holdout_fraction": 0.0,
@@ -212,8 +219,8 @@ def test_uplift_policy_beats_value_at_risk_on_the_true_outcome(learned):
         t.filter(pl.col("group") == "treatment")["treatment"].replace_strict(COSTS).sum()
         for t in (at_risk, by_uplift)
     ]
-    assert max(spent) <= 600.0
-    assert min(spent) > 500.0  # the same budget, used
+    assert max(spent) <= 2000.0
+    assert min(spent) > 1900.0  # the same budget, used
     gained = true_incremental(by_uplift, truth)
     assert gained > 0
     assert gained >= 1.5 * max(true_incremental(at_risk, truth), 1.0)
@@ -230,9 +237,6 @@ def test_uplift_policy_beats_value_at_risk_on_the_true_outcome(learned):
         (truth.filter(pl.col("customer_id").is_in(eligible_ids.implode()))["response_type"]
          == "sleeping_dog").mean()
     )  # fmt: skip
-    assert dog_rate(at_risk) > 4 * random_rate
-    # learned from 6,000 customers: less than half the value-at-risk list's rate, under
-    # twice random targeting's (about random targeting's from 20,000 customers on)
-    assert dog_rate(by_uplift) < dog_rate(at_risk) / 2
-    assert dog_rate(by_uplift) < 2 * random_rate
+    assert dog_rate(at_risk) > 3 * random_rate
+    assert dog_rate(by_uplift) <= random_rate
     assert counts["no_positive_profit"] > 0
