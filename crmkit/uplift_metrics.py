@@ -22,7 +22,6 @@ control responders last; 1 is perfect, 0 no better than random, below 0 worse.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -201,41 +200,6 @@ class Interval:
     def to_json(self) -> dict[str, float]:
         """Return the interval as JSON-ready numbers."""
         return {"value": self.value, "low": self.low, "high": self.high}
-
-
-def bootstrap(
-    statistic: Callable[[np.ndarray, np.ndarray, np.ndarray], float],
-    y: np.ndarray,
-    t: np.ndarray,
-    score: np.ndarray,
-    *,
-    rounds: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-) -> Interval:
-    """Return ``statistic`` with a percentile interval from resampling each group.
-
-    Treated and control customers are resampled separately, so every resample keeps the
-    group sizes of the experiment.
-    """
-    rng = np.random.default_rng(seed)
-    t_bool = np.asarray(t, dtype=bool)
-    treated, control = np.flatnonzero(t_bool), np.flatnonzero(~t_bool)
-    values = []
-    for _ in range(rounds):
-        idx = np.r_[
-            rng.choice(treated, treated.size, replace=True),
-            rng.choice(control, control.size, replace=True),
-        ]
-        value = statistic(y[idx], t[idx], score[idx])
-        if math.isfinite(value):
-            values.append(value)
-    point = statistic(y, t, score)
-    if not values:
-        return Interval(point, float("nan"), float("nan"))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return Interval(point, float(low), float(high))
 
 
 def _resample_weights(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
