@@ -19,7 +19,7 @@ FIT = """
 import time, datetime as dt, json, sys
 from pathlib import Path
 from crmkit.store import Store
-from crmkit.features import store_features
+from crmkit.bucketed import store_features
 from crmkit.config import FeatureConfig
 from crmkit.clv import fit_clv
 t0 = time.perf_counter()
@@ -50,9 +50,9 @@ def fit_times(rows: int) -> Measurement:
 
 def holdout_check() -> pl.DataFrame:
     """Fit as of 2011-06-01; compare predicted and actual repeat purchase days until the end."""
+    from crmkit.bucketed import store_features
     from crmkit.clv import fit_clv, predict_clv
     from crmkit.config import FeatureConfig
-    from crmkit.features import store_features
     from crmkit.store import Store
 
     store = Store(retail_store())

@@ -28,8 +28,8 @@ CUSTOMERS = 200_000
 
 
 def campaign(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    from crmkit.bucketed import store_features
     from crmkit.config import FeatureConfig
-    from crmkit.features import store_features
     from crmkit.model import SEASON, design_matrix, model_feature_names
     from crmkit.store import Store
 

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -82,6 +83,44 @@ def user_errors() -> Iterator[None]:
 def _fail(exc: CrmkitError) -> NoReturn:
     err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(exc.exit_code) from exc
+
+
+class ExecutorKind(StrEnum):
+    """Where the per-bucket work runs."""
+
+    local = "local"
+    dask = "dask"
+
+
+ExecutorOpt = Annotated[
+    ExecutorKind | None,
+    typer.Option(
+        "--executor",
+        help="Where the per-bucket work runs: local (default) or dask ([compute] executor).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        envvar="CRMKIT_DASK_SCHEDULER",
+        help="Dask scheduler, e.g. tcp://host:8786 (default: a local cluster).",
+    ),
+]
+
+
+@contextlib.contextmanager
+def computing(
+    cfg: Settings, executor: ExecutorKind | None, scheduler: str | None
+) -> Iterator[None]:
+    """Run the enclosed per-bucket work where ``--executor``/``[compute]`` say."""
+    from crmkit.compute import open_executor, using
+
+    kind = executor.value if executor else None
+    chosen = overlay(cfg, "compute", executor=kind, scheduler=scheduler).compute
+    with open_executor(chosen.executor, chosen.scheduler, chosen.workers) as run, using(run):
+        yield
 
 
 def settings(config: Path | None) -> Settings:

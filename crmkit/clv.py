@@ -38,9 +38,10 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
+from crmkit.bucketed import store_features
 from crmkit.config import FeatureConfig
 from crmkit.errors import BadInputError
-from crmkit.features import FEATURE_VERSION, store_features
+from crmkit.features import FEATURE_VERSION
 from crmkit.store import Store
 
 WEEK: Final = 7.0

@@ -46,6 +46,12 @@ class ModelError(CrmkitError):
     exit_code = 5
 
 
+class UnavailableError(CrmkitError):
+    """A service crmkit needs cannot be reached: a Dask scheduler, a database (exit code 4)."""
+
+    exit_code = 4
+
+
 class StoreWriteError(CrmkitError):
     """Files cannot be written: the disk is full or read-only, or permission is denied (4)."""
 

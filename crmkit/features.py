@@ -28,14 +28,12 @@ and ``score`` refuses a model trained on another one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Final
 
 import polars as pl
 import polars.selectors
 
 from crmkit import schema
-from crmkit.attributes import with_attributes
 from crmkit.config import FeatureConfig
 from crmkit.labels import churn_labels as churn_labels
 from crmkit.labels import cutoff_of as cutoff_of
@@ -48,7 +46,6 @@ from crmkit.mix import (
     mix_schema,
     mix_totals,
 )
-from crmkit.store import Store
 
 FEATURE_VERSION: Final = 3
 
@@ -521,20 +518,6 @@ def finish_features(base: pl.LazyFrame, cfg: FeatureConfig, vocab: Vocabulary) -
     return _finish_columns(base, cfg, vocab).sort(schema.CUSTOMER_ID)
 
 
-def sort_by_customer(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Concatenate frames of disjoint customers, each sorted by id, into one sorted frame.
-
-    Each part is sorted while it is small enough for its gather to stay in cache (see
-    :func:`store_features`); the final gather then reads the parts as sorted runs, almost
-    sequentially. Together this is about twice as fast as one sort of the concatenation.
-    The parts are not copied into one block first: that would cost a copy of the table.
-    """
-    runs = pl.concat(parts, rechunk=False)
-    parts.clear()
-    order = runs.select(pl.col(schema.CUSTOMER_ID).arg_sort()).to_series()
-    return runs[order]
-
-
 def customer_features(
     tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary | None = None
 ) -> pl.LazyFrame:
@@ -559,35 +542,6 @@ def customer_features(
     """
     vocab = learn_vocabulary(tx, as_of, cfg) if vocab is None else vocab
     return finish_features(base_features(tx, as_of, cfg, vocab), cfg, vocab)
-
-
-def store_features(
-    store: Store,
-    as_of: dt.date,
-    cfg: FeatureConfig,
-    progress: Callable[[int, int, str], None] | None = None,
-    vocab: Vocabulary | None = None,
-) -> pl.DataFrame:
-    """Compute :func:`customer_features` over a store, one customer bucket at a time.
-
-    Buckets hold disjoint customers, so each bucket's plan is small (its hash tables fit in
-    cache and memory stays bounded by the largest bucket) and the results concatenate;
-    the population step then runs once on the per-customer rows. ``vocab`` (learned from
-    the store as of ``as_of`` when None) names the category and channel share columns.
-    """
-    vocab = learn_vocabulary(store.transactions(), as_of, cfg) if vocab is None else vocab
-    scans = store.bucket_scans()
-    parts = []
-    for i, scan in enumerate(scans):
-        parts.append(collect(customer_totals(scan, as_of, cfg, vocab)).sort(schema.CUSTOMER_ID))
-        if progress is not None:
-            progress(i + 1, len(scans), "buckets")
-    if not parts:
-        empty = collect(customer_features(store.transactions(), as_of, cfg, vocab))
-        return with_attributes(store, empty, as_of, cfg)
-    totals = sort_by_customer(parts)
-    derived_frame = with_derived(totals.lazy(), as_of, cfg, vocab)
-    return with_attributes(store, _finish_columns(derived_frame, cfg, vocab).collect(), as_of, cfg)
 
 
 def collect(plan: pl.LazyFrame) -> pl.DataFrame:

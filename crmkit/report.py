@@ -17,10 +17,10 @@ from typing import Any, Final
 
 import polars as pl
 
+from crmkit.bucketed import store_features
 from crmkit.config import Settings, TargetPolicy
 from crmkit.errors import CrmkitError, UsageError
 from crmkit.evaluation import Evaluation, evaluate_campaign, wilson
-from crmkit.features import store_features
 from crmkit.ledger import arm, read_ledger
 from crmkit.numbers import as_float
 from crmkit.registry import ModelRef, Registry, parse_ref

@@ -17,9 +17,10 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
+from crmkit.bucketed import store_features
 from crmkit.config import SegmentConfig, Settings
 from crmkit.errors import BadInputError
-from crmkit.features import money_sum, store_features
+from crmkit.features import money_sum
 from crmkit.numbers import as_float
 from crmkit.store import Store
 

@@ -183,14 +183,18 @@ class Store:
         """Return all stored transactions as a LazyFrame in the canonical schema."""
         return self._scan("transactions", schema.TRANSACTION_SCHEMA)
 
-    def bucket_scans(self) -> list[pl.LazyFrame]:
-        """Return one LazyFrame of transactions per customer bucket (disjoint customers)."""
+    def bucket_paths(self) -> list[list[str]]:
+        """Return the transaction part paths of every customer bucket, in bucket order."""
         by_bucket: dict[int, list[str]] = {}
         for part in self.manifest().parts_of("transactions"):
             by_bucket.setdefault(part.bucket or 0, []).append(str(self.root / part.path))
+        return [paths for _, paths in sorted(by_bucket.items())]
+
+    def bucket_scans(self) -> list[pl.LazyFrame]:
+        """Return one LazyFrame of transactions per customer bucket (disjoint customers)."""
         return [
             pl.scan_parquet(paths, schema=dict(schema.TRANSACTION_SCHEMA))
-            for _, paths in sorted(by_bucket.items())
+            for paths in self.bucket_paths()
         ]
 
     def quarantine(self) -> pl.DataFrame:

@@ -48,16 +48,11 @@ import numpy as np
 import polars as pl
 
 from crmkit import __version__, schema
-from crmkit.attributes import with_attributes
+from crmkit.bucketed import features_of_buckets, store_features
 from crmkit.config import FeatureConfig
 from crmkit.errors import BadInputError, ModelError
 from crmkit.evaluation import arm_rows, outcomes, treatment_arms
-from crmkit.features import (
-    FEATURE_VERSION,
-    collect,
-    customer_features,
-    store_features,
-)
+from crmkit.features import FEATURE_VERSION
 from crmkit.mix import Vocabulary, learn_vocabulary
 from crmkit.model import SEASON, category_codes, design_matrix, model_feature_names
 from crmkit.numbers import as_float
@@ -290,12 +285,10 @@ def training_frame(
     vocab = learn_vocabulary(store.transactions(), newest, cfg)
     frames = []
     for day in sorted(rows["as_of"].unique().to_list()):
-        ids = rows.filter(pl.col("as_of") == day)[schema.CUSTOMER_ID].unique().implode()
-        tx = store.transactions().filter(pl.col(schema.CUSTOMER_ID).is_in(ids))
-        features = collect(customer_features(tx, day, cfg, vocab))
-        features = with_attributes(store, features, day, cfg).with_columns(
-            pl.lit(day).alias("as_of")
-        )
+        ids = rows.filter(pl.col("as_of") == day)[schema.CUSTOMER_ID].unique().sort()
+        features = features_of_buckets(
+            store, store.bucket_paths(), day, cfg, vocab, customers=ids
+        ).with_columns(pl.lit(day).alias("as_of"))
         frames.append(features)
     features = pl.concat(frames, how="vertical_relaxed")
     joined = rows.join(features, on=[schema.CUSTOMER_ID, "as_of"], how="left")

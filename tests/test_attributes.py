@@ -15,9 +15,9 @@ from crmkit.attributes import (
     load_attributes,
     stored_types,
 )
+from crmkit.bucketed import store_features
 from crmkit.config import FeatureConfig, ModelConfig
 from crmkit.errors import BadInputError, ConfigError
-from crmkit.features import store_features
 from crmkit.store import Store
 
 from .conftest import NOW

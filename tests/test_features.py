@@ -255,8 +255,8 @@ def test_schema_follows_windows():
 
 
 def test_bucketed_store_features_equal_the_single_plan(tmp_path):
+    from crmkit.bucketed import store_features
     from crmkit.config import IngestConfig
-    from crmkit.features import store_features
     from crmkit.ingest import ingest_files
     from crmkit.store import Store
 
@@ -275,8 +275,8 @@ def test_bucketed_store_features_equal_the_single_plan(tmp_path):
 )
 def test_store_features_with_empty_buckets(tmp_path, as_of, customers):
     """Two days into the data most buckets hold no purchase yet; before it, none does."""
+    from crmkit.bucketed import store_features
     from crmkit.config import IngestConfig
-    from crmkit.features import store_features
     from crmkit.ingest import ingest_files
     from crmkit.store import Store
 

@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from crmkit.bucketed import store_features
 from crmkit.config import FeatureConfig, IngestConfig
 from crmkit.errors import BadInputError
-from crmkit.features import store_features
 from crmkit.ingest import ingest_files
 from crmkit.ledger_import import import_assignments
 from crmkit.store import Store

@@ -8,9 +8,12 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     AsOfOpt,
     ConfigOpt,
+    ExecutorOpt,
     JsonOpt,
     QuietOpt,
+    SchedulerOpt,
     StoreOpt,
+    computing,
     emit_json,
     err,
     parse_date,
@@ -28,6 +31,8 @@ def features(
     out: Annotated[
         Path, typer.Option("--out", metavar="PATH", help="Output file (.csv or .parquet).")
     ],
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -48,7 +53,9 @@ def features(
 
     with user_errors():
         date = parse_date(as_of, "--as-of")
-        frame = feature_table(Store(store), date, settings(config))
+        cfg = settings(config)
+        with computing(cfg, executor, scheduler):
+            frame = feature_table(Store(store), date, cfg)
         write_table(frame, out)
         summary = feature_summary(frame, date, out)
     if as_json:

@@ -17,10 +17,13 @@ from crmkit_cli.commands.targets import (
 from crmkit_cli.common import (
     DEFAULT_STORE,
     ConfigOpt,
+    ExecutorOpt,
     JsonOpt,
     QuietOpt,
     RegistryOpt,
+    SchedulerOpt,
     StoreOpt,
+    computing,
     emit_json,
     err,
     parse_date,
@@ -51,6 +54,8 @@ def run(
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -83,7 +88,8 @@ def run(
             replace=replace,
             dry_run=dry_run,
         )
-        result = run_daily(Store(store), options, cfg, utc_now)
+        with computing(cfg, executor, scheduler):
+            result = run_daily(Store(store), options, cfg, utc_now)
     summary = result.summary()
     if as_json:
         emit_json(summary)

@@ -8,10 +8,13 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     AsOfOpt,
     ConfigOpt,
+    ExecutorOpt,
     JsonOpt,
     QuietOpt,
     RegistryOpt,
+    SchedulerOpt,
     StoreOpt,
+    computing,
     emit_json,
     err,
     parse_date,
@@ -41,6 +44,8 @@ def score(
             help="NAME or NAME:VERSION (default: latest churn).",
         ),
     ] = None,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -64,7 +69,8 @@ def score(
         cfg = settings(config)
         date = parse_date(as_of, "--as-of")
         options = RunOptions(date, "score", None, out, registry_path(cfg, registry), model)
-        result = score_for(Store(store), options, cfg)
+        with computing(cfg, executor, scheduler):
+            result = score_for(Store(store), options, cfg)
         write_table(result.frame, out)
     summary = {**result.summary(), "out": str(out)}
     if as_json:

@@ -8,10 +8,13 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     AsOfOpt,
     ConfigOpt,
+    ExecutorOpt,
     JsonOpt,
     QuietOpt,
     RegistryOpt,
+    SchedulerOpt,
     StoreOpt,
+    computing,
     emit_json,
     err,
     open_registry,
@@ -60,6 +63,8 @@ def train(
         bool | None,
         typer.Option("--clv-features/--no-clv-features", help="Add BG/NBD + Gamma-Gamma features."),
     ] = None,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -86,7 +91,7 @@ def train(
         cfg = overlay(
             cfg, "model", name=name, snapshots=snapshots, kind=kind_name, clv_features=clv_features
         )
-        with progress_bar("train", disabled=quiet) as advance:
+        with computing(cfg, executor, scheduler), progress_bar("train", disabled=quiet) as advance:
             result = train_and_save(
                 Store(store),
                 parse_date(as_of, "--as-of"),

@@ -8,10 +8,13 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     AsOfOpt,
     ConfigOpt,
+    ExecutorOpt,
     JsonOpt,
     QuietOpt,
     RegistryOpt,
+    SchedulerOpt,
     StoreOpt,
+    computing,
     emit_json,
     err,
     open_registry,
@@ -42,6 +45,8 @@ def train_command(
             "--learner", metavar="auto|t|x|dr", help="Learner (default: T or X, by Qini)."
         ),
     ] = "auto",
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -69,9 +74,10 @@ def train_command(
         if learner not in ("auto", "t", "x", "dr"):
             raise UsageError(f"--learner {learner!r}: use auto, t, x or dr")
         cfg = settings(config)
-        result = train_uplift(
-            Store(store), campaigns, window, cfg.features, created=utc_now(), learner=learner
-        )
+        with computing(cfg, executor, scheduler):
+            result = train_uplift(
+                Store(store), campaigns, window, cfg.features, created=utc_now(), learner=learner
+            )
         version, directory = open_registry(cfg, registry).save(name, result.model, result.card)
     if as_json:
         emit_json({"model": f"{name}:{version}", "path": str(directory), **result.card["arms"]})
@@ -124,6 +130,8 @@ def score_command(
     model: Annotated[
         str, typer.Option("--model", metavar="NAME[:VERSION]", help="Uplift model.")
     ] = "uplift",
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -143,7 +151,8 @@ def score_command(
         cfg = settings(config)
         date = parse_date(as_of, "--as-of")
         registry_ = open_registry(cfg, registry)
-        frame, card = score_uplift(Store(store), date, registry_, parse_ref(model))
+        with computing(cfg, executor, scheduler):
+            frame, card = score_uplift(Store(store), date, registry_, parse_ref(model))
         write_table(frame, out)
     summary = {**uplift_summary(frame, card), "out": str(out)}
     if as_json:
