@@ -48,8 +48,9 @@ demo: $(STAMP)
 	@echo "Contact file for $(DEMO_DATE) (treatment group, for the sending system): $(DEMO)/out/winback/$(DEMO_DATE).contacts.csv"
 	@echo "Assignment file for $(DEMO_DATE) (every group, for evaluation): $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv"
 
+# One test process per core (pytest-xdist); each fits with one OpenMP thread.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto
 
 # The hostile-input suite at five times its `make test` size (about 12,500 cases).
 fuzz: $(STAMP)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from bench import clv, features, ingest, model, uplift
+from bench import clv, features, ingest, model, scale, uplift
 
 SUITES = {
     "ingest": ingest.run,
@@ -12,6 +13,7 @@ SUITES = {
     "model": model.run,
     "clv": clv.run,
     "uplift": uplift.run,
+    "scale": scale.run,
 }
 
 
@@ -20,6 +22,15 @@ def main() -> None:
     parser.add_argument("suite", choices=[*SUITES, "all"])
     parser.add_argument("--rows", type=int, action="append", help="Rows (repeatable).")
     parser.add_argument(
+        "--customers", type=int, action="append", help="scale: customers (repeatable)."
+    )
+    parser.add_argument("--previous", type=Path, help="scale: an older crmkit source tree.")
+    parser.add_argument(
+        "--previous-timeout", type=float, default=1800.0, help="scale: seconds, at most."
+    )
+    parser.add_argument("--unsampled", action="store_true", help="scale: also every row.")
+    parser.add_argument("--dask", action="store_true", help="scale: local vs Dask features.")
+    parser.add_argument(
         "--repeat", type=int, default=1, help="Interleaved runs per contender; median reported."
     )
     args = parser.parse_args()
@@ -27,6 +38,16 @@ def main() -> None:
     for name in suites:
         if name in ("model", "clv"):
             SUITES[name](0)
+            continue
+        if name == "scale":
+            scale.run(
+                args.customers or [250_000, 1_000_000],
+                args.previous,
+                args.previous_timeout,
+                args.unsampled,
+                args.dask,
+                args.repeat,
+            )
             continue
         if name == "uplift":
             uplift.run(0, args.repeat)

@@ -40,7 +40,9 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def _run_once(name: str, argv: list[str]) -> tuple[float, float, float, str]:
+def _run_once(
+    name: str, argv: list[str], timeout: float | None = None
+) -> tuple[float, float, float, str]:
     """Run argv once; return wall seconds, peak RSS MB, peak anonymous MB and stderr.
 
     Peak RSS (the kernel's high-water mark) also counts pages of files the process maps,
@@ -60,19 +62,31 @@ def _run_once(name: str, argv: list[str]) -> tuple[float, float, float, str]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    if timer is not None:
+        timer.start()
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
+    if timer is not None:
+        timer.cancel()
+        if timeout is not None and seconds >= timeout:
+            raise subprocess.TimeoutExpired(argv, timeout)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{name} failed: {stderr[-2000:]}")
     return seconds, usage.ru_maxrss / 1024, peak_anon / 1024, stderr
 
 
-def run_measured(name: str, argv: list[str], note: str = "") -> Measurement:
-    """Run argv in a child process; return wall time and the child's peak memory."""
-    seconds, rss, anon, stderr = _run_once(name, argv)
+def run_measured(
+    name: str, argv: list[str], note: str = "", timeout: float | None = None
+) -> Measurement:
+    """Run argv in a child process; return wall time and the child's peak memory.
+
+    Raises ``subprocess.TimeoutExpired`` when the child is stopped after ``timeout`` s.
+    """
+    seconds, rss, anon, stderr = _run_once(name, argv, timeout)
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     if not note and last.startswith("{"):
         note = last

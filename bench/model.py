@@ -90,8 +90,9 @@ def _evaluate(store: Any, kind: str, lookback: int, with_clv: bool, registry: An
 
 
 def run(_rows: int = 0) -> None:
+    from crmkit.bucketed import store_features
     from crmkit.config import FeatureConfig
-    from crmkit.features import churn_labels, store_features
+    from crmkit.features import churn_labels
     from crmkit.metrics import churn_metrics
     from crmkit.model import baseline_scores
     from crmkit.registry import Registry

@@ -1,17 +1,18 @@
-"""Probability calibration of the churn classifier, without plateaus at 0 and 1.
+"""Probability calibration of the churn classifier, out of time, without plateaus at 0 and 1.
 
-The classifier's out-of-fold predictions (folds made of whole snapshots) are mapped to
-probabilities by two candidate maps: Platt's sigmoid on their log-odds, and an isotonic
-regression bounded away from 0 and 1 by ``1 / (n + 2)``. Training keeps both and chooses
-the one with the lower log loss (then the lower ECE) on the out-of-time validation
-snapshot, unless ``[model] calibration`` names one. No customer gets a probability of
-exactly 0 or 1: isotonic's plateaus at the extremes (80 customers at exactly 0.0 on Online
-Retail II before) are what the bound and the sigmoid remove.
+A classifier fitted on the older snapshots scores the newest one; those out-of-time scores
+and what the customers then did are mapped to probabilities by two candidate maps: Platt's
+sigmoid on their log-odds, and an isotonic regression bounded away from 0 and 1 by
+``1 / (n + 2)``. The maps are what a score meant one step later in time, which is how the
+final model's scores are used. :func:`cross_calibrate` measures both maps on customers
+they were not fitted on (two halves of the snapshot, each calibrated by the other) and
+training chooses the one with the lower log loss (then ECE), unless ``[model]
+calibration`` names one. No customer gets a probability of exactly 0 or 1: isotonic's
+plateaus at the extremes are what the bound and the sigmoid remove.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -27,48 +28,55 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return out
 
 
-class CalibratedModel:
-    """A fitted classifier plus probability maps learned on its out-of-fold predictions.
+def fit_maps(scores: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+    """Fit the bounded isotonic map and the sigmoid on ``scores`` (probabilities of churn)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
 
-    Parameters
-    ----------
-    estimator
-        An unfitted scikit-learn classifier (cloned for every fold and the final fit).
-    method
-        The map :meth:`predict_proba` uses; ``fit`` learns both, and :meth:`choose` may
-        change it later.
+    bound = 1.0 / (len(y) + 2)
+    isotonic = IsotonicRegression(y_min=bound, y_max=1 - bound, out_of_bounds="clip").fit(scores, y)
+    sigmoid = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores).reshape(-1, 1), y)
+    return isotonic, sigmoid
+
+
+def _apply(maps: tuple[Any, Any], raw: np.ndarray, method: Method) -> np.ndarray:
+    isotonic, sigmoid = maps
+    if method == "isotonic":
+        out: np.ndarray = isotonic.predict(raw)
+        return out
+    p: np.ndarray = sigmoid.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+    clipped: np.ndarray = np.clip(p, _EPS, 1 - _EPS)
+    return clipped
+
+
+class CalibratedModel:
+    """A fitted classifier plus probability maps learned on out-of-time scores.
+
+    Build it with :meth:`from_parts`. Attributes: ``estimator_`` (the classifier),
+    ``isotonic_`` and ``sigmoid_`` (the maps) and ``method_`` (the map in use).
     """
 
-    def __init__(self, estimator: Any, method: Method = "isotonic") -> None:  # noqa: ANN401
-        self.estimator = estimator
-        self.method = method
+    estimator_: Any
+    isotonic_: Any
+    sigmoid_: Any
+    method_: Method
+    classes_: np.ndarray
 
-    def fit(
-        self, x: np.ndarray, y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]]
+    @classmethod
+    def from_parts(
+        cls,
+        estimator: Any,  # noqa: ANN401
+        scores: np.ndarray,
+        y: np.ndarray,
+        method: Method,
     ) -> CalibratedModel:
-        """Fit the classifier on each fold's training rows, the maps on the held-out scores.
-
-        ``folds`` are (train, test) index pairs whose test parts cover every row once.
-        """
-        from sklearn.base import clone
-        from sklearn.isotonic import IsotonicRegression
-        from sklearn.linear_model import LogisticRegression
-
-        scores = np.empty(len(y), dtype=np.float64)
-        for train, test in folds:
-            fitted = clone(self.estimator).fit(x[train], y[train])
-            scores[test] = fitted.predict_proba(x[test])[:, 1]
-        bound = 1.0 / (len(y) + 2)
-        self.isotonic_ = IsotonicRegression(y_min=bound, y_max=1 - bound, out_of_bounds="clip").fit(
-            scores, y
-        )
-        self.sigmoid_ = LogisticRegression(C=1e6, max_iter=1000).fit(
-            _logit(scores).reshape(-1, 1), y
-        )
-        self.estimator_ = clone(self.estimator).fit(x, y)
-        self.method_: Method = self.method
-        self.classes_ = np.array([0, 1])
-        return self
+        """Wrap the fitted ``estimator`` with maps fitted on ``scores`` and outcomes ``y``."""
+        model = cls()
+        model.estimator_ = estimator
+        model.isotonic_, model.sigmoid_ = fit_maps(scores, y)
+        model.method_ = method
+        model.classes_ = np.array([0, 1])
+        return model
 
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
         """Return the classifier's uncalibrated probability of churn."""
@@ -77,34 +85,40 @@ class CalibratedModel:
 
     def calibrate(self, raw: np.ndarray, method: Method | None = None) -> np.ndarray:
         """Map raw scores to probabilities with ``method`` (default: the chosen one)."""
-        chosen = method or self.method_
-        if chosen == "isotonic":
-            out: np.ndarray = self.isotonic_.predict(raw)
-            return out
-        sigmoid: np.ndarray = self.sigmoid_.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
-        clipped: np.ndarray = np.clip(sigmoid, _EPS, 1 - _EPS)
-        return clipped
+        return _apply((self.isotonic_, self.sigmoid_), raw, method or self.method_)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probabilities of (stay, churn) per row."""
         p = self.calibrate(self.raw_scores(x))
         return np.column_stack([1 - p, p])
 
-    def choose(self, method: Method) -> CalibratedModel:
-        """Use ``method`` from now on; return self."""
-        self.method_ = method
-        return self
+
+def cross_calibrate(
+    scores: np.ndarray, y: np.ndarray, half: np.ndarray
+) -> dict[Method, np.ndarray]:
+    """Calibrated probabilities of every row by maps fitted on the other half of the rows.
+
+    ``half`` (booleans) splits the rows in two; each side is calibrated by the maps of the
+    other, so the probabilities of every method are out of sample.
+    """
+    if half.all() or not half.any():
+        maps = fit_maps(scores, y)
+        return {m: _apply(maps, scores, m) for m in METHODS}
+    out = {m: np.empty(len(y), dtype=np.float64) for m in METHODS}
+    for side in (half, ~half):
+        maps = fit_maps(scores[~side], y[~side])
+        for m in METHODS:
+            out[m][side] = _apply(maps, scores[side], m)
+    return out
 
 
 def choose_method(
-    model: CalibratedModel,
-    x: np.ndarray,
+    calibrated: dict[Method, np.ndarray],
     y: np.ndarray,
     metrics: Any,  # noqa: ANN401 - crmkit.metrics.churn_metrics
 ) -> tuple[Method, dict[str, dict[str, float]]]:
-    """Pick the map with the lower validation log loss, then ECE; return it and the scores."""
-    raw = model.raw_scores(x)
-    scored = {m: metrics(y, model.calibrate(raw, m)) for m in METHODS}
+    """Pick the map with the lower log loss, then ECE; return it and the scores."""
+    scored = {m: metrics(y, calibrated[m]) for m in METHODS}
     best = min(METHODS, key=lambda m: (round(scored[m]["log_loss"], 4), scored[m]["ece"]))
     summary: dict[str, dict[str, float]] = {
         m: {"log_loss": float(v["log_loss"]), "ece": float(v["ece"])} for m, v in scored.items()

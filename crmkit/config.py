@@ -216,8 +216,13 @@ class ModelConfig:
     seed
         Random seed.
     threads
-        OpenMP threads for fitting and predicting. On small machines one thread is faster
-        (measured on 2 cores: 1.35 s against 4.0 s for two threads on the same fit).
+        OpenMP threads of gradient boosting, fitting and predicting; 0 (the default) uses
+        every core. The logistic regression always runs on one BLAS thread, its fastest
+        (see :func:`crmkit.model.threads`).
+    max_training_rows
+        Most rows of stacked snapshots a model learns from (0: no limit). Above it, each
+        snapshot keeps an equal share, drawn by customer with the seed and stratified by
+        label; features are computed only for the store buckets that supply it.
     clv_features
         Add BG/NBD and Gamma-Gamma predictions, fitted point in time at every cutoff, as
         model features.
@@ -239,7 +244,8 @@ class ModelConfig:
     min_customers: int = 200
     min_class: int = 30
     seed: int = 0
-    threads: int = 1
+    threads: int = 0
+    max_training_rows: int = 500_000
     clv_features: bool = False
     customer_value: Literal["projected", "clv"] = "projected"
     key_file: str | None = None
@@ -340,6 +346,26 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """Where the per-bucket work runs (:mod:`crmkit.compute`).
+
+    Attributes
+    ----------
+    executor
+        ``"local"`` (this process) or ``"dask"`` (one task per store bucket).
+    scheduler
+        Address of a running Dask scheduler (``tcp://host:8786``); when empty, ``dask``
+        starts a ``LocalCluster`` of ``workers`` processes on this machine.
+    workers
+        Worker processes of that LocalCluster.
+    """
+
+    executor: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+    workers: int = 2
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one crmkit invocation."""
 
@@ -350,6 +376,7 @@ class Settings:
     model: ModelConfig = field(default_factory=ModelConfig)
     targeting: TargetPolicy = field(default_factory=TargetPolicy)
     report: ReportConfig = field(default_factory=ReportConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
 
 def overlay(settings: Settings, section: str, **values: Any) -> Settings:  # noqa: ANN401

@@ -69,7 +69,8 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("model", "min_customers", *_at_least(1)),
     ("model", "min_class", *_at_least(1)),
     ("model", "seed", *_between(0, _SEED_MAX)),
-    ("model", "threads", *_between(1, 1024)),
+    ("model", "threads", *_between(0, 1024)),
+    ("model", "max_training_rows", (lambda v: v == 0 or v >= 1000), "0 (no limit) or 1000+"),
     ("targeting", "min_churn_probability", *_between(0, 1)),
     ("targeting", "size", (lambda v: v is None or v >= 0), "at least 0"),
     ("targeting", "budget", (lambda v: v is None or v >= 0), "at least 0"),
@@ -81,6 +82,7 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("targeting", "explore_fraction", *_between(0, 0.5)),
     ("targeting", "uplift_caution", *_between(0, 5)),
     ("report", "currency", (lambda v: len(v) <= 8), "at most 8 characters"),
+    ("compute", "workers", *_between(1, 1024)),
 )
 
 

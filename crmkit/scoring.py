@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
 from crmkit import schema
+from crmkit.bucketed import store_features
 from crmkit.config import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
-from crmkit.features import FEATURE_VERSION, money_sum, store_features
+from crmkit.features import FEATURE_VERSION, money_sum
 from crmkit.mix import Vocabulary
 from crmkit.model import (
     design_matrix,
@@ -27,6 +28,9 @@ from crmkit.reasons import reasons_expr
 from crmkit.registry import ModelRef, Registry
 from crmkit.segments import with_segments
 from crmkit.store import Store
+
+#: Rows predicted at a time (see :func:`predict_in_chunks`).
+PREDICT_ROWS: Final = 200_000
 
 SCORE_COLUMNS = (
     schema.CUSTOMER_ID,
@@ -160,9 +164,10 @@ def score_customers(
             "nothing to score"
         )
     frame = features.with_columns(season_columns(as_of))
-    x = design_matrix(frame, card["features"], card.get("categories") or {})
+    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
+    x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
     with threads(int(card.get("threads", 1))):
-        probability = model.predict_proba(x)[:, 1]  # type: ignore[attr-defined]
+        probability = predict_in_chunks(model, x)
     scored = (
         frame.with_columns(
             pl.Series("churn_probability", np.clip(probability, 0.0, 1.0)),
@@ -179,6 +184,18 @@ def score_customers(
         .sort(schema.CUSTOMER_ID)
     )
     return ScoreResult(scored, card, tuple(warnings))
+
+
+def predict_in_chunks(model: Any, x: np.ndarray, rows: int = PREDICT_ROWS) -> np.ndarray:  # noqa: ANN401
+    """Churn probabilities of the rows of ``x``, ``rows`` at a time.
+
+    The classifiers copy their input to float64; by chunks, that copy stays small however
+    many customers are scored. Predictions are per row, so chunking changes no value.
+    """
+    out = np.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), rows):
+        out[start : start + rows] = model.predict_proba(x[start : start + rows])[:, 1]
+    return out
 
 
 def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:

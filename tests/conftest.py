@@ -20,6 +20,9 @@ RETAIL_SAMPLE = SHARED / "online_retail_ii" / "online_retail_ii_sample.csv.gz"
 RETAIL_FULL = SHARED / "online_retail_ii" / "online_retail_ii.csv.gz"
 RETAIL_CONFIG = SAMPLE_DATA / "online_retail_ii.toml"
 NOW = dt.datetime(2026, 1, 1)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # test processes share the cores: one OpenMP thread each (crmkit's threads = 0 reads it)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 CRMKIT = [sys.executable, "-m", "crmkit_cli"]
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)

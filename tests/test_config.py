@@ -80,7 +80,9 @@ def test_column_map_errors(text):
     [
         ("[store]\nbuckets = 0\n", r"\[store\] buckets = 0: must be between 1 and 4096"),
         ("[store]\nbuckets = 100000\n", r"\[store\] buckets"),
-        ("[model]\nthreads = 0\n", r"\[model\] threads"),
+        ("[model]\nthreads = -1\n", r"\[model\] threads"),
+        ("[model]\nmax_training_rows = 10\n", r"\[model\] max_training_rows"),
+        ("[compute]\nworkers = 0\n", r"\[compute\] workers"),
         ("[model]\nseed = -1\n", r"\[model\] seed"),
         ("[model]\nsnapshots = 0\n", r"\[model\] snapshots"),
         ("[features]\nwindows = [90, 30]\n", r"\[features\] windows"),

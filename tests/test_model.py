@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -7,13 +8,16 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from crmkit.calibration import cross_calibrate, fit_maps
 from crmkit.config import FeatureConfig, IngestConfig, ModelConfig, SegmentConfig
 from crmkit.errors import BadInputError, ModelError, UsageError
 from crmkit.features import churn_labels
 from crmkit.ingest import ingest_files
 from crmkit.metrics import churn_metrics, expected_calibration_error, top_decile
-from crmkit.model import cutoffs, snapshot_folds, train, training_set
+from crmkit.model import cutoffs, sample_snapshot, train, training_set
 from crmkit.registry import ModelRef, Registry, parse_ref
 from crmkit.scoring import score_customers
 from crmkit.simulate import read_truth
@@ -125,7 +129,7 @@ def test_ranks_true_dropouts_above_actives(store, trained):
 
 
 def test_no_leakage_from_after_the_as_of_date(store, tmp_path):
-    base = training_set(store, AS_OF, 90, FAST, FeatureConfig(season_window_days=90))
+    base = training_set(store, AS_OF, 90, FAST, FeatureConfig(season_window_days=90)).frame
     # rewrite every transaction at or after the as-of date: the training set must not move
     moved = Store(tmp_path / "moved")
     tx = store.transactions().collect()
@@ -135,7 +139,7 @@ def test_no_leakage_from_after_the_as_of_date(store, tmp_path):
     path = tmp_path / "moved.csv"
     pl.concat([tx.filter(pl.col("ts") < dt.datetime(2024, 10, 1)), late]).write_csv(path)
     ingest_files([path], moved, IngestConfig(), now=NOW)
-    other = training_set(moved, AS_OF, 90, FAST, FeatureConfig(season_window_days=90))
+    other = training_set(moved, AS_OF, 90, FAST, FeatureConfig(season_window_days=90)).frame
     key = ["snapshot", "customer_id"]
     assert other.sort(key).drop("churned").equals(base.sort(key).drop("churned"), null_equal=True)
     assert other.sort(key)["churned"].equals(base.sort(key)["churned"])
@@ -203,13 +207,79 @@ def test_unsafe_model_names(text):
         parse_ref(text)
 
 
-def test_snapshot_folds_partition_whole_snapshots():
-    groups = np.repeat(np.arange(6), 5)
-    folds = snapshot_folds(groups)
-    tested = np.concatenate([test for _, test in folds])
-    assert sorted(tested.tolist()) == list(range(30))
-    for train_idx, test_idx in folds:
-        assert not set(groups[train_idx]) & set(groups[test_idx])
+def test_sampled_training_set_keeps_its_quota_by_label_from_few_buckets(store):
+    cfg = FeatureConfig(season_window_days=90)
+    full = training_set(store, AS_OF, 90, FAST, cfg).frame
+    small = dataclasses.replace(FAST, max_training_rows=1000)
+    sampled = training_set(store, AS_OF, 90, small, cfg)
+    frame = sampled.frame
+    report = sampled.sample["snapshots"]
+    assert [r["kept"] for r in report] == [250] * 4
+    assert frame.height == 1000
+    assert frame.group_by("snapshot").len()["len"].to_list() == [250] * 4
+    # fewer buckets than the store's 16 are read for each snapshot
+    assert all(r["buckets"] < 16 for r in report)
+    assert sampled.sample["store_buckets"] == 16
+    # the customers' own columns and labels are the unsampled ones; each label keeps its share
+    own = ["snapshot", "customer_id", "recency_days", "purchase_days", "net_spend", "churned"]
+    joined = frame.select(own).join(full.select(own), on=["snapshot", "customer_id"])
+    assert joined.height == frame.height
+    for column in own[2:]:
+        assert joined[column].equals(joined[f"{column}_right"], null_equal=True), column
+    for snapshot, part in frame.group_by("snapshot"):
+        whole = full.filter(pl.col("snapshot") == snapshot[0])
+        eligible_rows = next(r for r in report if r["snapshot"] == str(snapshot[0]))["eligible"]
+        assert eligible_rows < whole.height
+        assert part["churned"].mean() == pytest.approx(whole["churned"].mean(), abs=0.06)
+    again = training_set(store, AS_OF, 90, small, cfg).frame
+    assert again.equals(frame, null_equal=True)
+
+
+def test_unsampled_when_the_budget_holds_every_row(store):
+    cfg = FeatureConfig(season_window_days=90)
+    none = training_set(store, AS_OF, 90, dataclasses.replace(FAST, max_training_rows=0), cfg)
+    default = training_set(store, AS_OF, 90, FAST, cfg)
+    assert default.frame.equals(none.frame, null_equal=True)
+    assert all(r["kept"] == r["eligible"] for r in default.sample["snapshots"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    labels=st.lists(st.booleans(), min_size=1, max_size=80),
+    quota=st.integers(min_value=1, max_value=100),
+    seed=st.integers(min_value=0, max_value=3),
+    data=st.data(),
+)
+def test_sample_snapshot_is_stratified_and_order_free(labels, quota, seed, data):
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(len(labels))],
+            "churned": labels,
+            "snapshot": [dt.date(2024, 1, 1)] * len(labels),
+        }
+    )
+    kept = sample_snapshot(frame, quota, seed)
+    assert kept.height == min(quota, frame.height)
+    if frame.height > quota:
+        share = sum(labels) / len(labels)
+        assert abs(kept["churned"].sum() - share * quota) < 1
+    order = data.draw(st.permutations(range(frame.height)))
+    shuffled = sample_snapshot(frame[list(order)], quota, seed)
+    assert sorted(shuffled["customer_id"]) == sorted(kept["customer_id"])
+
+
+def test_cross_calibration_is_out_of_sample():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.01, 0.99, 4000)
+    y = (rng.uniform(size=4000) < scores).astype(int)
+    half = rng.uniform(size=4000) < 0.5
+    crossed = cross_calibrate(scores, y, half)
+    isotonic, _ = fit_maps(scores[~half], y[~half])
+    assert np.allclose(crossed["isotonic"][half], isotonic.predict(scores[half]))
+    # scores that are already probabilities stay close to themselves under both maps
+    for method in ("isotonic", "sigmoid"):
+        assert np.abs(crossed[method] - scores).mean() < 0.05
+        assert ((crossed[method] > 0) & (crossed[method] < 1)).all()
 
 
 def test_metrics_by_hand():

@@ -88,7 +88,7 @@ def test_progress_is_plain_lines_with_elapsed_times_off_a_terminal(narrow):
     lines = narrow["train"].splitlines()
     stages = [ln for ln in lines if ln.startswith("train: ")]
     assert stages[0].startswith("train: snapshot ")
-    for stage in ("fitting on the training snapshots", "permutation importance",
+    for stage in ("fitting on the older snapshots", "permutation importance",
                   "final fit on every snapshot (3/4)", "done (4/4)"):  # fmt: skip
         assert any(stage in ln for ln in stages), stage
     assert all(ln.endswith(" s") for ln in stages)
