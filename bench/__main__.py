@@ -41,7 +41,7 @@ def main() -> None:
             continue
         if name == "scale":
             scale.run(
-                args.customers or [250_000, 1_000_000],
+                args.customers or ([] if args.dask else [250_000, 1_000_000]),
                 args.previous,
                 args.previous_timeout,
                 args.unsampled,

@@ -184,4 +184,5 @@ def run(
         rows = dask_features(repeat)
         results["dask-10000000-rows"] = rows
         print_table("features at 10M rows: local vs Dask", rows, "features, local")
-    save("scale", dict(results))
+    name = "-".join(["scale", *map(str, customers), *(["dask"] if dask else [])])
+    save(name, dict(results))

@@ -30,7 +30,8 @@ CUSTOMERS = 200_000
 def campaign(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     from crmkit.bucketed import store_features
     from crmkit.config import FeatureConfig
-    from crmkit.model import SEASON, design_matrix, model_feature_names
+    from crmkit.model import design_matrix, model_feature_names
+    from crmkit.snapshots import SEASON
     from crmkit.store import Store
 
     features = store_features(Store(store_for(2_000_000)), AS_OF, FeatureConfig())

@@ -1,12 +1,10 @@
-"""Probability calibration of the churn classifier, out of time, without plateaus at 0 and 1.
+"""Probability calibration of the churn classifier, without plateaus at 0 and 1.
 
-A classifier fitted on the older snapshots scores the newest one; those out-of-time scores
-and what the customers then did are mapped to probabilities by two candidate maps: Platt's
-sigmoid on their log-odds, and an isotonic regression bounded away from 0 and 1 by
-``1 / (n + 2)``. The maps are what a score meant one step later in time, which is how the
-final model's scores are used. :func:`cross_calibrate` measures both maps on customers
-they were not fitted on (two halves of the snapshot, each calibrated by the other) and
-training chooses the one with the lower log loss (then ECE), unless ``[model]
+The classifier's out-of-sample scores (see :func:`crmkit.model.train`: snapshots scored
+by models fitted on other snapshots) and what the customers then did are mapped to
+probabilities by two candidate maps: Platt's sigmoid on their log-odds, and an isotonic
+regression bounded away from 0 and 1 by ``1 / (n + 2)``. Training chooses the one with the
+lower log loss (then ECE) on the out-of-time validation snapshot, unless ``[model]
 calibration`` names one. No customer gets a probability of exactly 0 or 1: isotonic's
 plateaus at the extremes are what the bound and the sigmoid remove.
 """
@@ -39,7 +37,8 @@ def fit_maps(scores: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
     return isotonic, sigmoid
 
 
-def _apply(maps: tuple[Any, Any], raw: np.ndarray, method: Method) -> np.ndarray:
+def apply_map(maps: tuple[Any, Any], raw: np.ndarray, method: Method) -> np.ndarray:
+    """Map raw scores to probabilities with ``method`` of the ``maps`` of :func:`fit_maps`."""
     isotonic, sigmoid = maps
     if method == "isotonic":
         out: np.ndarray = isotonic.predict(raw)
@@ -50,7 +49,7 @@ def _apply(maps: tuple[Any, Any], raw: np.ndarray, method: Method) -> np.ndarray
 
 
 class CalibratedModel:
-    """A fitted classifier plus probability maps learned on out-of-time scores.
+    """A fitted classifier plus probability maps learned on out-of-sample scores.
 
     Build it with :meth:`from_parts`. Attributes: ``estimator_`` (the classifier),
     ``isotonic_`` and ``sigmoid_`` (the maps) and ``method_`` (the map in use).
@@ -85,7 +84,7 @@ class CalibratedModel:
 
     def calibrate(self, raw: np.ndarray, method: Method | None = None) -> np.ndarray:
         """Map raw scores to probabilities with ``method`` (default: the chosen one)."""
-        return _apply((self.isotonic_, self.sigmoid_), raw, method or self.method_)
+        return apply_map((self.isotonic_, self.sigmoid_), raw, method or self.method_)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probabilities of (stay, churn) per row."""
@@ -93,32 +92,14 @@ class CalibratedModel:
         return np.column_stack([1 - p, p])
 
 
-def cross_calibrate(
-    scores: np.ndarray, y: np.ndarray, half: np.ndarray
-) -> dict[Method, np.ndarray]:
-    """Calibrated probabilities of every row by maps fitted on the other half of the rows.
-
-    ``half`` (booleans) splits the rows in two; each side is calibrated by the maps of the
-    other, so the probabilities of every method are out of sample.
-    """
-    if half.all() or not half.any():
-        maps = fit_maps(scores, y)
-        return {m: _apply(maps, scores, m) for m in METHODS}
-    out = {m: np.empty(len(y), dtype=np.float64) for m in METHODS}
-    for side in (half, ~half):
-        maps = fit_maps(scores[~side], y[~side])
-        for m in METHODS:
-            out[m][side] = _apply(maps, scores[side], m)
-    return out
-
-
 def choose_method(
-    calibrated: dict[Method, np.ndarray],
+    maps: tuple[Any, Any],
+    raw: np.ndarray,
     y: np.ndarray,
     metrics: Any,  # noqa: ANN401 - crmkit.metrics.churn_metrics
 ) -> tuple[Method, dict[str, dict[str, float]]]:
-    """Pick the map with the lower log loss, then ECE; return it and the scores."""
-    scored = {m: metrics(y, calibrated[m]) for m in METHODS}
+    """Pick the map with the lower log loss on ``raw``, ``y``, then ECE; return it and scores."""
+    scored = {m: metrics(y, apply_map(maps, raw, m)) for m in METHODS}
     best = min(METHODS, key=lambda m: (round(scored[m]["log_loss"], 4), scored[m]["ece"]))
     summary: dict[str, dict[str, float]] = {
         m: {"log_loss": float(v["log_loss"]), "ece": float(v["ece"])} for m, v in scored.items()

@@ -15,18 +15,12 @@ from crmkit.config import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features import FEATURE_VERSION, money_sum
 from crmkit.mix import Vocabulary
-from crmkit.model import (
-    design_matrix,
-    eligible,
-    model_feature_names,
-    season_columns,
-    threads,
-    with_clv,
-)
+from crmkit.model import design_matrix, model_feature_names, threads
 from crmkit.numbers import as_float
 from crmkit.reasons import reasons_expr
 from crmkit.registry import ModelRef, Registry
 from crmkit.segments import with_segments
+from crmkit.snapshots import eligible, season_columns, with_clv
 from crmkit.store import Store
 
 #: Rows predicted at a time (see :func:`predict_in_chunks`).

@@ -54,9 +54,10 @@ from crmkit.errors import BadInputError, ModelError
 from crmkit.evaluation import arm_rows, outcomes, treatment_arms
 from crmkit.features import FEATURE_VERSION
 from crmkit.mix import Vocabulary, learn_vocabulary
-from crmkit.model import SEASON, category_codes, design_matrix, model_feature_names
+from crmkit.model import category_codes, design_matrix, model_feature_names
 from crmkit.numbers import as_float
 from crmkit.registry import ModelRef, Registry
+from crmkit.snapshots import SEASON
 from crmkit.store import Store
 from crmkit.uplift_metrics import qini_points, uplift_reports
 

@@ -15,9 +15,9 @@ from crmkit.compute import DaskExecutor, LocalExecutor, open_executor, using
 from crmkit.config import FeatureConfig, ModelConfig, SegmentConfig
 from crmkit.errors import ConfigError, UnavailableError
 from crmkit.mix import learn_vocabulary
-from crmkit.model import training_set
 from crmkit.registry import ModelRef
 from crmkit.scoring import score_customers
+from crmkit.snapshots import training_set
 
 from .conftest import invoke, trained_sample_store
 

@@ -11,16 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmkit.calibration import cross_calibrate, fit_maps
+from crmkit.calibration import apply_map, fit_maps
 from crmkit.config import FeatureConfig, IngestConfig, ModelConfig, SegmentConfig
 from crmkit.errors import BadInputError, ModelError, UsageError
 from crmkit.features import churn_labels
 from crmkit.ingest import ingest_files
 from crmkit.metrics import churn_metrics, expected_calibration_error, top_decile
-from crmkit.model import cutoffs, sample_snapshot, train, training_set
+from crmkit.model import calibration_folds, out_of_fold, train
 from crmkit.registry import ModelRef, Registry, parse_ref
 from crmkit.scoring import score_customers
 from crmkit.simulate import read_truth
+from crmkit.snapshots import cutoffs, sample_snapshot, training_set
 from crmkit.store import Store
 
 from .conftest import NOW, SAMPLE_DATA
@@ -268,18 +269,53 @@ def test_sample_snapshot_is_stratified_and_order_free(labels, quota, seed, data)
     assert sorted(shuffled["customer_id"]) == sorted(kept["customer_id"])
 
 
-def test_cross_calibration_is_out_of_sample():
+class _Memory:
+    """A classifier that scores 1 the rows it was fitted on and 0 the others."""
+
+    def fit(self, x, y):
+        self.seen = {tuple(row) for row in x.tolist()}
+        return self
+
+    def predict_proba(self, x):
+        p = np.array([1.0 if tuple(row) in self.seen else 0.0 for row in x.tolist()])
+        return np.column_stack([1 - p, p])
+
+
+def test_out_of_fold_scores_never_come_from_a_fit_on_the_same_row():
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.array([0, 0, 1, 1] * 5)
+    folds = calibration_folds(
+        pl.Series([dt.date(2024, 1 + i % 4, 1) for i in range(20)]),
+        pl.Series([f"c{i}" for i in range(20)]),
+        k=2,
+    )
+    assert sorted(set(folds.tolist())) == [0, 1]
+    assert (out_of_fold(x, y, folds, _Memory) == 0).all()
+    with pytest.raises(BadInputError, match="too few churners"):
+        out_of_fold(x, np.where(folds == 0, 1, 0), folds, _Memory)
+
+
+def test_calibration_folds_keep_snapshots_whole_and_split_one_by_customer():
+    snapshots = pl.Series([dt.date(2024, m, 1) for m in (1, 1, 2, 2, 3, 3, 4, 5)])
+    folds = calibration_folds(snapshots, pl.Series([f"c{i}" for i in range(8)]), k=4)
+    assert folds.tolist() == [0, 0, 1, 1, 2, 2, 3, 0]
+    one = pl.Series([dt.date(2024, 1, 1)] * 400)
+    ids = pl.Series([f"c{i}" for i in range(400)])
+    split = calibration_folds(one, ids, k=4)
+    assert all(70 < (split == f).sum() < 130 for f in range(4))
+    again = calibration_folds(one[::-1], ids[::-1], k=4)
+    assert again.tolist() == split[::-1].tolist()
+
+
+def test_fitted_maps_keep_probabilities_inside_zero_one():
     rng = np.random.default_rng(0)
-    scores = rng.uniform(0.01, 0.99, 4000)
+    scores = rng.uniform(0.0, 1.0, 4000)
     y = (rng.uniform(size=4000) < scores).astype(int)
-    half = rng.uniform(size=4000) < 0.5
-    crossed = cross_calibrate(scores, y, half)
-    isotonic, _ = fit_maps(scores[~half], y[~half])
-    assert np.allclose(crossed["isotonic"][half], isotonic.predict(scores[half]))
-    # scores that are already probabilities stay close to themselves under both maps
+    maps = fit_maps(scores, y)
     for method in ("isotonic", "sigmoid"):
-        assert np.abs(crossed[method] - scores).mean() < 0.05
-        assert ((crossed[method] > 0) & (crossed[method] < 1)).all()
+        p = apply_map(maps, np.array([0.0, 1e-9, 0.5, 1.0]), method)
+        assert ((p > 0) & (p < 1)).all()
+        assert np.abs(apply_map(maps, scores, method) - scores).mean() < 0.05
 
 
 def test_metrics_by_hand():
