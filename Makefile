@@ -26,6 +26,10 @@ demo: $(STAMP)
 	$(BIN)/crmkit ingest --kind customers sample_data/customers.csv --known-from 2023-01-01 $(DEMO_STORE)
 	$(BIN)/crmkit segment --as-of $(DEMO_DATE) --by value --out $(DEMO)/value_tiers.csv $(DEMO_STORE)
 	$(BIN)/crmkit train --as-of $(DEMO_DATE) --horizon 90 --name churn $(DEMO_ARGS)
+	# The same scores from one Dask task per store bucket (a two-process local cluster).
+	$(BIN)/crmkit score --as-of $(DEMO_DATE) --out $(DEMO)/scores.csv $(DEMO_ARGS) --quiet
+	$(BIN)/crmkit score --as-of $(DEMO_DATE) --out $(DEMO)/scores-dask.csv --executor dask $(DEMO_ARGS) --quiet
+	cmp $(DEMO)/scores.csv $(DEMO)/scores-dask.csv && echo "Dask scores are byte-identical to the local ones"
 	mkdir -p $(DEMO)/inbox && cp sample_data/messy/us_quantity_price.tsv $(DEMO)/inbox/
 	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS)
 	$(BIN)/crmkit report --as-of $(DEMO_DATE) --out $(DEMO)/report.html $(DEMO_ARGS) --quiet

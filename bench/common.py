@@ -161,7 +161,7 @@ def print_table(title: str, rows: list[Measurement], baseline: str) -> None:
     print(f"{head}{'x ' + baseline:>24}  note")
     for m in rows:
         ratio = m.seconds / base.seconds
-        spread = f"{min(m.runs):.2f}-{max(m.runs):.2f}"
+        spread = f"{min(m.runs):.2f}-{max(m.runs):.2f}" if m.runs else "-"
         print(
             f"{m.name:<30}{m.seconds:>8.2f}{spread:>14}{m.peak_rss_mb:>13.0f}"
             f"{m.peak_anon_mb:>14.0f}{ratio:>24.2f}  {m.note}"
