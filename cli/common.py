@@ -26,6 +26,8 @@ from crmkit.errors import CrmkitError, UsageError, from_os_error
 
 if TYPE_CHECKING:
     from crmkit.registry import Registry
+    from crmkit.sql import Query
+    from crmkit.uri import Database
 
 err = Console(stderr=True, highlight=False)
 
@@ -81,7 +83,9 @@ def user_errors() -> Iterator[None]:
 
 
 def _fail(exc: CrmkitError) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+    from crmkit.uri import mask
+
+    err.print(f"[red]error:[/red] {escape(mask(str(exc)))}", soft_wrap=True)
     raise typer.Exit(exc.exit_code) from exc
 
 
@@ -108,6 +112,88 @@ SchedulerOpt = Annotated[
         help="Dask scheduler, e.g. tcp://host:8786 (default: a local cluster).",
     ),
 ]
+
+
+QueryOpt = Annotated[
+    str | None,
+    typer.Option("--query", metavar="SQL", help="Database source: the SELECT to read."),
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since-column",
+        metavar="COLUMN",
+        help="Database source: read only rows at or above the highest value pulled before.",
+    ),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        metavar="URI",
+        help="Also write the contact list into this database ([targeting] destination); "
+        "quote '${VAR}' to take a password from the environment.",
+    ),
+]
+ToTableOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--table",
+        metavar="NAME",
+        help="Table of --to (default [targeting] destination_table).",
+    ),
+]
+
+
+def destination(
+    cfg: Settings, to: str | None, table_name: str | None
+) -> tuple[Database, str] | None:
+    """Return the database and table a contact list goes to: ``--to``/``--table`` or the config.
+
+    Raises
+    ------
+    UsageError
+        ``--table`` without a destination, or a bad URI or table name.
+    """
+    from crmkit.uri import database
+    from crmkit.uri import table_name as check_table
+
+    uri = to or cfg.targeting.destination
+    if uri is None:
+        if table_name is not None:
+            raise UsageError("--table names the table of --to: give --to URI as well")
+        return None
+    where = "--to" if to else "[targeting] destination"
+    name = table_name or cfg.targeting.destination_table
+    check_table(name)
+    return database(uri, where), name
+
+
+def source_query(
+    cfg: Settings,
+    uri: str | None,
+    query: str | None,
+    table_name: str | None,
+    since: str | None,
+) -> Query | None:
+    """Return the database source of ``run``: ``--from`` and its options, else ``[source]``."""
+    from crmkit.sql import query_for
+    from crmkit.uri import database
+
+    given = uri is not None
+    if not given and cfg.source.uri is None:
+        if query or table_name or since:
+            raise UsageError("--query, --from-table and --since-column need --from URI")
+        return None
+    if given:
+        return query_for(database(uri or "", "--from"), query, table_name, since)
+    source = cfg.source
+    return query_for(
+        database(source.uri or "", "[source] uri"),
+        query or source.query,
+        table_name or source.table,
+        since or source.since_column,
+    )
 
 
 @contextlib.contextmanager

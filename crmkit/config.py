@@ -308,6 +308,11 @@ class TargetPolicy:
         Under the ``uplift`` policy, the number of spreads (standard deviations over the
         uplift model's five member models) taken off each predicted uplift before its
         profit is weighed; 0 uses the prediction as it is.
+    destination
+        A database URI (``${VAR}`` expanded) that ``targets`` and ``run`` also write the
+        contact list into, table ``destination_table`` (see :mod:`crmkit.destination`).
+    destination_table
+        The table of ``destination``.
     """
 
     min_customer_value: float = 0.0
@@ -330,6 +335,8 @@ class TargetPolicy:
     uplift_value: Literal["customer_value", "revenue"] = "customer_value"
     explore_fraction: float = 0.1
     uplift_caution: float = 1.0
+    destination: str | None = None
+    destination_table: str = "crmkit_contacts"
 
 
 @dataclass(frozen=True)
@@ -366,6 +373,28 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """A database that ``crmkit run`` pulls new transactions from (besides its inbox).
+
+    Attributes
+    ----------
+    uri
+        ``postgresql://user:${PGPASSWORD}@host/db``, ``sqlite:///file.db`` or
+        ``duckdb:///file.duckdb``; ``${VAR}`` is read from the environment when used.
+    query, table
+        What to read: a SELECT, or a whole table (exactly one of them).
+    since_column
+        A column that grows with new rows (a timestamp or an id): each pull reads only the
+        rows at or above the highest value pulled before (the store keeps it per source).
+    """
+
+    uri: str | None = None
+    query: str | None = None
+    table: str | None = None
+    since_column: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one crmkit invocation."""
 
@@ -377,6 +406,7 @@ class Settings:
     targeting: TargetPolicy = field(default_factory=TargetPolicy)
     report: ReportConfig = field(default_factory=ReportConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
 
 
 def overlay(settings: Settings, section: str, **values: Any) -> Settings:  # noqa: ANN401

@@ -15,6 +15,7 @@ The targets step records the day's list in the ledger before it writes the list'
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -28,11 +29,14 @@ from typing import Any
 from crmkit.config import Settings
 from crmkit.errors import ConfigError, CrmkitError
 from crmkit.ingest import ingest_files
+from crmkit.ingest.core import ingest_query
 from crmkit.ingest.sniff import directory_files
 from crmkit.registry import open_registry, parse_ref
 from crmkit.scoring import ScoreResult, score_customers
+from crmkit.sql import Query
 from crmkit.store import Store
 from crmkit.targeting import TargetResult, Uplift, check_campaign, check_policy, write_targets
+from crmkit.uri import Database
 
 LOG_FILE = "run.jsonl"
 
@@ -50,6 +54,10 @@ class RunOptions:
     fmt: str = "csv"
     replace: bool = False
     dry_run: bool = False
+    #: A database query to pull new transactions from before scoring.
+    pull: Query | None = None
+    #: A database and table to write the contact list into.
+    destination: tuple[Database, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ def targets_for(
     if scores is None:
         scores = score_for(store, options, settings)
     uplift = uplift_for(store, options, settings) if settings.targeting.policy == "uplift" else None
-    return write_targets(
+    result = write_targets(
         scores.frame,
         store,
         options.campaign,
@@ -155,6 +163,13 @@ def targets_for(
         dry_run=options.dry_run,
         uplift=uplift,
     )
+    if options.destination is None or options.dry_run:
+        return result
+    from crmkit.destination import write_list
+
+    db, table = options.destination
+    written = write_list(db, table, result.contacts, options.campaign, options.date)
+    return dataclasses.replace(result, destination={"uri": db.label, **written.to_json()})
 
 
 def uplift_for(store: Store, options: RunOptions, settings: Settings) -> Uplift:
@@ -260,6 +275,22 @@ def _steps(
             _move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
         else:
             counts.update(files=0)
+        if options.pull is not None:
+            pulled = ingest_query(
+                options.pull,
+                store,
+                settings.ingest,
+                now=now(),
+                store_config=settings.store,
+                locked=True,
+            )
+            counts.update(
+                source=pulled.files[0].source,
+                source_rows_read=pulled.rows_read,
+                source_rows_stored=pulled.rows_stored,
+                source_rows_duplicate=pulled.rows_duplicate,
+                source_rows_quarantined=pulled.rows_quarantined,
+            )
     done.append("ingest")
     score_counts: dict[str, Any] = {}
     target_counts: dict[str, Any] = {}
@@ -274,6 +305,7 @@ def _steps(
             status=targets.status,
             contact_file=targets.paths["contacts"],
             assignment_file=targets.paths["assignments"],
+            destination=targets.destination,
             **targets.summary()["groups"],
         )
     done.append("targets")

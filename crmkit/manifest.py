@@ -83,6 +83,8 @@ class Manifest:
     parts: Mapping[str, tuple[Part, ...]] = field(default_factory=dict)
     files: tuple[Mapping[str, Any], ...] = ()
     updated_at: str | None = None
+    #: Database sources pulled with a high-water mark, by source key (masked URI + query).
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def parts_of(self, kind: str) -> tuple[Part, ...]:
         """Return the parts of one kind (``transactions``, ``quarantine``, ``ledger``)."""
@@ -97,6 +99,7 @@ class Manifest:
             "updated_at": self.updated_at,
             "parts": {k: [p.to_json() for p in self.parts_of(k)] for k in KINDS},
             "files": [dict(f) for f in self.files],
+            "sources": {k: dict(v) for k, v in sorted(self.sources.items())},
         }
 
     @classmethod
@@ -127,10 +130,14 @@ class Manifest:
         if not all(isinstance(f, dict) for f in files):
             raise StoreCorruptError("the manifest's files are malformed")
         updated = data.get("updated_at")
+        sources = data.get("sources", {})
+        if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+            raise StoreCorruptError("the manifest's sources are malformed")
         return cls(
             generation=generation,
             buckets=buckets,
             parts={k: tuple(Part.from_json(k, e) for e in v) for k, v in entries.items()},
             files=tuple(files),
             updated_at=updated if isinstance(updated, str) else None,
+            sources=sources,
         )

@@ -446,8 +446,16 @@ class StoreWriter:
             for part in parts:
                 (self.store.root / part.path).unlink(missing_ok=True)
 
-    def commit(self, files: Sequence[Mapping[str, Any]] = ()) -> Manifest:
-        """Publish the new parts: write the manifest atomically, then drop replaced files."""
+    def commit(
+        self,
+        files: Sequence[Mapping[str, Any]] = (),
+        sources: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Manifest:
+        """Publish the new parts: write the manifest atomically, then drop replaced files.
+
+        ``sources`` updates the high-water marks of database sources in the same write, so
+        a mark is never ahead of the rows it covers.
+        """
         parts = {k: tuple(self.current_parts(k)) for k in KINDS}
         manifest = Manifest(
             generation=self.generation,
@@ -455,6 +463,7 @@ class StoreWriter:
             parts=parts,
             files=(*self.base.files, *files),
             updated_at=self.now.isoformat() if self.now else self.base.updated_at,
+            sources={**self.base.sources, **(sources or {})},
         )
         payload = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode("utf-8")
         atomic_write_bytes(self.store.manifest_path, payload)

@@ -158,6 +158,8 @@ class TargetResult:
     paths: dict[str, str] = field(default_factory=dict)
     ledger_rows: int = 0
     optouts_removed: int = 0
+    #: What the write into ``[targeting] destination`` did (None: no destination).
+    destination: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers for the CLI."""
@@ -176,6 +178,7 @@ class TargetResult:
             "spend": self.spend,
             "balance": self.balance.to_dicts(),
             "warnings": list(self.warnings),
+            "destination": self.destination,
         }
 
 

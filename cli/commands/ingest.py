@@ -9,7 +9,9 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     ConfigOpt,
     JsonOpt,
+    QueryOpt,
     QuietOpt,
+    SinceOpt,
     StoreOpt,
     emit_json,
     err,
@@ -23,6 +25,7 @@ from crmkit_cli.common import (
 
 if TYPE_CHECKING:
     from crmkit.attributes import AttributeReport
+    from crmkit.config import Settings
     from crmkit.ingest import IngestReport
 
 app = typer.Typer()
@@ -37,7 +40,13 @@ class Kind(enum.StrEnum):
 
 @app.command()
 def ingest(
-    paths: Annotated[list[str], typer.Argument(help="Files, directories or glob patterns.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files (CSV, TSV, gzip, Parquet), directories or glob patterns; or one "
+            "database URI (postgresql://, sqlite:///, duckdb:///) with --query or --table."
+        ),
+    ],
     column_map: Annotated[
         str | None,
         typer.Option(
@@ -68,12 +77,18 @@ def ingest(
             help="customers: the date the values were known (default: now).",
         ),
     ] = None,
+    query: QueryOpt = None,
+    source_table: Annotated[
+        str | None,
+        typer.Option("--table", metavar="NAME", help="Database source: the table to read."),
+    ] = None,
+    since: SinceOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Ingest transaction CSV/TSV files (.gz too) into the store.
+    """Ingest transactions from CSV/TSV (.gz too) or Parquet files, or a database.
 
     Rows that cannot be used go to the quarantine with file, line and reason; rows already
     stored are counted as duplicates; a file ingested before is skipped.
@@ -82,27 +97,77 @@ def ingest(
     are customer attributes (see [features] attributes); a newer load replaces older
     values from the day after it is known.
 
+    A database source is one URI with --query or --table; with --since-column the store
+    keeps the highest value pulled (committed with the rows), and the next pull reads only
+    rows at or above it. Write a password as '${VAR}' to read it from the environment.
+
     Example: crmkit ingest exports/*.csv --map customer_id=ClientRef --dayfirst
+
+    Example: crmkit ingest 'postgresql://crm:${PGPASSWORD}@db/shop' --table orders
+    --since-column created_at
     """
     if kind is Kind.customers:
         ingest_customers(paths, column_map, known_from, dayfirst, store, config, as_json, quiet)
         return
     from crmkit.config import ingest_overrides
-    from crmkit.ingest import ingest_files
-    from crmkit.store import Store
+    from crmkit.uri import is_uri
 
     with user_errors():
         cfg = ingest_overrides(settings(config), column_map, date_format, dayfirst)
-        with progress_bar("ingest", disabled=quiet) as advance:
-            report = ingest_files(
-                paths,
-                Store(Path(store)),
-                cfg.ingest,
-                now=utc_now(),
-                strict=strict,
-                store_config=cfg.store,
-                progress=advance,
-            )
+        if any(is_uri(p) or "${" in p for p in paths) or query or source_table or since:
+            report = ingest_database(paths, query, source_table, since, cfg, store, strict)
+        else:
+            report = None
+    if report is None:
+        ingest_paths(paths, cfg, store, strict, as_json, quiet)
+        return
+    if as_json:
+        emit_json(report.to_json())
+    if not quiet:
+        render_ingest(report, store)
+
+
+def ingest_database(
+    paths: list[str],
+    query: str | None,
+    source_table: str | None,
+    since: str | None,
+    cfg: Settings,
+    store: Path,
+    strict: bool,
+) -> IngestReport:
+    """Pull one database source (``ingest URI --query/--table``) into the store."""
+    from crmkit.errors import UsageError
+    from crmkit.ingest.core import ingest_query
+    from crmkit.sql import query_for
+    from crmkit.store import Store
+    from crmkit.uri import database
+
+    if len(paths) != 1:
+        raise UsageError("a database source is one URI: ingest files and databases separately")
+    source = query_for(database(paths[0], "source"), query, source_table, since)
+    return ingest_query(
+        source, Store(Path(store)), cfg.ingest, now=utc_now(), strict=strict, store_config=cfg.store
+    )
+
+
+def ingest_paths(
+    paths: list[str], cfg: Settings, store: Path, strict: bool, as_json: bool, quiet: bool
+) -> None:
+    """Ingest files, directories or globs, and print the reconciliation."""
+    from crmkit.ingest import ingest_files
+    from crmkit.store import Store
+
+    with user_errors(), progress_bar("ingest", disabled=quiet) as advance:
+        report = ingest_files(
+            paths,
+            Store(Path(store)),
+            cfg.ingest,
+            now=utc_now(),
+            strict=strict,
+            store_config=cfg.store,
+            progress=advance,
+        )
     if as_json:
         emit_json(report.to_json())
     if not quiet:
@@ -111,8 +176,13 @@ def ingest(
 
 def render_ingest(report: IngestReport, store: Path) -> None:
     """Print the per-file reconciliation table, the totals and a quarantine warning."""
+    from crmkit.uri import is_uri
+
+    def name(source: str) -> str:
+        return source if is_uri(source) else Path(source).name
+
     counts = ("rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
-    rows = [[Path(f.source).name, *(getattr(f, k) for k in counts)] for f in report.files]
+    rows = [[name(f.source), *(getattr(f, k) for k in counts)] for f in report.files]
     rows.append(["total", *(getattr(report, k) for k in counts)])
     cols = ["file", "read", "stored", "duplicate", "quarantined"]
     err.print(table(f"Ingest into {store}", cols, rows))
@@ -121,7 +191,7 @@ def render_ingest(report: IngestReport, store: Path) -> None:
         if f.status != "ingested":
             details.insert(0, f.status)
         if details:
-            err.print(f"{Path(f.source).name}: {'; '.join(details)}")
+            err.print(f"{name(f.source)}: {'; '.join(details)}")
     err.print(
         f"rows_read {report.rows_read:,} = stored {report.rows_stored:,} + duplicate "
         f"{report.rows_duplicate:,} + quarantined {report.rows_quarantined:,}"

@@ -19,16 +19,22 @@ from crmkit_cli.common import (
     ConfigOpt,
     ExecutorOpt,
     JsonOpt,
+    QueryOpt,
     QuietOpt,
     RegistryOpt,
     SchedulerOpt,
+    SinceOpt,
     StoreOpt,
+    ToOpt,
+    ToTableOpt,
     computing,
+    destination,
     emit_json,
     err,
     parse_date,
     registry_path,
     settings,
+    source_query,
     user_errors,
     utc_now,
 )
@@ -54,6 +60,22 @@ def run(
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="URI",
+            help="Database to pull new transactions from ([source] uri), with --query or "
+            "--from-table.",
+        ),
+    ] = None,
+    query: QueryOpt = None,
+    source_table: Annotated[
+        str | None, typer.Option("--from-table", metavar="NAME", help="Table of --from.")
+    ] = None,
+    since: SinceOpt = None,
+    to: ToOpt = None,
+    to_table: ToTableOpt = None,
     executor: ExecutorOpt = None,
     scheduler: SchedulerOpt = None,
     registry: RegistryOpt = None,
@@ -64,7 +86,8 @@ def run(
 ) -> None:
     """Run the daily job: ingest, score and write the list.
 
-    Ingests the inbox, scores with the latest model and writes the day's list.
+    Ingests the inbox and pulls the database source (--from or [source]), scores with the
+    latest model and writes the day's list (and into a table with --to).
 
     One lock covers the whole run (a concurrent run exits 4 at once); every step is
     logged as a JSON line in STORE/logs/run.jsonl; re-running a day is safe.
@@ -87,6 +110,8 @@ def run(
             fmt=fmt.value,
             replace=replace,
             dry_run=dry_run,
+            pull=source_query(cfg, source, query, source_table, since),
+            destination=destination(cfg, to, to_table),
         )
         with computing(cfg, executor, scheduler):
             result = run_daily(Store(store), options, cfg, utc_now)

@@ -13,6 +13,9 @@ from crmkit_cli.common import (
     QuietOpt,
     RegistryOpt,
     StoreOpt,
+    ToOpt,
+    ToTableOpt,
+    destination,
     emit_json,
     err,
     parse_date,
@@ -100,6 +103,12 @@ def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
         return
     err.print(f"contact file: {summary['contact_file']}")
     err.print(f"assignment file: {summary['assignment_file']}")
+    written = summary.get("destination")
+    if written:
+        err.print(
+            f"table {written['table']} in {written['uri']}: {written['inserted']:,} row(s) "
+            f"written, {written['replaced']:,} of the day replaced"
+        )
 
 
 DryRunOpt = Annotated[
@@ -151,13 +160,15 @@ def targets(
     fmt: FormatOpt = Format.csv,
     replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
+    to: ToOpt = None,
+    to_table: ToTableOpt = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write the day's list: a contact and an assignment file.
+    """Write the day's list: a contact and an assignment file (and a database table).
 
     Ranks customers by expected value at risk (or, with --policy uplift, by the expected
     incremental profit of each treatment), lets low-value ones go, honours opt-outs, the
@@ -165,7 +176,8 @@ def targets(
     ledger. Writes OUT/CAMPAIGN/AS_OF.contacts.csv (treatment group: who to contact, with
     which treatment) and OUT/CAMPAIGN/AS_OF.assignments.csv (every group, for evaluation).
     A day's list is fixed once recorded: a re-run that would change it exits 3 unless
-    --replace is given.
+    --replace is given. With --to URI the contact list also replaces that campaign's
+    rows of the day in a database table, in one transaction.
 
     Example: crmkit targets --as-of 2025-01-01 --campaign winback --size 500 --out lists
     """
@@ -193,6 +205,7 @@ def targets(
             fmt=fmt.value,
             replace=replace,
             dry_run=dry_run,
+            destination=destination(cfg, to, to_table),
         )
         result = targets_for(Store(store), options, cfg)
     summary = result.summary()

@@ -25,37 +25,22 @@ import polars as pl
 from crmkit import schema
 from crmkit.config import IngestConfig, StoreConfig
 from crmkit.errors import BadInputError, from_os_error
-from crmkit.hashing import add_short_hash, add_stable_hash, bucket_expr
 from crmkit.ingest import sniff
-from crmkit.ingest.dedupe import commit_buckets
 from crmkit.ingest.lines import with_breaks_before
 from crmkit.ingest.plan import (
-    BLANK,
-    BREAKS,
-    BUCKET,
     HEADER_LINES,
-    OK,
-    REASON,
-    RETRYABLE,
     ROW,
     SAMPLE_ROWS,
-    C,
-    Plan,
-    accepted_expr,
-    canonical_exprs,
-    clean_rows,
     detect_plan,
-    reason_expr,
 )
+from crmkit.ingest.pull import PARQUET_SUFFIX, ingest_parquet, pull_query
 from crmkit.ingest.report import FileReport, IngestReport
-from crmkit.store import COMPRESSION, COMPRESSION_LEVEL, Store, StoreWriter
+from crmkit.ingest.split import Staged, process
+from crmkit.sql import Query, decode_mark
+from crmkit.store import Store, StoreWriter
 
 ProgressFn = Callable[[int, int, str], None]
 
-#: Rows per row group of the staged bucket files: every bucket's writer buffers one, so
-#: this bounds the split's memory (buckets x row group, about 65 MB for 16 buckets),
-#: whatever the file size. Staged files become store parts as they are.
-STAGING_ROW_GROUP: Final = 32_768
 #: Bytes polars' CSV reader takes from a file at a time. Its default, 32 MiB, with a few
 #: chunks prefetched and decoded at once, holds about 250 MB of a large file in memory;
 #: 4 MiB chunks parse as fast and hold about 60 MB. Set through polars' environment
@@ -108,7 +93,8 @@ def ingest_files(
     Parameters
     ----------
     sources
-        Files (``.csv``, ``.tsv``, ``.txt``, optionally gzip-compressed), directories or globs.
+        Files (``.csv``, ``.tsv``, ``.txt``, optionally gzip-compressed, and ``.parquet``),
+        directories or globs.
     store
         The target store, created on first use.
     config
@@ -181,7 +167,10 @@ def _ingest_all(
                 report = FileReport(str(path), sha, "skipped", size, notes=("already ingested",))
             else:
                 mark = writer.mark()
-                report = _ingest_file(path, "", writer, config, now, workdir)
+                if path.name.lower().endswith(PARQUET_SUFFIX):
+                    report = ingest_parquet(path, writer, config, now, workdir)
+                else:
+                    report = _ingest_file(path, "", writer, config, now, workdir)
                 sha = future.result()
                 if sha in seen:
                     writer.rollback(mark)
@@ -197,6 +186,68 @@ def _ingest_all(
         if progress is not None:
             progress(i + 1, len(paths), path.name)
     return reports
+
+
+def ingest_query(
+    query: Query,
+    store: Store,
+    config: IngestConfig,
+    *,
+    now: dt.datetime,
+    strict: bool = False,
+    store_config: StoreConfig | None = None,
+    locked: bool = False,
+) -> IngestReport:
+    """Ingest the rows of a database query or table into ``store``.
+
+    With ``query.since_column``, only rows at or above the source's high-water mark are
+    read, and the new mark is committed in the same manifest write as the rows: a pull
+    that fails or is killed before its commit leaves both as they were, so the next pull
+    reads the same rows again (and stores them once).
+
+    Raises
+    ------
+    BadInputError
+        Wrong credentials, a failing query, missing required columns, or (with ``strict``)
+        a rejected row (exit 3).
+    UnavailableError
+        The server cannot be reached or drops the connection (exit 4).
+    StoreLockedError
+        Another process is writing the store.
+    """
+    layout = store_config or StoreConfig()
+    label = source_label(query)
+    with store.writer(buckets=layout.buckets, now=now, locked=locked) as writer:
+        known = writer.base.sources.get(query.key, {})
+        low = None
+        if query.since_column and known.get("since_column") == query.since_column:
+            low = decode_mark(known["high_water"])
+        pulled = pull_query(query, label, low, writer, config, now, writer.staging / "pull")
+        report = pulled.report
+        if strict:
+            _raise_if_rejected(writer, [report])
+        writer.compact("transactions", layout.max_parts_per_bucket, (schema.CUSTOMER_ID, schema.TS))
+        writer.compact("quarantine", layout.max_parts_per_bucket)
+        if pulled.high_water is not None or report.rows_read:
+            entry = _manifest_entry(report, now)
+            sources = {}
+            if pulled.high_water is not None:
+                entry.update(since_column=query.since_column, high_water=pulled.high_water)
+                sources[query.key] = {
+                    "source": label,
+                    "since_column": query.since_column,
+                    "high_water": pulled.high_water,
+                    "pulled_at": now.isoformat(),
+                }
+            writer.commit([entry], sources)
+    return IngestReport(str(store.root), (report,))
+
+
+def source_label(query: Query) -> str:
+    """How a database source is named in reports and the quarantine: masked, short."""
+    text = " ".join(query.sql.split())
+    short = text if len(text) <= 80 else text[:77] + "..."
+    return f"{query.database.label} [{short}]"
 
 
 def _manifest_entry(report: FileReport, now: dt.datetime) -> dict[str, Any]:
@@ -324,129 +375,27 @@ def _run(
     sample = pl.read_csv(prepared.path, n_rows=SAMPLE_ROWS, **read_args)
     plan, detection = detect_plan(source, sample, cfg, delimiter)
     header = sample.columns
-    if cfg.cancellations.status_column and cfg.cancellations.status_column not in header:
-        raise BadInputError(
-            f"{source}: cancellation status column {cfg.cancellations.status_column!r} is not "
-            f"in the file; columns found: {', '.join(map(repr, header))}"
-        )
-    stage.mkdir(parents=True, exist_ok=True)
-    rejected = stage / "rejected.parquet"
-    _split(
-        pl.scan_csv(prepared.path, row_index_name=ROW, **read_args),
+
+    def locate(kept: pl.LazyFrame, good_rows: int) -> pl.LazyFrame:
+        return with_breaks_before(kept, prepared.path, header, read_args, good_rows)
+
+    rows = pl.scan_csv(prepared.path, row_index_name=ROW, **read_args)
+    found = process(
+        Staged(str(source), rows, header, HEADER_LINES + 1, locate),
         plan,
+        detection,
+        writer,
         cfg,
         now,
-        writer.buckets,
-        header,
-        stage / "good",
-        rejected,
+        stage,
     )
-    # rows the fast plan could not read get every format and the full number parser
-    retry = pl.scan_parquet(rejected).filter(pl.col(REASON).is_in(RETRYABLE)).drop(REASON)
-    still = stage / "still.parquet"
-    _split(
-        retry,
-        plan.exhaustive(detection),
-        cfg,
-        now,
-        writer.buckets,
-        header,
-        stage / "rescued",
-        still,
-    )
-    kept = pl.concat(
-        [
-            pl.scan_parquet(rejected).filter(~pl.col(REASON).is_in(RETRYABLE)),
-            pl.scan_parquet(still),
-        ]
-    ).with_columns(pl.col(ROW).cast(pl.Int64))
-    # lines with no value at all (blank, or delimiters only) are not rows
-    blank_lines = kept.filter(pl.col(REASON) == BLANK).select(pl.len()).collect().item()
-    kept = kept.filter(pl.col(REASON) != BLANK)
-    if kept.select(pl.len()).collect().item():
-        good_rows = _staged_rows([stage / "good", stage / "rescued"])
-        kept = with_breaks_before(kept, prepared.path, header, read_args, good_rows)
-    else:
-        kept = kept.with_columns(pl.lit(0, dtype=pl.Int64).alias(BREAKS))
-    final = kept.select(
-        pl.lit(str(source)).alias("source_file"),
-        (pl.col(ROW) + HEADER_LINES + 1 + pl.col(BREAKS)).alias("line"),
-        pl.col(REASON).alias("reason"),
-        pl.struct([pl.col(h) for h in header]).struct.json_encode().alias("raw"),
-    ).sort("line")
-    quarantine = stage / "quarantine.parquet"
-    final.sink_parquet(quarantine, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
-    stored, duplicate = commit_buckets([stage / "good", stage / "rescued"], writer, cfg.dedupe)
-    reasons = pl.read_parquet(quarantine).group_by("reason").len().sort("reason")
-    quarantined = int(reasons["len"].sum())
-    if quarantined:
-        writer.add_file("quarantine", quarantine, quarantined)
-    blank_note = f"{blank_lines:,} blank line(s) skipped" if blank_lines else ""
-    notes = tuple(n for n in (detection.note, blank_note) if n)
-    return FileReport(
+    return found.report(
         source=str(source),
         sha256=sha,
-        status="ingested",
-        rows_read=stored + duplicate + quarantined,
-        rows_stored=stored,
-        rows_duplicate=duplicate,
-        rows_quarantined=quarantined,
-        reasons=dict(zip(reasons["reason"], reasons["len"], strict=True)),
         columns=dict(plan.mapping),
         encoding=prepared.encoding + (" (gzip)" if prepared.compressed else ""),
         delimiter=delimiter,
         decimal=plan.decimal,
         date_formats=tuple(f.fmt for f in plan.dates),
-        notes=notes,
-    )
-
-
-def _staged_rows(dirs: Sequence[Path]) -> int:
-    files = [f for d in dirs if d.is_dir() for f in sorted(d.rglob("*.parquet"))]
-    return int(pl.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
-
-
-def _split(
-    rows: pl.LazyFrame,
-    plan: Plan,
-    cfg: IngestConfig,
-    now: dt.datetime,
-    buckets: int,
-    header: list[str],
-    good_dir: Path,
-    rejected: Path,
-) -> None:
-    """Parse ``rows``; sink good rows by bucket into ``good_dir``, the rest to ``rejected``.
-
-    Rejected rows keep their original fields, row index and reason.
-    """
-    blank = pl.all_horizontal([pl.col(h).is_null() for h in header])
-    parsed = (
-        clean_rows(rows, plan, cfg)
-        .with_columns(*canonical_exprs(plan, cfg), blank.alias(C + "blank"))
-        .with_columns(accepted_expr(cfg, now).alias(OK))
-    )
-    rows_ok = parsed.filter(pl.col(OK)).select(
-        *(pl.col(C + c).alias(c) for c in schema.TRANSACTION_SCHEMA)
-    )
-    if plan.id_words is None:
-        hashed = add_stable_hash(rows_ok, schema.CUSTOMER_ID, BUCKET)
-    else:
-        hashed = add_short_hash(rows_ok, schema.CUSTOMER_ID, BUCKET, plan.id_words)
-    good = hashed.with_columns(bucket_expr(BUCKET, buckets).alias(BUCKET))
-    bad = (
-        parsed.filter(~pl.col(OK)).with_columns(reason_expr(cfg, now)).select(ROW, REASON, *header)
-    )
-    pl.collect_all(
-        [
-            good.sink_parquet(
-                pl.PartitionBy(good_dir, key=BUCKET, include_key=False),
-                mkdir=True,
-                lazy=True,
-                row_group_size=STAGING_ROW_GROUP,
-                compression=COMPRESSION,
-                compression_level=COMPRESSION_LEVEL,
-            ),
-            bad.sink_parquet(rejected, lazy=True, compression="lz4"),
-        ]
+        notes=(detection.note,),
     )

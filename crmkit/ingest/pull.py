@@ -1,0 +1,134 @@
+"""Ingest of typed sources: Parquet files and database queries, staged as text first.
+
+A Parquet file or a query's result is written as text (:mod:`crmkit.ingest.tables`) into
+the write's staging area, then goes through the same mapping, parsing, validation,
+quarantine and de-duplication as a CSV file (:func:`crmkit.ingest.split.process`). A
+quarantined row's ``line`` is its row number in the file or in the query's result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from crmkit import schema
+from crmkit.config import IngestConfig
+from crmkit.ingest import sniff
+from crmkit.ingest.plan import ROW, SAMPLE_ROWS, detect_plan
+from crmkit.ingest.report import FileReport
+from crmkit.ingest.split import Staged, process
+from crmkit.ingest.tables import stage_batches, stage_parquet
+from crmkit.sql import Query, bounded_sql, connect, encode_mark, record_batches, upper_mark
+from crmkit.store import StoreWriter
+
+PARQUET_SUFFIX: Final = ".parquet"
+_TYPED_DATES: Final = (pl.Datetime, pl.Date)
+
+
+def typed_config(cfg: IngestConfig, label: str, types: dict[str, pl.DataType]) -> IngestConfig:
+    """Return the parsing rules for a typed source.
+
+    A numeric column was written as text with a decimal point and a timestamp column in ISO
+    form, whatever ``[ingest] decimal`` and ``date_format`` say about the CSV exports.
+    """
+    mapping = sniff.resolve_columns(list(types), cfg.columns, Path(label))
+    numeric = [types[mapping[c]] for c in schema.NUMERIC_COLUMNS if c in mapping]
+    changes: dict[str, Any] = {}
+    if numeric and all(t.is_numeric() for t in numeric):
+        changes["decimal"] = "."
+    if isinstance(types.get(mapping.get(schema.TS, "")), _TYPED_DATES):
+        changes["date_format"] = None
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def ingest_staged(
+    label: str,
+    files: Sequence[str],
+    header: list[str],
+    cfg: IngestConfig,
+    writer: StoreWriter,
+    now: dt.datetime,
+    stage: Path,
+) -> tuple[FileReport, dict[str, str]]:
+    """Ingest staged text rows; return the report (without a hash) and the column mapping."""
+    if files:
+        rows = pl.scan_parquet(list(files)).with_row_index(ROW)
+        sample = pl.scan_parquet(list(files)).head(SAMPLE_ROWS).collect()
+    else:
+        rows = pl.LazyFrame(schema=dict.fromkeys(header, pl.String)).with_row_index(ROW)
+        sample = pl.DataFrame(schema=dict.fromkeys(header, pl.String))
+    plan, detection = detect_plan(Path(label), sample, cfg, ",")
+    outcome = process(Staged(label, rows, header, 1), plan, detection, writer, cfg, now, stage)
+    report = outcome.report(
+        source=label,
+        sha256="",
+        columns=dict(plan.mapping),
+        decimal=plan.decimal,
+        date_formats=tuple(f.fmt for f in plan.dates),
+        notes=(detection.note,),
+    )
+    return report, dict(plan.mapping)
+
+
+def ingest_parquet(
+    path: Path, writer: StoreWriter, cfg: IngestConfig, now: dt.datetime, work: Path
+) -> FileReport:
+    """Ingest one Parquet file (its hash is the caller's to add)."""
+    work.mkdir(parents=True, exist_ok=True)
+    staged = work / "rows.parquet"
+    header = stage_parquet(path, staged)
+    types = dict(pl.read_parquet_schema(path))
+    rules = typed_config(cfg, str(path), types)
+    report, _ = ingest_staged(str(path), [str(staged)], header, rules, writer, now, work / "stage")
+    return dataclasses.replace(report, encoding="parquet")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pulled:
+    """One pull of a query: its report and the high-water mark it reached (None: none kept)."""
+
+    report: FileReport
+    high_water: dict[str, str] | None
+
+
+def pull_query(
+    query: Query,
+    label: str,
+    low: object | None,
+    writer: StoreWriter,
+    cfg: IngestConfig,
+    now: dt.datetime,
+    work: Path,
+) -> Pulled:
+    """Read the query's rows (those at or above ``low`` when it has a since column); ingest them.
+
+    With a since column, the pull reads up to the highest value found when it starts, so
+    rows written meanwhile wait for the next pull; rows at ``low`` are read again and
+    count as duplicates, so a row written at the mark's instant after the last pull is
+    not missed.
+    """
+    db = query.database
+    with connect(db, read_only=True) as connection:
+        high = upper_mark(query, connection, low) if query.since_column else None
+        if query.since_column and high is None:
+            empty = FileReport(label, "", "ingested", notes=("no new rows",))
+            return Pulled(empty, None)
+        sql, params = bounded_sql(query, low, high)
+        batches = record_batches(db, connection, sql, params)
+        first = next(batches)
+        types = dict(first.schema)
+
+        def every() -> Any:  # noqa: ANN401
+            yield first
+            yield from batches
+
+        header, files = stage_batches(every(), work / "rows", label)
+    rules = typed_config(cfg, label, types)
+    report, _ = ingest_staged(label, files, header, rules, writer, now, work / "stage")
+    report = dataclasses.replace(report, encoding=db.engine)
+    return Pulled(report, encode_mark(high) if high is not None else None)

@@ -1,0 +1,107 @@
+"""Typed sources as text: Parquet files and database query results, staged for ingest.
+
+Ingest validates text fields (:mod:`crmkit.ingest.plan`). A typed source's values are
+written as text in the canonical forms the parsers read first: timestamps as
+``YYYY-MM-DD HH:MM:SS[.ffffff]`` (time-zone aware ones in UTC), dates as ``YYYY-MM-DD``,
+numbers as their shortest exact decimal text. The same values from a CSV export, a
+Parquet file or a database table therefore become the same stored rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from crmkit.errors import BadInputError
+
+TIMESTAMP_TEXT: Final = "%Y-%m-%d %H:%M:%S%.f"
+STAGED_ROW_GROUP: Final = 65_536
+
+
+def text_expr(name: str, dtype: pl.DataType, source: str) -> pl.Expr:
+    """Return column ``name`` of type ``dtype`` as text in its canonical form.
+
+    Raises
+    ------
+    BadInputError
+        A nested or binary column, which has no text form (select the columns you need).
+    """
+    column = pl.col(name)
+    if dtype == pl.String:
+        return column
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return column.dt.strftime(TIMESTAMP_TEXT).alias(name)
+    if dtype == pl.Date:
+        return column.dt.strftime("%Y-%m-%d").alias(name)
+    if dtype.is_numeric() or dtype in (pl.Boolean, pl.Categorical, pl.Enum, pl.Time, pl.Null):
+        return column.cast(pl.String).alias(name)
+    raise BadInputError(
+        f"{source}: column {name!r} is of type {dtype}, which ingest cannot read as text; "
+        "leave it out (a --query that selects the columns you need)"
+    )
+
+
+def as_text(frame: pl.LazyFrame | pl.DataFrame, source: str) -> pl.LazyFrame:
+    """Every column of ``frame`` as text (:func:`text_expr`), in the same order."""
+    lazy = frame.lazy()
+    schema = lazy.collect_schema()
+    return lazy.select(text_expr(n, t, source) for n, t in schema.items())
+
+
+def parquet_header(path: Path) -> list[str]:
+    """Column names of a Parquet file.
+
+    Raises
+    ------
+    BadInputError
+        When the file is not Parquet.
+    """
+    try:
+        return list(pl.read_parquet_schema(path))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadInputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from exc
+
+
+def stage_parquet(path: Path, out: Path) -> list[str]:
+    """Write ``path``'s rows as text to ``out``; return the header.
+
+    Raises
+    ------
+    BadInputError
+        Unreadable file, or a column with no text form.
+    """
+    header = parquet_header(path)
+    try:
+        as_text(pl.scan_parquet(path), str(path)).sink_parquet(
+            out, compression="lz4", row_group_size=STAGED_ROW_GROUP
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise BadInputError(f"{path}: cannot read its rows ({type(exc).__name__})") from exc
+    return header
+
+
+def stage_batches(
+    batches: Iterable[pl.DataFrame], out_dir: Path, source: str
+) -> tuple[list[str], list[str]]:
+    """Write record batches as text, one Parquet file each, in order.
+
+    Returns the header (from the first batch, which may be empty) and the files, named so
+    that their lexical order is the batches' order.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    header: list[str] | None = None
+    for i, batch in enumerate(batches):
+        if header is None:
+            header = batch.columns
+        if not batch.height:
+            continue
+        target = out_dir / f"batch{i:08d}.parquet"
+        as_text(batch, source).collect().write_parquet(target, compression="lz4")
+        files.append(str(target))
+    return header or [], files
