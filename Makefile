@@ -52,8 +52,10 @@ demo: $(STAMP)
 	@echo "Contact file for $(DEMO_DATE) (treatment group, for the sending system): $(DEMO)/out/winback/$(DEMO_DATE).contacts.csv"
 	@echo "Assignment file for $(DEMO_DATE) (every group, for evaluation): $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv"
 
-# One test process per core (pytest-xdist); each fits with one OpenMP thread.
+# One test process per core (pytest-xdist); each fits with one OpenMP thread. The database
+# tests start a PostgreSQL server of their own: .ci/postgres installs it when missing.
 test: $(STAMP)
+	bash .ci/postgres
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto
 
 # The hostile-input suite at five times its `make test` size (about 12,500 cases).

@@ -11,6 +11,7 @@ list with a compatible type, or nothing is written (exit 3).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import Final
@@ -78,8 +79,15 @@ def write_list(
         The server cannot be reached or drops the connection (exit 4).
     """
     quoted = table_name(table, "--table")
+    days = frame.select("campaign_id", "as_of").unique().rows()
+    if days and days != [(campaign, as_of)]:
+        raise ValueError(f"the list holds {days}, not only ({campaign}, {as_of})")
     families = {name: family(dtype) for name, dtype in frame.schema.items()}
-    with connect(db, read_only=False) as connection, translated(db, f"writing table {table}"):
+    with (
+        connect(db, read_only=False) as connection,
+        translated(db, f"writing table {table}"),
+        contextlib.ExitStack() as stack,
+    ):
         _begin(db, connection)
         try:
             existing = _columns(db, connection, table)
@@ -87,7 +95,7 @@ def write_list(
                 _create(db, connection, quoted, families)
             else:
                 _check(db, table, existing, families)
-            cursor = connection.cursor()
+            cursor = stack.enter_context(contextlib.closing(connection.cursor()))
             marks = placeholders(db, len(frame.columns))
             where = placeholders(db, 2)
             day = f"WHERE campaign_id = {where[0]} AND as_of = {where[1]}"
@@ -137,7 +145,11 @@ def _value(db: Database, value: object) -> object:
 def _columns(db: Database, connection: Connection, table: str) -> dict[str, str] | None:
     """Return the table's columns and declared types (lower case); None: no such table."""
     parts = table.split(".")
-    cursor = connection.cursor()
+    with contextlib.closing(connection.cursor()) as cursor:
+        return _read_columns(db, cursor, parts)
+
+
+def _read_columns(db: Database, cursor: Connection, parts: list[str]) -> dict[str, str] | None:
     if db.engine == "sqlite":
         schema = f'"{parts[0]}".' if len(parts) == 2 else ""
         cursor.execute(f'PRAGMA {schema}table_info("{parts[-1]}")')
@@ -161,7 +173,8 @@ def _create(db: Database, connection: Connection, quoted: str, families: dict[st
     columns = [f'"{n}" {_TYPES[f][db.engine]}' for n, f in families.items()]
     key = ", ".join(f'"{k}"' for k in KEY if k in families)
     sql = f"CREATE TABLE {quoted} ({', '.join(columns)}, PRIMARY KEY ({key}))"
-    connection.cursor().execute(sql)
+    with contextlib.closing(connection.cursor()) as cursor:
+        cursor.execute(sql)
 
 
 def _check(db: Database, table: str, existing: dict[str, str], families: dict[str, str]) -> None:

@@ -98,3 +98,12 @@ def sample_copy(sample_base: Any, tmp_path: Path) -> Any:
 
     shutil.copytree(sample_base.root, tmp_path / "s")
     return Store(tmp_path / "s")
+
+
+@pytest.fixture(scope="session")
+def pg() -> Any:
+    """A real PostgreSQL server on a free local port, for every test of a test process."""
+    from tests.pgserver import running_server
+
+    with running_server() as server:
+        yield server

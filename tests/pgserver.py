@@ -8,7 +8,6 @@ server runs as the ``postgres`` system user, in a data directory that user owns.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import shutil
@@ -30,7 +29,7 @@ def bin_dir() -> Path:
     found = shutil.which("pg_ctl")
     if found:
         return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if candidates:
         return Path(candidates[-1]).parent
     raise RuntimeError(
@@ -84,7 +83,17 @@ class PgServer:
         )
         log = str(self.data / "server.log")
         self._run(
-            "pg_ctl", "-D", str(self.data / "db"), "-l", log, "-o", options, "-w", "-t", "60", "start"
+            "pg_ctl",
+            "-D",
+            str(self.data / "db"),
+            "-l",
+            log,
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
 
     def stop(self) -> None:
