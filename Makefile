@@ -31,7 +31,9 @@ demo: $(STAMP)
 	$(BIN)/crmkit score --as-of $(DEMO_DATE) --out $(DEMO)/scores-dask.csv --executor dask $(DEMO_ARGS) --quiet
 	cmp $(DEMO)/scores.csv $(DEMO)/scores-dask.csv && echo "Dask scores are byte-identical to the local ones"
 	mkdir -p $(DEMO)/inbox && cp sample_data/messy/us_quantity_price.tsv $(DEMO)/inbox/
-	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS)
+	# The list also goes into a database table (SQLite here; PostgreSQL and DuckDB alike).
+	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS) \
+		--to sqlite:///$(DEMO)/lists.db --table crm_contacts
 	$(BIN)/crmkit report --as-of $(DEMO_DATE) --out $(DEMO)/report.html $(DEMO_ARGS) --quiet
 	# The learning loop: customers respond to the campaign (simulated, whom the treatment
 	# changes depends on the customer), the campaign is evaluated, an uplift model learns
@@ -47,6 +49,7 @@ demo: $(STAMP)
 	# is a new campaign: the old one's groups were treated differently and now differ.
 	$(BIN)/crmkit targets --as-of 2025-02-15 --campaign winback-uplift --policy uplift --out $(DEMO)/out $(DEMO_ARGS)
 	@echo "Report: $(DEMO)/report.html"
+	@echo "The day's contact list as a table: crm_contacts in $(DEMO)/lists.db (SQLite)"
 	@echo "Uplift per customer and treatment: $(DEMO)/uplift.csv"
 	@echo "Next list by expected incremental profit: $(DEMO)/out/winback-uplift/2025-02-15.contacts.csv"
 	@echo "Contact file for $(DEMO_DATE) (treatment group, for the sending system): $(DEMO)/out/winback/$(DEMO_DATE).contacts.csv"

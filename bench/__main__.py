@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import clv, features, ingest, model, scale, uplift
+from bench import clv, features, ingest, model, scale, sources, uplift
 
 SUITES = {
     "ingest": ingest.run,
@@ -14,6 +14,7 @@ SUITES = {
     "clv": clv.run,
     "uplift": uplift.run,
     "scale": scale.run,
+    "sources": sources.run,
 }
 
 

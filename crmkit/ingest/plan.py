@@ -75,10 +75,14 @@ class Plan:
     float_ids: bool
     cache_dates: bool = True
     id_words: int | None = None
+    #: Canonical columns whose source values are typed (a timestamp, a number), not text:
+    #: they are taken as they are instead of parsed.
+    typed: frozenset[str] = frozenset()
 
     def exhaustive(self, detection: parse.DateDetection) -> Plan:
         """Return the plan that tries every date format and number form."""
-        return Plan(self.mapping, self.decimal, detection.exhaustive(), True, False, True)
+        dates = detection.exhaustive()
+        return Plan(self.mapping, self.decimal, dates, True, False, True, typed=self.typed)
 
 
 def detect_plan(
@@ -122,10 +126,11 @@ def clean_rows(rows: pl.LazyFrame, plan: Plan, cfg: IngestConfig) -> pl.LazyFram
 
     Done once per column, in two steps so that each is evaluated once.
     """
-    sources = {T + c: raw for c, raw in plan.mapping.items()}
+    sources = {T + c: raw for c, raw in plan.mapping.items() if c not in plan.typed}
     if cfg.cancellations.status_column:
         sources[STATUS] = cfg.cancellations.status_column
     strip = [pl.col(raw).str.strip_chars().alias(name) for name, raw in sources.items()]
+    strip += [pl.col(plan.mapping[c]).alias(T + c) for c in sorted(plan.typed)]
     return rows.with_columns(strip).with_columns(
         pl.when(pl.col(n).str.len_bytes() > 0).then(pl.col(n)).alias(n) for n in sources
     )
@@ -143,6 +148,8 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
     def num(canonical: str) -> pl.Expr:
         if canonical not in m:
             return pl.lit(None, dtype=pl.Float64)
+        if canonical in plan.typed:
+            return pl.col(T + canonical).cast(pl.Float64)
         if plan.plain_numbers:
             return text(canonical).cast(pl.Float64, strict=False)
         return parse.parse_number(text(canonical), plan.decimal)
@@ -163,7 +170,7 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
     amount = pl.when(cancelled).then(-amount.abs()).otherwise(amount)
     quantity = pl.when(cancelled).then(-quantity.abs()).otherwise(quantity)
 
-    numeric = [c for c in schema.NUMERIC_COLUMNS if c in m]
+    numeric = [c for c in schema.NUMERIC_COLUMNS if c in m and c not in plan.typed]
     ambiguous = pl.lit(value=False)
     if not plan.plain_numbers:
         for canonical in numeric:
@@ -186,7 +193,8 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
     excluded = pl.lit(value=False)
     for canonical, pattern in cfg.exclude.items():
         if canonical in m:
-            excluded = excluded | text(canonical).str.contains(pattern).fill_null(value=False)
+            value = text(canonical).cast(pl.String) if canonical in plan.typed else text(canonical)
+            excluded = excluded | value.str.contains(pattern).fill_null(value=False)
     customer = text(schema.CUSTOMER_ID)
     retry = pl.lit(value=False)
     if not plan.float_ids:
@@ -199,12 +207,16 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
             C + schema.CUSTOMER_ID
         ),
         retry.alias(C + "retry"),
-        parse.parse_datetime(
-            text(schema.TS),
-            plan.dates,
-            normalise=plan.normalise_dates,
-            stripped=True,
-            cache=plan.cache_dates,
+        (
+            text(schema.TS).cast(pl.Datetime("us"))
+            if schema.TS in plan.typed
+            else parse.parse_datetime(
+                text(schema.TS),
+                plan.dates,
+                normalise=plan.normalise_dates,
+                stripped=True,
+                cache=plan.cache_dates,
+            )
         ).alias(C + schema.TS),
         text(schema.TS).is_not_null().alias(C + "ts_present"),
         amount.alias(C + schema.AMOUNT),

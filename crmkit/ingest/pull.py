@@ -22,12 +22,18 @@ from crmkit.ingest import sniff
 from crmkit.ingest.plan import ROW, SAMPLE_ROWS, detect_plan
 from crmkit.ingest.report import FileReport
 from crmkit.ingest.split import Staged, process
-from crmkit.ingest.tables import stage_batches, stage_parquet
+from crmkit.ingest.tables import as_text, keeps_type, stage_batches, stage_parquet
 from crmkit.sql import Query, bounded_sql, connect, encode_mark, record_batches, upper_mark
 from crmkit.store import StoreWriter
 
 PARQUET_SUFFIX: Final = ".parquet"
 _TYPED_DATES: Final = (pl.Datetime, pl.Date)
+
+
+def kept_types(cfg: IngestConfig, label: str, types: dict[str, pl.DataType]) -> dict[str, str]:
+    """Return the source columns taken as they are (:func:`keeps_type`), with their canonical."""
+    mapping = sniff.resolve_columns(list(types), cfg.columns, Path(label))
+    return {raw: c for c, raw in mapping.items() if keeps_type(c, types[raw])}
 
 
 def typed_config(cfg: IngestConfig, label: str, types: dict[str, pl.DataType]) -> IngestConfig:
@@ -54,15 +60,21 @@ def ingest_staged(
     writer: StoreWriter,
     now: dt.datetime,
     stage: Path,
+    kept: dict[str, str],
 ) -> tuple[FileReport, dict[str, str]]:
-    """Ingest staged text rows; return the report (without a hash) and the column mapping."""
+    """Ingest staged rows; return the report (without a hash) and the column mapping.
+
+    ``kept`` names the staged columns that are typed (source column -> canonical).
+    """
     if files:
         rows = pl.scan_parquet(list(files)).with_row_index(ROW)
-        sample = pl.scan_parquet(list(files)).head(SAMPLE_ROWS).collect()
+        sample = as_text(pl.scan_parquet(list(files)).head(SAMPLE_ROWS), label).collect()
     else:
         rows = pl.LazyFrame(schema=dict.fromkeys(header, pl.String)).with_row_index(ROW)
         sample = pl.DataFrame(schema=dict.fromkeys(header, pl.String))
+        kept = {}
     plan, detection = detect_plan(Path(label), sample, cfg, ",")
+    plan = dataclasses.replace(plan, typed=frozenset(kept.values()))
     outcome = process(Staged(label, rows, header, 1), plan, detection, writer, cfg, now, stage)
     report = outcome.report(
         source=label,
@@ -81,10 +93,13 @@ def ingest_parquet(
     """Ingest one Parquet file (its hash is the caller's to add)."""
     work.mkdir(parents=True, exist_ok=True)
     staged = work / "rows.parquet"
-    header = stage_parquet(path, staged)
     types = dict(pl.read_parquet_schema(path))
+    kept = kept_types(cfg, str(path), types)
+    header = stage_parquet(path, staged, frozenset(kept))
     rules = typed_config(cfg, str(path), types)
-    report, _ = ingest_staged(str(path), [str(staged)], header, rules, writer, now, work / "stage")
+    report, _ = ingest_staged(
+        str(path), [str(staged)], header, rules, writer, now, work / "stage", kept
+    )
     return dataclasses.replace(report, encoding="parquet")
 
 
@@ -127,8 +142,9 @@ def pull_query(
             yield first
             yield from batches
 
-        header, files = stage_batches(every(), work / "rows", label)
+        kept = kept_types(cfg, label, types)
+        header, files = stage_batches(every(), work / "rows", label, frozenset(kept))
     rules = typed_config(cfg, label, types)
-    report, _ = ingest_staged(label, files, header, rules, writer, now, work / "stage")
+    report, _ = ingest_staged(label, files, header, rules, writer, now, work / "stage", kept)
     report = dataclasses.replace(report, encoding=db.engine)
     return Pulled(report, encode_mark(high) if high is not None else None)

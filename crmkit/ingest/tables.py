@@ -15,6 +15,7 @@ from typing import Final
 
 import polars as pl
 
+from crmkit import schema
 from crmkit.errors import BadInputError
 
 TIMESTAMP_TEXT: Final = "%Y-%m-%d %H:%M:%S%.f"
@@ -30,27 +31,63 @@ def text_expr(name: str, dtype: pl.DataType, source: str) -> pl.Expr:
         A nested or binary column, which has no text form (select the columns you need).
     """
     column = pl.col(name)
+    if isinstance(dtype, pl.BaseExtension):
+        # e.g. PostgreSQL numeric read through ADBC: its text kept in an extension type
+        column, dtype = column.ext.storage(), dtype.ext_storage()  # type: ignore[assignment]
+    return _text(column, dtype, name, source).alias(name)
+
+
+def _text(column: pl.Expr, dtype: pl.DataType, name: str, source: str) -> pl.Expr:
     if dtype == pl.String:
         return column
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is not None:
             column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-        return column.dt.strftime(TIMESTAMP_TEXT).alias(name)
+        return column.dt.strftime(TIMESTAMP_TEXT)
     if dtype == pl.Date:
-        return column.dt.strftime("%Y-%m-%d").alias(name)
+        return column.dt.strftime("%Y-%m-%d")
     if dtype.is_numeric() or dtype in (pl.Boolean, pl.Categorical, pl.Enum, pl.Time, pl.Null):
-        return column.cast(pl.String).alias(name)
+        return column.cast(pl.String)
     raise BadInputError(
         f"{source}: column {name!r} is of type {dtype}, which ingest cannot read as text; "
         "leave it out (a --query that selects the columns you need)"
     )
 
 
-def as_text(frame: pl.LazyFrame | pl.DataFrame, source: str) -> pl.LazyFrame:
-    """Every column of ``frame`` as text (:func:`text_expr`), in the same order."""
+def typed_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Column ``name`` as a naive UTC ``Datetime("us")`` (timestamps, dates) or Float64."""
+    column = pl.col(name)
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    target = pl.Datetime("us") if dtype.is_temporal() else pl.Float64
+    return column.cast(target).alias(name)
+
+
+def keeps_type(canonical: str, dtype: pl.DataType) -> bool:
+    """Tell whether a source column of ``dtype`` mapped to ``canonical`` is taken as it is.
+
+    Timestamps and dates for the date, integers and floats for amounts, quantities and
+    prices; anything else (decimals among them) is written as text and parsed.
+    """
+    if canonical == schema.TS:
+        return isinstance(dtype, (pl.Datetime, pl.Date))
+    if canonical in schema.NUMERIC_COLUMNS:
+        return dtype.is_integer() or dtype.is_float()
+    return False
+
+
+def as_text(
+    frame: pl.LazyFrame | pl.DataFrame, source: str, keep: frozenset[str] = frozenset()
+) -> pl.LazyFrame:
+    """Every column of ``frame`` as text (:func:`text_expr`) but those in ``keep``.
+
+    Columns in ``keep`` become :func:`typed_expr`'s types; the order stays.
+    """
     lazy = frame.lazy()
-    schema = lazy.collect_schema()
-    return lazy.select(text_expr(n, t, source) for n, t in schema.items())
+    types = lazy.collect_schema()
+    return lazy.select(
+        typed_expr(n, t) if n in keep else text_expr(n, t, source) for n, t in types.items()
+    )
 
 
 def parquet_header(path: Path) -> list[str]:
@@ -67,7 +104,7 @@ def parquet_header(path: Path) -> list[str]:
         raise BadInputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from exc
 
 
-def stage_parquet(path: Path, out: Path) -> list[str]:
+def stage_parquet(path: Path, out: Path, keep: frozenset[str] = frozenset()) -> list[str]:
     """Write ``path``'s rows as text to ``out``; return the header.
 
     Raises
@@ -77,7 +114,7 @@ def stage_parquet(path: Path, out: Path) -> list[str]:
     """
     header = parquet_header(path)
     try:
-        as_text(pl.scan_parquet(path), str(path)).sink_parquet(
+        as_text(pl.scan_parquet(path), str(path), keep).sink_parquet(
             out, compression="lz4", row_group_size=STAGED_ROW_GROUP
         )
     except pl.exceptions.PolarsError as exc:
@@ -86,7 +123,7 @@ def stage_parquet(path: Path, out: Path) -> list[str]:
 
 
 def stage_batches(
-    batches: Iterable[pl.DataFrame], out_dir: Path, source: str
+    batches: Iterable[pl.DataFrame], out_dir: Path, source: str, keep: frozenset[str] = frozenset()
 ) -> tuple[list[str], list[str]]:
     """Write record batches as text, one Parquet file each, in order.
 
@@ -102,6 +139,6 @@ def stage_batches(
         if not batch.height:
             continue
         target = out_dir / f"batch{i:08d}.parquet"
-        as_text(batch, source).collect().write_parquet(target, compression="lz4")
+        as_text(batch, source, keep).collect().write_parquet(target, compression="lz4")
         files.append(str(target))
     return header or [], files
