@@ -160,7 +160,8 @@ def _open(db: Database, *, read_only: bool) -> Connection:
     import sqlite3
 
     # transactions are begun explicitly (BEGIN IMMEDIATE) where a write needs one
-    return sqlite3.connect(path, timeout=30, isolation_level=None)
+    # check_same_thread: rows are fetched in a second thread while the first writes them
+    return sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
 
 
 def placeholders(db: Database, n: int) -> list[str]:

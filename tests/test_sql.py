@@ -233,3 +233,24 @@ def test_unreachable_server_is_unavailable(tmp_path):
     assert "pw@" not in str(excinfo.value)
     assert "***" in str(excinfo.value)
     assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_parquet_with_aware_timestamps_and_integer_amounts(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "client": ["A", "B"],
+            "paid_at": [dt.datetime(2024, 3, 1, 12, 0), dt.datetime(2024, 3, 2, 8, 30, 0, 500)],
+            "total": [12, 7],
+        }
+    ).with_columns(pl.col("paid_at").dt.replace_time_zone("America/New_York"))
+    frame.write_parquet(tmp_path / "x.parquet")
+    store = Store(tmp_path / "s")
+    cfg = IngestConfig(columns={"customer_id": "client", "ts": "paid_at", "amount": "total"})
+    report = ingest_files([tmp_path / "x.parquet"], store, cfg, now=NOW)
+    assert report.rows_stored == 2
+    rows = stored(store)
+    assert rows["ts"].to_list() == [
+        dt.datetime(2024, 3, 1, 17, 0),
+        dt.datetime(2024, 3, 2, 13, 30, 0, 500),
+    ]
+    assert rows["amount"].to_list() == [12.0, 7.0]

@@ -9,15 +9,19 @@ Parquet file or a database table therefore become the same stored rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Final
+from queue import Empty, Queue
+from typing import Final, TypeVar
 
 import polars as pl
 
 from crmkit import schema
 from crmkit.errors import BadInputError
 
+T = TypeVar("T")
 TIMESTAMP_TEXT: Final = "%Y-%m-%d %H:%M:%S%.f"
 STAGED_ROW_GROUP: Final = 65_536
 
@@ -125,20 +129,63 @@ def stage_parquet(path: Path, out: Path, keep: frozenset[str] = frozenset()) -> 
 def stage_batches(
     batches: Iterable[pl.DataFrame], out_dir: Path, source: str, keep: frozenset[str] = frozenset()
 ) -> tuple[list[str], list[str]]:
-    """Write record batches as text, one Parquet file each, in order.
+    """Write record batches (text but ``keep``), one Parquet file each, in order.
 
-    Returns the header (from the first batch, which may be empty) and the files, named so
-    that their lexical order is the batches' order.
+    The next batch is read in a second thread while one is written, so the database's
+    transfer and the conversion overlap. Returns the header (from the first batch, which
+    may be empty) and the files, named so that their lexical order is the batches' order.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
     header: list[str] | None = None
-    for i, batch in enumerate(batches):
+    for i, batch in enumerate(prefetched(batches)):
         if header is None:
             header = batch.columns
         if not batch.height:
             continue
         target = out_dir / f"batch{i:08d}.parquet"
-        as_text(batch, source, keep).collect().write_parquet(target, compression="lz4")
+        as_text(batch, source, keep).collect().write_parquet(target, compression="uncompressed")
         files.append(str(target))
     return header or [], files
+
+
+_DONE: Final = object()
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Yield ``items``, produced by a second thread up to ``depth`` ahead.
+
+    An error of the producer is raised here, where the item would have been.
+    """
+    queue: Queue[object] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                queue.put(item)
+        except BaseException as exc:
+            queue.put(_Failure(exc))
+        else:
+            queue.put(_DONE)
+
+    thread = threading.Thread(target=produce, name="crmkit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not _DONE:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        thread.join()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
