@@ -244,6 +244,8 @@ def _dry_run(store: Store, options: RunOptions, settings: Settings) -> RunResult
     targets = targets_for(store, options, settings, scores)
     model = f"{scores.card['name']}:{scores.card['version']}"
     pending = tuple(f"{f.name}: not ingested (dry run)" for f in files)
+    if options.pull is not None:
+        pending += (f"{options.pull.database.label}: not pulled (dry run)",)
     return RunResult(options.date, [], scores.frame.height, targets, model, (*pending, *skipped))
 
 

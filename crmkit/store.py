@@ -488,6 +488,8 @@ class StoreInfo:
     parts: int
     generation: int
     quarantine_reasons: Mapping[str, int]
+    #: Database sources pulled with a high-water mark: source, column, mark, last pull.
+    sources: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -533,4 +535,5 @@ def store_info(store: Store) -> StoreInfo:
         parts=sum(len(manifest.parts_of(k)) for k in KINDS),
         generation=manifest.generation,
         quarantine_reasons=dict(zip(reasons["reason"], reasons["len"], strict=True)),
+        sources=tuple(dict(v) for _, v in sorted(manifest.sources.items())),
     )

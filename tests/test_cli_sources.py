@@ -89,6 +89,9 @@ def test_three_daily_pulls_with_a_crash_store_each_row_once(runner, db_env, tmp_
     to_postgres(pg, days[2], table, tmp_path)
     third = invoke(runner, *pull, "--json")
     assert third["rows_stored"] == days[2].height
+    info = invoke(runner, "store", "info", "--store", str(store), "--json")
+    assert [s["high_water"]["value"] for s in info["sources"]] == [frame["ts"].max().isoformat()]
+    assert info["sources"][0]["source"].startswith("postgresql://crmkit:***@")
     # the same rows and the same features as one ingest of the CSV export
     reference = tmp_path / "ref"
     invoke(runner, "ingest", str(CSV), "--store", str(reference), "-q")

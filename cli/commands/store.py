@@ -83,6 +83,15 @@ def info(
         *[[f"  {k}", v] for k, v in summary.quarantine_reasons.items()],
         ["buckets / parts", f"{summary.buckets} / {summary.parts}"],
     ]
+    for source in summary.sources:
+        mark = source.get("high_water") or {}
+        rows.append(["source", source.get("source", "?")])
+        rows.append(
+            [
+                f"  {source.get('since_column')} at",
+                f"{mark.get('value')} ({source.get('pulled_at')})",
+            ]
+        )
     err.print(table(f"Store {summary.path}", ["", "value"], rows))
 
 

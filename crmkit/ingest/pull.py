@@ -23,7 +23,15 @@ from crmkit.ingest.plan import ROW, SAMPLE_ROWS, detect_plan
 from crmkit.ingest.report import FileReport
 from crmkit.ingest.split import Staged, process
 from crmkit.ingest.tables import as_text, keeps_type, stage_batches, stage_parquet
-from crmkit.sql import Query, bounded_sql, connect, encode_mark, record_batches, upper_mark
+from crmkit.sql import (
+    Connection,
+    Query,
+    bounded_sql,
+    connect,
+    encode_mark,
+    record_batches,
+    upper_mark,
+)
 from crmkit.store import StoreWriter
 
 PARQUET_SUFFIX: Final = ".parquet"
@@ -111,6 +119,37 @@ class Pulled:
     high_water: dict[str, str] | None
 
 
+def numerics_as_float(
+    connection: Connection,
+    query: Query,
+    sql: str,
+    params: Sequence[object],
+    cfg: IngestConfig,
+    label: str,
+) -> str:
+    """Return ``sql`` with PostgreSQL ``numeric`` amounts, quantities and prices as float8.
+
+    The driver hands ``numeric`` over as text, which costs a quarter of a pull's read
+    time and is parsed again; PostgreSQL converts it to the nearest double, the value
+    ingest would parse from that text, so the stored rows are the same.
+    """
+    probe = f"SELECT * FROM ({sql}) AS crmkit_probe LIMIT 0"  # noqa: S608 - the user's own query
+    types = dict(next(record_batches(query.database, connection, probe, params)).schema)
+    mapping = sniff.resolve_columns(list(types), cfg.columns, Path(label))
+    numeric = {
+        raw
+        for canonical, raw in mapping.items()
+        if canonical in schema.NUMERIC_COLUMNS and isinstance(types[raw], pl.BaseExtension)
+    }
+    if not numeric:
+        return sql
+    columns = []
+    for name in types:
+        quoted = '"' + name.replace('"', '""') + '"'
+        columns.append(f"{quoted}::float8 AS {quoted}" if name in numeric else quoted)
+    return f"SELECT {', '.join(columns)} FROM ({sql}) AS crmkit_source"  # noqa: S608 - the user's own query
+
+
 def pull_query(
     query: Query,
     label: str,
@@ -134,6 +173,8 @@ def pull_query(
             empty = FileReport(label, "", "ingested", notes=("no new rows",))
             return Pulled(empty, None)
         sql, params = bounded_sql(query, low, high)
+        if db.engine == "postgresql":
+            sql = numerics_as_float(connection, query, sql, params, cfg, label)
         batches = record_batches(db, connection, sql, params)
         first = next(batches)
         types = dict(first.schema)

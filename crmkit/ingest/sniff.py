@@ -22,7 +22,7 @@ from crmkit.ingest import encoding
 if TYPE_CHECKING:
     import polars as pl
 
-SUFFIXES: Final = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+SUFFIXES: Final = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz", ".parquet")
 DELIMITERS: Final = (",", ";", "\t", "|")
 _CHUNK: Final = 16 * 1024 * 1024
 _GZIP_MAGIC: Final = b"\x1f\x8b"
@@ -302,7 +302,8 @@ def first_ragged_line(path: Path, delimiter: str) -> tuple[int, int, int] | None
 def read_small_table(path: Path, what: str) -> pl.DataFrame:
     """Read a small delimited file (any Unicode encoding, detected delimiter) as text columns.
 
-    For side files read whole: assignment files, customer attribute tables.
+    For side files read whole: assignment files, customer attribute tables. A ``.parquet``
+    file's columns are written as text the way ingest writes a typed source's.
 
     Raises
     ------
@@ -313,6 +314,11 @@ def read_small_table(path: Path, what: str) -> pl.DataFrame:
 
     from crmkit.ingest.encoding import read_text
 
+    if path.name.lower().endswith(".parquet"):
+        from crmkit.ingest.tables import as_text, parquet_header
+
+        parquet_header(path)  # a clear error for a file that is not Parquet
+        return as_text(pl.scan_parquet(path), f"{what} {path}").collect()
     text = read_text(path, what)
     delimiter = detect_delimiter(text[: 256 * 1024], path.name)
     try:
