@@ -374,18 +374,11 @@ class ComputeConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """A database that ``crmkit run`` pulls new transactions from (besides its inbox).
+    """A database that ``crmkit run`` pulls new transactions from (see :mod:`crmkit.sql`).
 
-    Attributes
-    ----------
-    uri
-        ``postgresql://user:${PGPASSWORD}@host/db``, ``sqlite:///file.db`` or
-        ``duckdb:///file.duckdb``; ``${VAR}`` is read from the environment when used.
-    query, table
-        What to read: a SELECT, or a whole table (exactly one of them).
-    since_column
-        A column that grows with new rows (a timestamp or an id): each pull reads only the
-        rows at or above the highest value pulled before (the store keeps it per source).
+    ``uri`` (``${VAR}`` read from the environment when used) with ``query`` or ``table``;
+    ``since_column`` grows with new rows (a timestamp or an id): each pull reads only the
+    rows at or above the highest value pulled before, which the store keeps per source.
     """
 
     uri: str | None = None

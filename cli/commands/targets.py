@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from crmkit_cli.common import (
     DEFAULT_STORE,
+    FitTable,
     AsOfOpt,
     ConfigOpt,
     JsonOpt,
@@ -24,6 +25,8 @@ from crmkit_cli.common import (
     table,
     user_errors,
 )
+
+from crmkit.config import overlay
 
 app = typer.Typer()
 
@@ -72,12 +75,8 @@ def spend_line(spend: dict[str, Any]) -> str:
     return f"spend {spend['total']:,.2f}{against}: {', '.join(parts) or 'no contacts'}"
 
 
-def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
-    """Print the group sizes, balance table, exclusions and warnings of a target list."""
-    for warning in summary["warnings"]:
-        err.print(f"[yellow]warning:[/yellow] {warning}")
-    if quiet:
-        return
+def balance_table(balance: list[dict[str, Any]]) -> FitTable:
+    """Return the groups' sizes, covariate means and standardised differences as a table."""
     covariates = ("churn_probability", "customer_value", "recency_days")
 
     def smd(value: float | None) -> str:
@@ -90,10 +89,19 @@ def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
             *(b[f"mean_{c}"] for c in covariates),
             *(smd(b[f"smd_{c}"]) for c in covariates),
         ]
-        for b in summary["balance"]
+        for b in balance
     ]
     cols = ["group", "n", "churn p", "value", "recency", "SMD p", "SMD val", "SMD rec"]
-    err.print(table("Groups and balance (SMD against treatment)", cols, rows))
+    return table("Groups and balance (SMD against treatment)", cols, rows)
+
+
+def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
+    """Print the group sizes, balance table, exclusions and warnings of a target list."""
+    for warning in summary["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    if quiet:
+        return
+    err.print(balance_table(summary["balance"]))
     excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items())
     err.print(f"customers: {excluded}")
     err.print(f"list {summary['status']}: {summary['contacts']:,} to contact")
@@ -103,12 +111,16 @@ def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
         return
     err.print(f"contact file: {summary['contact_file']}")
     err.print(f"assignment file: {summary['assignment_file']}")
-    written = summary.get("destination")
-    if written:
-        err.print(
-            f"table {written['table']} in {written['uri']}: {written['inserted']:,} row(s) "
-            f"written, {written['replaced']:,} of the day replaced"
-        )
+    if summary.get("destination"):
+        err.print(destination_line(summary["destination"]))
+
+
+def destination_line(written: dict[str, Any]) -> str:
+    """One line: the table the list went to, rows written and rows of the day replaced."""
+    return (
+        f"table {written['table']} in {written['uri']}: {written['inserted']:,} row(s) "
+        f"written, {written['replaced']:,} of the day replaced"
+    )
 
 
 DryRunOpt = Annotated[
@@ -181,7 +193,6 @@ def targets(
 
     Example: crmkit targets --as-of 2025-01-01 --campaign winback --size 500 --out lists
     """
-    from crmkit.config import overlay
     from crmkit.daily import RunOptions, targets_for
     from crmkit.store import Store
 
