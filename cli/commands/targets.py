@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import typer
 from crmkit_cli.common import (
     DEFAULT_STORE,
-    FitTable,
     AsOfOpt,
     ConfigOpt,
+    FitTable,
     JsonOpt,
     QuietOpt,
     RegistryOpt,
