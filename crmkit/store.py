@@ -287,7 +287,7 @@ class Store:
             raise StoreCorruptError(f"--store {self.root} is a file, not a store directory")
         entries = sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
         staging = self.root / "staging"
-        stray = [e for e in entries if e not in FRESH_ENTRIES]
+        stray = [e for e in entries if e not in FRESH_ENTRIES and not self._empty_kind(e)]
         if staging.is_dir():
             stray += [f"staging/{p.name}" for p in staging.iterdir() if not _is_staging(p)]
         if stray:
@@ -297,6 +297,13 @@ class Store:
                 "another --store, or recover a store whose manifest was lost with "
                 f"`crmkit store init --adopt --store {self.root}`"
             )
+
+    def _empty_kind(self, entry: str) -> bool:
+        """Tell whether ``entry`` is a part directory holding no file (a failed first write)."""
+        path = self.root / entry
+        if entry not in KINDS or not path.is_dir() or path.is_symlink():
+            return False
+        return not any(p.is_file() or p.is_symlink() for p in path.rglob("*"))
 
     def _remove_orphans(self, manifest: Manifest) -> None:
         """Delete the store's own part files that the manifest does not name, and staging.

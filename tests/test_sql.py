@@ -9,6 +9,8 @@ import uuid
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmkit.config import IngestConfig
 from crmkit.destination import write_list
@@ -254,3 +256,41 @@ def test_parquet_with_aware_timestamps_and_integer_amounts(tmp_path):
         dt.datetime(2024, 3, 2, 13, 30, 0, 500),
     ]
     assert rows["amount"].to_list() == [12.0, 7.0]
+
+
+@settings(max_examples=25)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.datetimes(dt.datetime(1995, 1, 1), dt.datetime(2025, 12, 31)),
+            st.floats(-1e6, 1e6, allow_nan=False).filter(lambda v: abs(v) > 1e-9),
+            st.integers(1, 10),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_parquet_and_csv_of_the_same_values_store_the_same_rows(rows):
+    import tempfile
+    from pathlib import Path
+
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(len(rows))],
+            "ts": [r[0] for r in rows],
+            "amount": [r[1] for r in rows],
+            "quantity": [r[2] for r in rows],
+        },
+        schema_overrides={"ts": pl.Datetime("us")},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        frame.write_parquet(root / "x.parquet")
+        frame.write_csv(root / "x.csv", datetime_format="%Y-%m-%d %H:%M:%S%.f")
+        from_parquet, from_csv = Store(root / "p"), Store(root / "c")
+        ingest_files([root / "x.parquet"], from_parquet, IngestConfig(), now=NOW)
+        ingest_files([root / "x.csv"], from_csv, IngestConfig(), now=NOW)
+        stored_parquet = stored(from_parquet)
+        assert stored_parquet.equals(stored(from_csv))
+        assert stored_parquet["amount"].sort().to_list() == sorted(r[1] for r in rows)
+        assert stored_parquet["ts"].sort().to_list() == sorted(r[0] for r in rows)

@@ -237,3 +237,21 @@ def test_a_truncated_part_is_named_and_blocks_writes(tmp_path, runner):
         result = invoke(runner, *args, "--store", str(store.root), code=4)
         assert part.name in result.stderr
         assert "truncated" in result.stderr
+
+
+def test_a_failed_first_write_leaves_a_directory_that_becomes_a_store(tmp_path):
+    from crmkit.errors import BadInputError
+
+    source = tmp_path / "a.csv"
+    source.write_text("customer_id,ts,amount\nA,2024-01-01,1\nB,not a date,2\n")
+    store = Store(tmp_path / "s")
+    with pytest.raises(BadInputError, match="--strict"):
+        ingest_files([source], store, IngestConfig(), now=NOW, strict=True)
+    assert not store.exists()
+    report = ingest_files([source], store, IngestConfig(), now=NOW)
+    assert (report.rows_stored, report.rows_quarantined) == (1, 1)
+    # a part directory that holds a file is not a failed first write
+    (tmp_path / "t" / "transactions").mkdir(parents=True)
+    (tmp_path / "t" / "transactions" / "x.parquet").write_bytes(b"PAR1")
+    with pytest.raises(StoreCorruptError, match="not a crmkit store"):
+        ingest_files([source], Store(tmp_path / "t"), IngestConfig(), now=NOW)
