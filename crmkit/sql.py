@@ -196,6 +196,15 @@ def upper_mark(
         return _fetch_one(query.database, connection, sql, params)
 
 
+def null_marks(query: Query, connection: Connection) -> int:
+    """Count the rows whose since column is null: a pull by that column never reads them."""
+    column = column_name(query.since_column or "", "--since-column")
+    sql = f"SELECT COUNT(*) FROM ({query.sql}) AS crmkit_source WHERE {column} IS NULL"  # noqa: S608 - the user's own query; names are checked identifiers
+    with translated(query.database, "counting rows without a high-water value"):
+        count = _fetch_one(query.database, connection, sql, [])
+    return count if isinstance(count, int) else 0
+
+
 def bounded_sql(query: Query, low: object | None, high: object | None) -> tuple[str, list[object]]:
     """Return the query restricted to ``low <= since_column <= high`` (each bound when given)."""
     if query.since_column is None or high is None:

@@ -160,8 +160,11 @@ def test_since_column_reads_only_new_rows(tmp_path):
         )
     store = Store(tmp_path / "s")
     query = query_for(database(f"sqlite:///{path}", "t"), None, "tx", "ts")
+    with sqlite3.connect(path) as con:
+        con.execute("INSERT INTO tx VALUES ('N', NULL, 9.0)")
     first = ingest_query(query, store, IngestConfig(), now=NOW)
     assert (first.rows_read, first.rows_stored) == (2, 2)
+    assert "1 row(s) with a null ts are never read" in first.files[0].notes
     mark = store.manifest().sources[query.key]
     assert mark["high_water"] == {"type": "text", "value": "2024-01-02 10:00:00"}
     with sqlite3.connect(path) as con:

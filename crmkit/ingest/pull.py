@@ -29,6 +29,7 @@ from crmkit.sql import (
     bounded_sql,
     connect,
     encode_mark,
+    null_marks,
     record_batches,
     upper_mark,
 )
@@ -169,9 +170,12 @@ def pull_query(
     db = query.database
     with connect(db, read_only=True) as connection:
         high = upper_mark(query, connection, low) if query.since_column else None
+        unread = ""
+        if query.since_column and low is None and (nulls := null_marks(query, connection)):
+            unread = f"{nulls:,} row(s) with a null {query.since_column} are never read"
         if query.since_column and high is None:
-            empty = FileReport(label, "", "ingested", notes=("no new rows",))
-            return Pulled(empty, None)
+            notes = tuple(n for n in ("no new rows", unread) if n)
+            return Pulled(FileReport(label, "", "ingested", notes=notes), None)
         sql, params = bounded_sql(query, low, high)
         if db.engine == "postgresql":
             sql = numerics_as_float(connection, query, sql, params, cfg, label)
@@ -187,5 +191,6 @@ def pull_query(
         header, files = stage_batches(every(), work / "rows", label, frozenset(kept))
     rules = typed_config(cfg, label, types)
     report, _ = ingest_staged(label, files, header, rules, writer, now, work / "stage", kept)
-    report = dataclasses.replace(report, encoding=db.engine)
+    notes = (*report.notes, unread) if unread else report.notes
+    report = dataclasses.replace(report, encoding=db.engine, notes=notes)
     return Pulled(report, encode_mark(high) if high is not None else None)
