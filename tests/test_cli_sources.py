@@ -144,6 +144,20 @@ def test_daily_run_pulls_and_writes_the_list_once_and_never_shows_the_password(
     ).split()
     assert columns[:3] == ["customer_id:text", "campaign_id:text", "as_of:date"]
     assert "rank:bigint" in columns
+    # an amount beyond a double's range is quarantined, not a failed pull
+    huge = unique("huge")
+    pg.psql(
+        f"CREATE TABLE {huge} AS SELECT * FROM {table} LIMIT 3; "  # noqa: S608 - test tables
+        f"UPDATE {huge} SET amount = NULL; "
+        f"ALTER TABLE {huge} ALTER COLUMN amount TYPE numeric; "
+        f"UPDATE {huge} SET amount = 1e400 WHERE order_id = (SELECT min(order_id) FROM {huge}); "
+        f"UPDATE {huge} SET amount = 5 WHERE amount IS NULL;"
+    )
+    pulled = invoke(
+        runner, "ingest", "${CRMKIT_DB_URI}", "--table", huge, "--store", str(tmp_path / "h"),
+        "--json",
+    )  # fmt: skip
+    assert (pulled["rows_stored"], pulled["quarantine_reasons"]) == (2, {"implausible_amount": 1})
     # failures print one masked line
     bad = runner.invoke(
         __import__("crmkit_cli.main").main.app,

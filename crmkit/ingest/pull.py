@@ -147,8 +147,21 @@ def numerics_as_float(
     columns = []
     for name in types:
         quoted = '"' + name.replace('"', '""') + '"'
-        columns.append(f"{quoted}::float8 AS {quoted}" if name in numeric else quoted)
+        columns.append(f"{_as_float(quoted)} AS {quoted}" if name in numeric else quoted)
     return f"SELECT {', '.join(columns)} FROM ({sql}) AS crmkit_source"  # noqa: S608 - the user's own query
+
+
+def _as_float(column: str) -> str:
+    """Return SQL for a numeric column as float8, an infinity beyond a double's range.
+
+    Ingest quarantines an infinity (or NaN's) as an implausible amount, where a plain cast
+    would fail the whole query.
+    """
+    return (
+        f"CASE WHEN abs({column}) <= 1e300 THEN {column}::float8 "
+        f"WHEN {column} > 0 THEN 'Infinity'::float8 "
+        f"WHEN {column} < 0 THEN '-Infinity'::float8 END"
+    )
 
 
 def pull_query(
