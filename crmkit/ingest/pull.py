@@ -1,7 +1,8 @@
-"""Ingest of typed sources: Parquet files and database queries, staged as text first.
+"""Ingest of typed sources: Parquet files and database queries, staged first.
 
-A Parquet file or a query's result is written as text (:mod:`crmkit.ingest.tables`) into
-the write's staging area, then goes through the same mapping, parsing, validation,
+A Parquet file or a query's result is written into the write's staging area
+(:mod:`crmkit.ingest.tables`): the timestamp and float or integer amounts as they are,
+every other column as text. It then goes through the same mapping, parsing, validation,
 quarantine and de-duplication as a CSV file (:func:`crmkit.ingest.split.process`). A
 quarantined row's ``line`` is its row number in the file or in the query's result.
 """

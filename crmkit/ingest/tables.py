@@ -1,7 +1,8 @@
-"""Typed sources as text: Parquet files and database query results, staged for ingest.
+"""Typed sources staged for ingest: Parquet files and database query results.
 
-Ingest validates text fields (:mod:`crmkit.ingest.plan`). A typed source's values are
-written as text in the canonical forms the parsers read first: timestamps as
+Ingest validates text fields (:mod:`crmkit.ingest.plan`), and takes a typed timestamp and
+float or integer amounts as they are (:func:`keeps_type`). A typed source's other values
+are written as text in the canonical forms the parsers read first: timestamps as
 ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (time-zone aware ones in UTC), dates as ``YYYY-MM-DD``,
 numbers as their shortest exact decimal text. The same values from a CSV export, a
 Parquet file or a database table therefore become the same stored rows.
