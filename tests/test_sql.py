@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import uuid
@@ -297,3 +298,40 @@ def test_parquet_and_csv_of_the_same_values_store_the_same_rows(rows):
         assert stored_parquet.equals(stored(from_csv))
         assert stored_parquet["amount"].sort().to_list() == sorted(r[1] for r in rows)
         assert stored_parquet["ts"].sort().to_list() == sorted(r[0] for r in rows)
+
+
+def test_a_file_that_is_not_parquet_is_bad_input(tmp_path):
+    junk, cut = tmp_path / "junk.parquet", tmp_path / "cut.parquet"
+    junk.write_bytes(b"customer_id,ts,amount\n")
+    typed(CSV).head(100).write_parquet(tmp_path / "whole.parquet")
+    cut.write_bytes((tmp_path / "whole.parquet").read_bytes()[:-100])
+    store = Store(tmp_path / "s")
+    for path in (junk, cut):
+        with pytest.raises(BadInputError, match="not a readable Parquet file"):
+            ingest_files([path], store, IngestConfig(), now=NOW)
+    assert not store.exists()
+
+
+@settings(max_examples=40)
+@given(data=st.binary(max_size=2_000), keep=st.integers(0, 3_000))
+def test_any_bytes_named_parquet_are_bad_input_or_rows(data, keep):
+    import tempfile
+    from pathlib import Path
+
+    from crmkit.attributes import load_attributes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        whole = root / "whole.parquet"
+        typed(CSV).head(50).write_parquet(whole)
+        # random bytes, or a real file cut short and followed by random bytes
+        for name, content in (("a", data), ("b", whole.read_bytes()[:keep] + data)):
+            path = root / f"{name}.parquet"
+            path.write_bytes(content)
+            try:
+                report = ingest_files([path], Store(root / f"s{name}"), IngestConfig(), now=NOW)
+            except BadInputError:
+                continue
+            assert report.rows_read == report.rows_stored + report.rows_quarantined
+            with contextlib.suppress(BadInputError):
+                load_attributes(Store(root / f"c{name}"), path, now=NOW)

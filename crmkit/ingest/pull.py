@@ -23,7 +23,13 @@ from crmkit.ingest import sniff
 from crmkit.ingest.plan import ROW, SAMPLE_ROWS, detect_plan
 from crmkit.ingest.report import FileReport
 from crmkit.ingest.split import Staged, process
-from crmkit.ingest.tables import as_text, keeps_type, stage_batches, stage_parquet
+from crmkit.ingest.tables import (
+    as_text,
+    keeps_type,
+    parquet_schema,
+    stage_batches,
+    stage_parquet,
+)
 from crmkit.sql import (
     Connection,
     Query,
@@ -103,7 +109,7 @@ def ingest_parquet(
     """Ingest one Parquet file (its hash is the caller's to add)."""
     work.mkdir(parents=True, exist_ok=True)
     staged = work / "rows.parquet"
-    types = dict(pl.read_parquet_schema(path))
+    types = parquet_schema(path)
     kept = kept_types(cfg, str(path), types)
     header = stage_parquet(path, staged, frozenset(kept))
     rules = typed_config(cfg, str(path), types)

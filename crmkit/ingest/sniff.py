@@ -318,7 +318,10 @@ def read_small_table(path: Path, what: str) -> pl.DataFrame:
         from crmkit.ingest.tables import as_text, parquet_header
 
         parquet_header(path)  # a clear error for a file that is not Parquet
-        return as_text(pl.scan_parquet(path), f"{what} {path}").collect()
+        try:
+            return as_text(pl.scan_parquet(path), f"{what} {path}").collect()
+        except pl.exceptions.PolarsError as exc:
+            raise BadInputError(f"{path}: cannot read its rows ({type(exc).__name__})") from exc
     text = read_text(path, what)
     delimiter = detect_delimiter(text[: 256 * 1024], path.name)
     try:

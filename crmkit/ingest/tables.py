@@ -95,18 +95,23 @@ def as_text(
     )
 
 
-def parquet_header(path: Path) -> list[str]:
-    """Column names of a Parquet file.
+def parquet_schema(path: Path) -> dict[str, pl.DataType]:
+    """Return the column types of a Parquet file.
 
     Raises
     ------
     BadInputError
-        When the file is not Parquet.
+        When the file is not Parquet (or is cut short).
     """
     try:
-        return list(pl.read_parquet_schema(path))
+        return dict(pl.read_parquet_schema(path))
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise BadInputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from exc
+
+
+def parquet_header(path: Path) -> list[str]:
+    """Return the column names of a Parquet file (see :func:`parquet_schema`)."""
+    return list(parquet_schema(path))
 
 
 def stage_parquet(path: Path, out: Path, keep: frozenset[str] = frozenset()) -> list[str]:
