@@ -247,22 +247,53 @@ def record_batches(
             empty = True
             for batch in reader:
                 empty = False
-                yield pl.from_arrow(_plain(batch))  # type: ignore[misc]
+                yield _polars(db, batch)
             if empty:
-                yield pl.from_arrow(_plain(_empty_batch(reader.schema)))  # type: ignore[misc]
+                yield _polars(db, _empty_batch(reader.schema))
     finally:
         with contextlib.suppress(Exception):
             cursor.close()
 
 
 def _plain(batch: Arrow) -> Arrow:
-    """Replace extension columns (PostgreSQL ``numeric`` arrives as one) by their storage."""
+    """Make a record batch polars can take, its values unchanged.
+
+    An extension column (PostgreSQL ``numeric`` and ``uuid`` arrive as ones) becomes its
+    storage, a UUID its canonical text, and an interval (which polars cannot import) its
+    text.
+    """
     import pyarrow as pa
 
-    if not any(isinstance(f.type, pa.BaseExtensionType) for f in batch.schema):
-        return batch
-    arrays = [c.storage if isinstance(c.type, pa.BaseExtensionType) else c for c in batch.columns]
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    arrays, changed = [], False
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        kind = field.type
+        if isinstance(kind, pa.BaseExtensionType):
+            is_uuid = "uuid" in kind.extension_name
+            column, changed = column.storage, True
+            if is_uuid:
+                column = pa.array([_uuid_text(v) for v in column.to_pylist()], pa.string())
+        if pa.types.is_interval(column.type):
+            text = [None if v is None else str(v) for v in column.to_pylist()]
+            column, changed = pa.array(text, pa.string()), True
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names) if changed else batch
+
+
+def _uuid_text(value: bytes | None) -> str | None:
+    import uuid
+
+    return None if value is None else str(uuid.UUID(bytes=value))
+
+
+def _polars(db: Database, batch: Arrow) -> pl.DataFrame:
+    try:
+        return pl.from_arrow(_plain(batch))  # type: ignore[return-value]
+    except pl.exceptions.PolarsError as exc:
+        kinds = ", ".join(f"{f.name} {f.type}" for f in batch.schema)
+        raise BadInputError(
+            f"{db.label}: the query's columns cannot be read ({kinds}); select the columns "
+            "you need, cast to text where needed"
+        ) from exc
 
 
 def _empty_batch(schema: Arrow) -> Arrow:

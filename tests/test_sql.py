@@ -53,8 +53,13 @@ def test_typed_values_become_the_text_a_csv_would_hold():
     assert [float(v) for v in out["amount"]] == [2.55, 1e-7]
     assert out["id"].to_list() == ["12346.0", None]
     assert out["n"].to_list() == ["1", "2"]
+    other = pl.DataFrame({"l": [[1, 2], None], "b": [b"\x01\xff", None], "s": [{"x": 1}, None]})
+    assert as_text(other, "t").collect().rows() == [
+        ("[1,2]", "01ff", '{"x":1}'),
+        (None, None, None),
+    ]
     with pytest.raises(BadInputError, match="column 'l' is of type List"):
-        as_text(pl.DataFrame({"l": [[1]]}), "t")
+        as_text(pl.DataFrame({"l": [[[1]]]}), "t")
 
 
 @pytest.mark.parametrize(
@@ -335,3 +340,27 @@ def test_any_bytes_named_parquet_are_bad_input_or_rows(data, keep):
             assert report.rows_read == report.rows_stored + report.rows_quarantined
             with contextlib.suppress(BadInputError):
                 load_attributes(Store(root / f"c{name}"), path, now=NOW)
+
+
+def test_postgres_columns_of_every_common_type(tmp_path, pg):
+    table = unique("odd")
+    pg.psql(
+        f"CREATE TABLE {table} (customer_id uuid, ts timestamptz, amount numeric, note jsonb, "  # noqa: S608 - a test table
+        "blob bytea, tags int[], wait interval, vip boolean); "
+        f"INSERT INTO {table} VALUES "
+        "('8c9e6c1e-4f3a-4b7e-9d2a-1f0e5b6c7d8e', '2024-05-01 12:00+02', 19.99, "
+        "'{\"a\": 1}', '\\x00ff', '{1,2}', '2 days', true), "
+        "(NULL, '2024-05-02 00:00+00', 5, NULL, NULL, NULL, NULL, NULL);"
+    )
+    store = Store(tmp_path / "s")
+    query = query_for(database(pg.uri(), "t"), None, table, "ts")
+    report = ingest_query(query, store, IngestConfig(), now=NOW)
+    assert (report.rows_read, report.rows_stored, report.rows_quarantined) == (2, 1, 1)
+    row = stored(store).row(0, named=True)
+    assert row["customer_id"] == "8c9e6c1e-4f3a-4b7e-9d2a-1f0e5b6c7d8e"
+    assert row["ts"] == dt.datetime(2024, 5, 1, 10, 0)
+    assert row["amount"] == 19.99
+    quarantined = store.quarantine()
+    assert quarantined["reason"].to_list() == ["missing_customer_id"]
+    assert '"blob":null' in quarantined["raw"][0]
+    assert store.manifest().sources[query.key]["high_water"]["type"] == "timestamp"

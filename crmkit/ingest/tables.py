@@ -33,7 +33,7 @@ def text_expr(name: str, dtype: pl.DataType, source: str) -> pl.Expr:
     Raises
     ------
     BadInputError
-        A nested or binary column, which has no text form (select the columns you need).
+        A list of lists or structs, which has no text form (select the columns you need).
     """
     column = pl.col(name)
     if isinstance(dtype, pl.BaseExtension):
@@ -53,6 +53,13 @@ def _text(column: pl.Expr, dtype: pl.DataType, name: str, source: str) -> pl.Exp
         return column.dt.strftime("%Y-%m-%d")
     if dtype.is_numeric() or dtype in (pl.Boolean, pl.Categorical, pl.Enum, pl.Time, pl.Null):
         return column.cast(pl.String)
+    if dtype == pl.Binary:
+        return column.bin.encode("hex")
+    if isinstance(dtype, pl.Struct):
+        return pl.when(column.is_not_null()).then(column.struct.json_encode())
+    if isinstance(dtype, (pl.List, pl.Array)) and not dtype.inner.is_nested():
+        items = column.cast(pl.List(pl.String)).list.join(",")
+        return pl.concat_str(pl.lit("["), items, pl.lit("]"))
     raise BadInputError(
         f"{source}: column {name!r} is of type {dtype}, which ingest cannot read as text; "
         "leave it out (a --query that selects the columns you need)"
