@@ -255,45 +255,51 @@ def record_batches(
             cursor.close()
 
 
-def _plain(batch: Arrow) -> Arrow:
-    """Make a record batch polars can take, its values unchanged.
+def _plain(batch: Arrow) -> tuple[Arrow, list[str]]:
+    """Make a record batch polars can take, its values unchanged; name its UUID columns.
 
     An extension column (PostgreSQL ``numeric`` and ``uuid`` arrive as ones) becomes its
-    storage, a UUID its canonical text, and an interval (which polars cannot import) its
-    text.
+    storage, and an interval (which polars cannot import) its text.
     """
     import pyarrow as pa
 
-    arrays, changed = [], False
+    arrays, uuids, changed = [], [], False
     for field, column in zip(batch.schema, batch.columns, strict=True):
         kind = field.type
         if isinstance(kind, pa.BaseExtensionType):
-            is_uuid = "uuid" in kind.extension_name
+            if "uuid" in kind.extension_name:
+                uuids.append(field.name)
             column, changed = column.storage, True
-            if is_uuid:
-                column = pa.array([_uuid_text(v) for v in column.to_pylist()], pa.string())
         if pa.types.is_interval(column.type):
             text = [None if v is None else str(v) for v in column.to_pylist()]
             column, changed = pa.array(text, pa.string()), True
         arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names) if changed else batch
+    if changed:
+        batch = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    return batch, uuids
 
 
-def _uuid_text(value: bytes | None) -> str | None:
-    import uuid
+_UUID_PARTS: Final = ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12))
 
-    return None if value is None else str(uuid.UUID(bytes=value))
+
+def uuid_text(column: pl.Expr) -> pl.Expr:
+    """Return the canonical text (``8-4-4-4-12`` hex digits) of 16-byte UUIDs."""
+    hexed = column.bin.encode("hex")
+    parts = [hexed.str.slice(start, length) for start, length in _UUID_PARTS]
+    return pl.concat_str(parts, separator="-")
 
 
 def _polars(db: Database, batch: Arrow) -> pl.DataFrame:
     try:
-        return pl.from_arrow(_plain(batch))  # type: ignore[return-value]
+        plain, uuids = _plain(batch)
+        frame: pl.DataFrame = pl.from_arrow(plain)  # type: ignore[assignment]
     except pl.exceptions.PolarsError as exc:
         kinds = ", ".join(f"{f.name} {f.type}" for f in batch.schema)
         raise BadInputError(
             f"{db.label}: the query's columns cannot be read ({kinds}); select the columns "
             "you need, cast to text where needed"
         ) from exc
+    return frame.with_columns(uuid_text(pl.col(n)).alias(n) for n in uuids) if uuids else frame
 
 
 def _empty_batch(schema: Arrow) -> Arrow:
