@@ -364,3 +364,54 @@ def test_postgres_columns_of_every_common_type(tmp_path, pg):
     assert quarantined["reason"].to_list() == ["missing_customer_id"]
     assert '"blob":null' in quarantined["raw"][0]
     assert store.manifest().sources[query.key]["high_water"]["type"] == "timestamp"
+
+
+def test_a_failed_list_write_leaves_the_previous_list(tmp_path, pg):
+    day = dt.date(2025, 1, 1)
+    contacts = pl.DataFrame(
+        {
+            "customer_id": ["A", "B"],
+            "campaign_id": ["w", "w"],
+            "as_of": [day, day],
+            "treatment": ["email", "call"],
+            "rank": [1, 2],
+        }
+    )
+    table = unique("lists")
+    db = database(pg.uri(), "--to")
+    write_list(db, table, contacts, "w", day)
+    # a column the list does not fill, required by whoever owns the table: the insert
+    # fails after the day's rows were deleted, and the transaction is rolled back
+    pg.psql(f"ALTER TABLE {table} ADD COLUMN approved_by text NOT NULL DEFAULT 'x'; "
+            f"ALTER TABLE {table} ALTER COLUMN approved_by DROP DEFAULT;")  # fmt: skip
+    with pytest.raises(BadInputError, match="approved_by"):
+        write_list(db, table, contacts.head(1), "w", day)
+    assert pg.psql(f"SELECT customer_id FROM {table} ORDER BY 1").split() == ["A", "B"]  # noqa: S608
+
+
+def test_daily_run_from_config_with_sqlite_source_and_destination(runner, tmp_path, monkeypatch):
+    from tests.conftest import invoke
+
+    shop = tmp_path / "shop.db"
+    to_sqlite(typed(CSV), shop, "orders")
+    monkeypatch.setenv("SHOP_DB", f"sqlite:///{shop}")
+    monkeypatch.setenv("CRMKIT_NOW", "2026-01-01T00:00:00")
+    config = tmp_path / "crmkit.toml"
+    config.write_text(
+        '[source]\nuri = "${SHOP_DB}"\ntable = "orders"\nsince_column = "ts"\n\n'
+        '[targeting]\ndestination = "${SHOP_DB}"\ndestination_table = "contacts"\n'
+    )
+    common = ["--store", str(tmp_path / "s"), "--registry", str(tmp_path / "m")]
+    common += ["--config", str(config)]
+    invoke(runner, "ingest", "${SHOP_DB}", "--table", "orders", *common[:2], "-q")
+    invoke(runner, "train", "--as-of", "2025-01-01", "--horizon", "90", *common, "-q")
+    out = ["--out", str(tmp_path / "out")]
+    first = invoke(
+        runner, "run", "--date", "2025-01-01", "--campaign", "w", *out, *common, "--json"
+    )
+    assert first["destination"]["created"] is True
+    with sqlite3.connect(shop) as con:
+        (rows,) = con.execute("SELECT COUNT(*) FROM contacts").fetchone()
+    assert rows == first["contacts"] > 0
+    log = (tmp_path / "s" / "logs" / "run.jsonl").read_text()
+    assert '"source_rows_read"' in log
