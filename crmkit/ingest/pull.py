@@ -43,7 +43,6 @@ from crmkit.sql import (
 from crmkit.store import StoreWriter
 
 PARQUET_SUFFIX: Final = ".parquet"
-_TYPED_DATES: Final = (pl.Datetime, pl.Date)
 
 
 def kept_types(cfg: IngestConfig, label: str, types: dict[str, pl.DataType]) -> dict[str, str]:
@@ -63,7 +62,7 @@ def typed_config(cfg: IngestConfig, label: str, types: dict[str, pl.DataType]) -
     changes: dict[str, Any] = {}
     if numeric and all(t.is_numeric() for t in numeric):
         changes["decimal"] = "."
-    if isinstance(types.get(mapping.get(schema.TS, "")), _TYPED_DATES):
+    if schema.TS in mapping and keeps_type(schema.TS, types[mapping[schema.TS]]):
         changes["date_format"] = None
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
