@@ -87,8 +87,10 @@ def learn_vocabulary(tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig) -> Vo
     """Return the ``top_categories`` categories and ``top_channels`` channels of ``tx``.
 
     Counted over purchase lines before ``as_of``; ties go to the smaller value, so the
-    result does not depend on row order.
+    result does not depend on row order. Empty when ``[features] mix`` is off.
     """
+    if not cfg.mix:
+        return Vocabulary()
     before = tx.filter((pl.col(schema.TS) < cutoff_of(as_of)) & (pl.col(schema.AMOUNT) > 0))
 
     def top(column: str, k: int) -> tuple[str, ...]:
@@ -202,19 +204,18 @@ def _windows(w: int) -> tuple[pl.Expr, pl.Expr]:
     return age <= w, (age > w) & (age <= 2 * w)
 
 
-def item_totals(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
-    """One row per customer, product, category and channel: the one pass over the lines.
+def group_totals(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+    """One row per customer, category and channel: the one pass over the lines they need.
 
     Gross spend (``g``) overall, in the recent window and the one before; refunds
     (``r``); purchase lines, units and the gross spend of lines with units. Every mix
-    feature except the channel days is computed from these rows, several times fewer
-    than the lines.
+    feature but the product counts and the channel days is computed from these rows.
     """
     recent, before = _windows(cfg.mix_window_days)
     micro = pl.col(_MICRO)
     pos = micro > 0
     qty = pl.col("_qty")
-    return lines.group_by(_CODE, _PRODUCT, _CATEGORY, _CHANNEL).agg(
+    return lines.group_by(_CODE, _CATEGORY, _CHANNEL).agg(
         pl.when(pos).then(micro).otherwise(0).sum().alias("g"),
         pl.when(pos & recent).then(micro).otherwise(0).sum().alias("g_recent"),
         pl.when(pos & before).then(micro).otherwise(0).sum().alias("g_before"),
@@ -226,28 +227,28 @@ def item_totals(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     )
 
 
-def _distinct_counts(items: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
-    """Per customer: distinct values of a hashed column bought, overall and in the windows.
+def product_counts(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+    """Per customer: distinct products bought, overall and in the two windows.
 
-    Counted over 64-bit hashes (a collision among one customer's values has a chance of
-    about 1e-15). A customer who bought nothing with a value in the column has no row,
-    so the join leaves the counts null.
+    Counted over 64-bit hashes (a collision among one customer's products has a chance of
+    about 1e-15). A customer who bought nothing with a product has no row, so the join
+    leaves the counts null.
     """
+    recent, before = _windows(cfg.mix_window_days)
     per = (
-        items.filter(pl.col(column).is_not_null() & (pl.col("g") > 0))
-        .group_by(_CODE, column)
-        .agg(pl.col("g_recent", "g_before").sum())
-        .with_columns((pl.col("g_recent", "g_before") > 0).cast(pl.Int64))
+        lines.filter(pl.col(_PRODUCT).is_not_null() & (pl.col(_MICRO) > 0))
+        .group_by(_CODE, _PRODUCT)
+        .agg(recent.any().cast(pl.Int64).alias("r"), before.any().cast(pl.Int64).alias("b"))
     )
     return per.group_by(_CODE).agg(
-        pl.len().cast(pl.Int64).alias(f"distinct_{name}"),
-        pl.col("g_recent").sum().alias(f"_{name}_recent"),
-        pl.col("g_before").sum().alias(f"_{name}_before"),
+        pl.len().cast(pl.Int64).alias("distinct_products"),
+        pl.col("r").sum().alias("_products_recent"),
+        pl.col("b").sum().alias("_products_before"),
     )
 
 
 def customer_mix(items: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
-    """Per customer, from :func:`item_totals`: spend, lines, units and vocabulary spend.
+    """Per customer, from :func:`group_totals`: spend, lines, units and vocabulary spend.
 
     Every aggregation is a plain sum of a column computed row by row first, which polars
     runs on its fast path.
@@ -374,12 +375,13 @@ def mix_totals(
     tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary, code: pl.Expr
 ) -> pl.LazyFrame:
     """Per customer code: the mix aggregates (money in micro-units, not yet ratios)."""
-    items = item_totals(mix_lines(tx, as_of, code), cfg)
-    out = customer_mix(items, vocab)
+    lines = mix_lines(tx, as_of, code)
+    groups = group_totals(lines, cfg)
+    out = customer_mix(groups, vocab)
     for part in (
-        _distinct_counts(items, _PRODUCT, "products"),
-        category_aggregates(items, cfg),
-        channel_aggregates(items, cfg),
+        product_counts(lines, cfg),
+        category_aggregates(groups, cfg),
+        channel_aggregates(groups, cfg),
     ):
         out = out.join(part, on=_CODE, how="left")
     return out
