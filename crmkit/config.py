@@ -127,6 +127,9 @@ class FeatureConfig:
     season_window_days
         Length of the "same season last year" window ``[T - 365, T - 365 + W)``: what the
         customer did in the period ahead, one year earlier.
+    mix
+        Compute the mix features (products, categories, channels, units); when false they
+        are null, no vocabulary is learned, and the pipeline costs what version 2 did.
     mix_window_days
         Window of the mix changes: distinct products and categories, top-category share
         and dominant channel in ``[T - W, T)`` against ``[T - 2W, T - W)``.
@@ -146,6 +149,7 @@ class FeatureConfig:
     projection_horizon_days: int = 365
     annual_discount_rate: float = 0.10
     season_window_days: int = 90
+    mix: bool = True
     mix_window_days: int = 90
     top_categories: int = 5
     top_channels: int = 3

@@ -470,17 +470,20 @@ def customer_totals(
 
     Depends on the customer's own history only, so it can run on any subset of customers,
     e.g. one store bucket at a time; :func:`with_derived` adds the ratios and trends. The
-    mix aggregates (:mod:`crmkit.mix`) are joined on the same customer codes.
+    mix aggregates (:mod:`crmkit.mix`) are joined on the same customer codes, unless
+    ``[features] mix`` is off: then :func:`finish_features` adds the mix features as nulls.
     """
     codes = pl.Categories.random()
-    return (
+    totals = (
         purchase_sequence(daily_activity(tx, as_of, codes, vocab))
         .group_by(_CODE)
         .agg(customer_aggregates(cfg, as_of, vocab))
         .filter(pl.col("purchase_days") > 0)
-        .join(mix_totals(tx, as_of, cfg, vocab, customer_code(codes)), on=_CODE, how="left")
-        .select(customer_id_of(codes).alias(schema.CUSTOMER_ID), pl.exclude(_CODE))
     )
+    if cfg.mix:
+        mix = mix_totals(tx, as_of, cfg, vocab, customer_code(codes))
+        totals = totals.join(mix, on=_CODE, how="left")
+    return totals.select(customer_id_of(codes).alias(schema.CUSTOMER_ID), pl.exclude(_CODE))
 
 
 def with_derived(
@@ -490,7 +493,7 @@ def with_derived(
     return (
         totals.with_columns(from_micro(cfg))
         .with_columns(derived(as_of, cfg))
-        .with_columns(mix_derived(cfg, vocab))
+        .with_columns(mix_derived(cfg, vocab) if cfg.mix else [])
     )
 
 
@@ -506,10 +509,17 @@ def base_features(
 
 def _finish_columns(base: pl.LazyFrame, cfg: FeatureConfig, vocab: Vocabulary) -> pl.LazyFrame:
     columns = feature_schema(cfg, vocab)
+    # without the mix (``[features] mix = false``) its columns are added here, as nulls
+    absent = set(mix_schema(cfg, vocab)) if not cfg.mix else set()
     return (
         base.with_columns(projected_value(cfg))
         .with_columns(pl.col("projected_value").alias("customer_value"))
-        .select([pl.col(name).cast(dtype) for name, dtype in columns.items()])
+        .select(
+            [
+                pl.lit(None, dtype).alias(name) if name in absent else pl.col(name).cast(dtype)
+                for name, dtype in columns.items()
+            ]
+        )
     )
 
 

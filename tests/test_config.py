@@ -21,6 +21,16 @@ def test_defaults_without_file():
     cfg = load_settings(None)
     assert cfg.ingest.min_date == dt.date(1990, 1, 1)
     assert cfg.store.buckets == 16
+    assert cfg.features.mix is True
+
+
+def test_mix_switch_is_a_yes_or_no(tmp_path):
+    path = tmp_path / "crmkit.toml"
+    path.write_text("[features]\nmix = false\n")
+    assert load_settings(path).features.mix is False
+    path.write_text("[features]\nmix = 'no'\n")
+    with pytest.raises(ConfigError, match="mix"):
+        load_settings(path)
 
 
 def test_unknown_key_is_named(tmp_path):

@@ -16,7 +16,7 @@ from crmkit.features import (
     customer_features,
     feature_schema,
 )
-from crmkit.mix import learn_vocabulary
+from crmkit.mix import learn_vocabulary, mix_schema
 from crmkit.schema import TRANSACTION_SCHEMA
 
 from .reference import close, reference_features
@@ -171,6 +171,27 @@ def test_an_export_without_mix_columns_gives_null_mix_features():
                  "mean_unit_price", "category_refund_share_max"):  # fmt: skip
         assert got[name] is None, name
     assert got["lines_per_order"] == 1.0
+
+
+def test_mix_off_gives_null_mix_features_and_the_same_other_features():
+    rows = random_rows(5)
+    on = features(rows)
+    off_cfg = FeatureConfig(mix=False)
+    tx = frame(rows).lazy()
+    assert learn_vocabulary(tx, AS_OF, off_cfg).to_json() == {"categories": [], "channels": []}
+    off = features(rows, cfg=off_cfg)
+    mix = set(feature_schema(CFG, learn_vocabulary(tx, AS_OF, CFG))) - set(feature_schema(CFG))
+    assert mix  # the share columns of the learned vocabulary
+    assert set(on.columns) - set(off.columns) == mix
+    assert off.columns == list(feature_schema(off_cfg))
+    assert off.height == on.height == 40
+    nulls = mix_schema(off_cfg, learn_vocabulary(tx, AS_OF, off_cfg))
+    for name in nulls:
+        assert off[name].null_count() == off.height, name
+        assert on[name].null_count() < on.height, name
+    kept = [c for c in off.columns if c not in nulls]
+    assert {"gross_spend", "purchase_days", "customer_value"} <= set(kept)
+    assert off.select(kept).equals(on.select(kept))
 
 
 def test_customers_with_only_refunds_are_not_customers():

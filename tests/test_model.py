@@ -334,3 +334,21 @@ def test_card_is_json(trained):
     registry, _ = trained
     card = registry.card(ModelRef("churn", 1))
     assert json.loads(json.dumps(card))["sha256"] == card["sha256"]
+
+
+def test_a_model_trained_without_the_mix_scores_without_it(store, trained, tmp_path):
+    registry = Registry(tmp_path)
+    off = FeatureConfig(mix=False)
+    result = train(store, AS_OF, 90, FAST, off, created=dt.datetime(2026, 1, 1))
+    assert result.card["feature_config"]["mix"] is False
+    assert result.card["vocabulary"] == {"categories": [], "channels": []}
+    assert trained[1].card["vocabulary"]["channels"]  # the sample data has channels
+    assert not any(n.startswith("channel_share_") for n in result.card["features"])
+    registry.save("plain", result.model, result.card)
+    scores = score_customers(store, AS_OF, ModelRef("plain"), registry, SegmentConfig()).frame
+    p = scores["churn_probability"]
+    assert p.null_count() == 0
+    assert p.min() > 0
+    assert p.max() < 1
+    rows = {r["model"]: r for r in result.metrics.to_dicts()}
+    assert rows["blend (calibrated)"]["roc_auc"] > 0.75
