@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument(
         "--customers", type=int, action="append", help="scale: customers (repeatable)."
     )
-    parser.add_argument("--previous", type=Path, help="scale: an older crmkit source tree.")
+    parser.add_argument(
+        "--previous", type=Path, help="scale, features: an older crmkit source tree."
+    )
     parser.add_argument(
         "--previous-timeout", type=float, default=1800.0, help="scale: seconds, at most."
     )
@@ -54,7 +56,10 @@ def main() -> None:
             uplift.run(0, args.repeat)
             continue
         for rows in args.rows or [1_000_000, 10_000_000]:
-            SUITES[name](rows, args.repeat)
+            if name == "features":
+                features.run(rows, args.repeat, args.previous)
+            else:
+                SUITES[name](rows, args.repeat)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,20 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def previous_cli(source: Path, scratch: Path) -> list[str]:
+    """A command line running the crmkit CLI of an older source tree."""
+    shim = scratch / "previous"
+    shim.mkdir(exist_ok=True)
+    for name, target in (("crmkit", source / "crmkit"), ("crmkit_cli", source / "cli")):
+        link = shim / name
+        if not link.exists():
+            link.symlink_to(target)
+    code = (
+        f"import sys; sys.path.insert(0, {str(shim)!r}); from crmkit_cli.main import main; main()"
+    )
+    return [sys.executable, "-c", code]
+
+
 def crmkit(*args: str) -> list[str]:
     return [sys.executable, "-m", "crmkit_cli", *args]
 

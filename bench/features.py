@@ -2,6 +2,8 @@
 
 All three read the same Parquet files of a crmkit store (ingested once and cached) and
 compute the per-customer aggregates of the feature pipeline as of the day after the data.
+crmkit also runs with ``[features] mix = false`` and, with ``--previous DIR``, as the crmkit
+source tree in DIR (an older checkout, e.g. ``git worktree add ../v2 <commit>``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from bench.common import DATA, crmkit, print_table, python, run_rounds, sample_data, save
+from bench.common import (
+    DATA,
+    crmkit,
+    previous_cli,
+    print_table,
+    python,
+    run_rounds,
+    sample_data,
+    save,
+)
 
 AS_OF = "2025-01-01"
 WINDOWS = (30, 90, 365)
@@ -132,13 +143,15 @@ def pandas_code(glob: str, out: str) -> str:
     return "\n".join(lines)
 
 
-def run(rows: int, repeat: int = 1) -> None:
+def run(rows: int, repeat: int = 1, previous: Path | None = None) -> None:
     store = store_for(rows)
     glob = str(store / "transactions" / "*" / "*.parquet")
     manifest = json.loads((store / "manifest.json").read_text())
     actual = sum(p["rows"] for p in manifest["parts"]["transactions"])
     with tempfile.TemporaryDirectory(dir=store.parent) as tmp:
         work = Path(tmp)
+        no_mix = work / "no-mix.toml"
+        no_mix.write_text("[features]\nmix = false\n")
         contenders = [
             (
                 "crmkit features",
@@ -155,11 +168,33 @@ def run(rows: int, repeat: int = 1) -> None:
                 "full table + RFM + value tiers",
             ),
             (
+                "crmkit features, mix off",
+                crmkit(
+                    "features",
+                    "--as-of",
+                    AS_OF,
+                    "--out",
+                    str(work / "n.parquet"),
+                    "--store",
+                    str(store),
+                    "--config",
+                    str(no_mix),
+                    "--quiet",
+                ),
+                "[features] mix = false",
+            ),
+            (
                 "duckdb SQL",
                 python(f"import duckdb; duckdb.sql({duckdb_sql(glob, str(work / 'd.parquet'))!r})"),
                 "same aggregates",
             ),
         ]
+        if previous is not None:
+            argv = previous_cli(previous, work)
+            out = ["--out", str(work / "v.parquet"), "--store", str(store), "--quiet"]
+            contenders.insert(
+                2, ("crmkit features, previous", [*argv, "features", "--as-of", AS_OF, *out], "")
+            )
         if rows <= 10_000_000:
             contenders.append(
                 (

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from bench.common import (
     DATA,
     Measurement,
     crmkit,
+    previous_cli,
     print_table,
     run_measured,
     run_rounds,
@@ -91,20 +91,6 @@ def _card_metrics(registry: Path) -> str:
     )
 
 
-def _previous_cli(source: Path, scratch: Path) -> list[str]:
-    """A command line running the crmkit CLI of an older source tree."""
-    shim = scratch / "previous"
-    shim.mkdir(exist_ok=True)
-    for name, target in (("crmkit", source / "crmkit"), ("crmkit_cli", source / "cli")):
-        link = shim / name
-        if not link.exists():
-            link.symlink_to(target)
-    code = (
-        f"import sys; sys.path.insert(0, {str(shim)!r}); from crmkit_cli.main import main; main()"
-    )
-    return [sys.executable, "-c", code]
-
-
 def measure(
     customers: int, previous: Path | None, timeout: float, unsampled: bool
 ) -> list[Measurement]:
@@ -127,7 +113,7 @@ def measure(
             rows.append(m)
         if previous is not None:
             other = scratch / "models-previous"
-            argv = [*_previous_cli(previous, scratch), *train, "--registry", str(other)]
+            argv = [*previous_cli(previous, scratch), *train, "--registry", str(other)]
             try:
                 m = run_measured("train, previous code", argv, timeout=timeout)
                 m.note = _card_metrics(other)
