@@ -319,6 +319,13 @@ class KMeansSegments:
             raise BadInputError(
                 f"k-means needs numbers; {', '.join(text)} hold text ([segments] kmeans_features)"
             )
+        empty = [c for c in self.columns if features[c].null_count() == features.height]
+        if empty and features.height:
+            raise BadInputError(
+                f"k-means features {', '.join(empty)} hold no value for any customer (the "
+                "export lacks their column, or [features] mix = false): choose others in "
+                "[segments] kmeans_features"
+            )
         x = _kmeans_matrix(features, self.columns)
         self.scaler_ = StandardScaler().fit(x)
         z = self.scaler_.transform(x)

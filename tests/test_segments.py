@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.config import IngestConfig, SegmentConfig, Settings
+from crmkit.config import FeatureConfig, IngestConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
 from crmkit.segments import (
@@ -156,6 +156,15 @@ def test_kmeans_on_mix_features(sample_store):
     assert frame["category_entropy"].drop_nulls().is_between(0, 1).all()
     again = segment_store(sample_store, AS_OF, "kmeans", settings, k=3)[0]
     assert again.equals(frame)
+
+
+def test_kmeans_refuses_features_without_values(sample_store):
+    chosen = ("recency_days", "distinct_products", "category_entropy")
+    settings = Settings(
+        features=FeatureConfig(mix=False), segments=SegmentConfig(kmeans_features=chosen)
+    )
+    with pytest.raises(BadInputError, match="distinct_products, category_entropy hold no value"):
+        segment_store(sample_store, AS_OF, "kmeans", settings, k=3)
 
 
 def test_kmeans_refuses_text_columns():
