@@ -247,7 +247,7 @@ def product_counts(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     )
 
 
-def customer_mix(items: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
+def customer_mix(groups: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
     """Per customer, from :func:`group_totals`: spend, lines, units and vocabulary spend.
 
     Every aggregation is a plain sum of a column computed row by row first, which polars
@@ -271,7 +271,7 @@ def customer_mix(items: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
         *(e.meta.output_name() for e in shares),
     ]
     return (
-        items.with_columns(shares)
+        groups.with_columns(shares)
         .group_by(_CODE)
         .agg(pl.col(summed).sum())
         .with_columns(pl.when(pl.col("unit_lines") > 0).then(pl.col("units")).alias("_units"))
@@ -285,7 +285,7 @@ def customer_mix(items: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
 _TERM_UNITS: Final = 1_000
 
 
-def category_aggregates(items: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+def category_aggregates(groups: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     """Per customer, from spend per category: breadth, top share, entropy, refund share.
 
     The entropy of the shares ``p = g / T`` is ``log T - sum(g log g) / T``.
@@ -293,7 +293,7 @@ def category_aggregates(items: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame
     g = pl.col("g")
     total = pl.col("_total")
     per = (
-        items.filter(pl.col(_CATEGORY).is_not_null())
+        groups.filter(pl.col(_CATEGORY).is_not_null())
         .group_by(_CODE, _CATEGORY)
         .agg(pl.col("g", "r", "g_recent", "g_before").sum())
         .filter(g > 0)
@@ -346,14 +346,14 @@ def _top_share(column: str) -> pl.Expr:
     )
 
 
-def channel_aggregates(items: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+def channel_aggregates(groups: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     """Per customer: distinct channels, and whether the channel with the most spend changed.
 
     ``channel_switch``: ties go to the channel with the smaller hash (arbitrary, but the
     same on every run).
     """
     per = (
-        items.filter(pl.col(_CHANNEL).is_not_null() & (pl.col("g") > 0))
+        groups.filter(pl.col(_CHANNEL).is_not_null() & (pl.col("g") > 0))
         .group_by(_CODE, _CHANNEL)
         .agg(pl.col("g_recent", "g_before").sum())
         .with_columns(pl.col("g_recent", "g_before").max().over(_CODE).name.suffix("_max"))
