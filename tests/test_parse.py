@@ -7,19 +7,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crmkit.ingest.amounts import parse_amount
 from crmkit.ingest.parse import (
     clean_customer_id,
     detect_date_formats,
     detect_decimal,
     explicit_format,
     parse_datetime,
-    parse_number,
 )
 
 
 def numbers(values, decimal):
     frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
-    return frame.select(parse_number(pl.col("v"), decimal)).to_series()
+    return frame.select(parse_amount(pl.col("v"), decimal)).to_series()
 
 
 @pytest.mark.parametrize(

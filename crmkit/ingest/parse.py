@@ -15,6 +15,7 @@ from typing import Final, Literal
 import polars as pl
 
 DateKind = Literal["naive", "aware", "epoch_s", "epoch_ms", "compact"]
+Decided = Literal["given", "evidence", "rule", "remembered", "default", "none"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,16 @@ class DateDetection:
     dayfirst: bool | None
     note: str
     normalise: bool = True
+    #: How the day/month order was decided: ``given`` (told), ``evidence`` (a day above 12),
+    #: ``rule`` (dotted dates are day-first), ``remembered`` (as earlier files of the source),
+    #: ``default`` (ambiguous slashed dates read month-first) or ``none`` (no value with a
+    #: day/month order).
+    decided: Decided = "none"
+
+    @property
+    def known(self) -> bool:
+        """Whether the order was told, seen or remembered, not assumed: what a source keeps."""
+        return self.decided in ("given", "evidence", "rule", "remembered")
 
     def exhaustive(self) -> tuple[DateFormat, ...]:
         """Every candidate format except the other day/month order's.
@@ -186,6 +197,28 @@ class DateDetection:
         return (*self.formats, *(f for f in ordered if f not in self.formats))
 
 
+def _decide_order(
+    only_dmy: int, only_mdy: int, counts: dict[DateFormat, int]
+) -> tuple[bool | None, Decided, str]:
+    """Decide the day/month order from the values only one order reads, and the formats."""
+    if only_dmy and not only_mdy:
+        return True, "evidence", "day-first dates detected"
+    if only_mdy and not only_dmy:
+        return False, "evidence", "month-first dates detected"
+    if only_dmy and only_mdy:
+        dayfirst = only_dmy >= only_mdy
+        note = (
+            f"both day-first ({only_dmy}) and month-first ({only_mdy}) dates in sample; "
+            f"reading {'day' if dayfirst else 'month'}-first"
+        )
+        return dayfirst, "evidence", note
+    if not any(counts[f] for f in DMY):
+        return None, "none", ""
+    if not any(counts[f] for f in DMY if "." not in f.fmt):
+        return True, "rule", "dotted dates read day-first"
+    return False, "default", "ambiguous slashed dates read month-first (use --dayfirst)"
+
+
 def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetection:
     """Choose the date formats of a column from a sample of its values.
 
@@ -194,13 +227,14 @@ def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetecti
     values that only one order can read (a day above 12); when the sample cannot tell,
     ``dayfirst`` decides and otherwise month-first is assumed and said in the note.
     """
+    decided: Decided = "given" if dayfirst is not None else "none"
     distinct = sample.drop_nulls().unique(maintain_order=True).head(DETECTION_VALUES)
     stripped = distinct.str.strip_chars()
     text = distinct.to_frame("v").select(normalise_date_text(pl.col("v"))).to_series()
     normalise = bool((text != stripped).any())
     text = text.filter(text.str.len_chars() > 0)
     if text.len() == 0:
-        return DateDetection(_ISO, dayfirst, "no dates in sample")
+        return DateDetection(_ISO, dayfirst, "no dates in sample", decided=decided)
     hits = text.to_frame("v").select(
         [_parse_one(pl.col("v"), f).is_not_null().alias(str(i)) for i, f in enumerate(ALL_FORMATS)]
     )
@@ -211,23 +245,12 @@ def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetecti
     only_mdy = int((mdy_any.to_series() & ~dmy_any.to_series()).sum())
     note = ""
     if dayfirst is None:
-        if only_dmy and not only_mdy:
-            dayfirst, note = True, "day-first dates detected"
-        elif only_mdy and not only_dmy:
-            dayfirst, note = False, "month-first dates detected"
-        elif only_dmy and only_mdy:
-            dayfirst = only_dmy >= only_mdy
-            note = (
-                f"both day-first ({only_dmy}) and month-first ({only_mdy}) dates in sample; "
-                f"reading {'day' if dayfirst else 'month'}-first"
-            )
-        elif any(counts[f] for f in DMY):
-            dayfirst, note = False, "ambiguous slashed dates read month-first (use --dayfirst)"
+        dayfirst, decided, note = _decide_order(only_dmy, only_mdy, counts)
     drop = MDY if dayfirst else DMY
     kept = [f for f in ALL_FORMATS if counts[f] > 0 and f not in drop]
     kept.sort(key=lambda f: -counts[f])
     if not kept:
-        return DateDetection(_ISO, dayfirst, "no known date format in sample")
+        return DateDetection(_ISO, dayfirst, "no known date format in sample", decided=decided)
     covered = hits.select(pl.any_horizontal([str(ALL_FORMATS.index(f)) for f in kept])).to_series()
     best = [kept[0]]
     for fmt in kept[1:]:  # drop formats that parse nothing the earlier ones miss
@@ -235,7 +258,7 @@ def detect_date_formats(sample: pl.Series, dayfirst: bool | None) -> DateDetecti
         if int(before.to_series().sum()) == int(covered.sum()):
             break
         best.append(fmt)
-    return DateDetection(tuple(best), dayfirst, note, normalise)
+    return DateDetection(tuple(best), dayfirst, note, normalise, decided)
 
 
 _NUMBER_CHARS: Final = re.compile(r"[^0-9.,]")
@@ -276,24 +299,6 @@ def detect_decimal(values: Iterable[str | None], delimiter: str) -> Literal[".",
 #: C0 control characters other than tab, line feed and carriage return: a NUL byte in an id
 #: or an amount means a corrupt export, never data to clean away.
 CONTROL_CHARACTERS: Final = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
-#: Numbers written in one decimal convention: thousands groups of three, then the decimal
-#: separator once (``1,234.56`` or ``1234.5`` for ``.``; ``1.234,56`` or ``1234,5`` for ``,``).
-_CONSISTENT: Final = {
-    ".": r"^(\d{1,3}(,\d{3})+|\d*)(\.\d*)?$",
-    ",": r"^(\d{1,3}(\.\d{3})+|\d*)(,\d*)?$",
-}
-
-
-def contradicts_decimal(expr: pl.Expr, decimal: Literal[".", ","]) -> pl.Expr:
-    """Tell whether numeric text contradicts the file's decimal convention.
-
-    In a ``.``-decimal file ``1.234,56`` and ``2,5`` do (they are written the other way),
-    and in a ``,``-decimal file ``1,234.56`` does: such a value is quarantined as
-    ``ambiguous_amount`` instead of being read in the wrong convention. Currency symbols,
-    signs, spaces and exponents are ignored; null text gives null.
-    """
-    digits = expr.str.replace_all(r"[^0-9.,]", "")
-    return ~digits.str.contains(_CONSISTENT[decimal])
 
 
 def is_plain_number(values: pl.Series) -> bool:
@@ -301,24 +306,3 @@ def is_plain_number(values: pl.Series) -> bool:
     text = values.drop_nulls()
     text = text.filter(text.str.len_chars() > 0)
     return text.len() > 0 and text.cast(pl.Float64, strict=False).null_count() == 0
-
-
-def parse_number(expr: pl.Expr, decimal: Literal[".", ","]) -> pl.Expr:
-    """Parse numeric text with currency symbols, thousands separators and sign conventions.
-
-    ``£1,234.50``, ``1.234,50 €``, ``(12.00)`` and ``12.00-`` (accounting negatives),
-    ``1e3``; anything else that is not a number becomes null.
-    """
-    text = expr.str.strip_chars()
-    negative = (text.str.starts_with("(") & text.str.ends_with(")")) | text.str.ends_with("-")
-    scientific = text.str.contains(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
-    digits = text.str.replace_all(r"[^0-9.,+\-]", "").str.strip_chars_end("-")
-    if decimal == ",":
-        digits = digits.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
-    else:
-        digits = digits.str.replace_all(",", "", literal=True)
-    # text with no digit at all ("n/a", "-") must not become a number
-    has_digit = text.str.contains(r"\d")
-    value = pl.when(scientific).then(text).otherwise(digits).cast(pl.Float64, strict=False)
-    value = pl.when(has_digit).then(value)
-    return pl.when(negative).then(-value.abs()).otherwise(value)

@@ -7,6 +7,7 @@ plan. Each rejected row gets the first reason of :data:`REASONS` that applies.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ import polars as pl
 from crmkit import schema
 from crmkit.config import IngestConfig
 from crmkit.hashing import max_bytes, words_for
-from crmkit.ingest import parse, sniff
+from crmkit.ingest import amounts, parse, sniff
+from crmkit.ingest.conventions import Memory
 
 SAMPLE_ROWS: Final = 100_000
 #: Dates are parsed through a cache of parsed values unless more than this share of the
@@ -86,14 +88,22 @@ class Plan:
 
 
 def detect_plan(
-    source: Path, sample: pl.DataFrame, cfg: IngestConfig, delimiter: str
+    source: Path,
+    sample: pl.DataFrame,
+    cfg: IngestConfig,
+    delimiter: str,
+    memory: Memory | None = None,
 ) -> tuple[Plan, parse.DateDetection]:
     """Choose the fast plan from a file's sample; also return the date detection.
+
+    ``memory`` holds the day/month orders the store remembers for file sources
+    (:mod:`crmkit.ingest.conventions`); without it, each file decides alone.
 
     Raises
     ------
     BadInputError
-        When required columns cannot be mapped.
+        When required columns cannot be mapped, or the file's day/month order contradicts
+        its source's or cannot be told where the store holds day-first sources.
     """
     mapping = sniff.resolve_columns(sample.columns, cfg.columns, source)
     numeric = [mapping[c] for c in schema.NUMERIC_COLUMNS if c in mapping]
@@ -117,6 +127,15 @@ def detect_plan(
         dates = parse.DateDetection((fmt,), cfg.dayfirst, "", normalise=True)
         return Plan(mapping, decimal, (fmt,), True, plain, float_ids, cache, id_words), dates
     dates = parse.detect_date_formats(stamps, cfg.dayfirst)
+    if cfg.dayfirst is None and memory is not None:
+        remembered = memory.decide(source, dates)
+        if remembered is not None:
+            order = "day-first" if remembered else "month-first"
+            dates = dataclasses.replace(
+                parse.detect_date_formats(stamps, remembered),
+                note=f"ambiguous dates read {order}, as earlier files of this source",
+                decided="remembered",
+            )
     plan = Plan(mapping, decimal, dates.formats, dates.normalise, plain, float_ids, cache, id_words)
     return plan, dates
 
@@ -152,7 +171,7 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
             return pl.col(T + canonical).cast(pl.Float64)
         if plan.plain_numbers:
             return text(canonical).cast(pl.Float64, strict=False)
-        return parse.parse_number(text(canonical), plan.decimal)
+        return amounts.parse_amount(text(canonical), plan.decimal)
 
     quantity, unit_price = num(schema.QUANTITY), num(schema.UNIT_PRICE)
     derived = quantity * unit_price
@@ -175,11 +194,11 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
     if not plan.plain_numbers:
         for canonical in numeric:
             if canonical in m:
-                clash = parse.contradicts_decimal(text(canonical), plan.decimal)
+                clash = amounts.contradicts(text(canonical), plan.decimal)
                 ambiguous = ambiguous | clash.fill_null(value=False)
-    # An id with a control byte would be stored as another customer; an amount's would be
-    # stripped by the full number parser (plain numbers with one fail to parse anyway, and
-    # a date's fail to parse), so only those two are checked.
+    # An id with a control byte would be stored as another customer, and an amount with
+    # one is a corrupt export: both are named as such (plain numbers with one fail to
+    # parse anyway, and a date's fail to parse), so only those two are checked.
     checked = (schema.CUSTOMER_ID,) if plan.plain_numbers else (schema.CUSTOMER_ID, *numeric)
     control = pl.lit(value=False)
     for canonical in checked:
