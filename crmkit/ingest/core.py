@@ -26,6 +26,7 @@ from crmkit import schema
 from crmkit.config import IngestConfig, StoreConfig
 from crmkit.errors import BadInputError, from_os_error
 from crmkit.ingest import sniff
+from crmkit.ingest.conventions import Memory, source_key
 from crmkit.ingest.lines import with_breaks_before
 from crmkit.ingest.plan import (
     HEADER_LINES,
@@ -127,16 +128,19 @@ def ingest_files(
     reports: list[FileReport] = []
     with store.writer(buckets=layout.buckets, now=now, locked=locked) as writer:
         seen = {str(f["sha256"]): int(f.get("bytes", -1)) for f in writer.base.files}
+        conventions: dict[str, dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=1) as pool:
             hashes = [pool.submit(file_sha256, path) for path in paths]
-            reports.extend(_ingest_all(paths, hashes, writer, config, now, seen, progress))
+            reports.extend(
+                _ingest_all(paths, hashes, writer, config, now, seen, progress, conventions)
+            )
         if strict:
             _raise_if_rejected(writer, reports)
         writer.compact("transactions", layout.max_parts_per_bucket, (schema.CUSTOMER_ID, schema.TS))
         writer.compact("quarantine", layout.max_parts_per_bucket)
         ingested = [r for r in reports if r.status == "ingested"]
         if ingested:
-            writer.commit([_manifest_entry(r, now) for r in ingested])
+            writer.commit([_manifest_entry(r, now) for r in ingested], conventions)
     return IngestReport(str(store.root), tuple(reports))
 
 
@@ -148,12 +152,14 @@ def _ingest_all(
     now: dt.datetime,
     seen: dict[str, int],
     progress: ProgressFn | None,
+    conventions: dict[str, dict[str, Any]],
 ) -> list[FileReport]:
     """Ingest files in order; a file's sha256 is computed in the background meanwhile.
 
     A file is skipped when its hash is known (ingested before, or earlier in this call).
     Only a file with the byte size of a known one can be known, so only then is its hash
-    awaited before parsing; otherwise hashing overlaps parsing.
+    awaited before parsing; otherwise hashing overlaps parsing. The day/month order of each
+    file source is added to ``conventions``, for the commit and the call's later files.
     """
     reports: list[FileReport] = []
     for i, (path, future) in enumerate(zip(paths, hashes, strict=True)):
@@ -170,7 +176,8 @@ def _ingest_all(
                 if path.name.lower().endswith(PARQUET_SUFFIX):
                     report = ingest_parquet(path, writer, config, now, workdir)
                 else:
-                    report = _ingest_file(path, "", writer, config, now, workdir)
+                    memory = Memory({**writer.base.sources, **conventions})
+                    report = _ingest_file(path, writer, config, now, workdir, memory)
                 sha = future.result()
                 if sha in seen:
                     writer.rollback(mark)
@@ -179,6 +186,8 @@ def _ingest_all(
                     )
                 else:
                     report = dataclasses.replace(report, sha256=sha, bytes=size)
+                    if report.dayfirst is not None:
+                        conventions[source_key(path)] = memory.entry(path, report.dayfirst, now)
             seen[report.sha256] = size
             reports.append(report)
         finally:
@@ -284,14 +293,20 @@ def _raise_if_rejected(writer: StoreWriter, reports: Sequence[FileReport]) -> No
 
 
 def _ingest_file(
-    source: Path, sha: str, writer: StoreWriter, cfg: IngestConfig, now: dt.datetime, work: Path
+    source: Path,
+    writer: StoreWriter,
+    cfg: IngestConfig,
+    now: dt.datetime,
+    work: Path,
+    memory: Memory,
 ) -> FileReport:
     text_encoding = sniff.choose_encoding(source, cfg.encoding)
     for attempt in range(2):
         prepared = sniff.prepare(source, work / f"try{attempt}", text_encoding)
         try:
             with csv_chunks():
-                return _run(source, sha, prepared, writer, cfg, now, work / f"stage{attempt}")
+                stage = work / f"stage{attempt}"
+                return _run(source, prepared, writer, cfg, now, stage, memory)
         except pl.exceptions.NoDataError as exc:
             raise BadInputError(f"{source}: file is empty (no header row)") from exc
         except pl.exceptions.PolarsError as exc:
@@ -357,12 +372,12 @@ def _read_error(source: Path, plain: Path, exc: Exception, cfg: IngestConfig) ->
 
 def _run(
     source: Path,
-    sha: str,
     prepared: sniff.Prepared,
     writer: StoreWriter,
     cfg: IngestConfig,
     now: dt.datetime,
     stage: Path,
+    memory: Memory,
 ) -> FileReport:
     delimiter = cfg.delimiter or sniff.detect_delimiter(sniff.head_text(prepared.path), source.name)
     read_args: dict[str, Any] = {
@@ -373,7 +388,7 @@ def _run(
         "encoding": "utf8",
     }
     sample = pl.read_csv(prepared.path, n_rows=SAMPLE_ROWS, **read_args)
-    plan, detection = detect_plan(source, sample, cfg, delimiter)
+    plan, detection = detect_plan(source, sample, cfg, delimiter, memory)
     header = sample.columns
 
     def locate(kept: pl.LazyFrame, good_rows: int) -> pl.LazyFrame:
@@ -391,11 +406,12 @@ def _run(
     )
     return found.report(
         source=str(source),
-        sha256=sha,
+        sha256="",
         columns=dict(plan.mapping),
         encoding=prepared.encoding + (" (gzip)" if prepared.compressed else ""),
         delimiter=delimiter,
         decimal=plan.decimal,
         date_formats=tuple(f.fmt for f in plan.dates),
         notes=(detection.note,),
+        dayfirst=detection.dayfirst if detection.known else None,
     )

@@ -26,6 +26,9 @@ class FileReport:
     decimal: str = ""
     date_formats: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: The day/month order the file was read in, where it was told, seen or remembered
+    #: (``None`` where no date has an order, or ambiguous dates were read month-first).
+    dayfirst: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
