@@ -26,7 +26,7 @@ from crmkit.export import write_table
 from crmkit.hashing import add_stable_hash, unit_interval_expr
 from crmkit.ledger import LEDGER_SCHEMA, NO_TREATMENT, arm, plan_day, read_ledger, record_day
 from crmkit.numbers import as_float
-from crmkit.optouts import read_optouts
+from crmkit.optouts import read_optout_lines
 from crmkit.segments import RFM_SEGMENTS, VALUE_TIERS
 from crmkit.store import Store
 from crmkit.uplift_policy import (
@@ -405,18 +405,23 @@ def list_paths(out_dir: Path, campaign: str, as_of: dt.date, fmt: str) -> dict[s
     }
 
 
-def optouts_unknown(store: Store, optouts: pl.Series) -> int:
-    """Count opted-out ids that no stored transaction names (likely a wrong id format)."""
-    if optouts.len() == 0:
-        return 0
+def optouts_unknown(store: Store, optouts: pl.DataFrame) -> list[int]:
+    """Return the lines of opt-out ids (:func:`read_optout_lines`) that name no customer.
+
+    Such an id is likely in another format than the store's (after the cleaning every id
+    gets, an id that still matches nobody is reported by line, never by its text).
+    """
+    if optouts.height == 0:
+        return []
     known = (
         store.transactions()
         .select(schema.CUSTOMER_ID)
-        .filter(pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
+        .filter(pl.col(schema.CUSTOMER_ID).is_in(optouts[schema.CUSTOMER_ID].implode()))
         .unique()
         .collect()
     )
-    return optouts.len() - known.height
+    unknown = optouts.join(known, on=schema.CUSTOMER_ID, how="anti")
+    return sorted(unknown["line"].to_list())
 
 
 def _prepare_directory(directory: Path) -> None:
@@ -488,9 +493,10 @@ def write_targets(
     paths = list_paths(out_dir, campaign, as_of, fmt)
     if not dry_run:
         _prepare_directory(paths["contacts"].parent)
-    optouts = pl.Series(schema.CUSTOMER_ID, [], dtype=pl.String)
+    lines = pl.DataFrame(schema={"line": pl.Int64, schema.CUSTOMER_ID: pl.String})
     if policy.optouts:
-        optouts = read_optouts(Path(policy.optouts))
+        lines = read_optout_lines(Path(policy.optouts))
+    optouts = lines[schema.CUSTOMER_ID].unique().sort()
     if dry_run:
         entries = read_ledger(store)
         new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts, uplift)
@@ -504,12 +510,14 @@ def write_targets(
     if not dry_run:
         write_table(contacts, paths["contacts"])
         write_table(assignments, paths["assignments"])
-    unknown = optouts_unknown(store, optouts)
+    unknown_lines = optouts_unknown(store, lines)
+    unknown = len(unknown_lines)
     warnings = []
     if unknown:
+        shown = ", ".join(map(str, unknown_lines[:10])) + (", ..." if unknown > 10 else "")
         warnings.append(
-            f"{unknown:,} of {optouts.len():,} opted-out id(s) name no customer in the "
-            "store; check the opt-out file's id format"
+            f"{unknown:,} of {lines.height:,} opted-out id(s) name no customer in the store "
+            f"({policy.optouts} line {shown}); check the opt-out file's id format"
         )
     covariates = scores.select(schema.CUSTOMER_ID, "recency_days")
     balance, balance_warnings = balance_report(

@@ -126,6 +126,8 @@ def test_unknown_optout_ids_are_counted(tmp_path):
     assert result.excluded["opted_out"] == 4
     assert result.excluded["optouts_unknown_to_store"] == 2
     assert any("2 of 6 opted-out id(s) name no customer" in w for w in result.warnings)
+    assert any(f"{optouts} line 5, 6)" in w for w in result.warnings)
+    assert not any("NOPE" in w for w in result.warnings)  # lines, never the file's content
 
 
 def test_a_budget_with_unpriced_treatments_is_refused(tmp_path):

@@ -130,6 +130,9 @@ def read_text(path: Path, what: str) -> str:
         encoding = "utf-8" if bad is None else "cp1252"
     if encoding == "utf-8":
         encoding = "utf-8-sig"
+    unit = 4 if encoding.startswith("utf-32") else 2 if encoding.startswith("utf-16") else 1
+    if unit > 1 and len(data) % unit == 1 and data.endswith(b"\x1a"):
+        data = data[:-1]  # a DOS end-of-file mark is one byte, whatever the text's encoding
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:

@@ -79,9 +79,28 @@ def clean_text(expr: pl.Expr) -> pl.Expr:
     return pl.when(text.str.len_bytes() > 0).then(text)
 
 
+#: Characters that are never part of an id, wherever they stand: byte-order marks (two
+#: exports joined with ``cat``), zero-width spaces and joiners, soft hyphens and direction
+#: marks. They are invisible, so an id with one would name another customer unseen.
+INVISIBLE: Final = "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+
+
+def is_ascii(expr: pl.Expr | pl.Series) -> pl.Expr | pl.Series:
+    """Tell whether text is ASCII only (one byte a character)."""
+    return expr.str.len_bytes() == expr.str.len_chars()
+
+
+def clean_id_text(text: pl.Expr) -> pl.Expr:
+    """Clean stripped id text: drop :data:`INVISIBLE` characters, then :func:`fix_float_id`."""
+    return fix_float_id(clean_text(text.str.replace_all(INVISIBLE, "")))
+
+
 def clean_customer_id(expr: pl.Expr) -> pl.Expr:
-    """Clean an id: strip, empty -> null, ``12346.0`` (a number exported as float) -> ``12346``."""
-    return fix_float_id(clean_text(expr))
+    """Clean an id as ingest does: invisible characters out, stripped, empty -> null.
+
+    ``12346.0`` (a number exported as float) becomes ``12346``.
+    """
+    return clean_id_text(expr)
 
 
 def fix_float_id(text: pl.Expr) -> pl.Expr:

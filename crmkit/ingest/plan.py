@@ -74,7 +74,7 @@ class Plan:
     dates: tuple[parse.DateFormat, ...]
     normalise_dates: bool
     plain_numbers: bool
-    float_ids: bool
+    clean_ids: bool
     cache_dates: bool = True
     id_words: int | None = None
     #: Canonical columns whose source values are typed (a timestamp, a number), not text:
@@ -115,7 +115,8 @@ def detect_plan(
     else:
         decimal = cfg.decimal
     plain = decimal == "." and all(parse.is_plain_number(sample[name]) for name in numeric)
-    float_ids = bool(sample[mapping[schema.CUSTOMER_ID]].str.contains(".", literal=True).any())
+    ids = sample[mapping[schema.CUSTOMER_ID]].drop_nulls()
+    clean_ids = bool((ids.str.contains(".", literal=True) | ~parse.is_ascii(ids)).any())
     stamps = sample[mapping[schema.TS]]
     cache = stamps.n_unique() <= DATE_CACHE_DISTINCT * max(stamps.len(), 1)
     id_bytes = sample.select(
@@ -125,7 +126,7 @@ def detect_plan(
     if cfg.date_format:
         fmt = parse.explicit_format(cfg.date_format)
         dates = parse.DateDetection((fmt,), cfg.dayfirst, "", normalise=True)
-        return Plan(mapping, decimal, (fmt,), True, plain, float_ids, cache, id_words), dates
+        return Plan(mapping, decimal, (fmt,), True, plain, clean_ids, cache, id_words), dates
     dates = parse.detect_date_formats(stamps, cfg.dayfirst)
     if cfg.dayfirst is None and memory is not None:
         remembered = memory.decide(source, dates)
@@ -136,7 +137,7 @@ def detect_plan(
                 note=f"ambiguous dates read {order}, as earlier files of this source",
                 decided="remembered",
             )
-    plan = Plan(mapping, decimal, dates.formats, dates.normalise, plain, float_ids, cache, id_words)
+    plan = Plan(mapping, decimal, dates.formats, dates.normalise, plain, clean_ids, cache, id_words)
     return plan, dates
 
 
@@ -216,13 +217,14 @@ def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
             excluded = excluded | value.str.contains(pattern).fill_null(value=False)
     customer = text(schema.CUSTOMER_ID)
     retry = pl.lit(value=False)
-    if not plan.float_ids:
-        retry = customer.str.contains(".", literal=True).fill_null(value=False)
+    if not plan.clean_ids:
+        unclean = customer.str.contains(".", literal=True) | ~parse.is_ascii(customer)
+        retry = unclean.fill_null(value=False)
     limit = None if plan.id_words is None else max_bytes(plan.id_words)
     if limit is not None:
         retry = retry | (customer.str.len_bytes() > limit).fill_null(value=False)
     return [
-        (parse.fix_float_id(customer) if plan.float_ids else customer).alias(
+        (parse.clean_id_text(customer) if plan.clean_ids else customer).alias(
             C + schema.CUSTOMER_ID
         ),
         retry.alias(C + "retry"),
