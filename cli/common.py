@@ -30,6 +30,25 @@ if TYPE_CHECKING:
     from crmkit.uri import Database
 
 err = Console(stderr=True, highlight=False)
+_stdout = Console(highlight=False)
+
+
+class _Results:
+    """Where a command's human output goes: stdout, or stderr once ``--json`` took stdout.
+
+    Tables and summaries are what ``crmkit evaluate > results.txt`` should write; progress,
+    warnings and errors go to stderr (:data:`err`). With ``--json``, stdout holds only the
+    JSON (:func:`emit_json`), and the human output moves to stderr.
+    """
+
+    json_mode = False
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        """Print like :meth:`rich.console.Console.print`."""
+        (err if self.json_mode else _stdout).print(*objects, **kwargs)
+
+
+human = _Results()
 
 StoreOpt = Annotated[
     Path,
@@ -80,6 +99,12 @@ def user_errors() -> Iterator[None]:
         _fail(exc)
     except OSError as exc:
         _fail(from_os_error(exc))
+
+
+def warn(message: str, *, quiet: bool, kind: str = "warning") -> None:
+    """Print a warning (or note) on stderr, unless ``--quiet`` asked for errors only."""
+    if not quiet:
+        err.print(f"[yellow]{kind}:[/yellow] {escape(message)}")
 
 
 def _fail(exc: CrmkitError) -> NoReturn:
@@ -253,7 +278,8 @@ def utc_now() -> dt.datetime:
 
 
 def emit_json(payload: Any) -> None:  # noqa: ANN401
-    """Print machine-readable output on stdout."""
+    """Print machine-readable output on stdout; human output goes to stderr from now on."""
+    human.json_mode = True
     typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 

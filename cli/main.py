@@ -25,6 +25,8 @@ from crmkit_cli.commands import (
     train,
     uplift,
 )
+from crmkit_cli.common import human
+from crmkit_cli.streams import guard_streams
 
 from crmkit import __version__
 
@@ -51,6 +53,7 @@ def root(
     ] = False,
 ) -> None:
     """Segment customers and keep the valuable ones who are drifting away."""
+    human.json_mode = False  # each command starts with its human output on stdout
 
 
 app.add_typer(sample.app)
@@ -96,4 +99,5 @@ def allocator_settings(argv: list[str], environ: dict[str, str]) -> dict[str, st
 def main() -> None:
     """Console-script entry point: tune the allocator before polars loads, then run."""
     os.environ.update(allocator_settings(sys.argv, dict(os.environ)))
+    guard_streams()
     app()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -40,12 +42,47 @@ def _positive_increasing(v: tuple[int, ...]) -> bool:
     return len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(set(v))
 
 
+def _finite_at_most(high: float) -> Callable[[Any], bool]:
+    return lambda v: v is None or (math.isfinite(v) and 0 <= v <= high)
+
+
+def _treatment_name(v: str) -> bool:
+    return bool(_TREATMENT.fullmatch(v))
+
+
+_TREATMENT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+#: A date the check formats with ``date_format`` and reads back.
+_PROBE: Final = dt.datetime(2024, 3, 5, 6, 7, 8, tzinfo=dt.UTC)
+
+
+def _date_format(v: str | None) -> bool:
+    """Whether ``v`` writes a date that polars reads back as that date (so ``%Q`` fails)."""
+    if v is None:
+        return True
+    if "%" not in v:
+        return False
+    import polars as pl
+
+    text = _PROBE.strftime(v)
+    parsed = pl.Series([text]).str.strptime(
+        pl.Datetime("us", "UTC") if "%z" in v else pl.Datetime("us"), v, strict=False
+    )
+    value = parsed.item()
+    return value is not None and value.date() == _PROBE.date()
+
+
 Check = Callable[[Any], bool]
 #: Every range rule of the settings, checked in one place: (section, key, rule, meaning).
 RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
-    ("ingest", "max_future_days", *_at_least(0)),
-    ("ingest", "max_abs_amount", (lambda v: v > 0), "above 0"),
-    ("ingest", "delimiter", (lambda v: v is None or len(v) == 1), "a single character"),
+    ("ingest", "max_future_days", *_between(0, 36500)),
+    ("ingest", "max_abs_amount", (lambda v: 0 < v <= 1e15), "above 0 and at most 1e15"),
+    (
+        "ingest",
+        "delimiter",
+        (lambda v: v is None or (len(v) == 1 and v not in '"\r\n')),
+        "a single character other than a quote or a line break",
+    ),
+    ("ingest", "date_format", _date_format, "a strftime format that writes a whole date"),
     ("store", "buckets", *_between(1, 4096)),
     ("store", "max_parts_per_bucket", *_between(1, 10_000)),
     ("features", "windows", _positive_increasing, "increasing positive day counts"),
@@ -72,13 +109,26 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("model", "threads", *_between(0, 1024)),
     ("model", "max_training_rows", (lambda v: v == 0 or v >= 1000), "0 (no limit) or 1000+"),
     ("targeting", "min_churn_probability", *_between(0, 1)),
-    ("targeting", "size", (lambda v: v is None or v >= 0), "at least 0"),
-    ("targeting", "budget", (lambda v: v is None or v >= 0), "at least 0"),
+    ("targeting", "min_customer_value", _finite_at_most(1e15), "between 0 and 1e15"),
+    ("targeting", "size", (lambda v: v is None or 0 <= v <= 10**9), "between 0 and 1e9"),
+    ("targeting", "budget", _finite_at_most(1e15), "between 0 and 1e15"),
     ("targeting", "control_fraction", *_between(0, 1, open_high=True)),
     ("targeting", "holdout_fraction", *_between(0, 1, open_high=True)),
     ("targeting", "cooldown_days", *_between(0, 36500)),
-    ("targeting", "costs", (lambda v: all(c >= 0 for c in v.values())), "costs of 0 or more"),
-    ("targeting", "default_cost", (lambda v: v is None or v >= 0), "at least 0"),
+    (
+        "targeting",
+        "costs",
+        (lambda v: all(_treatment_name(k) and _finite_at_most(1e9)(c) for k, c in v.items())),
+        "treatment names of letters, digits, _ . - with costs between 0 and 1e9",
+    ),
+    ("targeting", "default_cost", _finite_at_most(1e9), "between 0 and 1e9"),
+    (
+        "targeting",
+        "treatments",
+        (lambda v: all(_treatment_name(t) for t in v.values())),
+        "treatment names of letters, digits, _ . - (at most 40)",
+    ),
+    ("targeting", "default_treatment", _treatment_name, "a name of letters, digits, _ . -"),
     ("targeting", "explore_fraction", *_between(0, 0.5)),
     ("targeting", "uplift_caution", *_between(0, 5)),
     ("report", "currency", (lambda v: len(v) <= 8), "at most 8 characters"),

@@ -11,6 +11,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config import Settings
 from crmkit.errors import BadInputError
+from crmkit.ingest.parse import clean_customer_id
 from crmkit.ledger import read_ledger
 from crmkit.reasons import reasons_expr
 from crmkit.registry import ModelRef, Registry
@@ -100,6 +101,9 @@ def customer_view(
         A model that exists but fails its checks (hash, signature, feature version).
     """
     store.require()
+    # the id as ingest stores it: ``12346.0`` (a spreadsheet's float) is customer 12346
+    cleaned = pl.select(clean_customer_id(pl.lit(customer_id, pl.String))).item()
+    customer_id = cleaned if cleaned is not None else customer_id
     everyone = feature_table(store, as_of, settings)
     row = everyone.filter(pl.col(schema.CUSTOMER_ID) == customer_id)
     if row.height == 0:

@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from crmkit.config import Settings
-from crmkit.errors import ConfigError, CrmkitError
+from crmkit.errors import (
+    BadInputError,
+    ConfigError,
+    CrmkitError,
+    UnavailableError,
+)
 from crmkit.ingest import ingest_files
 from crmkit.ingest.core import ingest_query
 from crmkit.ingest.sniff import directory_files
@@ -113,9 +118,22 @@ def inbox_files(inbox: Path) -> tuple[list[Path], list[str]]:
 
     ``processed/`` is where done files go; other subdirectories, other file types and links
     to files outside the inbox are passed over with a warning.
+
+    Raises
+    ------
+    UnavailableError
+        When ``inbox`` does not exist (an unmounted share or a typo): a list built without
+        the day's export would be built from stale data, so the run stops (exit 4).
+    BadInputError
+        When ``inbox`` is a file, not a directory (exit 3).
     """
+    if not inbox.exists():
+        raise UnavailableError(
+            f"--inbox {inbox}: no such directory (an unmounted share or a typo?); nothing "
+            "was ingested, scored or listed"
+        )
     if not inbox.is_dir():
-        return [], []
+        raise BadInputError(f"--inbox {inbox}: a file, not a directory; nothing was run")
     return directory_files(inbox)
 
 
@@ -219,18 +237,19 @@ def run_daily(
     if options.dry_run:
         return _dry_run(store, options, settings)
     log = RunLog(store, now)
-    with store.lock():
-        log.write("start", date=options.date, campaign=options.campaign, model=str(ref))
-        done: list[str] = []
-        try:
+    # logged before the lock is taken, so that a run refused by it leaves its lines too
+    log.write("start", date=options.date, campaign=options.campaign, model=str(ref))
+    done: list[str] = []
+    try:
+        with store.lock():
             result = _steps(store, options, settings, log, now, done)
-        except CrmkitError as exc:
-            log.write("end", exit_code=exc.exit_code, error=str(exc), completed=done)
-            raise
-        except BaseException as exc:
-            log.write("end", exit_code=1, error=type(exc).__name__, completed=done)
-            raise
-        log.write("end", exit_code=0, completed=done)
+    except CrmkitError as exc:
+        log.write("end", exit_code=exc.exit_code, error=str(exc), completed=done)
+        raise
+    except BaseException as exc:
+        log.write("end", exit_code=1, error=type(exc).__name__, completed=done)
+        raise
+    log.write("end", exit_code=0, completed=done)
     return result
 
 
@@ -308,6 +327,7 @@ def _steps(
             contact_file=targets.paths["contacts"],
             assignment_file=targets.paths["assignments"],
             destination=targets.destination,
+            warnings=list(targets.warnings),
             **targets.summary()["groups"],
         )
     done.append("targets")

@@ -51,7 +51,7 @@ def reference_features(
             "first_day_spend": by_day[purchase[0]]["gross"],
             "refunds": refunds,
             "net_spend": gross - refunds,
-            "refund_share": refunds / gross,
+            "refund_share": min(refunds, gross) / gross,
             "mean_order_value": gross / orders,
             "mean_spend_per_day": gross / n,
             "mean_cycle_days": cycle,

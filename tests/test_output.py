@@ -23,7 +23,7 @@ def narrow(tmp_path_factory):
             [*CRMKIT, *args], capture_output=True, text=True, env=env, check=False
         )
         assert done.returncode == 0, done.stderr
-        return done.stderr
+        return done.stdout + done.stderr
 
     common = ["--store", store, "--config", str(SAMPLE_DATA / "crmkit.toml")]
     outputs = {

@@ -13,7 +13,7 @@ from crmkit_cli.common import (
     RegistryOpt,
     StoreOpt,
     emit_json,
-    err,
+    human,
     open_registry,
     parse_date,
     settings,
@@ -31,7 +31,10 @@ def fit(
         str, typer.Option("--name", metavar="NAME", help="Model name in the registry.")
     ] = "clv",
     penalty: Annotated[
-        float, typer.Option("--penalty", metavar="L2", min=0, help="L2 penalty on the parameters.")
+        float,
+        typer.Option(
+            "--penalty", metavar="L2", min=0, max=1e6, help="L2 penalty on the parameters."
+        ),
     ] = 0.0,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
@@ -68,13 +71,15 @@ def fit(
     for part, info in card["fit"].items():
         rows.append([f"{part} log-likelihood", info["log_likelihood"]])
         rows.append([f"{part} converged", f"{info['converged']} ({info['iterations']} iterations)"])
-    err.print(table(f"CLV model {ref.name}:{version} as of {as_of}", ["", "value"], rows))
+    human.print(table(f"CLV model {ref.name}:{version} as of {as_of}", ["", "value"], rows))
 
 
 @app.command("predict")
 def predict(
     as_of: AsOfOpt,
-    horizon: Annotated[int, typer.Option("--horizon", metavar="DAYS", min=1, help="Days ahead.")],
+    horizon: Annotated[
+        int, typer.Option("--horizon", metavar="DAYS", min=1, max=36500, help="Days ahead.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", metavar="PATH", help="Output file (.csv or .parquet).")
     ],
@@ -109,4 +114,4 @@ def predict(
         emit_json(summary)
     if not quiet:
         rows = [[k.replace("_", " "), v] for k, v in summary.items()]
-        err.print(table(f"CLV as of {as_of}, {horizon} days", ["", "value"], rows))
+        human.print(table(f"CLV as of {as_of}, {horizon} days", ["", "value"], rows))

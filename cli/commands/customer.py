@@ -13,6 +13,7 @@ from crmkit_cli.common import (
     emit_json,
     err,
     fmt,
+    human,
     open_registry,
     parse_date,
     settings,
@@ -79,15 +80,15 @@ def render_customer(view: CustomerView) -> None:
     risk = "no churn probability" if view.churn_probability is None else (
         f"churn probability {view.churn_probability:.0%} ({view.model})"
     )  # fmt: skip
-    err.print(f"customer {view.customer_id} as of {view.as_of}: {risk}")
+    human.print(f"customer {view.customer_id} as of {view.as_of}: {risk}")
     rows: list[list[Any]] = [[name.replace("_", " "), fmt(f.get(name))] for name in SHOWN]
     err.print(table("Features", ["", "value"], rows))
     for reason in view.reasons or ["no warning sign in the rules"]:
-        err.print(f"- {reason}")
+        human.print(f"- {reason}")
     for note in view.notes:
         err.print(f"note: {note}")
     if view.campaigns:
         keys = ["campaign_id", "as_of", "group", "treatment"]
-        err.print(table("Campaigns", keys, [[c[k] for k in keys] for c in view.campaigns]))
+        human.print(table("Campaigns", keys, [[c[k] for k in keys] for c in view.campaigns]))
     else:
-        err.print("no campaign has listed this customer")
+        human.print("no campaign has listed this customer")

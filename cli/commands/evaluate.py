@@ -6,14 +6,17 @@ from typing import Annotated, Any
 import typer
 from crmkit_cli.common import (
     DEFAULT_STORE,
+    ConfigOpt,
     JsonOpt,
     QuietOpt,
     StoreOpt,
     emit_json,
-    err,
+    human,
+    settings,
     table,
     user_errors,
     utc_now,
+    warn,
 )
 
 app = typer.Typer()
@@ -64,7 +67,9 @@ def evaluate(
     campaign: Annotated[str, typer.Option("--campaign", metavar="ID", help="Campaign id.")],
     window: Annotated[
         int,
-        typer.Option("--window", metavar="DAYS", min=1, help="Days after assignment that count."),
+        typer.Option(
+            "--window", metavar="DAYS", min=1, max=3650, help="Days after assignment that count."
+        ),
     ] = 60,
     outcomes: Annotated[
         Path | None,
@@ -76,6 +81,7 @@ def evaluate(
         ),
     ] = None,
     store: StoreOpt = DEFAULT_STORE,
+    config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -94,6 +100,7 @@ def evaluate(
     from crmkit.store import Store
 
     with user_errors():
+        settings(config)
         if outcomes is None:
             result = evaluate_campaign(Store(store), campaign, window)
         else:
@@ -102,7 +109,7 @@ def evaluate(
     if as_json:
         emit_json(summary)
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}")
+        warn(warning, quiet=quiet)
     if not quiet:
         render_evaluation(summary, campaign, window)
 
@@ -110,7 +117,7 @@ def evaluate(
 def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> None:
     """Print outcomes per group and treatment against control overall and per subset."""
     keys = ("group", "customers", "retained", "retention_rate", "revenue_per_customer")
-    err.print(
+    human.print(
         table(
             f"Campaign {campaign}: outcomes within {window} days",
             ["group", "customers", "retained", "retention", "revenue / customer"],
@@ -120,16 +127,16 @@ def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> No
     subsets = _subsets(summary)
     cols = ["subset", "n t/c", "ret. %", "uplift pp [95% CI]", "p", "p adj"]
     rows = [_retention_row(label, c) for label, c in subsets]
-    err.print(
+    human.print(
         table("Retention, treatment against control (n, ret. %: treatment/control)", cols, rows)
     )
     cols = ["subset", "extra customers", "revenue uplift / customer [95% CI]"]
     rows = [_revenue_row(label, c) for label, c in subsets]
-    err.print(table("Revenue, treatment against control", cols, rows))
+    human.print(table("Revenue, treatment against control", cols, rows))
     overall = summary["treatment_vs_control"]
     mde = overall.get("minimum_detectable_uplift")
     if mde is not None and mde == mde:  # NaN when undefined
-        err.print(
+        human.print(
             f"not significant at 5%: with these group sizes only an uplift of "
             f"{mde * 100:.1f} pp or more would be detected (80% power)"
         )

@@ -15,7 +15,7 @@ from crmkit_cli.common import (
     StoreOpt,
     computing,
     emit_json,
-    err,
+    human,
     parse_date,
     settings,
     table,
@@ -62,4 +62,4 @@ def features(
         emit_json(summary)
     if not quiet:
         rows = [[k.replace("_", " "), v] for k, v in summary.items() if k != "out"]
-        err.print(table(f"Features as of {date} -> {out}", ["", "value"], rows))
+        human.print(table(f"Features as of {date} -> {out}", ["", "value"], rows))

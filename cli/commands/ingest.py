@@ -15,6 +15,7 @@ from crmkit_cli.common import (
     StoreOpt,
     emit_json,
     err,
+    human,
     parse_date,
     progress_bar,
     settings,
@@ -185,14 +186,14 @@ def render_ingest(report: IngestReport, store: Path) -> None:
     rows = [[name(f.source), *(getattr(f, k) for k in counts)] for f in report.files]
     rows.append(["total", *(getattr(report, k) for k in counts)])
     cols = ["file", "read", "stored", "duplicate", "quarantined"]
-    err.print(table(f"Ingest into {store}", cols, rows))
+    human.print(table(f"Ingest into {store}", cols, rows))
     for f in report.files:
         details = [f"{k} {v:,}" for k, v in f.reasons.items()] + list(f.notes)
         if f.status != "ingested":
             details.insert(0, f.status)
         if details:
-            err.print(f"{name(f.source)}: {'; '.join(details)}")
-    err.print(
+            human.print(f"{name(f.source)}: {'; '.join(details)}")
+    human.print(
         f"rows_read {report.rows_read:,} = stored {report.rows_stored:,} + duplicate "
         f"{report.rows_duplicate:,} + quarantined {report.rows_quarantined:,}"
     )
@@ -245,11 +246,11 @@ def render_customers(reports: list[AttributeReport], store: Path) -> None:
     counts = ("rows_read", "rows_stored", "rows_duplicate", "rows_quarantined")
     rows = [[Path(r.source).name, r.status, *(getattr(r, k) for k in counts)] for r in reports]
     cols = ["file", "status", "read", "stored", "duplicate", "quarantined"]
-    err.print(table(f"Customer attributes into {store}", cols, rows))
+    human.print(table(f"Customer attributes into {store}", cols, rows))
     for r in reports:
         kinds = ", ".join(f"{name} {kind}" for name, kind in r.types.items())
         details = [f"{k} {v:,}" for k, v in r.reasons.items()]
         if kinds:
-            err.print(
+            human.print(
                 f"{Path(r.source).name}: {kinds}" + (f"; {'; '.join(details)}" if details else "")
             )

@@ -12,7 +12,7 @@ from crmkit_cli.common import (
     QuietOpt,
     StoreOpt,
     emit_json,
-    err,
+    human,
     settings,
     user_errors,
 )
@@ -61,7 +61,7 @@ def import_(
         emit_json(report.summary())
     if not quiet:
         arms = ", ".join(f"{k} {v:,}" for k, v in report.treatments.items())
-        err.print(
+        human.print(
             f"campaign {report.campaign}: {report.rows:,} assignments from {report.dates[0]} to "
             f"{report.dates[1]}; treatment {report.groups['treatment']:,} ({arms}), control "
             f"{report.groups['control']:,}"

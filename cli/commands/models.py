@@ -10,6 +10,7 @@ from crmkit_cli.common import (
     RegistryOpt,
     emit_json,
     err,
+    human,
     open_registry,
     settings,
     table,
@@ -40,7 +41,7 @@ def list_models(
     if quiet:
         return
     cols = ["model", "created", "kind", "as_of", "horizon_days", "training_rows", "roc_auc"]
-    err.print(table("Models", cols, [[r[c] for c in cols] for r in rows]))
+    human.print(table("Models", cols, [[r[c] for c in cols] for r in rows]))
 
 
 @app.command("show")
@@ -78,13 +79,13 @@ def render_uplift_card(card: dict[str, Any]) -> None:
         ["signed", "yes" if card.get("signature") else "no"],
         ["sha256", str(card.get("sha256", ""))[:16] + "..."],
     ]
-    err.print(table("Model card", ["", "value"], facts))
+    human.print(table("Model card", ["", "value"], facts))
     rows = []
     for arm, info in card.get("arms", {}).items():
         learner = info.get("learner")
         qini = info.get("rankings", {}).get(f"{learner}-learner", {}).get("qini", {})
         rows.append([arm, learner, info.get("treated"), info.get("controls"), qini.get("value")])
-    err.print(
+    human.print(
         table("Arms (cross-fitted Qini)", ["arm", "learner", "treated", "controls", "Qini"], rows)
     )
     for problem in card.get("skipped_arms", {}).values():
@@ -109,14 +110,14 @@ def render_card(card: dict[str, Any]) -> None:
         ["signed", "yes" if card.get("signature") else "no"],
         ["sha256", str(card.get("sha256", ""))[:16] + "..."],
     ]
-    err.print(table("Model card", ["", "value"], facts))
+    human.print(table("Model card", ["", "value"], facts))
     metrics = card.get("validation_metrics") or []
     if metrics:
         keys = ["roc_auc", "pr_auc", "brier", "ece"]
         rows = [[m.get("model"), *(m.get(k) for k in keys)] for m in metrics]
         title = f"Out-of-time validation on {card.get('validation_snapshot')}"
-        err.print(table(title, ["model", "AUC", "PR AUC", "Brier", "ECE"], rows))
+        human.print(table(title, ["model", "AUC", "PR AUC", "Brier", "ECE"], rows))
     top = card.get("top_features") or []
     if top:
         rows = [[t.get("feature"), t.get("auc_drop")] for t in top[:8]]
-        err.print(table("Top features (AUC drop)", ["feature", "auc_drop"], rows))
+        human.print(table("Top features (AUC drop)", ["feature", "auc_drop"], rows))

@@ -11,11 +11,12 @@ from crmkit_cli.common import (
     QuietOpt,
     RegistryOpt,
     StoreOpt,
-    err,
+    human,
     open_registry,
     parse_date,
     settings,
     user_errors,
+    warn,
 )
 
 app = typer.Typer()
@@ -29,7 +30,8 @@ def report(
         str | None, typer.Option("--campaign", metavar="ID", help="Add this campaign's evaluation.")
     ] = None,
     window: Annotated[
-        int, typer.Option("--window", metavar="DAYS", min=1, help="Campaign outcome days.")
+        int,
+        typer.Option("--window", metavar="DAYS", min=1, max=3650, help="Campaign outcome days."),
     ] = 60,
     model: Annotated[
         str | None, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
@@ -66,6 +68,6 @@ def report(
         )
         path = write_report(out, data)
     for note in data.notes:
-        err.print(f"[yellow]note:[/yellow] {note}")
+        warn(note, quiet=quiet, kind="note")
     if not quiet:
-        err.print(f"report written to {path}")
+        human.print(f"report written to {path}")

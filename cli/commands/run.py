@@ -30,7 +30,7 @@ from crmkit_cli.common import (
     computing,
     destination,
     emit_json,
-    err,
+    human,
     parse_date,
     registry_path,
     settings,
@@ -120,7 +120,7 @@ def run(
         emit_json(summary)
     render_targets(summary, quiet=quiet)
     if not quiet:
-        err.print(
+        human.print(
             f"run {summary['date']}: {len(result.ingested_files)} file(s) ingested, "
             f"{result.scored:,} customers scored with {result.model}"
         )

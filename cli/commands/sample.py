@@ -9,7 +9,7 @@ from crmkit_cli.common import (
     JsonOpt,
     QuietOpt,
     emit_json,
-    err,
+    human,
     parse_date,
     progress_bar,
     user_errors,
@@ -31,7 +31,7 @@ class Format(StrEnum):
 @app.command()
 def sample(
     customers: Annotated[
-        int, typer.Option("--customers", metavar="N", min=1, help="Customers.")
+        int, typer.Option("--customers", metavar="N", min=1, max=100_000_000, help="Customers.")
     ] = 2000,
     start: Annotated[
         str, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD).")
@@ -76,7 +76,8 @@ def sample(
         ),
     ] = "",
     window: Annotated[
-        int, typer.Option("--window", metavar="DAYS", min=1, help="Response window (days).")
+        int,
+        typer.Option("--window", metavar="DAYS", min=1, max=3650, help="Response window (days)."),
     ] = 60,
     heterogeneous: Annotated[
         bool,
@@ -123,4 +124,4 @@ def sample(
     if as_json:
         emit_json(result.summary())
     if not quiet:
-        err.print(result.describe())
+        human.print(result.describe())

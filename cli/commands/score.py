@@ -16,12 +16,13 @@ from crmkit_cli.common import (
     StoreOpt,
     computing,
     emit_json,
-    err,
+    human,
     parse_date,
     registry_path,
     settings,
     table,
     user_errors,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def score(
     if as_json:
         emit_json(summary)
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}")
+        warn(warning, quiet=quiet)
     if not quiet:
         render_scores(result, summary, f"Scores as of {as_of} -> {out}")
 
@@ -84,9 +85,9 @@ def score(
 def render_scores(result: ScoreResult, summary: dict[str, Any], title: str) -> None:
     """Print the headline numbers and the risk deciles."""
     rows = [[k.replace("_", " "), v] for k, v in summary.items() if k not in ("warnings",)]
-    err.print(table(title, ["", "value"], rows))
+    human.print(table(title, ["", "value"], rows))
     deciles = result.deciles()
-    err.print(
+    human.print(
         table(
             "Risk deciles (10 = highest churn risk)",
             ["decile", "customers", "mean probability", "value at risk"],

@@ -13,7 +13,7 @@ from crmkit_cli.common import (
     QuietOpt,
     StoreOpt,
     emit_json,
-    err,
+    human,
     parse_date,
     settings,
     table,
@@ -103,17 +103,17 @@ def render_segments(summary: SegmentSummary, title: str, out: Path) -> None:
     ]
     title = f"{title} ({summary.customers:,} customers) -> {out}"
     cols = ["segment", "customers", "customers %", "value %", "recency (d)", "frequency"]
-    err.print(table(title, cols, rows))
+    human.print(table(title, cols, rows))
     if summary.profile is not None:
         profile = summary.profile
-        err.print(
+        human.print(
             table(
                 "Cluster profiles (means)",
                 profile.columns,
                 [list(r) for r in profile.iter_rows()],
             )
         )
-    err.print(
+    human.print(
         f"value concentration: top 5% of customers hold {summary.top5_value_share:.1%}, "
         f"top 20% hold {summary.top20_value_share:.1%}"
     )

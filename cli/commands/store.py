@@ -6,11 +6,13 @@ from typing import Annotated
 import typer
 from crmkit_cli.common import (
     DEFAULT_STORE,
+    ConfigOpt,
     JsonOpt,
     QuietOpt,
     StoreOpt,
     emit_json,
-    err,
+    human,
+    settings,
     table,
     user_errors,
 )
@@ -54,12 +56,15 @@ def init(
         parts = ", ".join(
             f"{k} {v:,} part(s), {result.rows[k]:,} rows" for k, v in result.parts.items()
         )
-        err.print(f"store {result.path}: {result.status} ({parts})")
+        human.print(f"store {result.path}: {result.status} ({parts})")
 
 
 @app.command("info")
 def info(
-    store: StoreOpt = DEFAULT_STORE, as_json: JsonOpt = False, quiet: QuietOpt = False
+    store: StoreOpt = DEFAULT_STORE,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Summarise the store: rows, customers, dates, quarantine.
 
@@ -68,6 +73,7 @@ def info(
     from crmkit.store import Store, store_info
 
     with user_errors():
+        settings(config)  # checked like every command's, though a summary needs none
         summary = store_info(Store(Path(store)))
     if as_json:
         emit_json(summary.to_json())
@@ -92,7 +98,7 @@ def info(
                 f"{mark.get('value')} ({source.get('pulled_at')})",
             ]
         )
-    err.print(table(f"Store {summary.path}", ["", "value"], rows))
+    human.print(table(f"Store {summary.path}", ["", "value"], rows))
 
 
 @app.command("quarantine")
@@ -101,8 +107,11 @@ def quarantine(
         Path | None,
         typer.Option("--out", metavar="PATH", help="Write every quarantined row (.csv/.parquet)."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="Rows to show.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", min=0, max=10**9, help="Rows to show.")
+    ] = 20,
     store: StoreOpt = DEFAULT_STORE,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Show or export quarantined rows with file, line and reason.
@@ -113,6 +122,7 @@ def quarantine(
     from crmkit.store import Store
 
     with user_errors():
+        settings(config)
         st = Store(Path(store))
         st.require()
         rows = st.quarantine()
@@ -121,10 +131,10 @@ def quarantine(
     if quiet:
         return
     if out is not None:
-        err.print(f"{rows.height:,} quarantined row(s) written to {out}")
+        human.print(f"{rows.height:,} quarantined row(s) written to {out}")
         return
     shown = rows.sort("source_file", "line").head(limit)
-    err.print(
+    human.print(
         table(
             f"Quarantine ({rows.height:,} rows)",
             ["file", "line", "reason", "raw"],

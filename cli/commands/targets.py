@@ -18,12 +18,13 @@ from crmkit_cli.common import (
     ToTableOpt,
     destination,
     emit_json,
-    err,
+    human,
     parse_date,
     registry_path,
     settings,
     table,
     user_errors,
+    warn,
 )
 
 from crmkit.config import overlay
@@ -98,21 +99,21 @@ def balance_table(balance: list[dict[str, Any]]) -> FitTable:
 def render_targets(summary: dict[str, Any], *, quiet: bool) -> None:
     """Print the group sizes, balance table, exclusions and warnings of a target list."""
     for warning in summary["warnings"]:
-        err.print(f"[yellow]warning:[/yellow] {warning}")
+        warn(warning, quiet=quiet)
     if quiet:
         return
-    err.print(balance_table(summary["balance"]))
+    human.print(balance_table(summary["balance"]))
     excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items())
-    err.print(f"customers: {excluded}")
-    err.print(f"list {summary['status']}: {summary['contacts']:,} to contact")
-    err.print(spend_line(summary["spend"]))
+    human.print(f"customers: {excluded}")
+    human.print(f"list {summary['status']}: {summary['contacts']:,} to contact")
+    human.print(spend_line(summary["spend"]))
     if summary["contact_file"] is None:
-        err.print("dry run: nothing was written")
+        human.print("dry run: nothing was written")
         return
-    err.print(f"contact file: {summary['contact_file']}")
-    err.print(f"assignment file: {summary['assignment_file']}")
+    human.print(f"contact file: {summary['contact_file']}")
+    human.print(f"assignment file: {summary['assignment_file']}")
     if summary.get("destination"):
-        err.print(destination_line(summary["destination"]))
+        human.print(destination_line(summary["destination"]))
 
 
 def destination_line(written: dict[str, Any]) -> str:
@@ -144,7 +145,7 @@ def targets(
     campaign: CampaignOpt,
     out: OutDirOpt = Path("out"),
     size: Annotated[
-        int | None, typer.Option("--size", metavar="N", min=0, help="Most customers.")
+        int | None, typer.Option("--size", metavar="N", min=0, max=10**9, help="Most customers.")
     ] = None,
     budget: Annotated[
         float | None,
@@ -152,6 +153,7 @@ def targets(
             "--budget",
             metavar="AMOUNT",
             min=0,
+            max=1e15,
             help="Most spent on contacts ([targeting.costs] per treatment).",
         ),
     ] = None,

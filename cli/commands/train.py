@@ -16,7 +16,7 @@ from crmkit_cli.common import (
     StoreOpt,
     computing,
     emit_json,
-    err,
+    human,
     open_registry,
     parse_date,
     progress_bar,
@@ -46,7 +46,11 @@ def train(
     horizon: Annotated[
         int,
         typer.Option(
-            "--horizon", metavar="DAYS", min=1, help="Churned = no purchase within this many days."
+            "--horizon",
+            metavar="DAYS",
+            min=1,
+            max=3650,
+            help="Churned = no purchase within this many days.",
         ),
     ],
     name: Annotated[
@@ -54,7 +58,9 @@ def train(
     ] = None,
     snapshots: Annotated[
         int | None,
-        typer.Option("--snapshots", metavar="N", min=2, help="Training cutoffs (default 16)."),
+        typer.Option(
+            "--snapshots", metavar="N", min=2, max=520, help="Training cutoffs (default 16)."
+        ),
     ] = None,
     kind: Annotated[
         Kind | None, typer.Option("--model", help="blend (default), hgb or logreg.")
@@ -130,7 +136,7 @@ def render_train(result: TrainResult) -> None:
         ]
         for r in result.metrics.iter_rows(named=True)
     ]
-    err.print(
+    human.print(
         table(
             f"Out-of-time validation on {result.card['validation_snapshot']} "
             f"({result.card['horizon_days']}-day horizon; Lift10 and Capt10: lift and share "
@@ -141,8 +147,8 @@ def render_train(result: TrainResult) -> None:
     )
     top = [[r["feature"], r["auc_drop"]] for r in result.importance.head(10).iter_rows(named=True)]
     title = "Top features (permutation importance, ROC AUC drop)"
-    err.print(table(title, ["feature", "auc_drop"], top))
-    err.print(
+    human.print(table(title, ["feature", "auc_drop"], top))
+    human.print(
         f"model {result.saved_as} saved to {result.directory} "
         f"({result.card['training_rows']:,} rows, churn rate {result.card['churn_rate']:.1%})"
     )

@@ -17,6 +17,7 @@ from crmkit_cli.common import (
     computing,
     emit_json,
     err,
+    human,
     open_registry,
     parse_date,
     settings,
@@ -36,7 +37,10 @@ def train_command(
         str, typer.Option("--campaign", metavar="ID[,ID...]", help="Campaigns in the ledger.")
     ],
     window: Annotated[
-        int, typer.Option("--window", metavar="DAYS", help="Outcome window after assignment.")
+        int,
+        typer.Option(
+            "--window", metavar="DAYS", min=1, max=3650, help="Outcome window after assignment."
+        ),
     ],
     name: NameOpt = "uplift",
     learner: Annotated[
@@ -92,7 +96,7 @@ def _range(interval: dict[str, float]) -> str:
 def render_training(card: dict[str, Any], model: str, directory: Path) -> None:
     """Print, per arm, the groups and the cross-fitted rankings side by side."""
     for arm, info in card["arms"].items():
-        err.print(
+        human.print(
             f"arm {arm}: {info['rows']:,} rows, {info['treated']:,} treated "
             f"({info['response_treated']:.1%} bought), {info['controls']:,} controls "
             f"({info['response_control']:.1%} bought); learner {info['learner']}"
@@ -108,17 +112,17 @@ def render_training(card: dict[str, Any], model: str, directory: Path) -> None:
             for name, r in info["rankings"].items()
         ]
         columns = ["ranking", "Qini", "95% interval", "top 10%", "top 30%"]
-        err.print(table(f"Cross-fitted validation, arm {arm} (95% intervals)", columns, rows))
+        human.print(table(f"Cross-fitted validation, arm {arm} (95% intervals)", columns, rows))
         later = info.get("out_of_time")
         if later:
-            err.print(
+            human.print(
                 f"forward in time (fitted before {later['validated_from']}, "
                 f"{later['rows']:,} rows from it): Qini {later['model']['qini']['value']:+.2f} "
                 f"{_range(later['model']['qini'])}, random {later['random']['qini']['value']:+.2f}"
             )
     for problem in card.get("skipped_arms", {}).values():
         err.print(f"[yellow]warning:[/yellow] left out: {problem}")
-    err.print(f"uplift model {model} saved to {directory}")
+    human.print(f"uplift model {model} saved to {directory}")
 
 
 @app.command("score")
@@ -162,4 +166,4 @@ def score_command(
             [k.replace("_", " "), ", ".join(v) if isinstance(v, list) else v]
             for k, v in summary.items()
         ]
-        err.print(table(f"Uplift as of {as_of} -> {out}", ["", "value"], rows))
+        human.print(table(f"Uplift as of {as_of} -> {out}", ["", "value"], rows))

@@ -24,7 +24,7 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.config import IngestConfig, StoreConfig
-from crmkit.errors import BadInputError, from_os_error
+from crmkit.errors import BadInputError, ConfigError, from_os_error
 from crmkit.ingest import sniff
 from crmkit.ingest.conventions import Memory, source_key
 from crmkit.ingest.lines import with_breaks_before
@@ -123,6 +123,7 @@ def ingest_files(
     StoreLockedError
         Another process is writing the store.
     """
+    check_dates(config, now)
     paths = sniff.expand_inputs(sources)
     layout = store_config or StoreConfig()
     reports: list[FileReport] = []
@@ -224,6 +225,7 @@ def ingest_query(
     StoreLockedError
         Another process is writing the store.
     """
+    check_dates(config, now)
     layout = store_config or StoreConfig()
     label = source_label(query)
     with store.writer(buckets=layout.buckets, now=now, locked=locked) as writer:
@@ -250,6 +252,21 @@ def ingest_query(
                 }
             writer.commit([entry], sources)
     return IngestReport(str(store.root), (report,))
+
+
+def check_dates(config: IngestConfig, now: dt.datetime) -> None:
+    """Refuse a ``min_date`` after today: every row would be quarantined as implausible.
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting (exit 2).
+    """
+    if config.min_date > now.date():
+        raise ConfigError(
+            f"[ingest] min_date = {config.min_date}: after today ({now.date()}), so every row "
+            "would be quarantined as implausible_date"
+        )
 
 
 def source_label(query: Query) -> str:

@@ -138,6 +138,22 @@ def invalid_utf8_offset(source: Path) -> int | None:
         return encoding.first_invalid_utf8(raw)
 
 
+#: Header names a message lists at most, and characters shown of each: a file that is not
+#: delimited as expected has its content in its "header", which no message may quote.
+_NAMES_SHOWN: Final = 20
+_NAME_CHARS: Final = 40
+
+
+def header_names(header: Sequence[str]) -> str:
+    """List header names for a message, each cut short, at most :data:`_NAMES_SHOWN`."""
+    shown = [
+        repr(h if len(h) <= _NAME_CHARS else h[: _NAME_CHARS - 3] + "...")
+        for h in header[:_NAMES_SHOWN]
+    ]
+    more = len(header) - _NAMES_SHOWN
+    return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")
+
+
 def prepare(source: Path, workdir: Path, text_encoding: str) -> Prepared:
     """Return a plain UTF-8 copy of ``source`` if it needs one, else ``source`` itself.
 
@@ -152,7 +168,7 @@ def prepare(source: Path, workdir: Path, text_encoding: str) -> Prepared:
     """
     compressed = is_compressed(source)
     if not compressed and text_encoding == "utf-8":
-        return Prepared(source, text_encoding, compressed)
+        return _line_feeds(Prepared(source, text_encoding, compressed), workdir)
     target = workdir / "input.csv"
     workdir.mkdir(parents=True, exist_ok=True)
     with _gzip_errors(source), _open_raw(source) as raw, target.open("wb") as out:
@@ -160,7 +176,29 @@ def prepare(source: Path, workdir: Path, text_encoding: str) -> Prepared:
             shutil.copyfileobj(raw, out, _CHUNK)
         else:
             encoding.transcode(raw, out, text_encoding, source)
-    return Prepared(target, text_encoding, compressed)
+    return _line_feeds(Prepared(target, text_encoding, compressed), workdir)
+
+
+#: Bytes of a file's head that tell whether its lines end in a lone carriage return.
+_LINE_END_PROBE: Final = 64 * 1024
+
+
+def _line_feeds(prepared: Prepared, workdir: Path) -> Prepared:
+    """Give a file whose lines end in a lone CR (classic Mac exports) line feeds instead.
+
+    Each CR becomes one LF, so lines keep their numbers; a file with any LF in its head is
+    left as it is.
+    """
+    with prepared.path.open("rb") as fh:
+        head = fh.read(_LINE_END_PROBE)
+    if b"\r" not in head or b"\n" in head:
+        return prepared
+    target = workdir / "input-lf.csv"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with prepared.path.open("rb") as raw, target.open("wb") as out:
+        while chunk := raw.read(_CHUNK):
+            out.write(chunk.replace(b"\r", b"\n"))
+    return Prepared(target, prepared.encoding, prepared.compressed)
 
 
 def fallback_encoding(source: Path) -> str:
@@ -239,7 +277,7 @@ def resolve_columns(
         When a mapped source column is absent, a required column cannot be found, or two
         source columns match one canonical column; the message lists the columns found.
     """
-    found = ", ".join(repr(h) for h in header)
+    found = header_names(header)
     by_norm: dict[str, list[str]] = {}
     for name in header:
         by_norm.setdefault(norm_name(name), []).append(name)
