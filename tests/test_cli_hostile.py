@@ -10,7 +10,7 @@ import pytest
 
 from crmkit.store import Store
 
-from .conftest import CRMKIT, NOW, SAMPLE_DATA, invoke, subprocess_env, trained_sample_store
+from .conftest import CRMKIT, SAMPLE_DATA, invoke, subprocess_env, trained_sample_store
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def crmkit(*args: str, stdout: object = subprocess.PIPE, stderr: object = subpro
 
 def test_a_full_stdout_and_stderr_change_nothing(tmp_path):
     store = tmp_path / "s"
-    with open("/dev/full", "w") as full:
+    with Path("/dev/full").open("w") as full:
         done = crmkit(
             "ingest", str(SAMPLE_DATA / "transactions.csv"), "--store", str(store), "--json",
             stdout=full, stderr=full,
@@ -100,7 +100,8 @@ def test_quiet_prints_no_warning(trained, tmp_path, runner, env_now):
             "--config", str(config)]  # fmt: skip
     loud = invoke(runner, *args, "--dry-run")
     assert "name no customer" in loud.stderr
-    assert "line 1, 2" in loud.stderr and "NOPE" not in loud.stderr
+    assert "line 1, 2" in loud.stderr
+    assert "NOPE" not in loud.stderr
     quiet = invoke(runner, *args, "--dry-run", "--quiet")
     assert quiet.stderr == ""
 
