@@ -152,3 +152,44 @@ def make_classifier(kind: str, seed: int, categorical: Sequence[bool] | None = N
         return ObservedColumns(kind, seed, mask)
     members = (ObservedColumns("hgb", seed, mask), ObservedColumns("logreg", seed, mask))
     return BlendClassifier(members)
+
+
+class ObservedFit(BaseEstimator):  # type: ignore[misc]
+    """Any estimator fitted on the columns that hold a value in its own training rows.
+
+    The design-matrix contract at the level of one fit: a fold, an arm or a group in which
+    a column has no value at all (a short history, an export without categories) leaves
+    that column out instead of failing; predictions use the same columns. With no column
+    left, the estimator sees one constant column.
+
+    Parameters
+    ----------
+    estimator
+        An unfitted scikit-learn classifier or regressor.
+    """
+
+    def __init__(self, estimator: Any = None) -> None:  # noqa: ANN401
+        self.estimator = estimator
+
+    def _columns(self, x: np.ndarray) -> np.ndarray:
+        if self.keep_.any():
+            return x[:, self.keep_]
+        return np.zeros((len(x), 1), dtype=x.dtype)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> ObservedFit:
+        """Fit a clone of ``estimator`` on the observed columns of ``x``."""
+        self.keep_ = ~np.isnan(x).all(axis=0)
+        self.estimator_ = clone(self.estimator).fit(self._columns(x), y)
+        if hasattr(self.estimator_, "classes_"):
+            self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predict from the columns the fit used."""
+        out: np.ndarray = self.estimator_.predict(self._columns(x))
+        return out
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities from the columns the fit used."""
+        out: np.ndarray = self.estimator_.predict_proba(self._columns(x))
+        return out

@@ -94,7 +94,10 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
     expected = model_feature_names(
         cfg, card_vocabulary(card), attributes, clv=bool(card.get("clv_features"))
     )
-    if card.get("features") != expected:
+    # a card lists the features its fit used; those it left out (no value, or one value,
+    # in the training rows: crmkit.design) are recorded beside them
+    dropped = card.get("dropped_features") or {}
+    if card.get("features") != [n for n in expected if n not in dropped]:
         raise ModelError(
             f"model {card.get('name')}:{card.get('version')} expects features "
             f"{card.get('features')}, which do not match this pipeline's: retrain it"

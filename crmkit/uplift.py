@@ -50,7 +50,9 @@ import polars as pl
 from crmkit import __version__, schema
 from crmkit.bucketed import features_of_buckets, store_features
 from crmkit.config import FeatureConfig
+from crmkit.design import informative_features
 from crmkit.errors import BadInputError, ModelError
+from crmkit.estimators import ObservedFit
 from crmkit.evaluation import arm_rows, outcomes, treatment_arms
 from crmkit.features import FEATURE_VERSION
 from crmkit.mix import Vocabulary, learn_vocabulary
@@ -72,19 +74,19 @@ MIN_RESPONDERS: Final = 30
 def _hgb_classifier(seed: int) -> Any:  # noqa: ANN401
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(
+    return ObservedFit(HistGradientBoostingClassifier(
         learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=40,
         l2_regularization=1.0, early_stopping=False, random_state=seed,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _hgb_regressor(seed: int, loss: str = "squared_error") -> Any:  # noqa: ANN401
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    return HistGradientBoostingRegressor(
+    return ObservedFit(HistGradientBoostingRegressor(
         loss=loss, learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=60,
         l2_regularization=1.0, early_stopping=False, random_state=seed,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _effect_regressor(seed: int) -> Any:  # noqa: ANN401
@@ -98,7 +100,9 @@ def _effect_regressor(seed: int) -> Any:  # noqa: ANN401
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    return HistGradientBoostingRegressor(learning_rate=0.05, max_iter=150, random_state=seed)
+    return ObservedFit(
+        HistGradientBoostingRegressor(learning_rate=0.05, max_iter=150, random_state=seed)
+    )
 
 
 class _Constant:
@@ -437,7 +441,8 @@ def train_uplift(
     from crmkit.attributes import attribute_schema
 
     attributes = attribute_schema(store, cfg.attributes)
-    names = [n for n in model_feature_names(cfg, vocab, attributes) if n not in SEASON]
+    candidates = [n for n in model_feature_names(cfg, vocab, attributes) if n not in SEASON]
+    names, dropped = informative_features(rows, candidates)
     categories = category_codes(rows, names)
     arms: dict[str, ArmModel] = {}
     validation: dict[str, Any] = {}
@@ -497,6 +502,7 @@ def train_uplift(
         "attributes": [[n, str(d)] for n, d in attributes.items()],
         "categories": categories,
         "features": names,
+        "dropped_features": dropped,
         "training_rows": rows.height,
         "arms": validation,
         "skipped_arms": skipped,

@@ -133,8 +133,8 @@ def test_cli_train_and_score(store, tmp_path, runner):
         "incremental_value",
     }
     shown = invoke(runner, "models", "show", "uplift", "--registry", str(tmp_path / "models"))
-    assert "Arms (cross-fitted Qini)" in shown.stderr
-    assert "autumn" in shown.stderr
+    assert "Arms (cross-fitted Qini)" in shown.stdout
+    assert "autumn" in shown.stdout
     # windows not passed exit 3; an unknown learner exits 2
     invoke(runner, "uplift", "train", "--campaign", "autumn", "--window", "900", *common, code=3)
     invoke(
