@@ -32,7 +32,13 @@ from typing import IO, Any, Final
 import polars as pl
 
 from crmkit import schema
-from crmkit.errors import StoreCorruptError, StoreLockedError, UsageError
+from crmkit.errors import (
+    StoreCorruptError,
+    StoreLockedError,
+    StoreWriteError,
+    UsageError,
+    from_os_error,
+)
 from crmkit.manifest import (
     FRESH_ENTRIES,
     KINDS,
@@ -69,19 +75,42 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_frame(frame: pl.DataFrame, path: Path) -> None:
-    """Write a frame as CSV or Parquet (by extension) atomically."""
+    """Write a frame as CSV or Parquet (by extension) atomically.
+
+    Raises
+    ------
+    UsageError
+        An extension other than ``.csv`` or ``.parquet``.
+    StoreWriteError
+        When the file cannot be written (a full or read-only disk): the partial file is
+        removed and ``path`` is left as it was.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise UsageError(f"{path}: output must end in .csv or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame.write_parquet(tmp, compression=EXPORT_COMPRESSION, statistics=True)
-    elif suffix == ".csv":
-        frame.write_csv(tmp)
-    else:
-        raise UsageError(f"{path}: output must end in .csv or .parquet")
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    try:
+        if suffix == ".parquet":
+            frame.write_parquet(tmp, compression=EXPORT_COMPRESSION, statistics=True)
+        else:
+            frame.write_csv(tmp)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno is not None:
+            exc.filename = str(path)
+            raise from_os_error(exc) from exc
+        raise StoreWriteError(  # polars' writers report a failed write without an errno
+            f"{path}: cannot write (the disk may be full or read-only)"
+        ) from exc
+    except pl.exceptions.PolarsError as exc:  # polars reports a failed write as its own error
+        tmp.unlink(missing_ok=True)
+        raise StoreWriteError(
+            f"{path}: cannot write ({type(exc).__name__}: the disk may be full or read-only)"
+        ) from exc
     _fsync_dir(path.parent)
 
 

@@ -166,3 +166,26 @@ def test_one_line_file_error_quotes_no_content(tmp_path, runner, env_now):
     bad = invoke(runner, "ingest", str(csv), "--store", str(tmp_path / "s"), code=3)
     assert len(bad.stderr) < 2000  # at most 20 header names of at most 40 characters
     assert "and 19,981 more" in bad.stderr
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_outputs_on_a_full_disk_exit_4_and_leave_no_partial_file(
+    trained, small_disk, runner, env_now, suffix
+):
+    store, _ = trained
+    filler = small_disk / "filler"
+    with filler.open("wb") as fh:  # take every block the disk has
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    out = small_disk / f"features.{suffix}"
+    full = invoke(
+        runner, "features", "--as-of", "2025-01-01", "--out", str(out), "--store", str(store),
+        code=4,
+    )  # fmt: skip
+    assert "cannot write" in full.stderr
+    assert str(out) in full.stderr
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]

@@ -615,29 +615,6 @@ def test_nul_bytes_in_ids_and_amounts_are_quarantined(tmp_path):
     assert set(Store(tmp_path / "s").quarantine()["reason"]) == {"control_character"}
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MiB tmpfs (needs root, as in CI); skipped where mounting is not allowed."""
-    import shutil
-    import subprocess
-
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-
-
 def test_a_full_disk_is_named_not_blamed_on_the_input(tmp_path, small_disk, runner):
     from crmkit.simulate import SimulationConfig, write_sample
 
