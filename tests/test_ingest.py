@@ -394,14 +394,14 @@ def test_date_cache_follows_how_often_the_sample_repeats_dates(tmp_path):
 
 
 def test_csv_chunks_sets_and_restores_polars_setting(monkeypatch):
-    from crmkit.ingest import core
+    from crmkit.ingest import files
 
     monkeypatch.delenv("POLARS_CSV_CHUNK_SIZE", raising=False)
-    with core.csv_chunks(12345):
+    with files.csv_chunks(12345):
         assert os.environ["POLARS_CSV_CHUNK_SIZE"] == "12345"
     assert "POLARS_CSV_CHUNK_SIZE" not in os.environ
     monkeypatch.setenv("POLARS_CSV_CHUNK_SIZE", "999999")
-    with core.csv_chunks(12345):
+    with files.csv_chunks(12345):
         assert os.environ["POLARS_CSV_CHUNK_SIZE"] == "999999"
     assert os.environ["POLARS_CSV_CHUNK_SIZE"] == "999999"
 

@@ -9,13 +9,11 @@ of a call are committed together in one manifest update.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +25,7 @@ from crmkit.config import IngestConfig, StoreConfig
 from crmkit.errors import BadInputError, ConfigError, from_os_error
 from crmkit.ingest import sniff
 from crmkit.ingest.conventions import Memory, source_key
+from crmkit.ingest.files import csv_chunks, file_sha256
 from crmkit.ingest.lines import with_breaks_before
 from crmkit.ingest.plan import (
     HEADER_LINES,
@@ -41,41 +40,6 @@ from crmkit.sql import Query, decode_mark
 from crmkit.store import Store, StoreWriter
 
 ProgressFn = Callable[[int, int, str], None]
-
-#: Bytes polars' CSV reader takes from a file at a time. Its default, 32 MiB, with a few
-#: chunks prefetched and decoded at once, holds about 250 MB of a large file in memory;
-#: 4 MiB chunks parse as fast and hold about 60 MB. Set through polars' environment
-#: setting ``POLARS_CSV_CHUNK_SIZE`` while a file is read, unless the environment sets it.
-CSV_CHUNK_BYTES: Final = 4 * 1024 * 1024
-_CSV_CHUNK_SETTING: Final = "POLARS_CSV_CHUNK_SIZE"
-
-
-def file_sha256(path: Path) -> str:
-    """Return the sha256 of a file's bytes, read in chunks into one reused buffer."""
-    digest = hashlib.sha256()
-    buffer = bytearray(1024 * 1024)
-    view = memoryview(buffer)
-    with path.open("rb", buffering=0) as fh:
-        while n := fh.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def csv_chunks(size: int = CSV_CHUNK_BYTES) -> Iterator[None]:
-    """Within the block, polars reads CSV files ``size`` bytes at a time.
-
-    Leaves a chunk size the environment already sets alone, and restores the
-    environment afterwards.
-    """
-    if _CSV_CHUNK_SETTING in os.environ:
-        yield
-        return
-    os.environ[_CSV_CHUNK_SETTING] = str(size)
-    try:
-        yield
-    finally:
-        os.environ.pop(_CSV_CHUNK_SETTING, None)
 
 
 def ingest_files(
