@@ -407,7 +407,6 @@ def derived(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
         recency.alias("recency_days"),
         (n == 1).alias("is_one_time"),
         (gross - pl.col("refunds")).alias("net_spend"),
-        # refunds of purchases made before the history began can exceed it: a share is <= 1
         (pl.min_horizontal(pl.col("refunds"), gross) / gross).alias("refund_share"),
         (gross / pl.col("orders")).alias("mean_order_value"),
         (gross / n).alias("mean_spend_per_day"),
