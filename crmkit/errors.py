@@ -77,7 +77,8 @@ def from_os_error(exc: OSError) -> CrmkitError:
     else :class:`StoreWriteError`.
     """
     where = f"{exc.filename}: " if exc.filename else ""
-    cause = exc.strerror or type(exc).__name__
+    # polars raises OSError subclasses without errno or strerror, the path in the text
+    cause = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in _WRONG_PATH:
         out: CrmkitError = UsageError(f"{where}{cause} (a file where a directory is needed?)")
     elif exc.errno == errno.ENOENT:

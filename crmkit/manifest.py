@@ -24,7 +24,7 @@ PART_PATH: Final = re.compile(
 )
 STAGING_DIR: Final = re.compile(r"^g\d{6,}$")
 #: What a directory may hold and still become a new store (what a failed first write leaves).
-FRESH_ENTRIES: Final = frozenset({".lock", "logs", "staging"})
+FRESH_ENTRIES: Final = frozenset({".lock", ".readers", "logs", "staging"})
 PARQUET_MAGIC: Final = b"PAR1"
 
 
@@ -85,6 +85,8 @@ class Manifest:
     updated_at: str | None = None
     #: Database sources pulled with a high-water mark, by source key (masked URI + query).
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Parts a compaction replaced while a reader held the store, deleted by a later commit.
+    retired: tuple[str, ...] = ()
 
     def parts_of(self, kind: str) -> tuple[Part, ...]:
         """Return the parts of one kind (``transactions``, ``quarantine``, ``ledger``)."""
@@ -100,6 +102,7 @@ class Manifest:
             "parts": {k: [p.to_json() for p in self.parts_of(k)] for k in KINDS},
             "files": [dict(f) for f in self.files],
             "sources": {k: dict(v) for k, v in sorted(self.sources.items())},
+            "retired": sorted(self.retired),
         }
 
     @classmethod
@@ -133,6 +136,11 @@ class Manifest:
         sources = data.get("sources", {})
         if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
             raise StoreCorruptError("the manifest's sources are malformed")
+        retired = data.get("retired", [])
+        if not isinstance(retired, list) or not all(
+            isinstance(r, str) and PART_PATH.match(r) for r in retired
+        ):
+            raise StoreCorruptError("the manifest's retired parts are malformed")
         return cls(
             generation=generation,
             buckets=buckets,
@@ -140,4 +148,5 @@ class Manifest:
             files=tuple(files),
             updated_at=updated if isinstance(updated, str) else None,
             sources=sources,
+            retired=tuple(retired),
         )

@@ -49,6 +49,7 @@ from crmkit.manifest import (
     Manifest,
     Part,
 )
+from crmkit.readers import ReaderLock, no_readers
 
 #: Parquet compression of the store's files. lz4 (Parquet's LZ4_RAW) writes and reads
 #: faster than zstd: ingesting 10M rows takes about 13% less time, for files about 40%
@@ -133,6 +134,17 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.readers = ReaderLock(self.root)
+
+    def close(self) -> None:
+        """Stop reading: parts replaced since may then be deleted by the next commit."""
+        self.readers.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def manifest_path(self) -> Path:
@@ -153,6 +165,7 @@ class Store:
         """
         if not self.exists():
             return Manifest()
+        self.readers.hold()
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             manifest = Manifest.from_json(data)
@@ -340,7 +353,7 @@ class Store:
         Only names the store writes (:data:`PART_PATH`, ``staging/gNNNNNN``) are touched:
         any other file is left where it is.
         """
-        known = {p.path for k in KINDS for p in manifest.parts_of(k)}
+        known = {p.path for k in KINDS for p in manifest.parts_of(k)} | set(manifest.retired)
         for kind in KINDS:
             base = self.root / kind
             if not base.is_dir():
@@ -490,22 +503,29 @@ class StoreWriter:
         """Publish the new parts: write the manifest atomically, then drop replaced files.
 
         ``sources`` updates the high-water marks of database sources in the same write, so
-        a mark is never ahead of the rows it covers.
+        a mark is never ahead of the rows it covers. Replaced files (and those retired by
+        earlier commits) are deleted only when no reader holds the store
+        (:mod:`crmkit.readers`); otherwise the manifest lists them as retired.
         """
         parts = {k: tuple(self.current_parts(k)) for k in KINDS}
-        manifest = Manifest(
-            generation=self.generation,
-            buckets=self.base.buckets,
-            parts=parts,
-            files=(*self.base.files, *files),
-            updated_at=self.now.isoformat() if self.now else self.base.updated_at,
-            sources={**self.base.sources, **(sources or {})},
-        )
-        payload = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode("utf-8")
-        atomic_write_bytes(self.store.manifest_path, payload)
-        self.committed = True
-        for rel in sorted(self.removed):
-            (self.store.root / rel).unlink(missing_ok=True)
+        self.store.close()
+        retired = set(self.base.retired) | self.removed
+        with no_readers(self.store.root) as alone:
+            manifest = Manifest(
+                generation=self.generation,
+                buckets=self.base.buckets,
+                parts=parts,
+                files=(*self.base.files, *files),
+                updated_at=self.now.isoformat() if self.now else self.base.updated_at,
+                sources={**self.base.sources, **(sources or {})},
+                retired=() if alone else tuple(sorted(retired)),
+            )
+            payload = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode("utf-8")
+            atomic_write_bytes(self.store.manifest_path, payload)
+            self.committed = True
+            if alone:
+                for rel in sorted(retired):
+                    (self.store.root / rel).unlink(missing_ok=True)
         return manifest
 
 
