@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import Any, Final
 import polars as pl
 
 from crmkit import schema
+from crmkit.attribute_names import attribute_name as attribute_name
+from crmkit.attribute_names import refuse_computed_names
 from crmkit.config import FeatureConfig
 from crmkit.errors import BadInputError, ConfigError
 from crmkit.ingest import parse, sniff
@@ -98,14 +99,6 @@ def _id_column(header: list[str], explicit: str | None, source: Path) -> str:
     raise BadInputError(
         f"{source}: no customer id column among {shown}; map it with --map customer_id=NAME"
     )
-
-
-def attribute_name(header: str) -> str:
-    """Return the stored name of a source column: lower case, letters, digits and ``_``."""
-    name = re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")[:60]
-    if not name:
-        return "column"
-    return name if name[0].isalpha() else f"a_{name}"
 
 
 def read_attribute_file(path: Path, id_column: str | None = None) -> pl.DataFrame:
@@ -319,7 +312,7 @@ def attribute_schema(store: Store, names: Sequence[str]) -> dict[str, pl.DataTyp
     Raises
     ------
     ConfigError
-        When a chosen attribute was never loaded.
+        When a chosen attribute was never loaded, or is named like a computed column.
     """
     if not names:
         return {}
@@ -337,6 +330,7 @@ def attribute_schema(store: Store, names: Sequence[str]) -> dict[str, pl.DataTyp
             out[f"{name}_age_days"] = pl.Int64()
         else:
             out[name] = DTYPES[types[name]]
+    refuse_computed_names(list(out))
     return out
 
 
@@ -378,4 +372,5 @@ def with_attributes(
     if not cfg.attributes:
         return features
     known = attributes_as_of(store, as_of, cfg.attributes)
+    refuse_computed_names([c for c in known.columns if c != schema.CUSTOMER_ID], features.columns)
     return features.join(known, on=schema.CUSTOMER_ID, how="left", maintain_order="left")

@@ -229,3 +229,36 @@ def test_gzip_customer_files_and_a_truncated_one(store, tmp_path):
     cut.write_bytes(packed.read_bytes()[:40])
     with pytest.raises(BadInputError, match="cannot be read as gzip"):
         load_attributes(store, cut, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "column", ["customer_value", "value_tier", "recency_days", "days_90", "churn_probability"]
+)
+def test_attributes_named_like_computed_columns_are_refused(store, tmp_path, column):
+    """Never renamed (``customer_value_right``) nor dropped behind a computed column."""
+    ids = customers(store, 5)
+    path = tmp_path / "c.csv"
+    path.write_text(
+        f"customer_id,region,{column}\n" + "".join(f"{c},North,7\n" for c in ids),
+        encoding="utf-8",
+    )
+    load_attributes(store, path, now=NOW)
+    assert column in stored_types(store)
+    with pytest.raises(ConfigError, match=f"attributes: {column} would replace a column"):
+        store_features(store, dt.date(2024, 6, 1), FeatureConfig(attributes=(column,)))
+    ok = store_features(store, dt.date(2024, 6, 1), FeatureConfig(attributes=("region",)))
+    assert "region" in ok.columns
+    assert not [c for c in ok.columns if c.endswith("_right")]
+
+
+def test_every_column_computed_after_features_is_reserved():
+    from crmkit.attribute_names import DOWNSTREAM, refuse_computed_names
+    from crmkit.scoring import SCORE_COLUMNS
+    from crmkit.targeting import TARGET_COLUMNS
+
+    computed = set(SCORE_COLUMNS) | set(TARGET_COLUMNS)
+    for column in sorted(computed):
+        with pytest.raises(ConfigError):
+            refuse_computed_names([column])
+    assert {"rfm_segment", "value_tier", "r_score", "cycle_class"} <= DOWNSTREAM
+    refuse_computed_names(["region", "signup_date_age_days", "loyalty_card"])
