@@ -4,9 +4,12 @@ An assignment file has one row per customer and assignment date: ``customer_id``
 ``as_of`` and ``group`` (``treatment`` or ``control``), and optionally ``treatment`` (the
 arm's name). Column names are matched like ingest's (case, spaces and punctuation
 ignored, common aliases), or mapped with ``--map``. Nothing is written unless every row
-is valid: an unknown group, a customer twice on one date, an id the store does not know,
-a date that cannot be read, or a campaign already in the ledger (without ``replace``)
-is an error (exit 3) that names the rows.
+is valid: an unknown group, a customer twice on one date, a customer in treatment on one
+date and in control on another, an id the store does not know, a date that cannot be
+read, or a campaign already in the ledger with other rows (without ``replace``) is an
+error (exit 3) that names the rows. Importing the same rows again changes nothing.
+A campaign that ``crmkit targets`` recorded is never replaced by an import: its list
+files would no longer match the ledger.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class ImportReport:
     treatments: dict[str, int]
     dates: tuple[str, str]
     replaced: int
+    #: ``imported``, ``replaced``, or ``unchanged`` (the ledger already held these rows).
+    status: str = "imported"
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers for the CLI."""
@@ -115,6 +120,8 @@ def _problems(rows: pl.DataFrame, known: pl.Series) -> list[str]:
         ("a date that cannot be read", pl.col("as_of").is_null()),
         ("a group other than treatment or control", ~known_group),
         ("a customer twice on one date", pl.struct(schema.CUSTOMER_ID, "as_of").is_duplicated()),
+        ("a customer in both treatment and control",
+         known_group & (pl.col("group").n_unique().over(schema.CUSTOMER_ID) > 1)),
         ("a customer the store does not know", ~pl.col(schema.CUSTOMER_ID).is_in(known.implode())),
     ]  # fmt: skip
     out = []
@@ -193,19 +200,15 @@ def import_assignments(
             raise BadInputError(f"{path}: nothing imported; " + "; ".join(problems))
         entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
         mine = entries.filter(pl.col("campaign_id") == campaign)
-        if mine.height and not replace:
-            raise BadInputError(
-                f"campaign {campaign} already has {mine.height:,} ledger rows; choose another "
-                "id, or --replace to replace them"
-            )
         new = _ledger_rows(rows, campaign)
-        if mine.height:
-            writer.replace_all(
-                "ledger", entries.filter(pl.col("campaign_id") != campaign).vstack(new)
-            )
-        else:
+        status = _check_existing(mine, new, campaign, replace)
+        if status == "replaced":
+            others = entries.filter(pl.col("campaign_id") != campaign)
+            writer.replace_all("ledger", others.vstack(new))
+        elif status == "imported":
             writer.add_frame("ledger", new)
-        writer.commit()
+        if status != "unchanged":
+            writer.commit()
     groups = dict(new.group_by("group").len().sort("group").iter_rows())
     arms = new.filter(pl.col("group") == "treatment").group_by("treatment").len().sort("treatment")
     return ImportReport(
@@ -215,5 +218,39 @@ def import_assignments(
         {g: int(groups.get(g, 0)) for g in GROUPS},
         {str(k): int(v) for k, v in arms.iter_rows()},
         (str(new["as_of"].min()), str(new["as_of"].max())),
-        mine.height,
+        mine.height if status == "replaced" else 0,
+        status,
     )
+
+
+def _same_rows(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    keys = [schema.CUSTOMER_ID, "as_of", "group"]
+    return a.height == b.height and a.sort(keys).equals(b.sort(keys))
+
+
+def _check_existing(mine: pl.DataFrame, new: pl.DataFrame, campaign: str, replace: bool) -> str:
+    """Say what importing ``new`` over the campaign's ``mine`` rows does, or refuse it.
+
+    Raises
+    ------
+    BadInputError
+        Other rows for a campaign in the ledger without ``replace``, or a campaign that
+        ``crmkit targets`` recorded.
+    """
+    if not mine.height:
+        return "imported"
+    if _same_rows(mine, new):
+        return "unchanged"
+    listed = mine.filter(pl.col("policy") != "imported")
+    if listed.height:
+        raise BadInputError(
+            f"campaign {campaign} was recorded by `crmkit targets` ({listed.height:,} ledger "
+            "rows, with list files written for them): an import cannot replace it without "
+            "leaving those files out of step; import under another campaign id"
+        )
+    if not replace:
+        raise BadInputError(
+            f"campaign {campaign} already has {mine.height:,} other ledger rows; choose another "
+            "id, or --replace to replace them"
+        )
+    return "replaced"

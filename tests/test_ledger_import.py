@@ -75,6 +75,7 @@ def test_import_then_evaluate_two_arms_against_one_shared_control(store, tmp_pat
     [
         ("C0000001,2025-02-01,treatment\nC0000002,2025-02-01,maybe\n", "a group other than"),
         ("C0000001,2025-02-01,treatment\nC0000001,2025-02-01,control\n", "twice on one date"),
+        ("C0000001,2025-02-01,treatment\nC0000001,2025-02-08,control\n", "both treatment and"),
         ("C0000001,2025-02-01,treatment\nNOT-A-CUSTOMER,2025-02-01,control\n", "does not know"),
         ("C0000001,2025-02-01,treatment\nC0000002,someday,control\n", "cannot be read"),
         (",2025-02-01,treatment\n", "no customer id"),
@@ -98,15 +99,44 @@ def test_a_campaign_already_in_the_ledger_needs_replace(store, tmp_path, runner)
     )
     first = invoke(runner, "ledger", "import", str(path), "--campaign", "twice",
                    "--store", str(store.root), "--json")  # fmt: skip
-    assert first["rows"] == 2
+    assert (first["rows"], first["status"]) == (2, "imported")
+    manifest = (store.root / "manifest.json").read_bytes()
+    same = invoke(runner, "ledger", "import", str(path), "--campaign", "twice",
+                   "--store", str(store.root), "--json")  # fmt: skip
+    assert (same["status"], same["rows"], same["replaced"]) == ("unchanged", 2, 0)
+    assert (store.root / "manifest.json").read_bytes() == manifest
+    path.write_text("customer_id,date,group\nC0000003,2025-03-01,control\n")
     again = invoke(runner, "ledger", "import", str(path), "--campaign", "twice",
                    "--store", str(store.root), code=3)  # fmt: skip
     assert "--replace" in again.stderr
-    path.write_text("customer_id,date,group\nC0000003,2025-03-01,control\n")
     replaced = invoke(runner, "ledger", "import", str(path), "--campaign", "twice", "--replace",
-                      "--store", str(store.root), "--json")  # fmt: skip
-    assert replaced["replaced"] == 2
+                    "--store", str(store.root), "--json")  # fmt: skip
+    assert (replaced["replaced"], replaced["status"]) == (2, "replaced")
     rows = read_ledger(Store(store.root)).filter(pl.col("campaign_id") == "twice")
     assert rows["customer_id"].to_list() == ["C0000003"]
     assert json.loads(json.dumps(replaced))["groups"] == {"treatment": 0, "control": 1}
     assert rows["as_of"].to_list() == [dt.date(2025, 3, 1)]
+
+
+def test_a_campaign_that_targets_recorded_is_never_replaced(store, tmp_path, runner):
+    """Its list files would no longer match the ledger."""
+    from crmkit.config import TargetPolicy
+    from crmkit.registry import ModelRef, Registry
+    from crmkit.scoring import score_customers
+    from crmkit.segments import SegmentConfig
+    from crmkit.targeting import write_targets
+
+    registry = Registry(store.root.parent / "models")
+    day = dt.date(2025, 1, 1)
+    scores = score_customers(store, day, ModelRef("churn"), registry, SegmentConfig()).frame
+    listed = write_targets(scores, store, "listed", day, TargetPolicy(size=40), tmp_path / "out")
+    assignments = pl.read_csv(listed.paths["assignments"])
+    before = read_ledger(store).filter(pl.col("campaign_id") == "listed")
+    path = tmp_path / "other.csv"
+    path.write_text("customer_id,as_of,group\nC0000003,2025-01-01,control\n")
+    result = invoke(runner, "ledger", "import", str(path), "--campaign", "listed", "--replace",
+                    "--store", str(store.root), code=3)  # fmt: skip
+    assert "recorded by `crmkit targets`" in result.stderr
+    after = read_ledger(Store(store.root)).filter(pl.col("campaign_id") == "listed")
+    assert after.height == before.height == assignments.height
+    assert pl.read_csv(listed.paths["assignments"]).equals(assignments)

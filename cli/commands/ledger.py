@@ -41,9 +41,11 @@ def import_(
     """Import a past campaign's assignments into the ledger.
 
     Columns customer_id, as_of and group (treatment or control), optionally treatment (the
-    arm's name). Any invalid row (unknown group, a customer twice on one date, an id the
-    store does not know, an unreadable date) or a campaign already in the ledger without
-    --replace exits 3 and imports nothing. `crmkit evaluate` then measures the campaign.
+    arm's name). Any invalid row (unknown group, a customer twice on one date or in both
+    groups, an id the store does not know, an unreadable date) exits 3 and imports nothing,
+    as does a campaign already in the ledger with other rows (without --replace) or one
+    that `crmkit targets` recorded. The same file again changes nothing ("unchanged").
+    `crmkit evaluate` then measures the campaign.
 
     Example: crmkit ledger import spring_2024.csv --campaign spring-2024
     """
@@ -62,7 +64,8 @@ def import_(
     if not quiet:
         arms = ", ".join(f"{k} {v:,}" for k, v in report.treatments.items())
         human.print(
-            f"campaign {report.campaign}: {report.rows:,} assignments from {report.dates[0]} to "
+            ("unchanged: " if report.status == "unchanged" else "")
+            + f"campaign {report.campaign}: {report.rows:,} assignments from {report.dates[0]} to "
             f"{report.dates[1]}; treatment {report.groups['treatment']:,} ({arms}), control "
             f"{report.groups['control']:,}"
             + (f"; {report.replaced:,} earlier rows replaced" if report.replaced else "")
