@@ -93,17 +93,33 @@ class DayRecord:
     differences: int = 0
 
 
-def _refill_only(recorded: pl.DataFrame, new: pl.DataFrame) -> bool:
+def _refill_only(recorded: pl.DataFrame, new: pl.DataFrame, freed: int) -> bool:
     """Tell whether the new list is the recorded one plus customers ranked below them all.
 
-    That is what a size or budget limit does once opted-out customers leave: the freed
-    places go to the next customers, whom a recorded day does not take.
+    That is what a size or budget limit does once ``freed`` opted-out customers leave: at
+    most that many places go to the next customers, whom a recorded day does not take.
+    More customers than places freed means a larger size or budget: a changed list.
     """
     if recorded.height == 0 or not _keys(recorded) <= _keys(new):
         return False
     kept = new.filter(pl.col(schema.CUSTOMER_ID).is_in(recorded[schema.CUSTOMER_ID].implode()))
     extra = new.filter(~pl.col(schema.CUSTOMER_ID).is_in(recorded[schema.CUSTOMER_ID].implode()))
+    if extra.height == 0:
+        return True
+    if extra.height > freed:
+        return False
     return bool(extra["rank"].min() > kept["rank"].max())  # type: ignore[operator]
+
+
+def _places_freed(recorded: pl.DataFrame, kept: pl.DataFrame) -> int:
+    """Count the places opt-outs freed in a recorded list: now, or on an earlier re-run.
+
+    A list is recorded with ranks 1..N; each customer removed since leaves a gap.
+    """
+    top = recorded["rank"].max()
+    if not isinstance(top, int):
+        return recorded.height - kept.height
+    return max(top - kept.height, recorded.height - kept.height)
 
 
 def plan_day(
@@ -133,7 +149,7 @@ def plan_day(
         return DayRecord(new, status, new.height, 0), (entries.vstack(new) if new.height else None)
     kept = recorded.filter(~pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
     removed = recorded.height - kept.height
-    same = _keys(kept) == _keys(new) or _refill_only(kept, new)
+    same = _keys(kept) == _keys(new) or _refill_only(kept, new, _places_freed(recorded, kept))
     if same and not removed:
         return DayRecord(recorded, "unchanged", 0, 0), None
     if same:
@@ -142,9 +158,9 @@ def plan_day(
     if not replace:
         raise ListChangedError(
             f"campaign {campaign} already has a list for {as_of} ({recorded.height:,} "
-            f"customers) and this run would change {differences:,} assignment(s) (new data, "
-            "model or policy); the recorded list and its files are kept. Re-run with "
-            "--replace to replace both"
+            f"customers) and this run would change {differences:,} assignment(s) (new data, a "
+            "model, policy, --size or --budget); the recorded list and its files are kept. "
+            "Re-run with --replace to replace both"
         )
     return DayRecord(new, "replaced", new.height, removed, differences), others.vstack(new)
 

@@ -9,9 +9,11 @@ assignment therefore never flips between daily runs, machines, list sizes or row
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -424,20 +426,31 @@ def optouts_unknown(store: Store, optouts: pl.DataFrame) -> list[int]:
     return sorted(unknown["line"].to_list())
 
 
-def _prepare_directory(directory: Path) -> None:
+def _prepare_directory(directory: Path) -> list[Path]:
     """Create the list's directory before anything is recorded, or fail with nothing done.
+
+    Returns the directories it created, deepest first, for :func:`_remove_created`.
 
     Raises
     ------
     UsageError
         When a path on the way is a file.
     """
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise UsageError(
             f"--out: cannot create directory {directory}: a file is in the way"
         ) from exc
+    return missing
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the directories a failed run created, if they are still empty."""
+    for directory in created:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def _day_list(
@@ -491,8 +504,28 @@ def write_targets(
     if fmt not in ("csv", "parquet"):
         raise UsageError(f"--format {fmt!r}: use csv or parquet")
     paths = list_paths(out_dir, campaign, as_of, fmt)
-    if not dry_run:
-        _prepare_directory(paths["contacts"].parent)
+    created = [] if dry_run else _prepare_directory(paths["contacts"].parent)
+    try:
+        return _write_day(scores, store, campaign, as_of, policy, paths, dry_run, locked,
+                          replace, uplift)  # fmt: skip
+    except BaseException:
+        _remove_created(created)
+        raise
+
+
+def _write_day(
+    scores: pl.DataFrame,
+    store: Store,
+    campaign: str,
+    as_of: dt.date,
+    policy: TargetPolicy,
+    paths: Mapping[str, Path],
+    dry_run: bool,
+    locked: bool,
+    replace: bool,
+    uplift: Uplift | None,
+) -> TargetResult:
+    """Build, record and write the day's list once its directory exists."""
     lines = pl.DataFrame(schema={"line": pl.Int64, schema.CUSTOMER_ID: pl.String})
     if policy.optouts:
         lines = read_optout_lines(Path(policy.optouts))

@@ -189,3 +189,38 @@ def test_outputs_on_a_full_disk_exit_4_and_leave_no_partial_file(
     assert "cannot write" in full.stderr
     assert str(out) in full.stderr
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+def test_a_changed_size_or_budget_on_a_same_day_rerun_needs_replace(trained, tmp_path, runner):
+    store, registry = trained
+    out = tmp_path / "o"
+    config = tmp_path / "c.toml"
+    config.write_text("[targeting]\ndefault_cost = 1.0\n")
+    args = ["targets", "--as-of", "2025-01-01", "--campaign", "rerun", "--out", str(out),
+            "--store", str(store), "--registry", str(registry), "--config", str(config),
+            "--json"]  # fmt: skip
+    first = invoke(runner, *args, "--size", "100")
+    assert (first["status"], first["customers"]) == ("recorded", 100)
+    contacts = (out / "rerun" / "2025-01-01.contacts.csv").read_bytes()
+    same = invoke(runner, *args, "--size", "100")
+    assert same["status"] == "unchanged"
+    for changed in (["--size", "150"], ["--size", "60"], ["--size", "100", "--budget", "50"]):
+        refused = invoke(runner, *args[:-1], *changed, code=3)
+        assert "--replace" in refused.stderr
+        assert (out / "rerun" / "2025-01-01.contacts.csv").read_bytes() == contacts
+    replaced = invoke(runner, *args, "--size", "150", "--replace")
+    assert replaced["status"] == "replaced"
+    assert len((out / "rerun" / "2025-01-01.assignments.csv").read_text().splitlines()) == 151
+
+
+def test_a_failed_targets_leaves_no_directory(trained, tmp_path, runner):
+    store, registry = trained
+    out = tmp_path / "new" / "out"
+    optouts = tmp_path / "missing-optouts.txt"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[targeting]\noptouts = "{optouts}"\n')
+    failed = invoke(runner, "targets", "--as-of", "2025-01-01", "--campaign", "gone", "--out",
+                    str(out), "--store", str(store), "--registry", str(registry), "--config",
+                    str(config), code=3)  # fmt: skip
+    assert "missing-optouts.txt" in failed.stderr
+    assert not (tmp_path / "new").exists()
