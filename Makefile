@@ -64,11 +64,13 @@ test: $(STAMP)
 # The hostile-input suites at five times their `make test` size (about 22,000 cases):
 # files, settings, command lines and imported ledgers; the amount grammar against its
 # plain-Python reference; opt-out files of every shape against the lists; dates of one
-# source across daily files.
-FUZZ := tests/test_fuzz.py tests/test_amounts.py tests/test_fuzz_optouts.py tests/test_fuzz_dates.py
+# source across daily files; kills at random moments of a daily list. The statistics
+# at the end give the count of every suite.
+FUZZ := tests/test_fuzz.py tests/test_amounts.py tests/test_fuzz_optouts.py \
+	tests/test_fuzz_dates.py tests/test_fuzz_kill.py
 fuzz: $(STAMP)
 	CRMKIT_FUZZ_SCALE=$${CRMKIT_FUZZ_SCALE:-5} $(BIN)/python -m pytest -q -p no:cacheprovider \
-		-n auto $(FUZZ)
+		-n auto --hypothesis-show-statistics $(FUZZ)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
