@@ -18,16 +18,16 @@ from bench.model import retail_store
 FIT = """
 import time, datetime as dt, json, sys
 from pathlib import Path
-from crmkit.store import Store
-from crmkit.bucketed import store_features
-from crmkit.config import FeatureConfig
-from crmkit.clv import fit_clv
+from crmkit.store.core import Store
+from crmkit.features.pipeline import store_features
+from crmkit.config.settings import FeatureConfig
+from crmkit.models.clv import fit_clv
 t0 = time.perf_counter()
 f = store_features(Store(Path({store!r})), dt.date(2025, 1, 1), FeatureConfig())
 t1 = time.perf_counter()
 model, info = fit_clv(f, dt.date(2025, 1, 1))
 t2 = time.perf_counter()
-from crmkit.clv import BetaGeo, summary_statistics
+from crmkit.models.clv import BetaGeo, summary_statistics
 bg_1m = None
 if f.height > 1_000_000:
     s = summary_statistics(f, dt.date(2025, 1, 1)).sample(1_000_000, seed=1)
@@ -50,10 +50,10 @@ def fit_times(rows: int) -> Measurement:
 
 def holdout_check() -> pl.DataFrame:
     """Fit as of 2011-06-01; compare predicted and actual repeat purchase days until the end."""
-    from crmkit.bucketed import store_features
-    from crmkit.clv import fit_clv, predict_clv
-    from crmkit.config import FeatureConfig
-    from crmkit.store import Store
+    from crmkit.config.settings import FeatureConfig
+    from crmkit.features.pipeline import store_features
+    from crmkit.models.clv import fit_clv, predict_clv
+    from crmkit.store.core import Store
 
     store = Store(retail_store())
     cut, end = dt.date(2011, 6, 1), dt.date(2011, 12, 10)

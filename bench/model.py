@@ -63,12 +63,12 @@ def bare_store(store: Path) -> Path:
 
 
 def _evaluate(store: Any, kind: str, lookback: int, with_clv: bool, registry: Any) -> tuple:
-    from crmkit.config import FeatureConfig, ModelConfig
-    from crmkit.features import churn_labels
-    from crmkit.metrics import churn_metrics
-    from crmkit.model import train
-    from crmkit.registry import ModelRef
-    from crmkit.scoring import score_customers
+    from crmkit.config.settings import FeatureConfig, ModelConfig
+    from crmkit.features.customer import churn_labels
+    from crmkit.models.churn import train
+    from crmkit.models.metrics import churn_metrics
+    from crmkit.models.registry import ModelRef
+    from crmkit.models.scoring import score_customers
     from crmkit.segments import SegmentConfig
 
     start = time.perf_counter()
@@ -90,13 +90,13 @@ def _evaluate(store: Any, kind: str, lookback: int, with_clv: bool, registry: An
 
 
 def run(_rows: int = 0) -> None:
-    from crmkit.bucketed import store_features
-    from crmkit.config import FeatureConfig
-    from crmkit.features import churn_labels
-    from crmkit.metrics import churn_metrics
-    from crmkit.model import baseline_scores
-    from crmkit.registry import Registry
-    from crmkit.store import Store
+    from crmkit.config.settings import FeatureConfig
+    from crmkit.features.customer import churn_labels
+    from crmkit.features.pipeline import store_features
+    from crmkit.models.churn import baseline_scores
+    from crmkit.models.metrics import churn_metrics
+    from crmkit.models.registry import Registry
+    from crmkit.store.core import Store
 
     store = Store(retail_store())
     everyone = store_features(store, AS_OF, FeatureConfig())

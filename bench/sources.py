@@ -35,9 +35,9 @@ def _ingest_frame(read: str, work: Path) -> str:
     return (
         "import sys, datetime as dt, polars as pl\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from crmkit.config import IngestConfig\n"
+        "from crmkit.config.settings import IngestConfig\n"
         "from crmkit.ingest import ingest_files\n"
-        "from crmkit.store import Store\n"
+        "from crmkit.store.core import Store\n"
         f"{read}\n"
         f"frame.write_parquet({str(work / 'pulled.parquet')!r})\n"
         "del frame\n"
@@ -53,9 +53,9 @@ def _csv_round_trip(psql: Path, uri: str, work: Path) -> str:
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         f"subprocess.run([{str(psql)!r}, '-X', '-q', '-d', {uri!r}, '-c', {export!r}],"
         " check=True)\n"
-        "from crmkit.config import IngestConfig\n"
+        "from crmkit.config.settings import IngestConfig\n"
         "from crmkit.ingest import ingest_files\n"
-        "from crmkit.store import Store\n"
+        "from crmkit.store.core import Store\n"
         f"ingest_files([{str(work / 'export.csv')!r}], Store(__import__('pathlib').Path("
         f"{str(work / 'store')!r})), IngestConfig(), now=dt.datetime(2026, 1, 1))\n"
     )

@@ -28,11 +28,11 @@ CUSTOMERS = 200_000
 
 
 def campaign(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    from crmkit.bucketed import store_features
-    from crmkit.config import FeatureConfig
-    from crmkit.model import design_matrix, model_feature_names
-    from crmkit.snapshots import SEASON
-    from crmkit.store import Store
+    from crmkit.config.settings import FeatureConfig
+    from crmkit.features.pipeline import store_features
+    from crmkit.models.churn import design_matrix, model_feature_names
+    from crmkit.models.snapshots import SEASON
+    from crmkit.store.core import Store
 
     features = store_features(Store(store_for(2_000_000)), AS_OF, FeatureConfig())
     features = features.sort("customer_id").head(CUSTOMERS)
@@ -56,8 +56,8 @@ def _crmkit(x, y, t, folds, e):
     """crmkit's default training of one arm: T- and X-learner cross-fitted (X reuses the
     T-learner's models), the bootstrap report of five rankings, the revenue models; and
     the DR-learner cross-fitted on its own."""
-    from crmkit.uplift import _hgb_regressor, cross_fitted
-    from crmkit.uplift_metrics import uplift_reports
+    from crmkit.models.uplift import _hgb_regressor, cross_fitted
+    from crmkit.models.uplift_metrics import uplift_reports
 
     out, _ = cross_fitted(x, y, t, folds, e, 0)
     rankings = {"t": out["t"], "x": out["x"], "risk": out["risk"], "random": folds * 1.0}
@@ -70,7 +70,7 @@ def _crmkit(x, y, t, folds, e):
 
 
 def _crmkit_dr(x, y, t, folds, e):
-    from crmkit.uplift import cross_fitted
+    from crmkit.models.uplift import cross_fitted
 
     out, _ = cross_fitted(x, y, t, folds, e, 0, ("dr",))
     return {"crmkit DR-learner": out["dr"]}
@@ -116,8 +116,8 @@ def _causalml(x, y, t, folds, e):
 
 
 def run(_rows: int = 0, repeat: int = 1) -> None:
-    from crmkit.uplift import customer_folds
-    from crmkit.uplift_metrics import qini_coefficient, uplift_at_k
+    from crmkit.models.uplift import customer_folds
+    from crmkit.models.uplift_metrics import qini_coefficient, uplift_at_k
 
     x, y, t, tau, ids = campaign()
     folds = customer_folds(pl.Series(ids))

@@ -21,13 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from crmkit.config import Settings, load_settings, overlay
+from crmkit.config.settings import Settings, load_settings, overlay
 from crmkit.errors import CrmkitError, UsageError, from_os_error
 
 if TYPE_CHECKING:
-    from crmkit.registry import Registry
-    from crmkit.sql import Query
-    from crmkit.uri import Database
+    from crmkit.io.sql import Query
+    from crmkit.io.uri import Database
+    from crmkit.models.registry import Registry
 
 err = Console(stderr=True, highlight=False)
 _stdout = Console(highlight=False)
@@ -108,7 +108,7 @@ def warn(message: str, *, quiet: bool, kind: str = "warning") -> None:
 
 
 def _fail(exc: CrmkitError) -> NoReturn:
-    from crmkit.uri import mask
+    from crmkit.io.uri import mask
 
     err.print(f"[red]error:[/red] {escape(mask(str(exc)))}", soft_wrap=True)
     raise typer.Exit(exc.exit_code) from exc
@@ -180,8 +180,8 @@ def destination(
     UsageError
         ``--table`` without a destination, or a bad URI or table name.
     """
-    from crmkit.uri import database
-    from crmkit.uri import table_name as check_table
+    from crmkit.io.uri import database
+    from crmkit.io.uri import table_name as check_table
 
     uri = to or cfg.targeting.destination
     if uri is None:
@@ -202,8 +202,8 @@ def source_query(
     since: str | None,
 ) -> Query | None:
     """Return the database source of ``run``: ``--from`` and its options, else ``[source]``."""
-    from crmkit.sql import query_for
-    from crmkit.uri import database
+    from crmkit.io.sql import query_for
+    from crmkit.io.uri import database
 
     given = uri is not None
     if not given and cfg.source.uri is None:
@@ -226,7 +226,7 @@ def computing(
     cfg: Settings, executor: ExecutorKind | None, scheduler: str | None
 ) -> Iterator[None]:
     """Run the enclosed per-bucket work where ``--executor``/``[compute]`` say."""
-    from crmkit.compute import open_executor, using
+    from crmkit.store.executors import open_executor, using
 
     kind = executor.value if executor else None
     chosen = overlay(cfg, "compute", executor=kind, scheduler=scheduler).compute
@@ -245,7 +245,7 @@ def settings(config: Path | None) -> Settings:
 
 def open_registry(cfg: Settings, registry: Path | None) -> Registry:
     """Open the model registry with the signing key of ``[model] key_file``, if any."""
-    from crmkit import registry as models
+    from crmkit.models import registry as models
 
     return models.open_registry(registry_path(cfg, registry), cfg.model.key_file)
 

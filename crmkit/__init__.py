@@ -1,7 +1,7 @@
 """crmkit: customer segmentation and churn retention.
 
 The package imports nothing heavy at import time so that the command line starts fast;
-import the submodules (``crmkit.ingest``, ``crmkit.store``, ...) for the functionality.
+import the submodules (``crmkit.ingest``, ``crmkit.store.core``, ...) for the functionality.
 """
 
 __version__ = "0.1.0"

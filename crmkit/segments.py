@@ -17,12 +17,12 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
-from crmkit.bucketed import store_features
-from crmkit.config import SegmentConfig, Settings
+from crmkit.config.settings import SegmentConfig, Settings
 from crmkit.errors import BadInputError
-from crmkit.features import money_sum
+from crmkit.features.customer import money_sum
+from crmkit.features.pipeline import store_features
 from crmkit.numbers import as_float
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 #: RFM segment rules, evaluated in order; the first match names the customer.
 #: Each rule: (name, R range, F range, M range), ranges inclusive on 1..5 scores.

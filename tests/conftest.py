@@ -56,11 +56,11 @@ def subprocess_env() -> dict[str, str]:
 
 def trained_sample_store(root: Path) -> tuple[Any, Any]:
     """A store of sample_data/ with a fast logistic churn model "churn" as of 2025-01-01."""
-    from crmkit.config import FeatureConfig, IngestConfig, ModelConfig
+    from crmkit.config.settings import FeatureConfig, IngestConfig, ModelConfig
     from crmkit.ingest import ingest_files
-    from crmkit.model import train
-    from crmkit.registry import Registry
-    from crmkit.store import Store
+    from crmkit.models.churn import train
+    from crmkit.models.registry import Registry
+    from crmkit.store.core import Store
 
     store = Store(root / "s")
     ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
@@ -80,9 +80,9 @@ def trained_sample_store(root: Path) -> tuple[Any, Any]:
 @pytest.fixture(scope="module")
 def sample_base(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A store of sample_data/transactions.csv, built once per test module."""
-    from crmkit.config import IngestConfig
+    from crmkit.config.settings import IngestConfig
     from crmkit.ingest import ingest_files
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     store = Store(tmp_path_factory.mktemp("sample") / "s")
     ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
@@ -94,7 +94,7 @@ def sample_copy(sample_base: Any, tmp_path: Path) -> Any:
     """A private copy of :func:`sample_base` that a test may change."""
     import shutil
 
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     shutil.copytree(sample_base.root, tmp_path / "s")
     return Store(tmp_path / "s")

@@ -8,7 +8,7 @@ import math
 import statistics
 from collections import defaultdict
 
-from crmkit.config import FeatureConfig
+from crmkit.config.settings import FeatureConfig
 
 
 def reference_features(
@@ -114,7 +114,7 @@ def reference_features(
         f["projected_value"] = value
         f["customer_value"] = value
     if mix:
-        from crmkit.mix import Vocabulary, share_columns
+        from crmkit.features.mix import Vocabulary, share_columns
 
         names = share_columns(Vocabulary(*reference_vocabulary(rows, as_of, cfg)))
         reference_mix(rows, as_of, cfg, out, names)
@@ -153,7 +153,7 @@ def reference_vocabulary(rows, as_of, cfg) -> tuple[tuple[str, ...], tuple[str, 
 
 def _leader(spend: dict):
     """The channel with the most spend; ties to the smaller hash (as the pipeline does)."""
-    from crmkit.mix import value_hash
+    from crmkit.features.mix import value_hash
 
     positive = {k: v for k, v in spend.items() if v > 0}
     if not positive:
@@ -162,7 +162,7 @@ def _leader(spend: dict):
 
 
 def reference_mix(rows, as_of, cfg, features: dict[str, dict], names) -> None:
-    """Add the mix features to ``features`` (per customer), as :mod:`crmkit.mix` defines them."""
+    """Add the mix features to ``features`` (per customer), as crmkit.features.mix does."""
     cutoff = dt.datetime.combine(as_of, dt.time())
     w = cfg.mix_window_days
     categories, channels = reference_vocabulary(rows, as_of, cfg)

@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.attributes import (
+from crmkit.config.settings import FeatureConfig, ModelConfig
+from crmkit.errors import BadInputError, ConfigError
+from crmkit.features.attributes import (
     attribute_name,
     attribute_schema,
     detect_type,
     load_attributes,
     stored_types,
 )
-from crmkit.bucketed import store_features
-from crmkit.config import FeatureConfig, ModelConfig
-from crmkit.errors import BadInputError, ConfigError
-from crmkit.store import Store
+from crmkit.features.pipeline import store_features
+from crmkit.store.core import Store
 
 from .conftest import NOW
 
@@ -138,9 +138,9 @@ def test_unknown_attribute_and_missing_id_column(store, tmp_path):
 
 
 def test_models_use_categorical_attributes(store, tmp_path):
-    from crmkit.model import train
-    from crmkit.registry import ModelRef, Registry
-    from crmkit.scoring import score_customers
+    from crmkit.models.churn import train
+    from crmkit.models.registry import ModelRef, Registry
+    from crmkit.models.scoring import score_customers
     from crmkit.segments import SegmentConfig
 
     ids = store.transactions().select("customer_id").unique().sort("customer_id").collect()
@@ -252,9 +252,9 @@ def test_attributes_named_like_computed_columns_are_refused(store, tmp_path, col
 
 
 def test_every_column_computed_after_features_is_reserved():
-    from crmkit.attribute_names import DOWNSTREAM, refuse_computed_names
-    from crmkit.scoring import SCORE_COLUMNS
-    from crmkit.targeting import TARGET_COLUMNS
+    from crmkit.campaigns.targeting import TARGET_COLUMNS
+    from crmkit.features.attribute_names import DOWNSTREAM, refuse_computed_names
+    from crmkit.models.scoring import SCORE_COLUMNS
 
     computed = set(SCORE_COLUMNS) | set(TARGET_COLUMNS)
     for column in sorted(computed):

@@ -7,7 +7,7 @@ import typer
 from crmkit_cli.main import app
 
 from crmkit import __version__
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import MESSY, RETAIL_CONFIG, RETAIL_SAMPLE, ROOT, invoke
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import CRMKIT, SAMPLE_DATA, invoke, subprocess_env, trained_sample_store
 

@@ -11,7 +11,7 @@ import uuid
 import polars as pl
 import pytest
 
-from crmkit.store import Store
+from crmkit.store.core import Store
 from tests.conftest import CRMKIT, SAMPLE_DATA, invoke, subprocess_env
 from tests.pgserver import PASSWORD, running_server
 from tests.sources import to_postgres, typed
@@ -21,7 +21,7 @@ CSV = SAMPLE_DATA / "transactions.csv"
 #: process dies after it has read and staged every row, before anything is committed.
 KILLED_AT_COMMIT = (
     "import os, signal, sys\n"
-    "from crmkit.store import StoreWriter\n"
+    "from crmkit.store.core import StoreWriter\n"
     "StoreWriter.commit = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
     "from crmkit_cli.main import main\n"
     "sys.argv = ['crmkit', *sys.argv[1:]]\n"

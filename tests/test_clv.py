@@ -7,7 +7,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from crmkit.clv import (
+from crmkit.config.settings import FeatureConfig
+from crmkit.errors import BadInputError
+from crmkit.features.customer import collect, customer_features
+from crmkit.models.clv import (
     BetaGeo,
     GammaGamma,
     bgnbd_loglik,
@@ -16,9 +19,6 @@ from crmkit.clv import (
     predict_clv,
     summary_statistics,
 )
-from crmkit.config import FeatureConfig
-from crmkit.errors import BadInputError
-from crmkit.features import collect, customer_features
 from crmkit.schema import TRANSACTION_SCHEMA
 from crmkit.simulate import SimulationConfig, write_sample
 

@@ -10,14 +10,14 @@ import socket
 import polars as pl
 import pytest
 
-from crmkit.bucketed import features_of_buckets, store_features
-from crmkit.compute import DaskExecutor, LocalExecutor, open_executor, using
-from crmkit.config import FeatureConfig, ModelConfig, SegmentConfig
+from crmkit.config.settings import FeatureConfig, ModelConfig, SegmentConfig
 from crmkit.errors import ConfigError, UnavailableError
-from crmkit.mix import learn_vocabulary
-from crmkit.registry import ModelRef
-from crmkit.scoring import score_customers
-from crmkit.snapshots import training_set
+from crmkit.features.mix import learn_vocabulary
+from crmkit.features.pipeline import features_of_buckets, store_features
+from crmkit.models.registry import ModelRef
+from crmkit.models.scoring import score_customers
+from crmkit.models.snapshots import training_set
+from crmkit.store.executors import DaskExecutor, LocalExecutor, open_executor, using
 
 from .conftest import invoke, trained_sample_store
 

@@ -8,9 +8,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from crmkit.config import IngestConfig, SegmentConfig, TargetPolicy
-from crmkit.errors import BadInputError
-from crmkit.evaluation import (
+from crmkit.campaigns.evaluation import (
     evaluate_campaign,
     minimum_detectable,
     newcombe,
@@ -18,11 +16,13 @@ from crmkit.evaluation import (
     welch,
     wilson,
 )
+from crmkit.campaigns.targeting import write_targets
+from crmkit.config.settings import IngestConfig, SegmentConfig, TargetPolicy
+from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
-from crmkit.registry import ModelRef
-from crmkit.scoring import score_customers
+from crmkit.models.registry import ModelRef
+from crmkit.models.scoring import score_customers
 from crmkit.simulate import simulate_response
-from crmkit.targeting import write_targets
 
 from .conftest import NOW, trained_sample_store
 
@@ -137,7 +137,7 @@ def test_evaluation_recovers_the_true_uplift(campaign_store):
 
 
 def test_holm_by_hand():
-    from crmkit.evaluation import holm
+    from crmkit.campaigns.evaluation import holm
 
     adjusted = holm([0.01, 0.04, 0.03, 0.005, float("nan")])
     assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])

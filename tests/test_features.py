@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.config import FeatureConfig
-from crmkit.features import (
+from crmkit.config.settings import FeatureConfig
+from crmkit.features.customer import (
     churn_labels,
     collect,
     customer_features,
     feature_schema,
 )
-from crmkit.mix import learn_vocabulary, mix_schema
+from crmkit.features.mix import learn_vocabulary, mix_schema
 from crmkit.schema import TRANSACTION_SCHEMA
 
 from .reference import close, reference_features
@@ -276,10 +276,10 @@ def test_schema_follows_windows():
 
 
 def test_bucketed_store_features_equal_the_single_plan(tmp_path):
-    from crmkit.bucketed import store_features
-    from crmkit.config import IngestConfig
+    from crmkit.config.settings import IngestConfig
+    from crmkit.features.pipeline import store_features
     from crmkit.ingest import ingest_files
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     from .conftest import NOW, SAMPLE_DATA
 
@@ -296,10 +296,10 @@ def test_bucketed_store_features_equal_the_single_plan(tmp_path):
 )
 def test_store_features_with_empty_buckets(tmp_path, as_of, customers):
     """Two days into the data most buckets hold no purchase yet; before it, none does."""
-    from crmkit.bucketed import store_features
-    from crmkit.config import IngestConfig
+    from crmkit.config.settings import IngestConfig
+    from crmkit.features.pipeline import store_features
     from crmkit.ingest import ingest_files
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     from .conftest import NOW, SAMPLE_DATA
 

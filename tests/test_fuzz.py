@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from crmkit.campaigns.optouts import read_optouts
 from crmkit.errors import BadInputError
-from crmkit.optouts import read_optouts
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import NOW, SAMPLE_DATA, trained_sample_store
 
@@ -285,7 +285,7 @@ def test_imported_ledgers(trained, tmp_path_factory, data, replace):
 
 
 def read_ledger_rows(store: Path) -> int:
-    from crmkit.ledger import read_ledger
+    from crmkit.campaigns.ledger import read_ledger
 
     return read_ledger(Store(store)).height
 

@@ -15,10 +15,10 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmkit.config import IngestConfig
+from crmkit.config.settings import IngestConfig
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import NOW
 

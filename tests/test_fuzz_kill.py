@@ -25,8 +25,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.ledger import read_ledger
-from crmkit.store import Store
+from crmkit.campaigns.ledger import read_ledger
+from crmkit.store.core import Store
 
 from .conftest import CRMKIT, subprocess_env, trained_sample_store
 from .test_fuzz_optouts import settings_for

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmkit.config import IngestConfig, TargetPolicy
+from crmkit.campaigns.ledger import read_ledger
+from crmkit.campaigns.optouts import read_optouts
+from crmkit.campaigns.targeting import write_targets
+from crmkit.config.settings import IngestConfig, TargetPolicy
 from crmkit.ingest import ingest_files
-from crmkit.ledger import read_ledger
-from crmkit.optouts import read_optouts
-from crmkit.store import Store
-from crmkit.targeting import write_targets
+from crmkit.store.core import Store
 
 from .conftest import NOW, SAMPLE_DATA
 from .test_ledger import DAY

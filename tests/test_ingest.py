@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from crmkit.config import CancellationRule, IngestConfig, load_settings
+from crmkit.config.settings import CancellationRule, IngestConfig, load_settings
 from crmkit.errors import BadInputError, CrmkitError
 from crmkit.ingest import ingest_files
-from crmkit.store import Store, store_info
+from crmkit.store.core import Store, store_info
 
 from .conftest import MESSY, NOW, RETAIL_CONFIG, RETAIL_SAMPLE
 

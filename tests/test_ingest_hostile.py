@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from crmkit.config import IngestConfig
+from crmkit.config.settings import IngestConfig
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import NOW
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from crmkit.config import TargetPolicy
-from crmkit.ledger import ListChangedError, read_ledger
-from crmkit.store import Store
-from crmkit.targeting import write_targets
+from crmkit.campaigns.ledger import ListChangedError, read_ledger
+from crmkit.campaigns.targeting import write_targets
+from crmkit.config.settings import TargetPolicy
+from crmkit.store.core import Store
 
 from .test_targeting import scores_frame
 
@@ -109,7 +109,7 @@ def test_optouts_since_the_list_was_recorded_are_removed_not_replaced(tmp_path):
 
 
 def test_unknown_optout_ids_are_counted(tmp_path):
-    from crmkit.config import IngestConfig
+    from crmkit.config.settings import IngestConfig
     from crmkit.ingest import ingest_files
 
     from .conftest import NOW, SAMPLE_DATA

@@ -6,11 +6,11 @@ import json
 import polars as pl
 import pytest
 
+from crmkit.campaigns.ledger import read_ledger
+from crmkit.campaigns.ledger_import import import_assignments
 from crmkit.errors import BadInputError
-from crmkit.ledger import read_ledger
-from crmkit.ledger_import import import_assignments
 from crmkit.simulate import simulate_response
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import NOW, invoke, trained_sample_store
 
@@ -58,7 +58,7 @@ def test_import_then_evaluate_two_arms_against_one_shared_control(store, tmp_pat
     tx, _ = simulate_response(listed, {"sms": 0.3}, 30, seed=1)
     response = tmp_path / "response.csv"
     tx.write_csv(response, datetime_format="%Y-%m-%d %H:%M:%S")
-    from crmkit.evaluation import evaluate_with_outcomes
+    from crmkit.campaigns.evaluation import evaluate_with_outcomes
 
     result = evaluate_with_outcomes(store, "old-exp", 30, response, NOW)
     arms = {c["treatment"]: c for c in result.by_treatment}
@@ -120,11 +120,11 @@ def test_a_campaign_already_in_the_ledger_needs_replace(store, tmp_path, runner)
 
 def test_a_campaign_that_targets_recorded_is_never_replaced(store, tmp_path, runner):
     """Its list files would no longer match the ledger."""
-    from crmkit.config import TargetPolicy
-    from crmkit.registry import ModelRef, Registry
-    from crmkit.scoring import score_customers
+    from crmkit.campaigns.targeting import write_targets
+    from crmkit.config.settings import TargetPolicy
+    from crmkit.models.registry import ModelRef, Registry
+    from crmkit.models.scoring import score_customers
     from crmkit.segments import SegmentConfig
-    from crmkit.targeting import write_targets
 
     registry = Registry(store.root.parent / "models")
     day = dt.date(2025, 1, 1)

@@ -11,18 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmkit.calibration import apply_map, fit_maps
-from crmkit.config import FeatureConfig, IngestConfig, ModelConfig, SegmentConfig
+from crmkit.config.settings import FeatureConfig, IngestConfig, ModelConfig, SegmentConfig
 from crmkit.errors import BadInputError, ModelError, UsageError
-from crmkit.features import churn_labels
+from crmkit.features.customer import churn_labels
 from crmkit.ingest import ingest_files
-from crmkit.metrics import churn_metrics, expected_calibration_error, top_decile
-from crmkit.model import calibration_folds, out_of_fold, train
-from crmkit.registry import ModelRef, Registry, parse_ref
-from crmkit.scoring import score_customers
+from crmkit.models.calibration import apply_map, fit_maps
+from crmkit.models.churn import calibration_folds, out_of_fold, train
+from crmkit.models.metrics import churn_metrics, expected_calibration_error, top_decile
+from crmkit.models.registry import ModelRef, Registry, parse_ref
+from crmkit.models.scoring import score_customers
+from crmkit.models.snapshots import cutoffs, sample_snapshot, training_set
 from crmkit.simulate import read_truth
-from crmkit.snapshots import cutoffs, sample_snapshot, training_set
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import NOW, SAMPLE_DATA
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crmkit.campaigns.optouts import read_optout_lines, read_optouts
 from crmkit.errors import BadInputError
-from crmkit.optouts import read_optout_lines, read_optouts
 
 from .reference_amounts import WHITE
 

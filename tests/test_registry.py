@@ -6,7 +6,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from crmkit.errors import ModelError
-from crmkit.registry import ModelRef, Registry
+from crmkit.models.registry import ModelRef, Registry
 
 
 def _save(root: str, i: int) -> int:
@@ -48,7 +48,7 @@ def test_signed_models_refuse_unsigned_and_tampered_cards(tmp_path):
     from sklearn.dummy import DummyClassifier
 
     from crmkit.errors import ConfigError
-    from crmkit.registry import read_key
+    from crmkit.models.registry import read_key
 
     key_file = tmp_path / "model.key"
     key_file.write_text("a-secret-key-of-enough-bytes\n")

@@ -6,9 +6,9 @@ import re
 import polars as pl
 import pytest
 
-from crmkit.config import Settings
-from crmkit.registry import ModelRef, Registry
-from crmkit.report import gather, write_report
+from crmkit.config.settings import Settings
+from crmkit.models.registry import ModelRef, Registry
+from crmkit.report.page import gather, write_report
 
 from .test_evaluation import campaign_store  # noqa: F401  # module-scoped fixture
 
@@ -42,7 +42,7 @@ def test_report_has_every_chart_and_needs_no_network(campaign_store, tmp_path): 
 
 
 def test_mix_by_tier_weights_shares_by_spend():
-    from crmkit.report import mix_by_tier
+    from crmkit.report.page import mix_by_tier
 
     features = pl.DataFrame(
         {
@@ -80,9 +80,9 @@ def test_report_without_model_or_campaign(campaign_store, tmp_path):  # noqa: F8
 def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  # noqa: F811
     import polars as pl
 
-    from crmkit.config import TargetPolicy
-    from crmkit.evaluation import evaluate_campaign
-    from crmkit.targeting import write_targets
+    from crmkit.campaigns.evaluation import evaluate_campaign
+    from crmkit.campaigns.targeting import write_targets
+    from crmkit.config.settings import TargetPolicy
 
     store, _ = campaign_store
     registry = Registry(store.root.parent / "models")
@@ -110,7 +110,7 @@ def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  #
 def test_campaign_section_has_uplift_significance_money_and_roi(campaign_store, tmp_path):  # noqa: F811
     import dataclasses
 
-    from crmkit.config import ReportConfig, TargetPolicy
+    from crmkit.config.settings import ReportConfig, TargetPolicy
 
     store, _ = campaign_store
     registry = Registry(store.root.parent / "models")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.config import FeatureConfig, IngestConfig, SegmentConfig, Settings
+from crmkit.config.settings import FeatureConfig, IngestConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
 from crmkit.segments import (
@@ -20,7 +20,7 @@ from crmkit.segments import (
     summarise,
     value_concentration,
 )
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import NOW, SAMPLE_DATA
 

@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmkit.config import IngestConfig
-from crmkit.destination import write_list
+from crmkit.config.settings import IngestConfig
 from crmkit.errors import BadInputError, UnavailableError
 from crmkit.ingest import ingest_files
 from crmkit.ingest.core import ingest_query
 from crmkit.ingest.tables import as_text
-from crmkit.sql import decode_mark, encode_mark, query_for
-from crmkit.store import Store
-from crmkit.uri import database
+from crmkit.io.destination import write_list
+from crmkit.io.sql import decode_mark, encode_mark, query_for
+from crmkit.io.uri import database
+from crmkit.store.core import Store
 from tests.conftest import NOW, SAMPLE_DATA
 from tests.sources import to_duckdb, to_postgres, to_sqlite, typed
 
@@ -323,7 +323,7 @@ def test_any_bytes_named_parquet_are_bad_input_or_rows(data, keep):
     import tempfile
     from pathlib import Path
 
-    from crmkit.attributes import load_attributes
+    from crmkit.features.attributes import load_attributes
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

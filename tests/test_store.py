@@ -8,11 +8,11 @@ import time
 import polars as pl
 import pytest
 
-from crmkit.config import IngestConfig
+from crmkit.config.settings import IngestConfig
 from crmkit.errors import StoreCorruptError, StoreLockedError
 from crmkit.ingest import ingest_files
 from crmkit.simulate import SimulationConfig, write_sample
-from crmkit.store import Store, store_info
+from crmkit.store.core import Store, store_info
 
 from .conftest import CRMKIT, MESSY, NOW, subprocess_env
 

@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from crmkit.config import IngestConfig
+from crmkit.config.settings import IngestConfig
 from crmkit.errors import StoreWriteError, from_os_error
 from crmkit.ingest import ingest_files
-from crmkit.store import Store
+from crmkit.store.core import Store
 
 from .conftest import CRMKIT, NOW, subprocess_env
 
@@ -75,7 +75,7 @@ def test_cli_reader_during_compaction_keeps_its_parts(tmp_path):
         [
             *CRMKIT[:-2],
             "-c",
-            "import sys; from crmkit.store import Store; s = Store(sys.argv[1]); s.manifest();"
+            "import sys; from crmkit.store.core import Store; s = Store(sys.argv[1]); s.manifest();"
             " print('ready', flush=True); sys.stdin.read()",
             str(root),
         ],

@@ -12,21 +12,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.config import (
-    Settings,
-    TargetPolicy,
-)
-from crmkit.daily import RunOptions, run_daily
-from crmkit.errors import BadInputError, ConfigError, StoreLockedError, UsageError
-from crmkit.ledger import read_ledger as ledger
-from crmkit.store import Store
-from crmkit.targeting import (
+from crmkit.campaigns.daily import RunOptions, run_daily
+from crmkit.campaigns.ledger import read_ledger as ledger
+from crmkit.campaigns.targeting import (
     assign_groups,
     balance_report,
     check_campaign,
     select_targets,
     write_targets,
 )
+from crmkit.config.settings import (
+    Settings,
+    TargetPolicy,
+)
+from crmkit.errors import BadInputError, ConfigError, StoreLockedError, UsageError
+from crmkit.store.core import Store
 
 from .conftest import CRMKIT, MESSY, NOW, subprocess_env, trained_sample_store
 
@@ -188,8 +188,8 @@ def trained_store(tmp_path_factory):
 
 
 def test_write_targets_idempotent_cooldown_and_optouts(trained_store, tmp_path):
-    from crmkit.registry import ModelRef
-    from crmkit.scoring import score_customers
+    from crmkit.models.registry import ModelRef
+    from crmkit.models.scoring import score_customers
     from crmkit.segments import SegmentConfig
 
     store, registry = trained_store
@@ -374,7 +374,7 @@ def test_dry_runs_write_nothing_and_preview_the_real_list(trained_store, tmp_pat
 
 
 def test_money_is_written_to_the_cent_in_csv_and_exact_in_parquet(tmp_path):
-    from crmkit.export import write_table
+    from crmkit.io.export import write_table
 
     frame = pl.DataFrame(
         {

@@ -6,13 +6,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from crmkit.bucketed import store_features
-from crmkit.config import FeatureConfig, IngestConfig
+from crmkit.campaigns.ledger_import import import_assignments
+from crmkit.config.settings import FeatureConfig, IngestConfig
 from crmkit.errors import BadInputError
+from crmkit.features.pipeline import store_features
 from crmkit.ingest import ingest_files
-from crmkit.ledger_import import import_assignments
-from crmkit.store import Store
-from crmkit.uplift import customer_folds, train_uplift
+from crmkit.models.uplift import customer_folds, train_uplift
+from crmkit.store.core import Store
 
 from .conftest import NOW
 
@@ -215,9 +215,9 @@ def test_cli_targets_by_uplift_and_evaluate_by_policy(store, tmp_path, runner):
 
 
 def test_validates_forward_in_time_over_several_dates_and_reports(store, tmp_path):
-    from crmkit.config import Settings
-    from crmkit.registry import ModelRef, Registry
-    from crmkit.report import gather, write_report
+    from crmkit.config.settings import Settings
+    from crmkit.models.registry import ModelRef, Registry
+    from crmkit.report.page import gather, write_report
 
     experiment(store, tmp_path, "spring", as_of=AS_OF)
     later = experiment(store, tmp_path, "late-summer", as_of=dt.date(2024, 9, 1), seed=5)

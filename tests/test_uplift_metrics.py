@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.uplift_metrics import (
+from crmkit.models.uplift_metrics import (
     Ranked,
     auuc,
     curve,

@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.config import (
+from crmkit.campaigns.ledger_import import import_assignments
+from crmkit.campaigns.targeting import Uplift, select_targets
+from crmkit.campaigns.uplift_policy import best_arms, rank_by_uplift
+from crmkit.config.settings import (
     FeatureConfig,
     IngestConfig,
     ModelConfig,
@@ -16,10 +19,10 @@ from crmkit.config import (
     TargetPolicy,
 )
 from crmkit.ingest import ingest_files
-from crmkit.ledger_import import import_assignments
-from crmkit.model import train
-from crmkit.registry import Registry, parse_ref
-from crmkit.scoring import score_customers
+from crmkit.models.churn import train
+from crmkit.models.registry import Registry, parse_ref
+from crmkit.models.scoring import score_customers
+from crmkit.models.uplift import score_uplift, train_uplift
 from crmkit.simulate import (
     RESPONSE_TYPES,
     SimulationConfig,
@@ -27,10 +30,7 @@ from crmkit.simulate import (
     simulate_response,
     write_sample,
 )
-from crmkit.store import Store
-from crmkit.targeting import Uplift, select_targets
-from crmkit.uplift import score_uplift, train_uplift
-from crmkit.uplift_policy import best_arms, rank_by_uplift
+from crmkit.store.core import Store
 
 from .conftest import NOW
 

@@ -7,11 +7,11 @@ import dataclasses
 import polars as pl
 import pytest
 
-from crmkit.bucketed import store_features
-from crmkit.config import FeatureConfig, IngestConfig
+from crmkit.config.settings import FeatureConfig, IngestConfig
+from crmkit.features.pipeline import store_features
 from crmkit.ingest import ingest_files
-from crmkit.store import Store
-from crmkit.uplift import train_uplift
+from crmkit.models.uplift import train_uplift
+from crmkit.store.core import Store
 
 from .conftest import NOW, SAMPLE_DATA
 from .test_uplift import AS_OF, WINDOW, experiment

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crmkit.errors import ConfigError, UsageError
-from crmkit.uri import MASK, database, expand_env, is_uri, mask, table_name
+from crmkit.io.uri import MASK, database, expand_env, is_uri, mask, table_name
 
 # passwords as people write them, percent-encoded in the URI
 PASSWORDS = st.text(

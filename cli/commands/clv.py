@@ -51,9 +51,9 @@ def fit(
 
     Example: crmkit clv fit --as-of 2011-09-01 --name clv
     """
-    from crmkit.clv import fit_store
-    from crmkit.registry import parse_ref
-    from crmkit.store import Store
+    from crmkit.models.clv import fit_store
+    from crmkit.models.registry import parse_ref
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = settings(config)
@@ -98,10 +98,10 @@ def predict(
 
     Example: crmkit clv predict --as-of 2011-09-01 --horizon 90 --out clv.parquet
     """
-    from crmkit.export import write_table
-    from crmkit.registry import parse_ref
-    from crmkit.scoring import clv_predictions, clv_summary
-    from crmkit.store import Store
+    from crmkit.io.export import write_table
+    from crmkit.models.registry import parse_ref
+    from crmkit.models.scoring import clv_predictions, clv_summary
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = settings(config)

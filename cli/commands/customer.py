@@ -22,7 +22,7 @@ from crmkit_cli.common import (
 )
 
 if TYPE_CHECKING:
-    from crmkit.customer import CustomerView
+    from crmkit.report.customer import CustomerView
 
 app = typer.Typer()
 
@@ -56,9 +56,9 @@ def customer(
 
     Example: crmkit customer 12346 --as-of 2011-12-10
     """
-    from crmkit.customer import customer_view, default_as_of
-    from crmkit.registry import parse_ref
-    from crmkit.store import Store
+    from crmkit.models.registry import parse_ref
+    from crmkit.report.customer import customer_view, default_as_of
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = settings(config)
@@ -74,7 +74,7 @@ def customer(
 
 def render_customer(view: CustomerView) -> None:
     """Print the headline, the main features, the reasons and the campaign history."""
-    from crmkit.customer import SHOWN
+    from crmkit.report.customer import SHOWN
 
     f = view.features
     risk = "no churn probability" if view.churn_probability is None else (

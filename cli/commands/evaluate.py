@@ -96,8 +96,8 @@ def evaluate(
 
     Example: crmkit evaluate --campaign winback --window 60 --json
     """
-    from crmkit.evaluation import evaluate_campaign, evaluate_with_outcomes
-    from crmkit.store import Store
+    from crmkit.campaigns.evaluation import evaluate_campaign, evaluate_with_outcomes
+    from crmkit.store.core import Store
 
     with user_errors():
         settings(config)

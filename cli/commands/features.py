@@ -47,9 +47,9 @@ def features(
 
     Example: crmkit features --as-of 2024-07-01 --out features.parquet
     """
-    from crmkit.export import write_table
+    from crmkit.io.export import write_table
     from crmkit.segments import feature_summary, feature_table
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     with user_errors():
         date = parse_date(as_of, "--as-of")

@@ -25,8 +25,8 @@ from crmkit_cli.common import (
 )
 
 if TYPE_CHECKING:
-    from crmkit.attributes import AttributeReport
-    from crmkit.config import Settings
+    from crmkit.config.settings import Settings
+    from crmkit.features.attributes import AttributeReport
     from crmkit.ingest import IngestReport
 
 app = typer.Typer()
@@ -110,8 +110,8 @@ def ingest(
     if kind is Kind.customers:
         ingest_customers(paths, column_map, known_from, dayfirst, store, config, as_json, quiet)
         return
-    from crmkit.config import ingest_overrides
-    from crmkit.uri import is_uri
+    from crmkit.config.settings import ingest_overrides
+    from crmkit.io.uri import is_uri
 
     with user_errors():
         cfg = ingest_overrides(settings(config), column_map, date_format, dayfirst)
@@ -140,9 +140,9 @@ def ingest_database(
     """Pull one database source (``ingest URI --query/--table``) into the store."""
     from crmkit.errors import UsageError
     from crmkit.ingest.core import ingest_query
-    from crmkit.sql import query_for
-    from crmkit.store import Store
-    from crmkit.uri import database
+    from crmkit.io.sql import query_for
+    from crmkit.io.uri import database
+    from crmkit.store.core import Store
 
     if len(paths) != 1:
         raise UsageError("a database source is one URI: ingest files and databases separately")
@@ -157,7 +157,7 @@ def ingest_paths(
 ) -> None:
     """Ingest files, directories or globs, and print the reconciliation."""
     from crmkit.ingest import ingest_files
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     with user_errors(), progress_bar("ingest", disabled=quiet) as advance:
         report = ingest_files(
@@ -177,7 +177,7 @@ def ingest_paths(
 
 def render_ingest(report: IngestReport, store: Path) -> None:
     """Print the per-file reconciliation table, the totals and a quarantine warning."""
-    from crmkit.uri import is_uri
+    from crmkit.io.uri import is_uri
 
     def name(source: str) -> str:
         return source if is_uri(source) else Path(source).name
@@ -215,10 +215,10 @@ def ingest_customers(
     quiet: bool,
 ) -> None:
     """Load customer attribute files (``ingest --kind customers``) and print what they did."""
-    from crmkit.attributes import load_attributes
-    from crmkit.config import split_pairs
+    from crmkit.config.settings import split_pairs
+    from crmkit.features.attributes import load_attributes
     from crmkit.ingest.sniff import expand_inputs
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     with user_errors():
         known = parse_date(known_from, "--known-from") if known_from else None

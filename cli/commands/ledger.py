@@ -49,9 +49,9 @@ def import_(
 
     Example: crmkit ledger import spring_2024.csv --campaign spring-2024
     """
-    from crmkit.config import split_pairs
-    from crmkit.ledger_import import import_assignments
-    from crmkit.store import Store
+    from crmkit.campaigns.ledger_import import import_assignments
+    from crmkit.config.settings import split_pairs
+    from crmkit.store.core import Store
 
     with user_errors():
         columns = dict(split_pairs(column_map or "", "--map", "name=column"))

@@ -31,7 +31,7 @@ def list_models(
 
     Example: crmkit models list --json
     """
-    from crmkit.registry import list_models as rows_of
+    from crmkit.models.registry import list_models as rows_of
 
     with user_errors():
         cfg = settings(config)
@@ -56,7 +56,7 @@ def show(
 
     Example: crmkit models show churn:3
     """
-    from crmkit.registry import parse_ref
+    from crmkit.models.registry import parse_ref
 
     with user_errors():
         cfg = settings(config)

@@ -51,9 +51,9 @@ def report(
 
     Example: crmkit report --as-of 2025-01-01 --campaign winback --out report.html
     """
-    from crmkit.registry import parse_ref
-    from crmkit.report import gather, write_report
-    from crmkit.store import Store
+    from crmkit.models.registry import parse_ref
+    from crmkit.report.page import gather, write_report
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = settings(config)

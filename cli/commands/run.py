@@ -94,9 +94,9 @@ def run(
 
     Example: crmkit run --date 2025-01-01 --campaign winback --inbox inbox --out lists
     """
-    from crmkit.config import overlay
-    from crmkit.daily import RunOptions, run_daily
-    from crmkit.store import Store
+    from crmkit.campaigns.daily import RunOptions, run_daily
+    from crmkit.config.settings import overlay
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = overlay(settings(config), "targeting", policy=policy.value if policy else None)

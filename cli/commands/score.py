@@ -26,7 +26,7 @@ from crmkit_cli.common import (
 )
 
 if TYPE_CHECKING:
-    from crmkit.scoring import ScoreResult
+    from crmkit.models.scoring import ScoreResult
 
 app = typer.Typer()
 
@@ -62,9 +62,9 @@ def score(
 
     Example: crmkit score --as-of 2024-07-01 --model churn --out scores.parquet
     """
-    from crmkit.daily import RunOptions, score_for
-    from crmkit.export import write_table
-    from crmkit.store import Store
+    from crmkit.campaigns.daily import RunOptions, score_for
+    from crmkit.io.export import write_table
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = settings(config)

@@ -68,9 +68,9 @@ def segment(
 
     Example: crmkit segment --as-of 2024-07-01 --by value --out tiers.csv
     """
-    from crmkit.export import write_table
+    from crmkit.io.export import write_table
     from crmkit.segments import segment_store
-    from crmkit.store import Store
+    from crmkit.store.core import Store
 
     with user_errors():
         date = parse_date(as_of, "--as-of")

@@ -45,8 +45,8 @@ def init(
 
     Example: crmkit store init --adopt --store crm-store
     """
-    from crmkit.recovery import init_store
-    from crmkit.store import Store
+    from crmkit.store.core import Store
+    from crmkit.store.recovery import init_store
 
     with user_errors():
         result = init_store(Store(Path(store)), buckets=buckets, adopt=adopt)
@@ -70,7 +70,7 @@ def info(
 
     Example: crmkit store info --store crm-store --json
     """
-    from crmkit.store import Store, store_info
+    from crmkit.store.core import Store, store_info
 
     with user_errors():
         settings(config)  # checked like every command's, though a summary needs none
@@ -118,8 +118,8 @@ def quarantine(
 
     Example: crmkit store quarantine --out rejected.csv
     """
-    from crmkit.export import write_table
-    from crmkit.store import Store
+    from crmkit.io.export import write_table
+    from crmkit.store.core import Store
 
     with user_errors():
         settings(config)

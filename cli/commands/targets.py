@@ -27,7 +27,7 @@ from crmkit_cli.common import (
     warn,
 )
 
-from crmkit.config import overlay
+from crmkit.config.settings import overlay
 
 app = typer.Typer()
 
@@ -195,8 +195,8 @@ def targets(
 
     Example: crmkit targets --as-of 2025-01-01 --campaign winback --size 500 --out lists
     """
-    from crmkit.daily import RunOptions, targets_for
-    from crmkit.store import Store
+    from crmkit.campaigns.daily import RunOptions, targets_for
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = overlay(

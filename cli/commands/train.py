@@ -27,7 +27,7 @@ from crmkit_cli.common import (
 )
 
 if TYPE_CHECKING:
-    from crmkit.model import TrainResult
+    from crmkit.models.churn import TrainResult
 
 app = typer.Typer()
 
@@ -87,9 +87,9 @@ def train(
 
     Example: crmkit train --as-of 2024-07-01 --horizon 90 --name churn
     """
-    from crmkit.config import overlay
-    from crmkit.model import train_and_save
-    from crmkit.store import Store
+    from crmkit.config.settings import overlay
+    from crmkit.models.churn import train_and_save
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = settings(config)

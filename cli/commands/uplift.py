@@ -66,10 +66,10 @@ def train_command(
 
     Example: crmkit uplift train --campaign winback --window 60
     """
+    from crmkit.campaigns.targeting import check_campaign
     from crmkit.errors import UsageError
-    from crmkit.store import Store
-    from crmkit.targeting import check_campaign
-    from crmkit.uplift import train_uplift
+    from crmkit.models.uplift import train_uplift
+    from crmkit.store.core import Store
 
     with user_errors():
         campaigns = [c.strip() for c in campaign.split(",") if c.strip()]
@@ -146,10 +146,10 @@ def score_command(
 
     Example: crmkit uplift score --as-of 2025-01-01 --out uplift.csv
     """
-    from crmkit.export import write_table
-    from crmkit.registry import parse_ref
-    from crmkit.store import Store
-    from crmkit.uplift import score_uplift, uplift_summary
+    from crmkit.io.export import write_table
+    from crmkit.models.registry import parse_ref
+    from crmkit.models.uplift import score_uplift, uplift_summary
+    from crmkit.store.core import Store
 
     with user_errors():
         cfg = settings(config)

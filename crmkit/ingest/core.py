@@ -21,7 +21,7 @@ from typing import Any, Final
 import polars as pl
 
 from crmkit import schema
-from crmkit.config import IngestConfig, StoreConfig
+from crmkit.config.settings import IngestConfig, StoreConfig
 from crmkit.errors import BadInputError, ConfigError, from_os_error
 from crmkit.ingest import sniff
 from crmkit.ingest.conventions import Memory, source_key
@@ -36,8 +36,8 @@ from crmkit.ingest.plan import (
 from crmkit.ingest.pull import PARQUET_SUFFIX, ingest_parquet, pull_query
 from crmkit.ingest.report import FileReport, IngestReport
 from crmkit.ingest.split import Staged, process
-from crmkit.sql import Query, decode_mark
-from crmkit.store import Store, StoreWriter
+from crmkit.io.sql import Query, decode_mark
+from crmkit.store.core import Store, StoreWriter
 
 ProgressFn = Callable[[int, int, str], None]
 

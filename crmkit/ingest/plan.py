@@ -17,7 +17,7 @@ from typing import Final, Literal
 import polars as pl
 
 from crmkit import schema
-from crmkit.config import IngestConfig
+from crmkit.config.settings import IngestConfig
 from crmkit.hashing import max_bytes, words_for
 from crmkit.ingest import amounts, parse, sniff
 from crmkit.ingest.conventions import Memory

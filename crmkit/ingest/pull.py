@@ -18,7 +18,7 @@ from typing import Any, Final
 import polars as pl
 
 from crmkit import schema
-from crmkit.config import IngestConfig
+from crmkit.config.settings import IngestConfig
 from crmkit.ingest import sniff
 from crmkit.ingest.plan import ROW, SAMPLE_ROWS, detect_plan
 from crmkit.ingest.report import FileReport
@@ -30,7 +30,7 @@ from crmkit.ingest.tables import (
     stage_batches,
     stage_parquet,
 )
-from crmkit.sql import (
+from crmkit.io.sql import (
     Connection,
     Query,
     bounded_sql,
@@ -40,7 +40,7 @@ from crmkit.sql import (
     record_batches,
     upper_mark,
 )
-from crmkit.store import StoreWriter
+from crmkit.store.core import StoreWriter
 
 PARQUET_SUFFIX: Final = ".parquet"
 

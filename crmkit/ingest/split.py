@@ -19,7 +19,7 @@ from typing import Any, Final
 import polars as pl
 
 from crmkit import schema
-from crmkit.config import IngestConfig
+from crmkit.config.settings import IngestConfig
 from crmkit.errors import BadInputError
 from crmkit.hashing import add_short_hash, add_stable_hash, bucket_expr
 from crmkit.ingest.dedupe import commit_buckets
@@ -40,7 +40,7 @@ from crmkit.ingest.plan import (
     reason_expr,
 )
 from crmkit.ingest.report import FileReport
-from crmkit.store import COMPRESSION, COMPRESSION_LEVEL, StoreWriter
+from crmkit.store.core import COMPRESSION, COMPRESSION_LEVEL, StoreWriter
 
 #: Rows per row group of the staged bucket files: every bucket's writer buffers one, so
 #: this bounds the split's memory (buckets x row group, about 65 MB for 16 buckets),

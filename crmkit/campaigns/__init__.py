@@ -1,0 +1,1 @@
+"""Campaigns: daily lists, the ledger, opt-outs, evaluation and the uplift policy."""

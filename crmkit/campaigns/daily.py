@@ -1,0 +1,342 @@
+"""The daily job: ingest the inbox, score with the latest model, write the target list.
+
+One store lock covers the whole run, so a second run started meanwhile exits at once
+(code 4). Each step is logged as a JSON line in ``<store>/logs/run.jsonl``: start, each
+step with its counts and duration, and always an end line with the exit code, the steps
+that completed and, on failure, the error.
+
+Each step commits on its own. The ingest step commits the inbox's rows and only then
+moves its files to ``inbox/processed/``; if a later step fails (no model: exit 5), those
+rows stay in the store and the files stay in ``processed/``, and no target list is written
+for the day. Running the day again after fixing the cause ingests nothing twice (the files
+are gone from the inbox, and a file's content hash is known anyway) and writes the list.
+The targets step records the day's list in the ledger before it writes the list's files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crmkit.campaigns.targeting import (
+    TargetResult,
+    Uplift,
+    check_campaign,
+    check_policy,
+    write_targets,
+)
+from crmkit.config.settings import Settings
+from crmkit.errors import (
+    BadInputError,
+    ConfigError,
+    CrmkitError,
+    UnavailableError,
+)
+from crmkit.ingest import ingest_files
+from crmkit.ingest.core import ingest_query
+from crmkit.ingest.sniff import directory_files
+from crmkit.io.sql import Query
+from crmkit.io.uri import Database
+from crmkit.models.registry import open_registry, parse_ref
+from crmkit.models.scoring import ScoreResult, score_customers
+from crmkit.store.core import Store
+
+LOG_FILE = "run.jsonl"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``crmkit run`` does on a given day."""
+
+    date: dt.date
+    campaign: str
+    inbox: Path | None
+    out_dir: Path
+    registry: Path
+    model: str | None = None
+    fmt: str = "csv"
+    replace: bool = False
+    dry_run: bool = False
+    #: A database query to pull new transactions from before scoring.
+    pull: Query | None = None
+    #: A database and table to write the contact list into.
+    destination: tuple[Database, str] | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of a daily run."""
+
+    date: dt.date
+    ingested_files: list[str]
+    scored: int
+    targets: TargetResult
+    model: str
+    skipped_files: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for the CLI; inbox files passed over join the warnings."""
+        targets = self.targets.summary()
+        skipped = [f"inbox file passed over: {s}" for s in self.skipped_files]
+        return {
+            "date": str(self.date),
+            "model": self.model,
+            "ingested_files": self.ingested_files,
+            "skipped_files": list(self.skipped_files),
+            "scored": self.scored,
+            **targets,
+            "warnings": [*skipped, *targets["warnings"]],
+        }
+
+
+class RunLog:
+    """Appends JSON lines to the store's run log."""
+
+    def __init__(self, store: Store, now: Callable[[], dt.datetime]) -> None:
+        self.path = store.root / "logs" / LOG_FILE
+        self.now = now
+
+    def write(self, event: str, **fields: Any) -> None:  # noqa: ANN401
+        """Append one event."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"ts": self.now().isoformat(), "event": event, **fields}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+    @contextmanager
+    def step(self, name: str, counts: dict[str, Any]) -> Iterator[None]:
+        """Log a step with its duration and the counts the block fills in."""
+        start = time.monotonic()
+        yield
+        self.write("step", step=name, seconds=round(time.monotonic() - start, 3), **counts)
+
+
+def inbox_files(inbox: Path) -> tuple[list[Path], list[str]]:
+    """Return the data files directly in ``inbox`` by name, and what was passed over and why.
+
+    ``processed/`` is where done files go; other subdirectories, other file types and links
+    to files outside the inbox are passed over with a warning.
+
+    Raises
+    ------
+    UnavailableError
+        When ``inbox`` does not exist (an unmounted share or a typo): a list built without
+        the day's export would be built from stale data, so the run stops (exit 4).
+    BadInputError
+        When ``inbox`` is a file, not a directory (exit 3).
+    """
+    if not inbox.exists():
+        raise UnavailableError(
+            f"--inbox {inbox}: no such directory (an unmounted share or a typo?); nothing "
+            "was ingested, scored or listed"
+        )
+    if not inbox.is_dir():
+        raise BadInputError(f"--inbox {inbox}: a file, not a directory; nothing was run")
+    return directory_files(inbox)
+
+
+def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
+    done = inbox / "processed"
+    done.mkdir(exist_ok=True)
+    for path in files:
+        target = done / path.name
+        if target.exists():
+            target = done / f"{path.stem}.{stamp}{path.suffix}"
+        shutil.move(str(path), target)
+
+
+def score_for(store: Store, options: RunOptions, settings: Settings) -> ScoreResult:
+    """Score the store as of the day with the options' model (default: ``[model] name``)."""
+    ref = parse_ref(options.model or settings.model.name)
+    registry = open_registry(options.registry, settings.model.key_file)
+    return score_customers(store, options.date, ref, registry, settings.segments)
+
+
+def targets_for(
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    scores: ScoreResult | None = None,
+    *,
+    locked: bool = False,
+) -> TargetResult:
+    """Score (unless ``scores`` is given) and write the day's list: ``crmkit targets``."""
+    check_campaign(options.campaign)
+    check_policy(settings.targeting)
+    if scores is None:
+        scores = score_for(store, options, settings)
+    uplift = uplift_for(store, options, settings) if settings.targeting.policy == "uplift" else None
+    result = write_targets(
+        scores.frame,
+        store,
+        options.campaign,
+        options.date,
+        settings.targeting,
+        options.out_dir,
+        fmt=options.fmt,
+        locked=locked,
+        replace=options.replace,
+        dry_run=options.dry_run,
+        uplift=uplift,
+    )
+    if options.destination is None or options.dry_run:
+        return result
+    from crmkit.io.destination import write_list
+
+    db, table = options.destination
+    written = write_list(db, table, result.contacts, options.campaign, options.date)
+    return dataclasses.replace(result, destination={"uri": db.label, **written.to_json()})
+
+
+def uplift_for(store: Store, options: RunOptions, settings: Settings) -> Uplift:
+    """Predict the day's uplifts for the ``uplift`` policy with ``[targeting] uplift_model``.
+
+    Raises
+    ------
+    ModelError
+        No such uplift model, or one that fails its integrity check (exit 5).
+    ConfigError
+        A treatment of the model without a cost.
+    """
+    from crmkit.models.uplift import score_uplift
+
+    policy = settings.targeting
+    registry = open_registry(options.registry, settings.model.key_file)
+    frame, card = score_uplift(store, options.date, registry, parse_ref(policy.uplift_model))
+    free = sorted(set(card["arms"]) - set(policy.costs))
+    if free and policy.default_cost is None:
+        raise ConfigError(
+            f'[targeting] policy = "uplift" weighs each treatment\'s expected gain against its '
+            f"cost: give treatment(s) {', '.join(free)} of uplift model "
+            f"{card['name']}:{card['version']} a cost in [targeting.costs] (0 for a free one) "
+            "or set [targeting] default_cost"
+        )
+    return Uplift(f"{card['name']}:{card['version']}", frame)
+
+
+def run_daily(
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    now: Callable[[], dt.datetime],
+) -> RunResult:
+    """Run the daily job under one lock; log every step; re-raise failures after logging.
+
+    Raises
+    ------
+    StoreLockedError
+        Another run or writer holds the store.
+    BadInputError, ModelError, UsageError
+        As the steps raise them; steps completed before stay committed (see above).
+    """
+    check_campaign(options.campaign)
+    check_policy(settings.targeting)
+    ref = parse_ref(options.model or settings.model.name)
+    if options.dry_run:
+        return _dry_run(store, options, settings)
+    log = RunLog(store, now)
+    # logged before the lock is taken, so that a run refused by it leaves its lines too
+    log.write("start", date=options.date, campaign=options.campaign, model=str(ref))
+    done: list[str] = []
+    try:
+        with store.lock():
+            result = _steps(store, options, settings, log, now, done)
+    except CrmkitError as exc:
+        log.write("end", exit_code=exc.exit_code, error=str(exc), completed=done)
+        raise
+    except BaseException as exc:
+        log.write("end", exit_code=1, error=type(exc).__name__, completed=done)
+        raise
+    log.write("end", exit_code=0, completed=done)
+    return result
+
+
+def _dry_run(store: Store, options: RunOptions, settings: Settings) -> RunResult:
+    """Score the store as it is and build the day's list; ingest, record and write nothing.
+
+    The inbox's files are listed as pending: their rows are not in these scores.
+    """
+    files, skipped = inbox_files(options.inbox) if options.inbox else ([], [])
+    scores = score_for(store, options, settings)
+    targets = targets_for(store, options, settings, scores)
+    model = f"{scores.card['name']}:{scores.card['version']}"
+    pending = tuple(f"{f.name}: not ingested (dry run)" for f in files)
+    if options.pull is not None:
+        pending += (f"{options.pull.database.label}: not pulled (dry run)",)
+    return RunResult(options.date, [], scores.frame.height, targets, model, (*pending, *skipped))
+
+
+def _steps(
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    log: RunLog,
+    now: Callable[[], dt.datetime],
+    done: list[str],
+) -> RunResult:
+    counts: dict[str, Any] = {}
+    inbox = options.inbox
+    files, skipped = inbox_files(inbox) if inbox else ([], [])
+    with log.step("ingest", counts):
+        if skipped:
+            counts.update(skipped=skipped)
+        if inbox and files:
+            report = ingest_files(
+                files, store, settings.ingest, now=now(), store_config=settings.store, locked=True
+            )
+            counts.update(
+                files=len(files),
+                rows_read=report.rows_read,
+                rows_stored=report.rows_stored,
+                rows_duplicate=report.rows_duplicate,
+                rows_quarantined=report.rows_quarantined,
+            )
+            _move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
+        else:
+            counts.update(files=0)
+        if options.pull is not None:
+            pulled = ingest_query(
+                options.pull,
+                store,
+                settings.ingest,
+                now=now(),
+                store_config=settings.store,
+                locked=True,
+            )
+            counts.update(
+                source=pulled.files[0].source,
+                source_rows_read=pulled.rows_read,
+                source_rows_stored=pulled.rows_stored,
+                source_rows_duplicate=pulled.rows_duplicate,
+                source_rows_quarantined=pulled.rows_quarantined,
+            )
+    done.append("ingest")
+    score_counts: dict[str, Any] = {}
+    target_counts: dict[str, Any] = {}
+    with log.step("score", score_counts):
+        scores = score_for(store, options, settings)
+        model = f"{scores.card['name']}:{scores.card['version']}"
+        score_counts.update(customers=scores.frame.height, model=model)
+    done.append("score")
+    with log.step("targets", target_counts):
+        targets = targets_for(store, options, settings, scores, locked=True)
+        target_counts.update(
+            status=targets.status,
+            contact_file=targets.paths["contacts"],
+            assignment_file=targets.paths["assignments"],
+            destination=targets.destination,
+            warnings=list(targets.warnings),
+            **targets.summary()["groups"],
+        )
+    done.append("targets")
+    return RunResult(
+        options.date, [str(f) for f in files], scores.frame.height, targets, model, tuple(skipped)
+    )

@@ -1,0 +1,1 @@
+"""Settings: ``crmkit.toml`` sections, their defaults and their rules."""

@@ -1,0 +1,1 @@
+"""Customer features as of a date: one polars pipeline over the store."""

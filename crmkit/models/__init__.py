@@ -1,0 +1,1 @@
+"""Models: churn, uplift and CLV, their design matrices, registry and scoring."""

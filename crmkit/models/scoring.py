@@ -1,0 +1,254 @@
+"""Score customers with a registered churn model."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import polars as pl
+
+from crmkit import schema
+from crmkit.config.settings import FeatureConfig, SegmentConfig, Settings
+from crmkit.errors import BadInputError, ModelError
+from crmkit.features.customer import FEATURE_VERSION, money_sum
+from crmkit.features.mix import Vocabulary
+from crmkit.features.pipeline import store_features
+from crmkit.models.churn import design_matrix, model_feature_names, threads
+from crmkit.models.reasons import reasons_expr
+from crmkit.models.registry import ModelRef, Registry
+from crmkit.models.snapshots import eligible, season_columns, with_clv
+from crmkit.numbers import as_float
+from crmkit.segments import with_segments
+from crmkit.store.core import Store
+
+#: Rows predicted at a time (see :func:`predict_in_chunks`).
+PREDICT_ROWS: Final = 200_000
+
+SCORE_COLUMNS = (
+    schema.CUSTOMER_ID,
+    "as_of",
+    "churn_probability",
+    "risk_decile",
+    "customer_value",
+    "expected_value_at_risk",
+    "rfm_segment",
+    "value_tier",
+    "recency_days",
+    "purchase_days",
+    "net_spend",
+    "reasons",
+)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores, the card of the model that made them, and warnings for the user."""
+
+    frame: pl.DataFrame
+    card: dict[str, Any]
+    warnings: tuple[str, ...]
+
+    def deciles(self) -> list[dict[str, Any]]:
+        """Return customers, mean probability and value at risk per risk decile, highest first."""
+        table = (
+            self.frame.group_by("risk_decile")
+            .agg(
+                pl.len().alias("customers"),
+                pl.col("churn_probability").mean().alias("mean_probability"),
+                money_sum(pl.col("expected_value_at_risk")).alias("value_at_risk"),
+            )
+            .sort("risk_decile", descending=True)
+        )
+        return table.to_dicts()
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for the ``score`` command."""
+        f = self.frame
+        return {
+            "model": f"{self.card['name']}:{self.card['version']}",
+            "customers": f.height,
+            "mean_churn_probability": as_float(f["churn_probability"].mean()),
+            "expected_value_at_risk": float(f["expected_value_at_risk"].sum()),
+            "warnings": list(self.warnings),
+        }
+
+
+def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
+    """Rebuild the feature configuration a model was trained with from its card.
+
+    Raises
+    ------
+    ModelError
+        When the card was written by an incompatible feature pipeline.
+    """
+    if card.get("feature_version") != FEATURE_VERSION:
+        raise ModelError(
+            f"model {card.get('name')}:{card.get('version')} was trained on feature version "
+            f"{card.get('feature_version')}, this crmkit computes version {FEATURE_VERSION}: "
+            "retrain it"
+        )
+    cfg = card_feature_config(card)
+    attributes = {str(pair[0]): pl.String() for pair in card.get("attributes") or []}
+    expected = model_feature_names(
+        cfg, card_vocabulary(card), attributes, clv=bool(card.get("clv_features"))
+    )
+    # a card lists the features its fit used; those it left out (no value, or one value,
+    # in the training rows: crmkit.models.design) are recorded beside them
+    dropped = card.get("dropped_features") or {}
+    if card.get("features") != [n for n in expected if n not in dropped]:
+        raise ModelError(
+            f"model {card.get('name')}:{card.get('version')} expects features "
+            f"{card.get('features')}, which do not match this pipeline's: retrain it"
+        )
+    return cfg
+
+
+def card_vocabulary(card: dict[str, Any]) -> Vocabulary:
+    """Return the categories and channels a model was trained with (none for older cards)."""
+    try:
+        return Vocabulary.from_json(card.get("vocabulary"))
+    except BadInputError as exc:
+        raise ModelError(f"model {card.get('name')}:{card.get('version')}: {exc}") from exc
+
+
+def risk_deciles(p: pl.Expr) -> pl.Expr:
+    """Decile of churn risk, 10 = the highest tenth of probabilities (ties by position)."""
+    rank = p.rank(method="ordinal") - 1
+    return (rank * 10 // pl.len() + 1).cast(pl.Int8)
+
+
+def score_customers(
+    store: Store,
+    as_of: dt.date,
+    ref: ModelRef,
+    registry: Registry,
+    segments: SegmentConfig,
+) -> ScoreResult:
+    """Score every eligible customer as of ``as_of`` with the model ``ref``.
+
+    Raises
+    ------
+    ModelError
+        Missing model, failed hash check, or a feature schema that does not match.
+    BadInputError
+        No eligible customer.
+    """
+    import sklearn
+
+    model, card = registry.load(ref)
+    cfg = feature_config_of(card)
+    warnings = []
+    if card.get("versions", {}).get("scikit-learn") != sklearn.__version__:
+        warnings.append(
+            f"model trained with scikit-learn {card['versions'].get('scikit-learn')}, "
+            f"running {sklearn.__version__}: retrain if scores look off"
+        )
+    store.require()
+    everyone = store_features(store, as_of, cfg, vocab=card_vocabulary(card))
+    clv_value = card.get("customer_value") == "clv"
+    if card.get("clv_features") or clv_value:
+        everyone = with_clv(everyone, as_of, int(card["horizon_days"]), cfg)
+    if clv_value:
+        everyone = everyone.with_columns(pl.col("clv_value").alias("customer_value"))
+    # Segment edges are fitted on every customer with history as of the date, the same
+    # population as `features` and `segment`, and only then narrowed to the eligible.
+    features = eligible(with_segments(everyone, segments), int(card["lookback_days"]))
+    if features.height == 0:
+        raise BadInputError(
+            f"no customer bought in the {card['lookback_days']} days before {as_of}: "
+            "nothing to score"
+        )
+    frame = features.with_columns(season_columns(as_of))
+    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
+    x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
+    with threads(int(card.get("threads", 1))):
+        probability = predict_in_chunks(model, x)
+    scored = (
+        frame.with_columns(
+            pl.Series("churn_probability", np.clip(probability, 0.0, 1.0)),
+            pl.lit(as_of).alias("as_of"),
+        )
+        .with_columns(
+            risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
+            (pl.col("churn_probability") * pl.col("customer_value")).alias(
+                "expected_value_at_risk"
+            ),
+            reasons_expr(cfg.windows),
+        )
+        .select(SCORE_COLUMNS)
+        .sort(schema.CUSTOMER_ID)
+    )
+    return ScoreResult(scored, card, tuple(warnings))
+
+
+def predict_in_chunks(model: Any, x: np.ndarray, rows: int = PREDICT_ROWS) -> np.ndarray:  # noqa: ANN401
+    """Churn probabilities of the rows of ``x``, ``rows`` at a time.
+
+    The classifiers copy their input to float64; by chunks, that copy stays small however
+    many customers are scored. Predictions are per row, so chunking changes no value.
+    """
+    out = np.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), rows):
+        out[start : start + rows] = model.predict_proba(x[start : start + rows])[:, 1]
+    return out
+
+
+def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:
+    """Feature configuration a CLV model was fitted with.
+
+    Raises
+    ------
+    ModelError
+        When the card is not a CLV model's or comes from another feature version.
+    """
+    if card.get("kind") != "clv":
+        raise ModelError(f"model {card.get('name')}:{card.get('version')} is not a CLV model")
+    if card.get("feature_version") != FEATURE_VERSION:
+        raise ModelError(
+            f"CLV model {card.get('name')}:{card.get('version')} used feature version "
+            f"{card.get('feature_version')}, this crmkit computes {FEATURE_VERSION}: refit it"
+        )
+    return card_feature_config(card)
+
+
+def card_feature_config(card: dict[str, Any]) -> FeatureConfig:
+    """Return the feature settings recorded in a model card."""
+    raw = dict(card["feature_config"])
+    raw["windows"] = tuple(raw["windows"])
+    raw["attributes"] = tuple(raw.get("attributes", ()))
+    return FeatureConfig(**raw)
+
+
+def clv_predictions(
+    store: Store,
+    as_of: dt.date,
+    horizon: int,
+    registry: Registry,
+    ref: ModelRef,
+    settings: Settings,
+) -> pl.DataFrame:
+    """Predict per customer with the CLV model ``ref``: ``crmkit clv predict``.
+
+    Raises
+    ------
+    ModelError
+        A missing model, a failed hash check, or a model that is not a CLV model.
+    """
+    from crmkit.models.clv import ClvModel, predict_store
+
+    fitted, card = registry.load(ref)
+    cfg = feature_config_of_clv(card)
+    if not isinstance(fitted, ClvModel):
+        raise ModelError(f"model {ref} is not a CLV model: refit it with `crmkit clv fit`")
+    return predict_store(store, as_of, horizon, fitted, cfg, settings.features.annual_discount_rate)
+
+
+def clv_summary(frame: pl.DataFrame) -> dict[str, Any]:
+    """Headline numbers of a CLV prediction table."""
+    return {
+        "customers": frame.height,
+        "expected_purchases": float(frame["expected_purchases"].sum()),
+        "clv": float(frame["clv"].sum()),
+    }

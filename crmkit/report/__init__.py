@@ -1,0 +1,1 @@
+"""Reports: the HTML page and the view of one customer."""
