@@ -66,8 +66,8 @@ test: $(STAMP)
 # plain-Python reference; opt-out files of every shape against the lists; dates of one
 # source across daily files; kills at random moments of a daily list. The statistics
 # at the end give the count of every suite.
-FUZZ := tests/test_fuzz.py tests/test_amounts.py tests/test_fuzz_optouts.py \
-	tests/test_fuzz_dates.py tests/test_fuzz_kill.py
+FUZZ := tests/test_fuzz.py tests/ingest/test_amounts.py tests/campaigns/test_fuzz_optouts.py \
+	tests/ingest/test_fuzz_dates.py tests/campaigns/test_fuzz_kill.py
 fuzz: $(STAMP)
 	CRMKIT_FUZZ_SCALE=$${CRMKIT_FUZZ_SCALE:-5} $(BIN)/python -m pytest -q -p no:cacheprovider \
 		-n auto --hypothesis-show-statistics $(FUZZ)

@@ -26,7 +26,7 @@ MOVED: Final = {
     "crmkit.mix": "crmkit.features.mix",
 }
 # ``crmkit.features`` and ``crmkit.config`` are packages now; no saved model pickles an
-# object of theirs (``tests/test_registry_compat.py`` loads every kind of model).
+# object of theirs (``tests/models/test_registry_compat.py`` loads every kind of model).
 
 
 @contextlib.contextmanager

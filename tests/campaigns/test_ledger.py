@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from crmkit.campaigns.ledger import ListChangedError, read_ledger
+from crmkit.campaigns.targeting import write_targets
+from crmkit.config.settings import TargetPolicy
+from crmkit.store.core import Store
+
+from .test_targeting import scores_frame
+
+DAY = dt.date(2025, 1, 1)
+POLICY = TargetPolicy(
+    min_churn_probability=0.0,
+    exclude_tiers=(),
+    size=200,
+    treatments={"platinum": "call"},
+)
+
+
+def _read(path: str) -> pl.DataFrame:
+    return pl.read_csv(path, schema_overrides={"customer_id": pl.String, "as_of": pl.Date})
+
+
+def _day(store: Store, campaign: str = "spring") -> pl.DataFrame:
+    rows = read_ledger(store).filter(pl.col("campaign_id") == campaign, pl.col("as_of") == DAY)
+    return rows.sort("rank")
+
+
+def test_contact_file_holds_only_the_treatment_group(tmp_path):
+    store = Store(tmp_path / "s")
+    result = write_targets(scores_frame(1_000), store, "spring", DAY, POLICY, tmp_path / "out")
+    contacts = _read(result.paths["contacts"])
+    assignments = _read(result.paths["assignments"])
+    assert result.paths["contacts"].endswith("spring/2025-01-01.contacts.csv")
+    assert contacts.columns == [
+        "customer_id",
+        "campaign_id",
+        "as_of",
+        "treatment",
+        "segment",
+        "value_tier",
+        "rank",
+    ]
+    assert assignments.height == 200
+    groups = dict(assignments.group_by("group").len().iter_rows())
+    assert contacts.height == groups["treatment"] > 100
+    assert groups["control"] > 10
+    treated = set(assignments.filter(pl.col("group") == "treatment")["customer_id"])
+    assert set(contacts["customer_id"]) == treated
+    assert set(contacts["treatment"]) == {"call", "email"}
+    others = assignments.filter(pl.col("group") != "treatment")
+    assert set(others["treatment"]) == {"none"}
+    assert set(others["planned_treatment"]) == {"call", "email"}
+    # both files are the ledger's content for the day
+    day = _day(store)
+    assert day["customer_id"].to_list() == assignments["customer_id"].to_list()
+    assert day["group"].to_list() == assignments["group"].to_list()
+
+
+def test_rerun_that_would_change_the_list_is_refused_then_replaced(tmp_path):
+    store = Store(tmp_path / "s")
+    out = tmp_path / "out"
+    first = write_targets(scores_frame(1_000), store, "spring", DAY, POLICY, out)
+    files = {k: Path(v).read_bytes() for k, v in first.paths.items()}
+    manifest = (store.root / "manifest.json").read_bytes()
+    changed = scores_frame(1_000, seed=1)  # new data: other scores
+    with pytest.raises(ListChangedError, match="--replace") as info:
+        write_targets(changed, store, "spring", DAY, POLICY, out)
+    assert info.value.exit_code == 3
+    assert (store.root / "manifest.json").read_bytes() == manifest
+    assert {k: Path(v).read_bytes() for k, v in first.paths.items()} == files
+    replaced = write_targets(changed, store, "spring", DAY, POLICY, out, replace=True)
+    assert replaced.status == "replaced"
+    day = _day(store)
+    assert day.height == 200
+    assignments = _read(replaced.paths["assignments"])
+    assert day["customer_id"].to_list() == assignments["customer_id"].to_list()
+    assert set(day["customer_id"]) != set(first.frame["customer_id"])
+    # one truth per day: the other days and campaigns are untouched
+    assert read_ledger(store).filter(pl.col("as_of") == DAY).height == 200
+
+
+def test_optouts_since_the_list_was_recorded_are_removed_not_replaced(tmp_path):
+    store = Store(tmp_path / "s")
+    out = tmp_path / "out"
+    scores = scores_frame(1_000)
+    first = write_targets(scores, store, "spring", DAY, POLICY, out)
+    contacts = _read(first.paths["contacts"])["customer_id"].to_list()
+    leaving = contacts[:3]
+    optouts = tmp_path / "optouts.csv"
+    optouts.write_text('"customer_id","reason"\n' + "".join(f'"{c}","x"\n' for c in leaving))
+    policy = TargetPolicy(**{**POLICY.__dict__, "optouts": str(optouts)})
+    again = write_targets(scores, store, "spring", DAY, policy, out)
+    assert again.status == "optouts_removed"
+    assert again.optouts_removed == 3
+    day = _day(store)
+    assert day.height == 197
+    assert not set(leaving) & set(day["customer_id"])
+    assert set(day["customer_id"]) < set(first.frame["customer_id"])  # nobody added
+    for kind in ("contacts", "assignments"):
+        assert not set(leaving) & set(_read(again.paths[kind])["customer_id"])
+    third = write_targets(scores, store, "spring", DAY, policy, out)
+    assert third.status == "unchanged"
+
+
+def test_unknown_optout_ids_are_counted(tmp_path):
+    from crmkit.config.settings import IngestConfig
+    from crmkit.ingest import ingest_files
+
+    from ..conftest import NOW, SAMPLE_DATA
+
+    store = Store(tmp_path / "s")
+    ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
+    known = store.transactions().select("customer_id").unique().sort("customer_id").collect()
+    ids = known["customer_id"].head(4).to_list()
+    optouts = tmp_path / "o.txt"
+    optouts.write_text("\n".join([*ids, "NOPE-1", "NOPE-2"]) + "\n")
+    scores = scores_frame(50).with_columns(pl.Series("customer_id", known["customer_id"].head(50)))
+    policy = TargetPolicy(min_churn_probability=0.0, exclude_tiers=(), optouts=str(optouts))
+    result = write_targets(scores, store, "c", DAY, policy, tmp_path / "out")
+    assert result.excluded["opted_out"] == 4
+    assert result.excluded["optouts_unknown_to_store"] == 2
+    assert any("2 of 6 opted-out id(s) name no customer" in w for w in result.warnings)
+    assert any(f"{optouts} line 5, 6)" in w for w in result.warnings)
+    assert not any("NOPE" in w for w in result.warnings)  # lines, never the file's content
+
+
+def test_a_budget_with_unpriced_treatments_is_refused(tmp_path):
+    from crmkit.errors import ConfigError
+
+    policy = TargetPolicy(min_churn_probability=0.0, exclude_tiers=(), budget=100.0)
+    with pytest.raises(ConfigError, match=r"--budget 100: treatment\(s\) email have no cost") as e:
+        write_targets(scores_frame(100), Store(tmp_path / "s"), "c", DAY, policy, tmp_path / "o")
+    assert e.value.exit_code == 2
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_the_budget_binds_and_the_spend_is_reported(tmp_path):
+    policy = TargetPolicy(
+        min_churn_probability=0.0,
+        exclude_tiers=(),
+        budget=50.0,
+        treatments={"platinum": "call"},
+        costs={"call": 8.0},
+        default_cost=0.5,
+    )
+    result = write_targets(scores_frame(1_000), Store(tmp_path / "s"), "c", DAY, policy, tmp_path)
+    spend = result.summary()["spend"]
+    contacts = _read(result.paths["contacts"])
+    calls = contacts.filter(pl.col("treatment") == "call").height
+    emails = contacts.filter(pl.col("treatment") == "email").height
+    assert spend["by_treatment"] == {
+        "call": {"contacts": calls, "spend": calls * 8.0},
+        "email": {"contacts": emails, "spend": emails * 0.5},
+    }
+    assert spend["total"] == calls * 8.0 + emails * 0.5 <= 50.0
+    assert spend["total"] > 50.0 - 8.0  # the list stops at the budget, not before
+    assert spend["budget"] == 50.0

@@ -1,0 +1,43 @@
+"""Models saved by an earlier release load and score byte-identically.
+
+``tests/fixtures/registry-0.1.0`` holds a churn model, an uplift model and a CLV model
+saved by crmkit 0.1.0, the last release with the flat module layout; ``expected.json``
+holds the SHA-256 of the files they wrote then. joblib pickles name classes by module
+path, so this test fails when a class moves without the registry mapping its old path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ..conftest import SAMPLE_DATA, invoke
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "registry-0.1.0"
+
+
+@pytest.fixture(scope="module")
+def old_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("compat")
+    shutil.copytree(FIXTURE, root / "models")
+    return root / "s", root / "models"
+
+
+def test_models_of_the_previous_release_score_identically(old_registry, runner, env_now):
+    store, registry = old_registry
+    common = ["--store", str(store), "--config", str(SAMPLE_DATA / "crmkit.toml"), "-q"]
+    invoke(runner, "ingest", str(SAMPLE_DATA / "transactions.csv"), *common)
+    invoke(runner, "ingest", "--kind", "customers", str(SAMPLE_DATA / "customers.csv"),
+           "--known-from", "2023-01-01", *common)  # fmt: skip
+    out = store.parent
+    day = ["--as-of", "2025-01-01", "--registry", str(registry), *common]
+    invoke(runner, "score", *day, "--out", str(out / "scores.csv"))
+    invoke(runner, "uplift", "score", *day, "--model", "uplift:2", "--out", str(out / "uplift.csv"))
+    invoke(runner, "clv", "predict", *day, "--horizon", "90", "--out", str(out / "clv.csv"))
+    expected = json.loads((FIXTURE / "expected.json").read_text())["sha256"]
+    for name, digest in expected.items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
