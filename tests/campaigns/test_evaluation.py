@@ -23,8 +23,7 @@ from crmkit.ingest import ingest_files
 from crmkit.models.registry import ModelRef
 from crmkit.models.scoring import score_customers
 from crmkit.simulate import simulate_response
-
-from ..conftest import NOW, trained_sample_store
+from tests.conftest import NOW, trained_sample_store
 
 
 def test_wilson_published_and_by_hand():

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from crmkit.campaigns.ledger import read_ledger
 from crmkit.store.core import Store
+from tests.conftest import CRMKIT, subprocess_env, trained_sample_store
 
-from ..conftest import CRMKIT, subprocess_env, trained_sample_store
 from .test_fuzz_optouts import settings_for
 
 

@@ -23,8 +23,8 @@ from crmkit.campaigns.targeting import write_targets
 from crmkit.config.settings import IngestConfig, TargetPolicy
 from crmkit.ingest import ingest_files
 from crmkit.store.core import Store
+from tests.conftest import NOW, SAMPLE_DATA
 
-from ..conftest import NOW, SAMPLE_DATA
 from .test_ledger import DAY
 from .test_targeting import scores_frame
 

@@ -111,8 +111,7 @@ def test_optouts_since_the_list_was_recorded_are_removed_not_replaced(tmp_path):
 def test_unknown_optout_ids_are_counted(tmp_path):
     from crmkit.config.settings import IngestConfig
     from crmkit.ingest import ingest_files
-
-    from ..conftest import NOW, SAMPLE_DATA
+    from tests.conftest import NOW, SAMPLE_DATA
 
     store = Store(tmp_path / "s")
     ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)

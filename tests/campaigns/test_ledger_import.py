@@ -11,8 +11,7 @@ from crmkit.campaigns.ledger_import import import_assignments
 from crmkit.errors import BadInputError
 from crmkit.simulate import simulate_response
 from crmkit.store.core import Store
-
-from ..conftest import NOW, invoke, trained_sample_store
+from tests.conftest import NOW, invoke, trained_sample_store
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from crmkit.campaigns.optouts import read_optout_lines, read_optouts
 from crmkit.errors import BadInputError
-
-from ..reference_amounts import WHITE
+from tests.reference_amounts import WHITE
 
 IDS = ["C0001", "C0002", "12346"]
 

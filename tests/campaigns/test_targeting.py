@@ -27,8 +27,7 @@ from crmkit.config.settings import (
 )
 from crmkit.errors import BadInputError, ConfigError, StoreLockedError, UsageError
 from crmkit.store.core import Store
-
-from ..conftest import CRMKIT, MESSY, NOW, subprocess_env, trained_sample_store
+from tests.conftest import CRMKIT, MESSY, NOW, subprocess_env, trained_sample_store
 
 POLICY = TargetPolicy(min_churn_probability=0.0, exclude_tiers=())
 NONE = pl.Series([], dtype=pl.String)

@@ -31,8 +31,7 @@ from crmkit.simulate import (
     write_sample,
 )
 from crmkit.store.core import Store
-
-from ..conftest import NOW
+from tests.conftest import NOW
 
 NONE = pl.Series("customer_id", [], dtype=pl.String)
 T1, T2, WINDOW = dt.date(2025, 1, 1), dt.date(2025, 2, 15), 45

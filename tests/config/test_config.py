@@ -6,8 +6,7 @@ import pytest
 
 from crmkit.config.settings import load_settings, parse_column_map
 from crmkit.errors import ConfigError
-
-from ..conftest import RETAIL_CONFIG
+from tests.conftest import RETAIL_CONFIG
 
 
 def test_retail_config_loads():

@@ -19,8 +19,7 @@ from crmkit.features.attributes import (
 )
 from crmkit.features.pipeline import store_features
 from crmkit.store.core import Store
-
-from ..conftest import NOW
+from tests.conftest import NOW
 
 HEADER = "Customer ID;Region;Signup Date;Loyalty Card;Spend Limit;Postcode\n"
 
@@ -197,7 +196,7 @@ def test_attribute_names_are_safe(header):
 
 
 def test_cli_ingest_customers(runner, tmp_path, store):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     path = write(tmp_path / "c.csv", [*good_lines(customers(store, 10)), ";x;2023-01-01;no;1;9"])
     args = ["ingest", "--kind", "customers", str(path), "--store", str(store.root), "--json"]

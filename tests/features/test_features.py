@@ -18,8 +18,7 @@ from crmkit.features.customer import (
 )
 from crmkit.features.mix import learn_vocabulary, mix_schema
 from crmkit.schema import TRANSACTION_SCHEMA
-
-from ..reference import close, reference_features
+from tests.reference import close, reference_features
 
 AS_OF = dt.date(2024, 7, 1)
 CFG = FeatureConfig()
@@ -280,8 +279,7 @@ def test_bucketed_store_features_equal_the_single_plan(tmp_path):
     from crmkit.features.pipeline import store_features
     from crmkit.ingest import ingest_files
     from crmkit.store.core import Store
-
-    from ..conftest import NOW, SAMPLE_DATA
+    from tests.conftest import NOW, SAMPLE_DATA
 
     store = Store(tmp_path / "s")
     ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
@@ -300,8 +298,7 @@ def test_store_features_with_empty_buckets(tmp_path, as_of, customers):
     from crmkit.features.pipeline import store_features
     from crmkit.ingest import ingest_files
     from crmkit.store.core import Store
-
-    from ..conftest import NOW, SAMPLE_DATA
+    from tests.conftest import NOW, SAMPLE_DATA
 
     store = Store(tmp_path / "s")
     ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crmkit.ingest.amounts import contradicts, parse_amount
-
-from ..reference_amounts import amount_spelling, amount_texts, reference_amount
+from tests.reference_amounts import amount_spelling, amount_texts, reference_amount
 
 SCALE = float(os.environ.get("CRMKIT_FUZZ_SCALE", "1"))
 

@@ -19,8 +19,7 @@ from crmkit.config.settings import IngestConfig
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
 from crmkit.store.core import Store
-
-from ..conftest import NOW
+from tests.conftest import NOW
 
 SCALE = float(os.environ.get("CRMKIT_FUZZ_SCALE", "1"))
 

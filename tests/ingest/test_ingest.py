@@ -17,8 +17,7 @@ from crmkit.config.settings import CancellationRule, IngestConfig, load_settings
 from crmkit.errors import BadInputError, CrmkitError
 from crmkit.ingest import ingest_files
 from crmkit.store.core import Store, store_info
-
-from ..conftest import MESSY, NOW, RETAIL_CONFIG, RETAIL_SAMPLE
+from tests.conftest import MESSY, NOW, RETAIL_CONFIG, RETAIL_SAMPLE
 
 DEFAULT = IngestConfig()
 
@@ -617,8 +616,7 @@ def test_nul_bytes_in_ids_and_amounts_are_quarantined(tmp_path):
 
 def test_a_full_disk_is_named_not_blamed_on_the_input(tmp_path, small_disk, runner):
     from crmkit.simulate import SimulationConfig, write_sample
-
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     sample = write_sample(
         SimulationConfig(customers=40_000, start=dt.date(2023, 1, 1), end=dt.date(2025, 1, 1)),
@@ -644,7 +642,7 @@ def test_a_file_in_crmkits_own_columns_ingests_under_a_mapped_config(tmp_path):
 def test_a_read_only_store_exits_4(tmp_path, small_disk, runner):
     import subprocess
 
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     store = small_disk / "s"
     invoke(runner, "ingest", str(MESSY / "duplicates.csv"), "--store", str(store))

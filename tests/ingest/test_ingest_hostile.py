@@ -12,8 +12,7 @@ from crmkit.config.settings import IngestConfig
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
 from crmkit.store.core import Store
-
-from ..conftest import NOW
+from tests.conftest import NOW
 
 
 def write(path: Path, rows: list[tuple[str, str, str]]) -> Path:

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ..conftest import CRMKIT, MESSY, NOW, SAMPLE_DATA
+from tests.conftest import CRMKIT, MESSY, NOW, SAMPLE_DATA
 
 ELLIPSIS = "…"
 
@@ -95,7 +95,7 @@ def test_progress_is_plain_lines_with_elapsed_times_off_a_terminal(narrow):
 
 
 def test_help_keeps_brackets_and_shows_real_metavars(runner):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     text = invoke(runner, "targets", "--help").stdout
     assert "(default: [model] registry)" in text

@@ -23,8 +23,7 @@ from crmkit.models.scoring import score_customers
 from crmkit.models.snapshots import cutoffs, sample_snapshot, training_set
 from crmkit.simulate import read_truth
 from crmkit.store.core import Store
-
-from ..conftest import NOW, SAMPLE_DATA
+from tests.conftest import NOW, SAMPLE_DATA
 
 AS_OF = dt.date(2024, 10, 1)
 FAST = ModelConfig(snapshots=4, step_days=45)

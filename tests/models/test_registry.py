@@ -79,7 +79,7 @@ def test_signed_models_refuse_unsigned_and_tampered_cards(tmp_path):
 
 
 def test_score_refuses_an_unsigned_model_when_a_key_is_configured(tmp_path, runner, monkeypatch):
-    from ..conftest import invoke, trained_sample_store
+    from tests.conftest import invoke, trained_sample_store
 
     store, registry = trained_sample_store(tmp_path)
     key_file = tmp_path / "model.key"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import SAMPLE_DATA, invoke
+from tests.conftest import SAMPLE_DATA, invoke
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "registry-0.1.0"
 

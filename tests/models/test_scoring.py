@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..conftest import SAMPLE_DATA, invoke
+from tests.conftest import SAMPLE_DATA, invoke
 
 
 def _segments(path, *columns):

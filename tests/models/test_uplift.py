@@ -13,8 +13,7 @@ from crmkit.features.pipeline import store_features
 from crmkit.ingest import ingest_files
 from crmkit.models.uplift import customer_folds, train_uplift
 from crmkit.store.core import Store
-
-from ..conftest import NOW
+from tests.conftest import NOW
 
 AS_OF = dt.date(2024, 7, 1)
 WINDOW = 60
@@ -110,7 +109,7 @@ def test_customer_folds_keep_a_customer_together():
 
 
 def test_cli_train_and_score(store, tmp_path, runner):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     experiment(store, tmp_path, "autumn")
     common = ["--store", str(store.root), "--registry", str(tmp_path / "models")]
@@ -153,7 +152,7 @@ def test_cli_train_and_score(store, tmp_path, runner):
 
 
 def test_cli_targets_by_uplift_and_evaluate_by_policy(store, tmp_path, runner):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     experiment(store, tmp_path, "autumn")
     config = tmp_path / "crmkit.toml"

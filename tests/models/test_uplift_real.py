@@ -12,8 +12,8 @@ from crmkit.features.pipeline import store_features
 from crmkit.ingest import ingest_files
 from crmkit.models.uplift import train_uplift
 from crmkit.store.core import Store
+from tests.conftest import NOW, SAMPLE_DATA
 
-from ..conftest import NOW, SAMPLE_DATA
 from .test_uplift import AS_OF, WINDOW, experiment
 
 
@@ -42,7 +42,7 @@ def test_columns_without_a_value_are_left_out_and_recorded(bare_store, tmp_path,
 
 
 def test_uplift_train_and_score_commands_on_an_order_export(bare_store, tmp_path, runner):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     experiment(bare_store, tmp_path, "orders")
     config = tmp_path / "c.toml"

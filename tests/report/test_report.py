@@ -9,8 +9,7 @@ import pytest
 from crmkit.config.settings import Settings
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.report.page import gather, write_report
-
-from ..campaigns.test_evaluation import campaign_store  # noqa: F401  # module-scoped fixture
+from tests.campaigns.test_evaluation import campaign_store  # noqa: F401  # module-scoped fixture
 
 TITLES = (
     "Segment sizes and value shares by value tier",

@@ -18,8 +18,7 @@ from crmkit.models.registry import ModelRef
 from crmkit.models.scoring import score_customers
 from crmkit.models.snapshots import training_set
 from crmkit.store.executors import DaskExecutor, LocalExecutor, open_executor, using
-
-from ..conftest import invoke, trained_sample_store
+from tests.conftest import invoke, trained_sample_store
 
 distributed = pytest.importorskip("distributed")
 

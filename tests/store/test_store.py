@@ -13,8 +13,7 @@ from crmkit.errors import StoreCorruptError, StoreLockedError
 from crmkit.ingest import ingest_files
 from crmkit.simulate import SimulationConfig, write_sample
 from crmkit.store.core import Store, store_info
-
-from ..conftest import CRMKIT, MESSY, NOW, subprocess_env
+from tests.conftest import CRMKIT, MESSY, NOW, subprocess_env
 
 
 def test_empty_store_reads_as_empty(tmp_path):
@@ -131,7 +130,7 @@ def _files(root):
 
 
 def test_a_store_without_its_manifest_is_never_emptied(tmp_path, runner):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     store = _sample_store(tmp_path)
     before = store_info(store)
@@ -156,7 +155,7 @@ def test_a_store_without_its_manifest_is_never_emptied(tmp_path, runner):
 
 
 def test_an_ordinary_directory_is_not_made_a_store(tmp_path, runner):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     home = tmp_path / "home"
     for rel in ("staging/notes.txt", "transactions/data.parquet", "ledger/x.parquet", "a.txt"):
@@ -213,7 +212,7 @@ def test_foreign_files_beside_a_store_are_left_alone(tmp_path):
     ],
 )
 def test_malformed_manifests_exit_4(tmp_path, runner, change, message):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     store = _sample_store(tmp_path)
     manifest = json.loads((store.root / "manifest.json").read_text())
@@ -224,7 +223,7 @@ def test_malformed_manifests_exit_4(tmp_path, runner, change, message):
 
 
 def test_a_truncated_part_is_named_and_blocks_writes(tmp_path, runner):
-    from ..conftest import invoke
+    from tests.conftest import invoke
 
     store = _sample_store(tmp_path)
     part = store.root / store.manifest().parts_of("transactions")[0].path

@@ -11,8 +11,7 @@ from crmkit.config.settings import IngestConfig
 from crmkit.errors import StoreWriteError, from_os_error
 from crmkit.ingest import ingest_files
 from crmkit.store.core import Store
-
-from ..conftest import CRMKIT, NOW, subprocess_env
+from tests.conftest import CRMKIT, NOW, subprocess_env
 
 
 def _daily(tmp_path, store, days):
