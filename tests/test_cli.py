@@ -114,8 +114,8 @@ def test_bad_config_exit_2(runner, tmp_path):
     assert "unknown key(s) nope" in result.stderr
 
 
-def test_store_info_without_store_exit_4(runner, tmp_path):
-    result = invoke(runner, "store", "info", "--store", str(tmp_path / "none"), code=4)
+def test_store_info_without_store_exit_6(runner, tmp_path):
+    result = invoke(runner, "store", "info", "--store", str(tmp_path / "none"), code=6)
     assert "no crmkit store" in result.stderr
 
 

@@ -169,7 +169,7 @@ def test_one_line_file_error_quotes_no_content(tmp_path, runner, env_now):
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
-def test_outputs_on_a_full_disk_exit_4_and_leave_no_partial_file(
+def test_outputs_on_a_full_disk_exit_6_and_leave_no_partial_file(
     trained, small_disk, runner, env_now, suffix
 ):
     store, _ = trained
@@ -184,7 +184,7 @@ def test_outputs_on_a_full_disk_exit_4_and_leave_no_partial_file(
     out = small_disk / f"features.{suffix}"
     full = invoke(
         runner, "features", "--as-of", "2025-01-01", "--out", str(out), "--store", str(store),
-        code=4,
+        code=6,
     )  # fmt: skip
     assert "cannot write" in full.stderr
     assert str(out) in full.stderr

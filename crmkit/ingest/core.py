@@ -317,7 +317,7 @@ def _check_writable(work: Path, exc: Exception) -> None:
     Raises
     ------
     StoreWriteError
-        When the probe cannot be written (exit 4, with the operating system's reason).
+        When the probe cannot be written (exit 6, with the operating system's reason).
     """
     probe = work / "space-probe"
     try:

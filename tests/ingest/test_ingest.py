@@ -623,7 +623,7 @@ def test_a_full_disk_is_named_not_blamed_on_the_input(tmp_path, small_disk, runn
         tmp_path / "data",
     )
     result = invoke(
-        runner, "ingest", str(sample.transactions), "--store", str(small_disk / "s"), code=4
+        runner, "ingest", str(sample.transactions), "--store", str(small_disk / "s"), code=6
     )
     assert "No space left on device" in result.stderr
     assert "cannot be parsed" not in result.stderr
@@ -639,7 +639,7 @@ def test_a_file_in_crmkits_own_columns_ingests_under_a_mapped_config(tmp_path):
     assert report.rows_stored == 1
 
 
-def test_a_read_only_store_exits_4(tmp_path, small_disk, runner):
+def test_a_read_only_store_exits_6(tmp_path, small_disk, runner):
     import subprocess
 
     from tests.conftest import invoke
@@ -648,7 +648,7 @@ def test_a_read_only_store_exits_4(tmp_path, small_disk, runner):
     invoke(runner, "ingest", str(MESSY / "duplicates.csv"), "--store", str(store))
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     result = invoke(
-        runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(store), code=4
+        runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(store), code=6
     )
     assert "Read-only file system" in result.stderr
     info = invoke(runner, "store", "info", "--store", str(store), "--json")  # reading still works

@@ -137,7 +137,7 @@ def test_a_store_without_its_manifest_is_never_emptied(tmp_path, runner):
     (store.root / "manifest.json").unlink()
     files = _files(store.root)
     bad = invoke(
-        runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(store.root), code=4
+        runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(store.root), code=6
     )
     assert "has no manifest.json" in bad.stderr
     assert "store init --adopt" in bad.stderr
@@ -162,10 +162,10 @@ def test_an_ordinary_directory_is_not_made_a_store(tmp_path, runner):
         (home / rel).parent.mkdir(parents=True, exist_ok=True)
         (home / rel).write_text("mine")
     files = _files(home)
-    result = invoke(runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(home), code=4)
+    result = invoke(runner, "ingest", str(MESSY / "bom_currency.csv"), "--store", str(home), code=6)
     assert "not a crmkit store" in result.stderr
     assert _files(home) == files
-    invoke(runner, "store", "init", "--store", str(home), code=4)
+    invoke(runner, "store", "init", "--store", str(home), code=6)
     # an empty directory, or one a failed first write left, becomes a store
     fresh = tmp_path / "fresh"
     (fresh / "logs").mkdir(parents=True)
@@ -211,14 +211,14 @@ def test_foreign_files_beside_a_store_are_left_alone(tmp_path):
         (lambda m: {**m, "parts": []}, "parts or files are malformed"),
     ],
 )
-def test_malformed_manifests_exit_4(tmp_path, runner, change, message):
+def test_malformed_manifests_exit_6(tmp_path, runner, change, message):
     from tests.conftest import invoke
 
     store = _sample_store(tmp_path)
     manifest = json.loads((store.root / "manifest.json").read_text())
     (store.root / "manifest.json").write_text(json.dumps(change(manifest)))
     for args in (["store", "info"], ["ingest", str(MESSY / "bom_currency.csv")]):
-        result = invoke(runner, *args, "--store", str(store.root), code=4)
+        result = invoke(runner, *args, "--store", str(store.root), code=6)
         assert message in result.stderr
 
 
@@ -233,7 +233,7 @@ def test_a_truncated_part_is_named_and_blocks_writes(tmp_path, runner):
         ["features", "--as-of", "2025-01-01", "--out", str(tmp_path / "f.csv")],
         ["ingest", str(MESSY / "bom_currency.csv")],
     ):
-        result = invoke(runner, *args, "--store", str(store.root), code=4)
+        result = invoke(runner, *args, "--store", str(store.root), code=6)
         assert part.name in result.stderr
         assert "truncated" in result.stderr
 
