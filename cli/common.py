@@ -90,7 +90,7 @@ def user_errors() -> Iterator[None]:
     """Turn library and system errors into ``error: ...`` on stderr and an exit code.
 
     A library error carries its exit code; an operating-system error is classified by its
-    errno (:func:`crmkit.errors.from_os_error`): a disk that is full or read-only is 4, a
+    errno (:func:`crmkit.errors.from_os_error`): a disk that is full or read-only is 6, a
     path of the wrong kind is 2.
     """
     try:
