@@ -70,7 +70,8 @@ def info(
 
     Example: crmkit store info --store crm-store --json
     """
-    from crmkit.store.core import Store, store_info
+    from crmkit.store.core import Store
+    from crmkit.store.info import store_info
 
     with user_errors():
         settings(config)  # checked like every command's, though a summary needs none

@@ -26,7 +26,8 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.errors import BadInputError
-from crmkit.store.core import Store, StoreWriter
+from crmkit.store.core import Store
+from crmkit.store.writer import StoreWriter
 
 NO_TREATMENT: Final = "none"
 LEDGER_SCHEMA: Final[dict[str, pl.DataType]] = {

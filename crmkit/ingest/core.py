@@ -37,7 +37,8 @@ from crmkit.ingest.pull import PARQUET_SUFFIX, ingest_parquet, pull_query
 from crmkit.ingest.report import FileReport, IngestReport
 from crmkit.ingest.split import Staged, process
 from crmkit.io.sql import Query, decode_mark
-from crmkit.store.core import Store, StoreWriter
+from crmkit.store.core import Store
+from crmkit.store.writer import StoreWriter
 
 ProgressFn = Callable[[int, int, str], None]
 

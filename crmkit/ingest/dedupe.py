@@ -9,7 +9,7 @@ from typing import Final
 import polars as pl
 
 from crmkit import schema
-from crmkit.store.core import StoreWriter
+from crmkit.store.writer import StoreWriter
 
 
 def distinct_rows(frame: pl.DataFrame) -> pl.DataFrame:

@@ -40,7 +40,7 @@ from crmkit.io.sql import (
     record_batches,
     upper_mark,
 )
-from crmkit.store.core import StoreWriter
+from crmkit.store.writer import StoreWriter
 
 PARQUET_SUFFIX: Final = ".parquet"
 

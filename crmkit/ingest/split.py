@@ -40,7 +40,8 @@ from crmkit.ingest.plan import (
     reason_expr,
 )
 from crmkit.ingest.report import FileReport
-from crmkit.store.core import COMPRESSION, COMPRESSION_LEVEL, StoreWriter
+from crmkit.store.files import COMPRESSION, COMPRESSION_LEVEL
+from crmkit.store.writer import StoreWriter
 
 #: Rows per row group of the staged bucket files: every bucket's writer buffers one, so
 #: this bounds the split's memory (buckets x row group, about 65 MB for 16 buckets),

@@ -9,7 +9,7 @@ from typing import Final
 import polars as pl
 
 from crmkit.errors import UsageError
-from crmkit.store.core import atomic_write_frame
+from crmkit.store.files import atomic_write_frame
 
 #: Leading characters that make a spreadsheet evaluate a cell (OWASP CSV injection).
 FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")

@@ -26,7 +26,8 @@ from crmkit.models.registry import ModelRef, Registry, parse_ref
 from crmkit.models.scoring import score_customers
 from crmkit.numbers import as_float
 from crmkit.segments import summarise, value_concentration, with_segments
-from crmkit.store.core import Store, atomic_write_bytes
+from crmkit.store.core import Store
+from crmkit.store.files import atomic_write_bytes
 
 TIER_ORDER: Final = ("platinum", "gold", "silver", "development", "adjust", "one_time")
 BLUE, ORANGE, GREY = "#2b6cb0", "#dd6b20", "#718096"

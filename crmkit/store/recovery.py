@@ -9,7 +9,8 @@ from typing import Any
 import polars as pl
 
 from crmkit.errors import StoreCorruptError, UsageError
-from crmkit.store.core import Store, atomic_write_bytes
+from crmkit.store.core import Store
+from crmkit.store.files import atomic_write_bytes
 from crmkit.store.manifest import KINDS, PART_PATH, Manifest, Part
 
 

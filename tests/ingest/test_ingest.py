@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from crmkit.config.settings import CancellationRule, IngestConfig, load_settings
 from crmkit.errors import BadInputError, CrmkitError
 from crmkit.ingest import ingest_files
-from crmkit.store.core import Store, store_info
+from crmkit.store.core import Store
+from crmkit.store.info import store_info
 from tests.conftest import MESSY, NOW, RETAIL_CONFIG, RETAIL_SAMPLE
 
 DEFAULT = IngestConfig()
