@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from crmkit.config.settings import Settings, load_settings, overlay
+from crmkit.config.loading import load_settings, overlay
+from crmkit.config.settings import Settings
 from crmkit.errors import CrmkitError, UsageError, from_os_error
 
 if TYPE_CHECKING:

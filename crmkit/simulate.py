@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import polars as pl
 
-from crmkit.config.settings import split_pairs
+from crmkit.config.loading import split_pairs
 from crmkit.errors import UsageError
 
 ProgressFn = Callable[[int, int, str], None]

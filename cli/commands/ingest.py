@@ -110,7 +110,7 @@ def ingest(
     if kind is Kind.customers:
         ingest_customers(paths, column_map, known_from, dayfirst, store, config, as_json, quiet)
         return
-    from crmkit.config.settings import ingest_overrides
+    from crmkit.config.loading import ingest_overrides
     from crmkit.io.uri import is_uri
 
     with user_errors():
@@ -215,7 +215,7 @@ def ingest_customers(
     quiet: bool,
 ) -> None:
     """Load customer attribute files (``ingest --kind customers``) and print what they did."""
-    from crmkit.config.settings import split_pairs
+    from crmkit.config.loading import split_pairs
     from crmkit.features.attributes import load_attributes
     from crmkit.ingest.sniff import expand_inputs
     from crmkit.store.core import Store

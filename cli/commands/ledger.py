@@ -50,7 +50,7 @@ def import_(
     Example: crmkit ledger import spring_2024.csv --campaign spring-2024
     """
     from crmkit.campaigns.ledger_import import import_assignments
-    from crmkit.config.settings import split_pairs
+    from crmkit.config.loading import split_pairs
     from crmkit.store.core import Store
 
     with user_errors():

@@ -95,7 +95,7 @@ def run(
     Example: crmkit run --date 2025-01-01 --campaign winback --inbox inbox --out lists
     """
     from crmkit.campaigns.daily import RunOptions, run_daily
-    from crmkit.config.settings import overlay
+    from crmkit.config.loading import overlay
     from crmkit.store.core import Store
 
     with user_errors():

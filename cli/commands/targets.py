@@ -27,7 +27,7 @@ from crmkit_cli.common import (
     warn,
 )
 
-from crmkit.config.settings import overlay
+from crmkit.config.loading import overlay
 
 app = typer.Typer()
 

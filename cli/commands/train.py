@@ -87,7 +87,7 @@ def train(
 
     Example: crmkit train --as-of 2024-07-01 --horizon 90 --name churn
     """
-    from crmkit.config.settings import overlay
+    from crmkit.config.loading import overlay
     from crmkit.models.churn import train_and_save
     from crmkit.store.core import Store
 

@@ -36,8 +36,9 @@ from crmkit.campaigns.uplift_policy import (
     rank_by_uplift,
     spend_expr,
 )
+from crmkit.config.policy import TargetPolicy
 from crmkit.config.rules import validate
-from crmkit.config.settings import Settings, TargetPolicy
+from crmkit.config.settings import Settings
 from crmkit.errors import ConfigError, UsageError
 from crmkit.hashing import add_stable_hash, unit_interval_expr
 from crmkit.io.export import write_table

@@ -35,7 +35,7 @@ from typing import Final
 import polars as pl
 
 from crmkit import schema
-from crmkit.config.settings import TargetPolicy
+from crmkit.config.policy import TargetPolicy
 from crmkit.hashing import add_stable_hash, unit_interval_expr
 
 POLICY_UPLIFT: Final = "uplift"

@@ -19,7 +19,8 @@ import polars as pl
 
 from crmkit.campaigns.evaluation import Evaluation, evaluate_campaign, wilson
 from crmkit.campaigns.ledger import arm, read_ledger
-from crmkit.config.settings import Settings, TargetPolicy
+from crmkit.config.policy import TargetPolicy
+from crmkit.config.settings import Settings
 from crmkit.errors import CrmkitError, UsageError
 from crmkit.features.pipeline import store_features
 from crmkit.models.registry import ModelRef, Registry, parse_ref

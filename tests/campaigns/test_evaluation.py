@@ -17,7 +17,8 @@ from crmkit.campaigns.evaluation import (
     wilson,
 )
 from crmkit.campaigns.targeting import write_targets
-from crmkit.config.settings import IngestConfig, SegmentConfig, TargetPolicy
+from crmkit.config.policy import TargetPolicy
+from crmkit.config.settings import IngestConfig, SegmentConfig
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
 from crmkit.models.registry import ModelRef

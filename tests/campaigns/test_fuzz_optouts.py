@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from crmkit.campaigns.ledger import read_ledger
 from crmkit.campaigns.optouts import read_optouts
 from crmkit.campaigns.targeting import write_targets
-from crmkit.config.settings import IngestConfig, TargetPolicy
+from crmkit.config.policy import TargetPolicy
+from crmkit.config.settings import IngestConfig
 from crmkit.ingest import ingest_files
 from crmkit.store.core import Store
 from tests.conftest import NOW, SAMPLE_DATA

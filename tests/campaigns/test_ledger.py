@@ -8,7 +8,7 @@ import pytest
 
 from crmkit.campaigns.ledger import ListChangedError, read_ledger
 from crmkit.campaigns.targeting import write_targets
-from crmkit.config.settings import TargetPolicy
+from crmkit.config.policy import TargetPolicy
 from crmkit.store.core import Store
 
 from .test_targeting import scores_frame

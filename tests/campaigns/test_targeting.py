@@ -21,10 +21,8 @@ from crmkit.campaigns.targeting import (
     select_targets,
     write_targets,
 )
-from crmkit.config.settings import (
-    Settings,
-    TargetPolicy,
-)
+from crmkit.config.policy import TargetPolicy
+from crmkit.config.settings import Settings
 from crmkit.errors import BadInputError, ConfigError, StoreLockedError, UsageError
 from crmkit.store.core import Store
 from tests.conftest import CRMKIT, MESSY, NOW, subprocess_env, trained_sample_store

@@ -11,13 +11,8 @@ from hypothesis import strategies as st
 from crmkit.campaigns.ledger_import import import_assignments
 from crmkit.campaigns.targeting import Uplift, select_targets
 from crmkit.campaigns.uplift_policy import best_arms, rank_by_uplift
-from crmkit.config.settings import (
-    FeatureConfig,
-    IngestConfig,
-    ModelConfig,
-    SegmentConfig,
-    TargetPolicy,
-)
+from crmkit.config.policy import TargetPolicy
+from crmkit.config.settings import FeatureConfig, IngestConfig, ModelConfig, SegmentConfig
 from crmkit.ingest import ingest_files
 from crmkit.models.churn import train
 from crmkit.models.registry import Registry, parse_ref

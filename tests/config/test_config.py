@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from crmkit.config.settings import load_settings, parse_column_map
+from crmkit.config.loading import load_settings, parse_column_map
 from crmkit.errors import ConfigError
 from tests.conftest import RETAIL_CONFIG
 
@@ -117,7 +117,8 @@ def test_out_of_range_settings_are_named(tmp_path, toml, named):
 
 
 def test_command_line_overrides_are_checked_too():
-    from crmkit.config.settings import Settings, overlay
+    from crmkit.config.loading import overlay
+    from crmkit.config.settings import Settings
 
     cfg = overlay(Settings(), "targeting", size=10, budget=None)
     assert cfg.targeting.size == 10

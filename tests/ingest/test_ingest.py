@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from crmkit.config.settings import CancellationRule, IngestConfig, load_settings
+from crmkit.config.loading import load_settings
+from crmkit.config.settings import CancellationRule, IngestConfig
 from crmkit.errors import BadInputError, CrmkitError
 from crmkit.ingest import ingest_files
 from crmkit.store.core import Store

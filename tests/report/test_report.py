@@ -81,7 +81,7 @@ def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  #
 
     from crmkit.campaigns.evaluation import evaluate_campaign
     from crmkit.campaigns.targeting import write_targets
-    from crmkit.config.settings import TargetPolicy
+    from crmkit.config.policy import TargetPolicy
 
     store, _ = campaign_store
     registry = Registry(store.root.parent / "models")
@@ -109,7 +109,8 @@ def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  #
 def test_campaign_section_has_uplift_significance_money_and_roi(campaign_store, tmp_path):  # noqa: F811
     import dataclasses
 
-    from crmkit.config.settings import ReportConfig, TargetPolicy
+    from crmkit.config.policy import TargetPolicy
+    from crmkit.config.settings import ReportConfig
 
     store, _ = campaign_store
     registry = Registry(store.root.parent / "models")
