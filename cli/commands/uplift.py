@@ -66,7 +66,7 @@ def train_command(
 
     Example: crmkit uplift train --campaign winback --window 60
     """
-    from crmkit.campaigns.targeting import check_campaign
+    from crmkit.campaigns.names import check_campaign
     from crmkit.errors import UsageError
     from crmkit.models.uplift import train_uplift
     from crmkit.store.core import Store

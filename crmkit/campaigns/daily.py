@@ -26,13 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crmkit.campaigns.targeting import (
-    TargetResult,
-    Uplift,
-    check_campaign,
-    check_policy,
-    write_targets,
-)
+from crmkit.campaigns.lists import TargetResult, write_targets
+from crmkit.campaigns.names import check_campaign
+from crmkit.campaigns.targeting import Uplift, check_policy
 from crmkit.config.settings import Settings
 from crmkit.errors import (
     BadInputError,

@@ -28,7 +28,7 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.campaigns.ledger import NO_TREATMENT, arm, read_ledger
-from crmkit.campaigns.targeting import check_campaign
+from crmkit.campaigns.names import check_campaign
 from crmkit.campaigns.uplift_policy import POLICY_VALUE_AT_RISK
 from crmkit.errors import BadInputError
 from crmkit.simulate import SIMULATED_CHANNEL

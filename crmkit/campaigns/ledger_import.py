@@ -23,7 +23,7 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.campaigns.ledger import LEDGER_SCHEMA, NO_TREATMENT
-from crmkit.campaigns.targeting import check_campaign
+from crmkit.campaigns.names import check_campaign
 from crmkit.errors import BadInputError
 from crmkit.ingest import parse, sniff
 from crmkit.store.core import Store

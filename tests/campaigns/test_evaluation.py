@@ -16,7 +16,7 @@ from crmkit.campaigns.evaluation import (
     welch,
     wilson,
 )
-from crmkit.campaigns.targeting import write_targets
+from crmkit.campaigns.lists import write_targets
 from crmkit.config.policy import TargetPolicy
 from crmkit.config.settings import IngestConfig, SegmentConfig
 from crmkit.errors import BadInputError

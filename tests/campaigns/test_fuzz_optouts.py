@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmkit.campaigns.ledger import read_ledger
+from crmkit.campaigns.lists import write_targets
 from crmkit.campaigns.optouts import read_optouts
-from crmkit.campaigns.targeting import write_targets
 from crmkit.config.policy import TargetPolicy
 from crmkit.config.settings import IngestConfig
 from crmkit.ingest import ingest_files

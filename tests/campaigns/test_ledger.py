@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from crmkit.campaigns.ledger import ListChangedError, read_ledger
-from crmkit.campaigns.targeting import write_targets
+from crmkit.campaigns.lists import write_targets
 from crmkit.config.policy import TargetPolicy
 from crmkit.store.core import Store
 

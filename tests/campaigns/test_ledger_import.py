@@ -119,7 +119,7 @@ def test_a_campaign_already_in_the_ledger_needs_replace(store, tmp_path, runner)
 
 def test_a_campaign_that_targets_recorded_is_never_replaced(store, tmp_path, runner):
     """Its list files would no longer match the ledger."""
-    from crmkit.campaigns.targeting import write_targets
+    from crmkit.campaigns.lists import write_targets
     from crmkit.config.policy import TargetPolicy
     from crmkit.models.registry import ModelRef, Registry
     from crmkit.models.scoring import score_customers

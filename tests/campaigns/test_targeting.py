@@ -12,15 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crmkit.campaigns.balance import balance_report
 from crmkit.campaigns.daily import RunOptions, run_daily
 from crmkit.campaigns.ledger import read_ledger as ledger
-from crmkit.campaigns.targeting import (
-    assign_groups,
-    balance_report,
-    check_campaign,
-    select_targets,
-    write_targets,
-)
+from crmkit.campaigns.lists import write_targets
+from crmkit.campaigns.names import check_campaign
+from crmkit.campaigns.targeting import assign_groups, select_targets
 from crmkit.config.policy import TargetPolicy
 from crmkit.config.settings import Settings
 from crmkit.errors import BadInputError, ConfigError, StoreLockedError, UsageError

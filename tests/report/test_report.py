@@ -80,7 +80,7 @@ def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  #
     import polars as pl
 
     from crmkit.campaigns.evaluation import evaluate_campaign
-    from crmkit.campaigns.targeting import write_targets
+    from crmkit.campaigns.lists import write_targets
     from crmkit.config.policy import TargetPolicy
 
     store, _ = campaign_store
