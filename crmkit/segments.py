@@ -19,7 +19,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config.settings import SegmentConfig, Settings
 from crmkit.errors import BadInputError
-from crmkit.features.customer import money_sum
+from crmkit.features.day import money_sum
 from crmkit.features.pipeline import store_features
 from crmkit.numbers import as_float
 from crmkit.store.core import Store

@@ -35,37 +35,29 @@ import polars.selectors
 
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig
+from crmkit.features.day import customer_code, customer_id_of, daily_activity, purchase_sequence
+from crmkit.features.derived import derived, from_micro, projected_value
 from crmkit.features.labels import churn_labels as churn_labels
 from crmkit.features.labels import cutoff_of as cutoff_of
 from crmkit.features.mix import (
     Vocabulary,
     channel_days,
-    day_channels,
     learn_vocabulary,
     mix_derived,
     mix_schema,
     mix_totals,
 )
-
-FEATURE_VERSION: Final = 3
-
-_EPOCH: Final = dt.date(1970, 1, 1)
-MICRO: Final = 1_000_000
-# Multiply, never divide, by constants: polars may turn `x / c` into `x * (1 / c)` on some
-# chunks and not others, which changes the last bit of a result from run to run.
-_PER_MICRO: Final = 1e-6
-_GROSS: Final = "gross"
-_REFUNDS: Final = "refunds"
-_ORDERS: Final = "orders"
-_BUY: Final = "_buy"
-_NET: Final = "_net"
-_AGE: Final = "_age"
-_CODE: Final = "_code"
-_KEY: Final = "_key"
-_FIRST: Final = "_first"
-# customer code in the high 32 bits of a sort or group key, the day in the low 32
-_SHIFT: Final = 2**32
-_HALF: Final = 2**31
+from crmkit.features.names import (
+    _CODE,
+    _FIRST,
+    _GROSS,
+    _ORDERS,
+    _REFUNDS,
+    _age,
+    _day_of,
+    _is_purchase,
+    _net,
+)
 
 
 def _schema(cfg: FeatureConfig, vocab: Vocabulary) -> dict[str, pl.DataType]:
@@ -118,142 +110,7 @@ def feature_schema(cfg: FeatureConfig, vocab: Vocabulary | None = None) -> dict[
     return _schema(cfg, vocab or Vocabulary())
 
 
-# --- day level ---------------------------------------------------------------------------
-
-
-def to_micro(expr: pl.Expr) -> pl.Expr:
-    """Money as Int64 micro-units, for exact, order-independent sums."""
-    return (expr * MICRO).round().cast(pl.Int64)
-
-
-def money_sum(expr: pl.Expr) -> pl.Expr:
-    """Sum money exactly (via micro-units) and return it as Float64."""
-    return to_micro(expr).sum() * _PER_MICRO
-
-
-def customer_code(categories: pl.Categories) -> pl.Expr:
-    """Map each distinct customer id to a dense integer (UInt64, below 2**32).
-
-    The ids are read once into ``categories``; every later step groups and sorts these
-    integers instead of strings, which is several times faster. Codes are exact (one per
-    id) and are turned back into ids by :func:`customer_id_of`. Their values depend on the
-    order in which rows arrive, so nothing may depend on them but grouping and the order
-    of one customer's own rows.
-    """
-    return pl.col(schema.CUSTOMER_ID).cast(pl.Categorical(categories)).to_physical().cast(pl.UInt64)
-
-
-def customer_id_of(categories: pl.Categories) -> pl.Expr:
-    """Return the customer id of a :func:`customer_code` column."""
-    return pl.col(_CODE).cast(pl.UInt32).cat.to(pl.Categorical(categories)).cast(pl.String)
-
-
-def _age_of(as_of: dt.date) -> pl.Expr:
-    """Days from a transaction's day to the as-of date: 1 for the day before it."""
-    return (pl.lit(as_of) - pl.col(schema.TS).dt.date()).dt.total_days()
-
-
-def _orders(positive: pl.Expr) -> pl.Expr:
-    """Distinct orders among positive lines; lines without an order id count per timestamp.
-
-    Counted over 64-bit hashes of the order key (the order id, or the timestamp when there
-    is none): distinct integers are several times faster to count per group than strings,
-    and two orders of one customer on one day sharing a hash has a chance of about 1e-19.
-    """
-    order_id = pl.col(schema.ORDER_ID)
-    key = pl.when(order_id.is_null()).then(pl.col(schema.TS).hash()).otherwise(order_id.hash())
-    return pl.when(positive).then(key).drop_nulls().n_unique().cast(pl.Int64)
-
-
-def daily_activity(
-    tx: pl.LazyFrame,
-    as_of: dt.date,
-    categories: pl.Categories | None = None,
-    vocab: Vocabulary | None = None,
-) -> pl.LazyFrame:
-    """Roll transactions before ``as_of`` up to one row per customer and day.
-
-    Columns: ``_code`` (:func:`customer_code`), ``_age`` (days before ``as_of``: 1 for the
-    day before), ``gross`` (sum of positive amounts), ``refunds`` (sum of negative amounts,
-    as a positive number) -- both Int64 micro-units --, ``orders`` (distinct order ids of
-    positive lines; lines without an order id count one order per timestamp), and the
-    :func:`day_columns`. Customer and day are packed into one integer group key.
-    """
-    codes = pl.Categories.random() if categories is None else categories
-    positive = pl.col(schema.AMOUNT) > 0
-    micro = to_micro(pl.col(schema.AMOUNT))
-    key = customer_code(codes) * _SHIFT + _age_of(as_of).cast(pl.UInt64)
-    return (
-        tx.filter(pl.col(schema.TS) < cutoff_of(as_of))
-        .group_by(key.alias(_KEY))
-        .agg(
-            pl.when(positive).then(micro).otherwise(0).sum().alias(_GROSS),
-            pl.when(positive).then(0).otherwise(-micro).sum().alias(_REFUNDS),
-            _orders(positive).alias(_ORDERS),
-            *day_channels(vocab or Vocabulary()),
-        )
-        .select(
-            (pl.col(_KEY) // _SHIFT).alias(_CODE),
-            (pl.col(_KEY) % _SHIFT).cast(pl.Int32).alias(_AGE),
-            _GROSS,
-            _REFUNDS,
-            _ORDERS,
-            pl.selectors.starts_with("_day_"),
-        )
-        .with_columns(day_columns())
-    )
-
-
-def day_columns() -> list[pl.Expr]:
-    """Columns every aggregation reads, computed once per customer-day row.
-
-    ``_buy`` (a purchase day: positive gross spend) and ``_net`` (gross - refunds,
-    micro-units).
-    """
-    return [
-        (pl.col(_GROSS) > 0).alias(_BUY),
-        (pl.col(_GROSS) - pl.col(_REFUNDS)).alias(_NET),
-    ]
-
-
-def purchase_sequence(daily: pl.LazyFrame) -> pl.LazyFrame:
-    """Order each customer's days and mark what needs that order.
-
-    Sorted by one integer: customer, then purchase days by date, then the other days.
-    ``gap`` is the days since the customer's previous purchase day (null on the first);
-    ``_first`` marks the first purchase day, whose gross spend is ``first_day_spend``.
-    """
-    code, buy, age = pl.col(_CODE), _is_purchase(), _age()
-    order = (
-        code * _SHIFT
-        + pl.when(buy).then(pl.lit(0, pl.UInt64)).otherwise(pl.lit(_HALF, pl.UInt64))
-        + (pl.lit(_HALF - 1, pl.UInt64) - age.cast(pl.UInt64))
-    )
-    follows = (code == code.shift()) & buy.shift()
-    return daily.sort(order).with_columns(
-        pl.when(buy & follows).then((age.shift() - age).cast(pl.Int64)).alias("gap"),
-        (buy & ~follows.fill_null(value=False)).alias(_FIRST),
-    )
-
-
 # --- customer level: aggregations over the daily frame ------------------------------------
-
-
-def _is_purchase() -> pl.Expr:
-    return pl.col(_BUY)
-
-
-def _net() -> pl.Expr:
-    return pl.col(_NET)
-
-
-def _age() -> pl.Expr:
-    return pl.col(_AGE)
-
-
-def _day_of(age: pl.Expr, as_of: dt.date) -> pl.Expr:
-    """Return the date ``age`` days before ``as_of``."""
-    return (pl.lit((as_of - _EPOCH).days, pl.Int32) - age).cast(pl.Date)
 
 
 def first_purchase(as_of: dt.date) -> pl.Expr:
@@ -299,18 +156,6 @@ def cycle_moments() -> list[pl.Expr]:
         gap.count().alias("_gaps"),
         pl.when(pl.col(_FIRST)).then(pl.col(_GROSS)).otherwise(0).sum().alias("first_day_spend"),
     ]
-
-
-def std_cycle_days() -> pl.Expr:
-    """Return the sample standard deviation of the gaps between purchase days.
-
-    From the gap count n, their sum (last - first purchase day) and their sum of squares;
-    null below two gaps (three purchase days).
-    """
-    n = pl.col("_gaps").cast(pl.Float64)
-    total = _days_between(pl.col("last_purchase"), pl.col("first_purchase")).cast(pl.Float64)
-    variance = (pl.col("_gap_sq").cast(pl.Float64) - total * total / n) / (n - 1.0)
-    return pl.when(n >= 2).then(variance.clip(lower_bound=0.0).sqrt()).alias("std_cycle_days")
 
 
 def window_activity(days: int) -> list[pl.Expr]:
@@ -367,100 +212,6 @@ def customer_aggregates(
         *cycle_moments(),
         *channel_days(vocab or Vocabulary()),
     ]
-
-
-# --- derived columns ----------------------------------------------------------------------
-
-
-def money_columns(cfg: FeatureConfig) -> list[str]:
-    """Return the aggregates held in micro-units until :func:`from_micro` converts them."""
-    windows = [f"{kind}_{w}" for w in cfg.windows for kind in ("spend", "spend_prev")]
-    return [
-        "gross_spend",
-        "first_day_spend",
-        "refunds",
-        *windows,
-        "spend_ly_next",
-        "historical_value",
-    ]
-
-
-def from_micro(cfg: FeatureConfig) -> list[pl.Expr]:
-    """Turn the micro-unit aggregates back into currency (Float64)."""
-    return [(pl.col(c) * _PER_MICRO).alias(c) for c in money_columns(cfg)]
-
-
-def _days_between(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:
-    return (later - earlier).dt.total_days().cast(pl.Int64)
-
-
-def derived(as_of: dt.date, cfg: FeatureConfig) -> list[pl.Expr]:
-    """Ratios, cycles and trends computed from the aggregates."""
-    n = pl.col("purchase_days")
-    gross = pl.col("gross_spend")
-    span = _days_between(pl.col("last_purchase"), pl.col("first_purchase"))
-    mean_cycle = pl.when(n > 1).then(span / (n - 1))
-    recency = _days_between(pl.lit(as_of), pl.col("last_purchase"))
-    out = [
-        std_cycle_days(),
-        _days_between(pl.lit(as_of), pl.col("first_purchase")).alias("tenure_days"),
-        recency.alias("recency_days"),
-        (n == 1).alias("is_one_time"),
-        (gross - pl.col("refunds")).alias("net_spend"),
-        (pl.min_horizontal(pl.col("refunds"), gross) / gross).alias("refund_share"),
-        (gross / pl.col("orders")).alias("mean_order_value"),
-        (gross / n).alias("mean_spend_per_day"),
-        mean_cycle.alias("mean_cycle_days"),
-        (recency / mean_cycle).alias("overdue_ratio"),
-    ]
-    for w in cfg.windows:
-        now, prev = pl.col(f"spend_{w}"), pl.col(f"spend_prev_{w}")
-        scale = now.abs() + prev.abs()
-        out += [
-            (pl.col(f"days_{w}") - pl.col(f"days_prev_{w}")).alias(f"days_change_{w}"),
-            (now - prev).alias(f"spend_change_{w}"),
-            pl.when(scale > 0).then((now - prev) / scale).otherwise(0.0).alias(f"spend_trend_{w}"),
-        ]
-    return out
-
-
-#: Pseudo purchase days of the population's typical spend that every customer's spend per
-#: purchase day is shrunk toward (see :func:`projected_value`).
-SPEND_PRIOR_DAYS: Final = 1.0
-
-
-def projected_value(cfg: FeatureConfig) -> pl.Expr:
-    """Projected value over the horizon: shrunk spend per purchase day / cycle, discounted.
-
-    ``p_repeat * spend / cycle * horizon / (1 + annual_rate) ** (horizon / 730)``, with
-
-    * spend: net spend per purchase day (never below 0), shrunk toward the population's
-      median with :data:`SPEND_PRIOR_DAYS` pseudo-days on the log scale, like the
-      Gamma-Gamma posterior: ``exp((k log1p(median) + n log1p(spend)) / (k + n)) - 1``
-      for ``n`` purchase days. One large first order no longer projects a large order
-      every cycle; a customer with many purchase days keeps their own level;
-    * cycle: the customer's mean gap shrunk toward the median cycle of the repeat buyers
-      with one pseudo-gap, ``(span + median) / (gaps + 1)``, floored at one day;
-      one-time buyers (no gap) get the median;
-    * p_repeat: 1 for repeat buyers; for one-time buyers, the share of customers who came
-      back for a second purchase day among those who had at least a median cycle to do
-      so (all as of the same date): what repeat behaviour supports for them.
-    """
-    n = pl.col("purchase_days").cast(pl.Float64)
-    gaps = n - 1.0
-    span = pl.col("mean_cycle_days").fill_null(0.0) * gaps
-    median_cycle = pl.col("mean_cycle_days").median()
-    cycle = pl.max_horizontal((span + median_cycle) / (gaps + 1.0), pl.lit(1.0))
-    horizon = cfg.projection_horizon_days
-    factor = horizon / (1.0 + cfg.annual_discount_rate) ** (horizon / 730.0)
-    spend = pl.max_horizontal(pl.col("net_spend"), pl.lit(0.0)) / n
-    k = SPEND_PRIOR_DAYS
-    shrunk = ((k * spend.median().log1p() + n * spend.log1p()) / (k + n)).exp() - 1.0
-    had_time = pl.col("tenure_days") >= median_cycle.fill_null(0.0)
-    repeat_rate = (n >= 2).filter(had_time).mean().fill_null(0.0)
-    p_repeat = pl.when(n >= 2).then(pl.lit(1.0)).otherwise(repeat_rate)
-    projected: pl.Expr = (p_repeat * shrunk / cycle * factor).fill_null(spend)
-    return projected.alias("projected_value")
 
 
 def customer_totals(

@@ -388,7 +388,7 @@ def mix_totals(
 
 
 def day_channels(vocab: Vocabulary) -> list[pl.Expr]:
-    """Per customer and day (in :func:`~crmkit.features.customer.daily_activity`): a purchase.
+    """Per customer and day (in :func:`~crmkit.features.day.daily_activity`): a purchase.
 
     A column per channel tells whether the customer bought there that day.
     """

@@ -35,8 +35,9 @@ import polars as pl
 from crmkit import __version__, schema
 from crmkit.config.settings import FeatureConfig, ModelConfig, Settings
 from crmkit.errors import BadInputError
-from crmkit.features.customer import FEATURE_VERSION, feature_schema
+from crmkit.features.customer import feature_schema
 from crmkit.features.mix import Vocabulary, learn_vocabulary
+from crmkit.features.names import FEATURE_VERSION
 from crmkit.hashing import stable_hash_values
 from crmkit.models.calibration import CalibratedModel, apply_map, choose_method, fit_maps
 from crmkit.models.metrics import churn_metrics

@@ -40,7 +40,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig
 from crmkit.errors import BadInputError
-from crmkit.features.customer import FEATURE_VERSION
+from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import store_features
 from crmkit.store.core import Store
 

@@ -12,8 +12,9 @@ import polars as pl
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
-from crmkit.features.customer import FEATURE_VERSION, money_sum
+from crmkit.features.day import money_sum
 from crmkit.features.mix import Vocabulary
+from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import store_features
 from crmkit.models.churn import design_matrix, model_feature_names, threads
 from crmkit.models.reasons import reasons_expr
