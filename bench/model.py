@@ -63,13 +63,12 @@ def bare_store(store: Path) -> Path:
 
 
 def _evaluate(store: Any, kind: str, lookback: int, with_clv: bool, registry: Any) -> tuple:
-    from crmkit.config.settings import FeatureConfig, ModelConfig
+    from crmkit.config.settings import FeatureConfig, ModelConfig, SegmentConfig
     from crmkit.features.customer import churn_labels
     from crmkit.models.churn import train
     from crmkit.models.metrics import churn_metrics
     from crmkit.models.registry import ModelRef
     from crmkit.models.scoring import score_customers
-    from crmkit.segments import SegmentConfig
 
     start = time.perf_counter()
     cfg = ModelConfig(kind=kind, lookback_days=lookback, clv_features=with_clv)

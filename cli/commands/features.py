@@ -48,7 +48,7 @@ def features(
     Example: crmkit features --as-of 2024-07-01 --out features.parquet
     """
     from crmkit.io.export import write_table
-    from crmkit.segments import feature_summary, feature_table
+    from crmkit.segments.apply import feature_summary, feature_table
     from crmkit.store.core import Store
 
     with user_errors():

@@ -21,7 +21,7 @@ from crmkit_cli.common import (
 )
 
 if TYPE_CHECKING:
-    from crmkit.segments import SegmentSummary
+    from crmkit.segments.summary import SegmentSummary
 
 app = typer.Typer()
 
@@ -69,7 +69,7 @@ def segment(
     Example: crmkit segment --as-of 2024-07-01 --by value --out tiers.csv
     """
     from crmkit.io.export import write_table
-    from crmkit.segments import segment_store
+    from crmkit.segments.apply import segment_store
     from crmkit.store.core import Store
 
     with user_errors():

@@ -28,7 +28,7 @@ from crmkit.config.rules import validate
 from crmkit.config.settings import Settings
 from crmkit.errors import ConfigError, UsageError
 from crmkit.hashing import add_stable_hash, unit_interval_expr
-from crmkit.segments import RFM_SEGMENTS, VALUE_TIERS
+from crmkit.segments.rules import RFM_SEGMENTS, VALUE_TIERS
 
 TARGET_COLUMNS: Final = (
     schema.CUSTOMER_ID,

@@ -21,7 +21,7 @@ from crmkit.models.reasons import reasons_expr
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.models.snapshots import eligible, season_columns, with_clv
 from crmkit.numbers import as_float
-from crmkit.segments import with_segments
+from crmkit.segments.apply import with_segments
 from crmkit.store.core import Store
 
 #: Rows predicted at a time (see :func:`predict_in_chunks`).

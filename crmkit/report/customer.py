@@ -16,7 +16,7 @@ from crmkit.ingest.parse import clean_customer_id
 from crmkit.models.reasons import reasons_expr
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.models.scoring import score_customers
-from crmkit.segments import feature_table
+from crmkit.segments.apply import feature_table
 from crmkit.store.core import Store
 
 #: The features shown first, in this order; ``--json`` carries every feature.

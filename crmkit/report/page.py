@@ -26,7 +26,8 @@ from crmkit.features.pipeline import store_features
 from crmkit.models.registry import ModelRef, Registry, parse_ref
 from crmkit.models.scoring import score_customers
 from crmkit.numbers import as_float
-from crmkit.segments import summarise, value_concentration, with_segments
+from crmkit.segments.apply import with_segments
+from crmkit.segments.summary import summarise, value_concentration
 from crmkit.store.core import Store
 from crmkit.store.files import atomic_write_bytes
 

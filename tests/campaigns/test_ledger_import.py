@@ -121,9 +121,9 @@ def test_a_campaign_that_targets_recorded_is_never_replaced(store, tmp_path, run
     """Its list files would no longer match the ledger."""
     from crmkit.campaigns.lists import write_targets
     from crmkit.config.policy import TargetPolicy
+    from crmkit.config.settings import SegmentConfig
     from crmkit.models.registry import ModelRef, Registry
     from crmkit.models.scoring import score_customers
-    from crmkit.segments import SegmentConfig
 
     registry = Registry(store.root.parent / "models")
     day = dt.date(2025, 1, 1)

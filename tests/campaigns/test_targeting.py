@@ -182,9 +182,9 @@ def trained_store(tmp_path_factory):
 
 
 def test_write_targets_idempotent_cooldown_and_optouts(trained_store, tmp_path):
+    from crmkit.config.settings import SegmentConfig
     from crmkit.models.registry import ModelRef
     from crmkit.models.scoring import score_customers
-    from crmkit.segments import SegmentConfig
 
     store, registry = trained_store
     day = dt.date(2025, 1, 1)

@@ -137,10 +137,10 @@ def test_unknown_attribute_and_missing_id_column(store, tmp_path):
 
 
 def test_models_use_categorical_attributes(store, tmp_path):
+    from crmkit.config.settings import SegmentConfig
     from crmkit.models.churn import train
     from crmkit.models.registry import ModelRef, Registry
     from crmkit.models.scoring import score_customers
-    from crmkit.segments import SegmentConfig
 
     ids = store.transactions().select("customer_id").unique().sort("customer_id").collect()
     regions = ["North", "South", "East", "West"]

@@ -10,16 +10,10 @@ from hypothesis import strategies as st
 from crmkit.config.settings import FeatureConfig, IngestConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
-from crmkit.segments import (
-    RFM_SEGMENTS,
-    KMeansSegments,
-    RFMScorer,
-    ValueTiers,
-    segment_frame,
-    segment_store,
-    summarise,
-    value_concentration,
-)
+from crmkit.segments.apply import segment_frame, segment_store
+from crmkit.segments.estimators import KMeansSegments, RFMScorer, ValueTiers
+from crmkit.segments.rules import RFM_SEGMENTS
+from crmkit.segments.summary import summarise, value_concentration
 from crmkit.store.core import Store
 
 from .conftest import NOW, SAMPLE_DATA

@@ -1,0 +1,4 @@
+"""Segmentations of the feature table: RFM scores, value tiers, k-means clusters.
+
+Inputs and outputs are polars frames (the feature table); see :mod:`crmkit.segments.estimators`.
+"""
