@@ -15,8 +15,7 @@ from crmkit.segments.estimators import KMeansSegments, RFMScorer, ValueTiers
 from crmkit.segments.rules import RFM_SEGMENTS
 from crmkit.segments.summary import summarise, value_concentration
 from crmkit.store.core import Store
-
-from .conftest import NOW, SAMPLE_DATA
+from tests.conftest import NOW, SAMPLE_DATA
 
 AS_OF = dt.date(2024, 7, 1)
 
