@@ -56,7 +56,8 @@ def _crmkit(x, y, t, folds, e):
     """crmkit's default training of one arm: T- and X-learner cross-fitted (X reuses the
     T-learner's models), the bootstrap report of five rankings, the revenue models; and
     the DR-learner cross-fitted on its own."""
-    from crmkit.models.uplift import _hgb_regressor, cross_fitted
+    from crmkit.models.uplift import cross_fitted
+    from crmkit.models.uplift_learners import _hgb_regressor
     from crmkit.models.uplift_metrics import uplift_reports
 
     out, _ = cross_fitted(x, y, t, folds, e, 0)
@@ -116,7 +117,7 @@ def _causalml(x, y, t, folds, e):
 
 
 def run(_rows: int = 0, repeat: int = 1) -> None:
-    from crmkit.models.uplift import customer_folds
+    from crmkit.models.uplift_learners import customer_folds
     from crmkit.models.uplift_metrics import qini_coefficient, uplift_at_k
 
     x, y, t, tau, ids = campaign()

@@ -2,8 +2,9 @@
 
 joblib pickles name each class by its module path. Releases up to 0.1.0 kept every module
 directly under ``crmkit`` (``crmkit.estimators.BlendClassifier``); they now live in
-subpackages. While a registry file is unpickled, each old path is an alias of its new
-module, so saved models keep loading without shim modules in the package.
+subpackages, some split in two. While a registry file is unpickled, each old path is a
+module holding the names of the modules it became, so saved models keep loading without
+shim modules in the package.
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
+import types
 from collections.abc import Iterator
 from typing import Final
 
-#: Old module path -> new module path, for every module whose objects a model may pickle.
-MOVED: Final = {
-    "crmkit.calibration": "crmkit.models.calibration",
-    "crmkit.clv": "crmkit.models.clv",
-    "crmkit.design": "crmkit.models.design",
-    "crmkit.estimators": "crmkit.models.estimators",
-    "crmkit.model": "crmkit.models.churn",
-    "crmkit.uplift": "crmkit.models.uplift",
-    "crmkit.uplift_metrics": "crmkit.models.uplift_metrics",
-    "crmkit.mix": "crmkit.features.mix",
+#: Old module path -> the modules its objects live in now (the first that has a name wins).
+MOVED: Final[dict[str, tuple[str, ...]]] = {
+    "crmkit.calibration": ("crmkit.models.calibration",),
+    "crmkit.clv": ("crmkit.models.clv",),
+    "crmkit.design": ("crmkit.models.design",),
+    "crmkit.estimators": ("crmkit.models.estimators",),
+    "crmkit.model": ("crmkit.models.churn",),
+    "crmkit.uplift": ("crmkit.models.uplift", "crmkit.models.uplift_learners"),
+    "crmkit.uplift_metrics": ("crmkit.models.uplift_metrics",),
+    "crmkit.mix": ("crmkit.features.mix",),
 }
 # ``crmkit.features`` and ``crmkit.config`` are packages now; no saved model pickles an
 # object of theirs (``tests/models/test_registry_compat.py`` loads every kind of model).
@@ -34,9 +36,13 @@ def old_module_paths() -> Iterator[None]:
     """Make the old module paths importable for the duration of an unpickling."""
     added = []
     for old, new in MOVED.items():
-        if old not in sys.modules:
-            sys.modules[old] = importlib.import_module(new)
-            added.append(old)
+        if old in sys.modules:
+            continue
+        alias = types.ModuleType(old)
+        for name in reversed(new):
+            alias.__dict__.update(vars(importlib.import_module(name)))
+        sys.modules[old] = alias
+        added.append(old)
     try:
         yield
     finally:

@@ -11,7 +11,8 @@ from crmkit.config.settings import FeatureConfig, IngestConfig
 from crmkit.errors import BadInputError
 from crmkit.features.pipeline import store_features
 from crmkit.ingest import ingest_files
-from crmkit.models.uplift import customer_folds, train_uplift
+from crmkit.models.uplift import train_uplift
+from crmkit.models.uplift_learners import customer_folds
 from crmkit.store.core import Store
 from tests.conftest import NOW
 
