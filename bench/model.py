@@ -92,9 +92,9 @@ def run(_rows: int = 0) -> None:
     from crmkit.config.settings import FeatureConfig
     from crmkit.features.customer import churn_labels
     from crmkit.features.pipeline import store_features
-    from crmkit.models.churn import baseline_scores
     from crmkit.models.metrics import churn_metrics
     from crmkit.models.registry import Registry
+    from crmkit.models.validation import baseline_scores
     from crmkit.store.core import Store
 
     store = Store(retail_store())

@@ -30,7 +30,7 @@ CUSTOMERS = 200_000
 def campaign(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     from crmkit.config.settings import FeatureConfig
     from crmkit.features.pipeline import store_features
-    from crmkit.models.churn import design_matrix, model_feature_names
+    from crmkit.models.design import design_matrix, model_feature_names
     from crmkit.models.snapshots import SEASON
     from crmkit.store.core import Store
 

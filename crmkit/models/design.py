@@ -11,9 +11,20 @@ in that fit's rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Final
 
+import numpy as np
 import polars as pl
+
+from crmkit import schema
+from crmkit.config.settings import FeatureConfig
+from crmkit.features.customer import feature_schema
+from crmkit.features.mix import Vocabulary
+from crmkit.models.snapshots import (
+    CLV_COLUMNS,
+    SEASON,
+)
 
 NO_VALUE = "no value in the training rows"
 ONE_VALUE = "the same value in every training row"
@@ -47,3 +58,74 @@ def informative_features(
         else:
             kept.append(name)
     return kept, dropped
+
+
+_NOT_MODEL_INPUTS: Final = frozenset(
+    {schema.CUSTOMER_ID, "first_purchase", "last_purchase", "projected_value"}
+)
+BASELINES: Final = ("baseline_recency", "baseline_recency_frequency")
+#: Most categories one text attribute keeps; rarer values share the missing code.
+MAX_CATEGORIES: Final = 250
+
+
+def model_feature_names(
+    cfg: FeatureConfig,
+    vocab: Vocabulary | None = None,
+    attributes: Mapping[str, pl.DataType] | None = None,
+    *,
+    clv: bool = False,
+) -> list[str]:
+    """Model inputs, in matrix column order: pipeline features, attributes, season, CLV."""
+    names = [n for n in feature_schema(cfg, vocab) if n not in _NOT_MODEL_INPUTS]
+    return [*names, *(attributes or {}), *SEASON, *(CLV_COLUMNS if clv else ())]
+
+
+def category_codes(frame: pl.DataFrame, names: Sequence[str]) -> dict[str, list[str]]:
+    """For each text column of ``names``: its most frequent values, in code order.
+
+    At most :data:`MAX_CATEGORIES` per column (ties by value); rarer
+    values, like values never seen in training, are coded as missing.
+    """
+    out = {}
+    for name in names:
+        if name in frame.columns and frame.schema[name] == pl.String:
+            counts = (
+                frame.select(pl.col(name).drop_nulls())
+                .group_by(name)
+                .len()
+                .sort(["len", name], descending=[True, False])
+                .head(MAX_CATEGORIES)
+            )
+            out[name] = sorted(counts[name].to_list())
+    return out
+
+
+def design_matrix(
+    frame: pl.DataFrame,
+    names: Sequence[str],
+    categories: Mapping[str, Sequence[str]] | None = None,
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """Matrix of ``names`` in that order, of ``dtype``; nulls become NaN.
+
+    Columns in ``categories`` (see :func:`category_codes`) hold each value's code, NaN for
+    missing and unknown values. Built by polars in one pass, without a copy of ``frame``.
+    """
+    codes = categories or {}
+    target = pl.Float32 if dtype == np.float32 else pl.Float64
+
+    def column(name: str) -> pl.Expr:
+        if name in codes:
+            values = list(codes[name])
+            return pl.col(name).replace_strict(
+                values, list(range(len(values))), default=None, return_dtype=target
+            )
+        return pl.col(name).cast(target)
+
+    matrix = frame.select([column(n).fill_null(float("nan")).alias(n) for n in names]).to_numpy(
+        order="c"
+    )
+    return matrix.astype(dtype, copy=False)
+
+
+#: What training reports through ``progress`` after the snapshots, in order.

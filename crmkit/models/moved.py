@@ -22,7 +22,7 @@ MOVED: Final[dict[str, tuple[str, ...]]] = {
     "crmkit.clv": ("crmkit.models.clv",),
     "crmkit.design": ("crmkit.models.design",),
     "crmkit.estimators": ("crmkit.models.estimators",),
-    "crmkit.model": ("crmkit.models.churn",),
+    "crmkit.model": ("crmkit.models.churn", "crmkit.models.validation", "crmkit.models.design"),
     "crmkit.uplift": ("crmkit.models.uplift", "crmkit.models.uplift_learners"),
     "crmkit.uplift_metrics": ("crmkit.models.uplift_metrics",),
     "crmkit.mix": ("crmkit.features.mix",),

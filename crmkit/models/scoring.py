@@ -16,7 +16,8 @@ from crmkit.features.day import money_sum
 from crmkit.features.mix import Vocabulary
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import store_features
-from crmkit.models.churn import design_matrix, model_feature_names, threads
+from crmkit.models.churn import threads
+from crmkit.models.design import design_matrix, model_feature_names
 from crmkit.models.reasons import reasons_expr
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.models.snapshots import eligible, season_columns, with_clv

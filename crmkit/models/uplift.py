@@ -54,8 +54,12 @@ from crmkit.errors import BadInputError, ModelError
 from crmkit.features.mix import Vocabulary, learn_vocabulary
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import features_of_buckets, store_features
-from crmkit.models.churn import category_codes, design_matrix, model_feature_names
-from crmkit.models.design import informative_features
+from crmkit.models.design import (
+    category_codes,
+    design_matrix,
+    informative_features,
+    model_feature_names,
+)
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.models.snapshots import SEASON
 from crmkit.models.uplift_learners import (

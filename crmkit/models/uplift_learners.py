@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
-from crmkit.models.churn import design_matrix
+from crmkit.models.design import design_matrix
 from crmkit.models.estimators import ObservedFit
 
 LEARNERS: Final = ("t", "x", "dr")

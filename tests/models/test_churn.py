@@ -16,11 +16,12 @@ from crmkit.errors import BadInputError, ModelError, UsageError
 from crmkit.features.customer import churn_labels
 from crmkit.ingest import ingest_files
 from crmkit.models.calibration import apply_map, fit_maps
-from crmkit.models.churn import calibration_folds, out_of_fold, train
+from crmkit.models.churn import train
 from crmkit.models.metrics import churn_metrics, expected_calibration_error, top_decile
 from crmkit.models.registry import ModelRef, Registry, parse_ref
 from crmkit.models.scoring import score_customers
 from crmkit.models.snapshots import cutoffs, sample_snapshot, training_set
+from crmkit.models.validation import calibration_folds, out_of_fold
 from crmkit.simulate import read_truth
 from crmkit.store.core import Store
 from tests.conftest import NOW, SAMPLE_DATA
