@@ -52,7 +52,8 @@ def report(
     Example: crmkit report --as-of 2025-01-01 --campaign winback --out report.html
     """
     from crmkit.models.registry import parse_ref
-    from crmkit.report.page import gather, write_report
+    from crmkit.report.gather import gather
+    from crmkit.report.page import write_report
     from crmkit.store.core import Store
 
     with user_errors():

@@ -217,7 +217,8 @@ def test_cli_targets_by_uplift_and_evaluate_by_policy(store, tmp_path, runner):
 def test_validates_forward_in_time_over_several_dates_and_reports(store, tmp_path):
     from crmkit.config.settings import Settings
     from crmkit.models.registry import ModelRef, Registry
-    from crmkit.report.page import gather, write_report
+    from crmkit.report.gather import gather
+    from crmkit.report.page import write_report
 
     experiment(store, tmp_path, "spring", as_of=AS_OF)
     later = experiment(store, tmp_path, "late-summer", as_of=dt.date(2024, 9, 1), seed=5)

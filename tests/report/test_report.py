@@ -8,7 +8,8 @@ import pytest
 
 from crmkit.config.settings import Settings
 from crmkit.models.registry import ModelRef, Registry
-from crmkit.report.page import gather, write_report
+from crmkit.report.gather import gather
+from crmkit.report.page import write_report
 from tests.campaigns.test_evaluation import campaign_store  # noqa: F401  # module-scoped fixture
 
 TITLES = (
@@ -41,7 +42,7 @@ def test_report_has_every_chart_and_needs_no_network(campaign_store, tmp_path): 
 
 
 def test_mix_by_tier_weights_shares_by_spend():
-    from crmkit.report.page import mix_by_tier
+    from crmkit.report.gather import mix_by_tier
 
     features = pl.DataFrame(
         {
