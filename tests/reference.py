@@ -114,7 +114,7 @@ def reference_features(
         f["projected_value"] = value
         f["customer_value"] = value
     if mix:
-        from crmkit.features.mix import Vocabulary, share_columns
+        from crmkit.features.vocabulary import Vocabulary, share_columns
 
         names = share_columns(Vocabulary(*reference_vocabulary(rows, as_of, cfg)))
         reference_mix(rows, as_of, cfg, out, names)

@@ -39,14 +39,7 @@ from crmkit.features.day import customer_code, customer_id_of, daily_activity, p
 from crmkit.features.derived import derived, from_micro, projected_value
 from crmkit.features.labels import churn_labels as churn_labels
 from crmkit.features.labels import cutoff_of as cutoff_of
-from crmkit.features.mix import (
-    Vocabulary,
-    channel_days,
-    learn_vocabulary,
-    mix_derived,
-    mix_schema,
-    mix_totals,
-)
+from crmkit.features.mix import channel_days, mix_derived, mix_totals
 from crmkit.features.names import (
     _CODE,
     _FIRST,
@@ -58,6 +51,7 @@ from crmkit.features.names import (
     _is_purchase,
     _net,
 )
+from crmkit.features.vocabulary import Vocabulary, learn_vocabulary, mix_schema
 
 
 def _schema(cfg: FeatureConfig, vocab: Vocabulary) -> dict[str, pl.DataType]:

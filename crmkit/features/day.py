@@ -10,10 +10,7 @@ import polars.selectors
 from crmkit import schema
 from crmkit.features.labels import churn_labels as churn_labels
 from crmkit.features.labels import cutoff_of as cutoff_of
-from crmkit.features.mix import (
-    Vocabulary,
-    day_channels,
-)
+from crmkit.features.mix import day_channels
 from crmkit.features.names import (
     _AGE,
     _BUY,
@@ -31,6 +28,7 @@ from crmkit.features.names import (
     _age,
     _is_purchase,
 )
+from crmkit.features.vocabulary import Vocabulary
 
 # --- day level ---------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from crmkit.features.customer import (
     with_derived,
 )
 from crmkit.features.labels import cutoff_of
-from crmkit.features.mix import Vocabulary, learn_vocabulary
+from crmkit.features.vocabulary import Vocabulary, learn_vocabulary
 from crmkit.store.core import Store
 from crmkit.store.executors import Executor, current_executor
 

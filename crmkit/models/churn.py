@@ -34,8 +34,8 @@ import polars as pl
 from crmkit import __version__, schema
 from crmkit.config.settings import FeatureConfig, ModelConfig, Settings
 from crmkit.errors import BadInputError
-from crmkit.features.mix import learn_vocabulary
 from crmkit.features.names import FEATURE_VERSION
+from crmkit.features.vocabulary import learn_vocabulary
 from crmkit.models.calibration import CalibratedModel, apply_map, choose_method, fit_maps
 from crmkit.models.design import category_codes, design_matrix, model_feature_names
 from crmkit.models.metrics import churn_metrics

@@ -20,7 +20,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig
 from crmkit.features.customer import feature_schema
-from crmkit.features.mix import Vocabulary
+from crmkit.features.vocabulary import Vocabulary
 from crmkit.models.snapshots import (
     CLV_COLUMNS,
     SEASON,

@@ -19,13 +19,13 @@ from typing import Final
 #: Old module path -> the modules its objects live in now (the first that has a name wins).
 MOVED: Final[dict[str, tuple[str, ...]]] = {
     "crmkit.calibration": ("crmkit.models.calibration",),
-    "crmkit.clv": ("crmkit.models.clv",),
+    "crmkit.clv": ("crmkit.models.clv", "crmkit.models.clv_models"),
     "crmkit.design": ("crmkit.models.design",),
     "crmkit.estimators": ("crmkit.models.estimators",),
     "crmkit.model": ("crmkit.models.churn", "crmkit.models.validation", "crmkit.models.design"),
     "crmkit.uplift": ("crmkit.models.uplift", "crmkit.models.uplift_learners"),
     "crmkit.uplift_metrics": ("crmkit.models.uplift_metrics",),
-    "crmkit.mix": ("crmkit.features.mix",),
+    "crmkit.mix": ("crmkit.features.mix", "crmkit.features.vocabulary"),
 }
 # ``crmkit.features`` and ``crmkit.config`` are packages now; no saved model pickles an
 # object of theirs (``tests/models/test_registry_compat.py`` loads every kind of model).

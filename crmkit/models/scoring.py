@@ -13,9 +13,9 @@ from crmkit import schema
 from crmkit.config.settings import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features.day import money_sum
-from crmkit.features.mix import Vocabulary
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import store_features
+from crmkit.features.vocabulary import Vocabulary
 from crmkit.models.churn import threads
 from crmkit.models.design import design_matrix, model_feature_names
 from crmkit.models.reasons import reasons_expr

@@ -24,8 +24,8 @@ from crmkit import schema
 from crmkit.config.settings import FeatureConfig, ModelConfig
 from crmkit.errors import BadInputError
 from crmkit.features.labels import churn_labels
-from crmkit.features.mix import Vocabulary
 from crmkit.features.pipeline import active_per_bucket, buckets_for, features_of_buckets
+from crmkit.features.vocabulary import Vocabulary
 from crmkit.hashing import add_stable_hash
 from crmkit.store.core import Store
 

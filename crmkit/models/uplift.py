@@ -51,9 +51,9 @@ from crmkit import __version__, schema
 from crmkit.campaigns.evaluation import arm_rows, outcomes, treatment_arms
 from crmkit.config.settings import FeatureConfig
 from crmkit.errors import BadInputError, ModelError
-from crmkit.features.mix import Vocabulary, learn_vocabulary
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import features_of_buckets, store_features
+from crmkit.features.vocabulary import Vocabulary, learn_vocabulary
 from crmkit.models.design import (
     category_codes,
     design_matrix,

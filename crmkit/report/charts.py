@@ -6,7 +6,8 @@ import html
 import io
 from typing import Any
 
-from crmkit.campaigns.evaluation import Evaluation, wilson
+from crmkit.campaigns.evaluation import Evaluation
+from crmkit.campaigns.stats import wilson
 from crmkit.report.gather import TIER_ORDER, ReportData
 from crmkit.segments.summary import value_concentration
 

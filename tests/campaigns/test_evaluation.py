@@ -8,15 +8,9 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from crmkit.campaigns.evaluation import (
-    evaluate_campaign,
-    minimum_detectable,
-    newcombe,
-    two_proportion_p,
-    welch,
-    wilson,
-)
+from crmkit.campaigns.evaluation import evaluate_campaign
 from crmkit.campaigns.lists import write_targets
+from crmkit.campaigns.stats import minimum_detectable, newcombe, two_proportion_p, welch, wilson
 from crmkit.config.policy import TargetPolicy
 from crmkit.config.settings import IngestConfig, SegmentConfig
 from crmkit.errors import BadInputError
@@ -137,7 +131,7 @@ def test_evaluation_recovers_the_true_uplift(campaign_store):
 
 
 def test_holm_by_hand():
-    from crmkit.campaigns.evaluation import holm
+    from crmkit.campaigns.stats import holm
 
     adjusted = holm([0.01, 0.04, 0.03, 0.005, float("nan")])
     assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])

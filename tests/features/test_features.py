@@ -16,7 +16,7 @@ from crmkit.features.customer import (
     customer_features,
     feature_schema,
 )
-from crmkit.features.mix import learn_vocabulary, mix_schema
+from crmkit.features.vocabulary import learn_vocabulary, mix_schema
 from crmkit.schema import TRANSACTION_SCHEMA
 from tests.reference import close, reference_features
 

@@ -10,15 +10,8 @@ import pytest
 from crmkit.config.settings import FeatureConfig
 from crmkit.errors import BadInputError
 from crmkit.features.customer import collect, customer_features
-from crmkit.models.clv import (
-    BetaGeo,
-    GammaGamma,
-    bgnbd_loglik,
-    fit_clv,
-    gamma_gamma_loglik,
-    predict_clv,
-    summary_statistics,
-)
+from crmkit.models.clv import fit_clv, predict_clv, summary_statistics
+from crmkit.models.clv_models import BetaGeo, GammaGamma, bgnbd_loglik, gamma_gamma_loglik
 from crmkit.schema import TRANSACTION_SCHEMA
 from crmkit.simulate import SimulationConfig, write_sample
 

@@ -12,8 +12,8 @@ import pytest
 
 from crmkit.config.settings import FeatureConfig, ModelConfig, SegmentConfig
 from crmkit.errors import ConfigError, UnavailableError
-from crmkit.features.mix import learn_vocabulary
 from crmkit.features.pipeline import features_of_buckets, store_features
+from crmkit.features.vocabulary import learn_vocabulary
 from crmkit.models.registry import ModelRef
 from crmkit.models.scoring import score_customers
 from crmkit.models.snapshots import training_set

@@ -1,0 +1,242 @@
+"""The buy-till-you-die models: BG/NBD for purchases and Gamma-Gamma for spend."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import polars as pl
+
+from crmkit.errors import BadInputError
+
+_BOUND: Final = 10.0
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How a maximum-likelihood fit ended."""
+
+    log_likelihood: float
+    converged: bool
+    iterations: int
+    message: str
+    customers: int
+
+
+# --- BG/NBD -------------------------------------------------------------------------------
+
+
+def distinct(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of ``x`` and the index of each element in them (computed once a fit)."""
+    xs, inverse = np.unique(x, return_inverse=True)
+    return xs, inverse
+
+
+def bgnbd_loglik(
+    params: np.ndarray,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray | None = None,
+    index: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, np.ndarray]:
+    """Total BG/NBD log-likelihood and its gradient with respect to (r, alpha, a, b)."""
+    from scipy.special import digamma, gammaln
+
+    r, alpha, a, b = (float(v) for v in params)
+    w = np.ones_like(x) if weights is None else weights
+    xs, inverse = index if index is not None else distinct(x)
+    g = gammaln(r + xs) + gammaln(b + xs) - gammaln(a + b + xs)
+    d_r = digamma(r + xs)
+    d_b = digamma(b + xs)
+    d_ab = digamma(a + b + xs)
+    a1 = g[inverse] - gammaln(r) + r * math.log(alpha) + gammaln(a + b) - gammaln(b)
+    rx = r + x
+    log_aT = np.log(alpha + T)
+    log_atx = np.log(alpha + t_x)
+    a3 = -rx * log_aT
+    repeat = x > 0
+    bx1 = np.where(repeat, b + x - 1, 1.0)
+    a4 = np.where(repeat, math.log(a) - np.log(bx1) - rx * log_atx, -np.inf)
+    top = np.logaddexp(a3, a4)
+    w3 = np.exp(a3 - top)
+    w4 = 1.0 - w3
+    ll = float(np.sum(w * (a1 + top)))
+    grad_r = d_r[inverse] - digamma(r) + math.log(alpha) - w3 * log_aT - w4 * log_atx
+    grad_alpha = r / alpha - w3 * rx / (alpha + T) - w4 * rx / (alpha + t_x)
+    grad_a = digamma(a + b) - d_ab[inverse] + w4 / a
+    grad_b = digamma(a + b) + d_b[inverse] - digamma(b) - d_ab[inverse] - w4 / bx1
+    grad = np.array([np.sum(w * v) for v in (grad_r, grad_alpha, grad_a, grad_b)])
+    return ll, grad
+
+
+def _fit(
+    objective: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    start: np.ndarray,
+    n: int,
+    penalty: float,
+) -> tuple[np.ndarray, FitInfo]:
+    from scipy.optimize import minimize
+
+    def negative(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+        params = np.exp(log_params)
+        ll, grad = objective(params)
+        ll -= penalty * float(np.sum(params**2))
+        grad = grad - 2 * penalty * params
+        # chain rule for log parameters; scaled by n for a well-conditioned problem
+        return -ll / n, -(grad * params) / n
+
+    result = minimize(
+        negative,
+        np.log(start),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-_BOUND, _BOUND)] * len(start),
+        options={"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-8},
+    )
+    params = np.exp(result.x)
+    info = FitInfo(
+        log_likelihood=float(objective(params)[0]),
+        converged=bool(result.success),
+        iterations=int(result.nit),
+        message=str(result.message),
+        customers=n,
+    )
+    return params, info
+
+
+@dataclass(frozen=True)
+class BetaGeo:
+    """A fitted BG/NBD model (time unit: weeks)."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+
+    @classmethod
+    def fit(cls, stats: pl.DataFrame, penalty: float = 0.0) -> tuple[BetaGeo, FitInfo]:
+        """Fit by maximum likelihood on ``x, t_x, T``.
+
+        Raises
+        ------
+        BadInputError
+            With fewer than 10 customers or no repeat purchase at all.
+        """
+        x, t_x, T = (stats[c].to_numpy().astype(np.float64) for c in ("x", "t_x", "T"))
+        if len(x) < 10 or not (x > 0).any():
+            raise BadInputError(
+                f"BG/NBD needs at least 10 customers and some repeat purchases, got {len(x)}"
+            )
+        start = np.array([1.0, max(float(T.mean()), 1.0), 1.0, 1.0])
+        params, info = _fit(lambda p: bgnbd_loglik(p, x, t_x, T), start, len(x), penalty)
+        return cls(*map(float, params)), info
+
+    def expected_purchases(
+        self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        """Return the expected repeat purchases in the next ``t`` weeks given (x, t_x, T)."""
+        from scipy.special import hyp2f1
+
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        rx = r + x
+        z = t / (alpha + T + t)
+        hyp = hyp2f1(rx, b + x, a + b + x - 1, z)
+        numerator = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** rx * hyp)
+        expected: np.ndarray = numerator / self._alive_denominator(x, t_x, T)
+        return expected
+
+    def _alive_denominator(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        rx = self.r + x
+        bx1 = np.where(x > 0, self.b + x - 1, 1.0)
+        odds = self.a / bx1 * np.exp(rx * (np.log(self.alpha + T) - np.log(self.alpha + t_x)))
+        return 1 + np.where(x > 0, odds, 0.0)
+
+    def p_alive(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """P(alive | x, t_x, T); exactly 1 when x = 0."""
+        return 1.0 / self._alive_denominator(x, t_x, T)
+
+    def p_no_purchase(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """P(no purchase in the next ``t`` weeks): dead, or alive and no Poisson event."""
+        alive = self.p_alive(x, t_x, T)
+        quiet = ((self.alpha + T) / (self.alpha + T + t)) ** (self.r + x)
+        return (1 - alive) + alive * quiet
+
+
+# --- Gamma-Gamma --------------------------------------------------------------------------
+
+
+def gamma_gamma_loglik(
+    params: np.ndarray,
+    x: np.ndarray,
+    m: np.ndarray,
+    index: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, np.ndarray]:
+    """Return the Gamma-Gamma log-likelihood and its gradient in (p, q, gamma).
+
+    ``m`` are mean spends over ``x`` repeat purchases.
+    """
+    from scipy.special import digamma, gammaln
+
+    p, q, g = (float(v) for v in params)
+    px = p * x
+    log_m, log_x = np.log(m), np.log(x)
+    log_gmx = np.log(g + m * x)
+    ll = np.sum(
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * math.log(g)
+        + (px - 1) * log_m
+        + px * log_x
+        - (px + q) * log_gmx
+    )
+    d_pq = digamma(px + q)
+    grad_p = np.sum(x * (d_pq - digamma(px) + log_m + log_x - log_gmx))
+    grad_q = np.sum(d_pq - digamma(q) + math.log(g) - log_gmx)
+    grad_g = np.sum(q / g - (px + q) / (g + m * x))
+    return float(ll), np.array([grad_p, grad_q, grad_g])
+
+
+@dataclass(frozen=True)
+class GammaGamma:
+    """A fitted Gamma-Gamma spend model."""
+
+    p: float
+    q: float
+    gamma: float
+
+    @classmethod
+    def fit(cls, stats: pl.DataFrame, penalty: float = 0.0) -> tuple[GammaGamma, FitInfo]:
+        """Fit on customers with ``x >= 1`` and a positive mean repeat spend.
+
+        Raises
+        ------
+        BadInputError
+            With fewer than 10 such customers.
+        """
+        rows = stats.filter((pl.col("x") > 0) & (pl.col("monetary") > 0))
+        if rows.height < 10:
+            raise BadInputError(
+                f"Gamma-Gamma needs 10 repeat buyers with positive spend, got {rows.height}"
+            )
+        x = rows["x"].to_numpy().astype(np.float64)
+        m = rows["monetary"].to_numpy().astype(np.float64)
+        start = np.array([1.0, 2.0, max(float(m.mean()), 1.0)])
+        index = distinct(x)
+        params, info = _fit(lambda v: gamma_gamma_loglik(v, x, m, index), start, len(x), penalty)
+        return cls(*map(float, params)), info
+
+    def expected_spend(self, x: np.ndarray, m: np.ndarray, population_mean: float) -> np.ndarray:
+        """E[spend per purchase | x, mean m]; the population mean when x = 0 (or q <= 1: NaN)."""
+        if self.q <= 1:
+            return np.full_like(x, np.nan, dtype=np.float64)
+        weighted = (self.gamma + m * x) * self.p / (self.p * x + self.q - 1)
+        return np.where(x > 0, weighted, population_mean)
+
+    def population_mean(self) -> float:
+        """Mean spend per purchase of a new customer, ``p * gamma / (q - 1)``."""
+        return self.p * self.gamma / (self.q - 1) if self.q > 1 else float("nan")
