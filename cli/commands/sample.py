@@ -16,7 +16,8 @@ from crmkit_cli.common import (
 )
 
 if TYPE_CHECKING:
-    from crmkit.simulate import ResponseResult, SampleResult
+    from crmkit.simulate.history import SampleResult
+    from crmkit.simulate.response import ResponseResult
 
 app = typer.Typer()
 
@@ -101,7 +102,8 @@ def sample(
 
     Example: crmkit sample --customers 5000 --start 2023-01-01 --end 2025-01-01 --seed 7 --out data
     """
-    from crmkit.simulate import SimulationConfig, parse_uplift, write_response, write_sample
+    from crmkit.simulate.history import SimulationConfig, write_sample
+    from crmkit.simulate.response import parse_uplift, write_response
 
     result: SampleResult | ResponseResult
     with user_errors():

@@ -39,7 +39,7 @@ from crmkit.campaigns.stats import (
 )
 from crmkit.campaigns.uplift_policy import POLICY_VALUE_AT_RISK
 from crmkit.errors import BadInputError
-from crmkit.simulate import SIMULATED_CHANNEL
+from crmkit.simulate.response import SIMULATED_CHANNEL
 from crmkit.store.core import Store
 
 

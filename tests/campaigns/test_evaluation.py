@@ -17,7 +17,7 @@ from crmkit.errors import BadInputError
 from crmkit.ingest import ingest_files
 from crmkit.models.registry import ModelRef
 from crmkit.models.scoring import score_customers
-from crmkit.simulate import simulate_response
+from crmkit.simulate.response import simulate_response
 from tests.conftest import NOW, trained_sample_store
 
 

@@ -9,7 +9,7 @@ import pytest
 from crmkit.campaigns.ledger import read_ledger
 from crmkit.campaigns.ledger_import import import_assignments
 from crmkit.errors import BadInputError
-from crmkit.simulate import simulate_response
+from crmkit.simulate.response import simulate_response
 from crmkit.store.core import Store
 from tests.conftest import NOW, invoke, trained_sample_store
 

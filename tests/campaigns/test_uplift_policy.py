@@ -18,13 +18,8 @@ from crmkit.models.churn import train
 from crmkit.models.registry import Registry, parse_ref
 from crmkit.models.scoring import score_customers
 from crmkit.models.uplift import score_uplift, train_uplift
-from crmkit.simulate import (
-    RESPONSE_TYPES,
-    SimulationConfig,
-    response_types,
-    simulate_response,
-    write_sample,
-)
+from crmkit.simulate.history import SimulationConfig, write_sample
+from crmkit.simulate.response import RESPONSE_TYPES, response_types, simulate_response
 from crmkit.store.core import Store
 from tests.conftest import NOW
 

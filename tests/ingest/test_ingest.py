@@ -617,7 +617,7 @@ def test_nul_bytes_in_ids_and_amounts_are_quarantined(tmp_path):
 
 
 def test_a_full_disk_is_named_not_blamed_on_the_input(tmp_path, small_disk, runner):
-    from crmkit.simulate import SimulationConfig, write_sample
+    from crmkit.simulate.history import SimulationConfig, write_sample
     from tests.conftest import invoke
 
     sample = write_sample(

@@ -22,7 +22,7 @@ from crmkit.models.registry import ModelRef, Registry, parse_ref
 from crmkit.models.scoring import score_customers
 from crmkit.models.snapshots import cutoffs, sample_snapshot, training_set
 from crmkit.models.validation import calibration_folds, out_of_fold
-from crmkit.simulate import read_truth
+from crmkit.simulate.history import read_truth
 from crmkit.store.core import Store
 from tests.conftest import NOW, SAMPLE_DATA
 

@@ -13,7 +13,7 @@ from crmkit.features.customer import collect, customer_features
 from crmkit.models.clv import fit_clv, predict_clv, summary_statistics
 from crmkit.models.clv_models import BetaGeo, GammaGamma, bgnbd_loglik, gamma_gamma_loglik
 from crmkit.schema import TRANSACTION_SCHEMA
-from crmkit.simulate import SimulationConfig, write_sample
+from crmkit.simulate.history import SimulationConfig, write_sample
 
 PUBLISHED = BetaGeo(r=0.243, alpha=4.414, a=0.793, b=2.426)
 

@@ -11,7 +11,7 @@ import pytest
 from crmkit.config.settings import IngestConfig
 from crmkit.errors import StoreCorruptError, StoreLockedError
 from crmkit.ingest import ingest_files
-from crmkit.simulate import SimulationConfig, write_sample
+from crmkit.simulate.history import SimulationConfig, write_sample
 from crmkit.store.core import Store
 from crmkit.store.info import store_info
 from tests.conftest import CRMKIT, MESSY, NOW, subprocess_env

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from crmkit.errors import UsageError
-from crmkit.simulate import SimulationConfig, read_truth, write_sample
+from crmkit.simulate.history import SimulationConfig, read_truth, write_sample
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_bad_parameters():
 
 
 def test_parse_uplift():
-    from crmkit.simulate import parse_uplift
+    from crmkit.simulate.response import parse_uplift
 
     assert parse_uplift("call=0.1, email=0.02,") == {"call": 0.1, "email": 0.02}
     for bad in ("call", "call=x", "=0.1"):
