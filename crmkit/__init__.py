@@ -5,7 +5,7 @@ command line starts fast (see :mod:`crmkit.api` and ``docs/python-api.md``)::
 
     import crmkit
     store = crmkit.open_store("crm-store")
-    crmkit.ingest(store, "exports/*.csv")
+    crmkit.ingest_files(store, "exports/*.csv")
     scores = crmkit.score(store, "2025-01-01", registry="models")
 """
 
@@ -20,8 +20,8 @@ __version__ = "0.1.0"
 API = (
     "open_store",
     "settings",
-    "ingest",
-    "features",
+    "ingest_files",
+    "feature_table",
     "train",
     "score",
     "targets",

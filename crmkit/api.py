@@ -9,8 +9,11 @@ unless given: the functions below read the clock, the modules under them never d
 
 >>> import crmkit
 >>> store = crmkit.open_store("crm-store")
->>> crmkit.ingest(store, "export.csv")                      # doctest: +SKIP
->>> features = crmkit.features(store, "2025-01-01")         # doctest: +SKIP
+>>> crmkit.ingest_files(store, "export.csv")                # doctest: +SKIP
+>>> features = crmkit.feature_table(store, "2025-01-01")    # doctest: +SKIP
+
+The names differ from the subpackages' (``crmkit.ingest``, ``crmkit.features``): a
+subpackage, once imported, is an attribute of ``crmkit`` and would hide a function.
 """
 
 from __future__ import annotations
@@ -28,14 +31,14 @@ from crmkit.campaigns.names import check_campaign
 from crmkit.config.loading import load_settings
 from crmkit.config.settings import Settings
 from crmkit.errors import UsageError
-from crmkit.ingest import ingest_files
+from crmkit.ingest import ingest_files as _ingest_files
 from crmkit.ingest.report import IngestReport
 from crmkit.models.churn import TrainResult, train_and_save
 from crmkit.models.registry import Registry, open_registry, parse_ref
 from crmkit.models.scoring import score_customers
 from crmkit.models.uplift import score_uplift as _score_uplift
 from crmkit.models.uplift import train_uplift as _train_uplift
-from crmkit.segments.apply import feature_table
+from crmkit.segments.apply import feature_table as _feature_table
 from crmkit.store.core import Store
 
 StoreLike = Store | str | Path
@@ -75,7 +78,7 @@ def _registry(registry: RegistryLike, cfg: Settings) -> Registry:
     return open_registry(Path(registry), cfg.model.key_file)
 
 
-def ingest(
+def ingest_files(
     store: StoreLike,
     *sources: str | Path,
     config: SettingsLike = None,
@@ -84,14 +87,16 @@ def ingest(
 ) -> IngestReport:
     """Ingest transaction files, directories or glob patterns, as ``crmkit ingest``."""
     cfg = settings(config)
-    return ingest_files(
+    return _ingest_files(
         sources, open_store(store), cfg.ingest, now=_now(now), strict=strict, store_config=cfg.store
     )
 
 
-def features(store: StoreLike, as_of: DateLike, *, config: SettingsLike = None) -> pl.DataFrame:
+def feature_table(
+    store: StoreLike, as_of: DateLike, *, config: SettingsLike = None
+) -> pl.DataFrame:
     """One row per customer as of the start of ``as_of``, with RFM and value tiers."""
-    return feature_table(open_store(store), _date(as_of, "as_of"), settings(config))
+    return _feature_table(open_store(store), _date(as_of, "as_of"), settings(config))
 
 
 def train(

@@ -40,10 +40,12 @@ def test_the_api_is_lazy_and_complete():
         assert callable(getattr(crmkit, name))
     with pytest.raises(AttributeError):
         _ = crmkit.no_such_function
+    packages = {p.name for p in (ROOT / "crmkit").iterdir() if (p / "__init__.py").is_file()}
+    assert not packages & set(crmkit.API)  # a subpackage would hide the function
 
 
 def test_api_dates_are_checked(tmp_path):
     from crmkit.errors import UsageError
 
     with pytest.raises(UsageError, match="YYYY-MM-DD"):
-        crmkit.features(tmp_path / "s", "01/02/2025")
+        crmkit.feature_table(tmp_path / "s", "01/02/2025")

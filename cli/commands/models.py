@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -67,7 +68,7 @@ def show(
         render_card(card)
 
 
-def render_uplift_card(card: dict[str, Any]) -> None:
+def render_uplift_card(card: Mapping[str, Any]) -> None:
     """Print an uplift model's campaigns, window and, per arm, its learner and Qini."""
     facts = [
         ["model", f"{card.get('name')}:{card.get('version')} (uplift)"],
@@ -92,7 +93,7 @@ def render_uplift_card(card: dict[str, Any]) -> None:
         err.print(f"left out: {problem}")
 
 
-def render_card(card: dict[str, Any]) -> None:
+def render_card(card: Mapping[str, Any]) -> None:
     """Print what a reader of a model card looks for first."""
     if card.get("kind") == "uplift":
         render_uplift_card(card)

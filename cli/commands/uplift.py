@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,7 +94,7 @@ def _range(interval: dict[str, float]) -> str:
     return f"[{interval['low']:+.2f}, {interval['high']:+.2f}]"
 
 
-def render_training(card: dict[str, Any], model: str, directory: Path) -> None:
+def render_training(card: Mapping[str, Any], model: str, directory: Path) -> None:
     """Print, per arm, the groups and the cross-fitted rankings side by side."""
     for arm, info in card["arms"].items():
         human.print(

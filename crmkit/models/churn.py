@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -71,7 +71,7 @@ class TrainResult:
     """A fitted model with its card and validation report (and, once saved, its place)."""
 
     model: Any
-    card: dict[str, Any]
+    card: Mapping[str, Any]
     metrics: pl.DataFrame
     importance: pl.DataFrame
     saved_as: str | None = None

@@ -23,12 +23,13 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from crmkit.errors import ConfigError, ModelError, UsageError
+from crmkit.models.card import CARD_VERSION, ModelCard
 
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MODEL_FILE: Final = "model.joblib"
@@ -103,7 +104,7 @@ def open_registry(root: Path, key_file: str | None) -> Registry:
     return Registry(root, read_key(key_file, root))
 
 
-def _signature(key: bytes, card: dict[str, Any]) -> str:
+def _signature(key: bytes, card: Mapping[str, Any]) -> str:
     unsigned = {k: v for k, v in card.items() if k != "signature"}
     body = json.dumps(json.loads(json.dumps(unsigned, default=str)), sort_keys=True)
     return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -160,11 +161,12 @@ class Registry:
             )
         return self.root / ref.name / str(version)
 
-    def save(self, name: str, model: object, card: dict[str, Any]) -> tuple[int, Path]:
+    def save(self, name: str, model: object, card: Mapping[str, Any]) -> tuple[int, Path]:
         """Store a new version of ``name``; return (version, directory).
 
         The files are written in a temporary directory that is renamed into place, so a
-        version directory is always complete.
+        version directory is always complete. The card is saved at the current card
+        version (:data:`crmkit.models.card.CARD_VERSION`).
         """
         import joblib
 
@@ -181,6 +183,8 @@ class Registry:
             (tmp / MODEL_FILE).write_bytes(blob)
             full = {
                 **card,
+                "kind": card.get("kind") or "churn",
+                "card_version": CARD_VERSION,
                 "name": name,
                 "version": version,
                 "sha256": hashlib.sha256(blob).hexdigest(),
@@ -211,24 +215,22 @@ class Registry:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
-    def card(self, ref: ModelRef) -> dict[str, Any]:
-        """Read the card of ``ref``.
+    def card(self, ref: ModelRef) -> ModelCard:
+        """Read the card of ``ref`` (:class:`~crmkit.models.card.ModelCard`).
 
         Raises
         ------
         ModelError
-            When the model is missing or its card unreadable.
+            When the model is missing or its card unreadable or malformed.
         """
         path = self.resolve(ref) / CARD_FILE
         try:
-            card = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: unreadable model card ({exc})") from exc
-        if not isinstance(card, dict):
-            raise ModelError(f"{path}: a model card must be a JSON object")
-        return card
+        return ModelCard.from_json(data, str(path))
 
-    def _check_signature(self, directory: Path, card: dict[str, Any]) -> None:
+    def _check_signature(self, directory: Path, card: ModelCard) -> None:
         if self.key is None:
             return
         signature = card.get("signature")
@@ -237,13 +239,13 @@ class Registry:
                 f"{directory}: the model card is not signed and a signing key is configured: "
                 "refusing to load it (retrain it with the key)"
             )
-        if not hmac.compare_digest(signature, _signature(self.key, card)):
+        if not hmac.compare_digest(signature, _signature(self.key, card.data)):
             raise ModelError(
                 f"{directory}: the model card's signature does not match the configured key: "
                 "refusing to load it (the card or model was changed, or another key signed it)"
             )
 
-    def load(self, ref: ModelRef) -> tuple[object, dict[str, Any]]:
+    def load(self, ref: ModelRef) -> tuple[object, ModelCard]:
         """Load a model after checking its bytes against the sha256 on its card.
 
         Raises
@@ -260,7 +262,7 @@ class Registry:
         except OSError as exc:
             raise ModelError(f"{directory / MODEL_FILE}: cannot be read ({exc})") from exc
         self._check_signature(directory, card)
-        if hashlib.sha256(blob).hexdigest() != card.get("sha256"):
+        if hashlib.sha256(blob).hexdigest() != card.sha256:
             raise ModelError(
                 f"{directory / MODEL_FILE} does not match the sha256 on its card: refusing "
                 "to load it (the file was changed or corrupted; retrain the model)"
@@ -272,12 +274,10 @@ class Registry:
                 model = joblib.load(io.BytesIO(blob))  # hash-checked registry file
         except Exception as exc:  # any unpickling failure means a bad file: exit 5
             raise ModelError(f"{directory / MODEL_FILE}: cannot be loaded ({exc})") from exc
-        method = {"clv": None, "uplift": "predict_uplift"}.get(
-            str(card.get("kind")), "predict_proba"
-        )
+        method = {"clv": None, "uplift": "predict_uplift"}.get(card.kind, "predict_proba")
         if method is not None and not callable(getattr(model, method, None)):
             raise ModelError(f"{directory / MODEL_FILE} has no {method}: it is not a "
-                             f"{card.get('kind') or 'churn'} model; retrain it")  # fmt: skip
+                             f"{card.kind} model; retrain it")  # fmt: skip
         return model, card
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -13,9 +14,9 @@ from crmkit import schema
 from crmkit.config.settings import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features.day import money_sum
-from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import store_features
 from crmkit.features.vocabulary import Vocabulary
+from crmkit.models.card import ModelCard
 from crmkit.models.churn import threads
 from crmkit.models.design import design_matrix, model_feature_names
 from crmkit.models.reasons import reasons_expr
@@ -49,7 +50,7 @@ class ScoreResult:
     """Scores, the card of the model that made them, and warnings for the user."""
 
     frame: pl.DataFrame
-    card: dict[str, Any]
+    card: Mapping[str, Any]
     warnings: tuple[str, ...]
 
     def deciles(self) -> list[dict[str, Any]]:
@@ -77,7 +78,7 @@ class ScoreResult:
         }
 
 
-def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
+def feature_config_of(card: ModelCard) -> FeatureConfig:
     """Rebuild the feature configuration a model was trained with from its card.
 
     Raises
@@ -85,12 +86,7 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
     ModelError
         When the card was written by an incompatible feature pipeline.
     """
-    if card.get("feature_version") != FEATURE_VERSION:
-        raise ModelError(
-            f"model {card.get('name')}:{card.get('version')} was trained on feature version "
-            f"{card.get('feature_version')}, this crmkit computes version {FEATURE_VERSION}: "
-            "retrain it"
-        )
+    card.require("churn")
     cfg = card_feature_config(card)
     attributes = {str(pair[0]): pl.String() for pair in card.get("attributes") or []}
     expected = model_feature_names(
@@ -107,7 +103,7 @@ def feature_config_of(card: dict[str, Any]) -> FeatureConfig:
     return cfg
 
 
-def card_vocabulary(card: dict[str, Any]) -> Vocabulary:
+def card_vocabulary(card: Mapping[str, Any]) -> Vocabulary:
     """Return the categories and channels a model was trained with (none for older cards)."""
     try:
         return Vocabulary.from_json(card.get("vocabulary"))
@@ -197,7 +193,7 @@ def predict_in_chunks(model: Any, x: np.ndarray, rows: int = PREDICT_ROWS) -> np
     return out
 
 
-def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:
+def feature_config_of_clv(card: ModelCard) -> FeatureConfig:
     """Feature configuration a CLV model was fitted with.
 
     Raises
@@ -205,17 +201,11 @@ def feature_config_of_clv(card: dict[str, Any]) -> FeatureConfig:
     ModelError
         When the card is not a CLV model's or comes from another feature version.
     """
-    if card.get("kind") != "clv":
-        raise ModelError(f"model {card.get('name')}:{card.get('version')} is not a CLV model")
-    if card.get("feature_version") != FEATURE_VERSION:
-        raise ModelError(
-            f"CLV model {card.get('name')}:{card.get('version')} used feature version "
-            f"{card.get('feature_version')}, this crmkit computes {FEATURE_VERSION}: refit it"
-        )
+    card.require("clv")
     return card_feature_config(card)
 
 
-def card_feature_config(card: dict[str, Any]) -> FeatureConfig:
+def card_feature_config(card: Mapping[str, Any]) -> FeatureConfig:
     """Return the feature settings recorded in a model card."""
     raw = dict(card["feature_config"])
     raw["windows"] = tuple(raw["windows"])

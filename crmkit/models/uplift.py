@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,7 @@ from crmkit.errors import BadInputError, ModelError
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import features_of_buckets, store_features
 from crmkit.features.vocabulary import Vocabulary, learn_vocabulary
+from crmkit.models.card import ModelCard
 from crmkit.models.design import (
     category_codes,
     design_matrix,
@@ -230,7 +231,7 @@ class UpliftResult:
     """A trained uplift model with its card and validation tables."""
 
     model: UpliftModel
-    card: dict[str, Any]
+    card: Mapping[str, Any]
 
 
 def train_uplift(
@@ -333,7 +334,7 @@ def train_uplift(
 
 def score_uplift(
     store: Store, as_of: dt.date, registry: Registry, ref: ModelRef, lookback_days: int = 365
-) -> tuple[pl.DataFrame, dict[str, Any]]:
+) -> tuple[pl.DataFrame, ModelCard]:
     """Predict the uplift of every eligible customer and treatment as of ``as_of``.
 
     Eligible: a purchase in the ``lookback_days`` before the date. Columns: customer,
@@ -352,13 +353,9 @@ def score_uplift(
 
     model, card = registry.load(ref)
     name = f"{ref.name}{':' + str(ref.version) if ref.version else ''}"
-    if card.get("kind") != "uplift" or not isinstance(model, UpliftModel):
+    card.require("uplift")
+    if not isinstance(model, UpliftModel):
         raise ModelError(f"model {name} is not an uplift model (crmkit uplift train)")
-    if card.get("feature_version") != FEATURE_VERSION:
-        raise ModelError(
-            f"uplift model {name} was trained on feature version {card.get('feature_version')}"
-            f", this crmkit computes {FEATURE_VERSION}: retrain it"
-        )
     cfg = card_feature_config(card)
     store.require()
     features = store_features(store, as_of, cfg, vocab=card_vocabulary(card))
@@ -375,7 +372,7 @@ def score_uplift(
     return out, card
 
 
-def uplift_summary(frame: pl.DataFrame, card: dict[str, Any]) -> dict[str, Any]:
+def uplift_summary(frame: pl.DataFrame, card: Mapping[str, Any]) -> dict[str, Any]:
     """Headline numbers of :func:`score_uplift`'s table."""
     return {
         "customers": frame[schema.CUSTOMER_ID].n_unique(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Mapping
 from typing import Any
 
 from crmkit.campaigns.evaluation import Evaluation
@@ -124,7 +125,7 @@ def chart_risk(data: ReportData) -> str:
     return _svg(fig)
 
 
-def chart_gain(card: dict[str, Any]) -> str:
+def chart_gain(card: Mapping[str, Any]) -> str:
     """Cumulative gain and lift per decile of the model's validation."""
     curves = card["validation_curves"]
     shares = [0.0, *curves["shares"]]
@@ -149,7 +150,7 @@ def chart_gain(card: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-def chart_calibration(card: dict[str, Any]) -> str:
+def chart_calibration(card: Mapping[str, Any]) -> str:
     """Observed churn rate against mean predicted probability per bin."""
     bins = card["validation_curves"]["calibration"]
     fig, ax = _figure(5.5, 5.0)
@@ -170,7 +171,7 @@ def chart_calibration(card: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-def chart_qini(card: dict[str, Any], arm: str) -> str:
+def chart_qini(card: Mapping[str, Any], arm: str) -> str:
     """Cross-fitted Qini curves of one arm: the model against the baseline rankings."""
     curves = card["arms"][arm]["qini_curves"]
     shares = [s * 100 for s in curves["shares"]]
@@ -192,7 +193,7 @@ def chart_qini(card: dict[str, Any], arm: str) -> str:
     return _svg(fig)
 
 
-def uplift_section(card: dict[str, Any]) -> list[str]:
+def uplift_section(card: Mapping[str, Any]) -> list[str]:
     """Render the uplift model's Qini curves and cross-fitted metrics per treatment arm."""
     parts = [
         f"<h2>Uplift model {html.escape(card['name'])}:{card['version']}</h2>",

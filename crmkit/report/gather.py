@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,13 +33,13 @@ class ReportData:
     features: pl.DataFrame
     tiers: pl.DataFrame
     scores: pl.DataFrame | None = None
-    card: dict[str, Any] | None = None
+    card: Mapping[str, Any] | None = None
     evaluation: Evaluation | None = None
     notes: list[str] = field(default_factory=list)
     currency: str = ""
     campaign_cost: float | None = None
     lookback_days: int | None = None
-    uplift_card: dict[str, Any] | None = None
+    uplift_card: Mapping[str, Any] | None = None
 
     def money(self, value: float) -> str:
         """Format an amount with the configured currency, to the unit."""
