@@ -156,98 +156,141 @@ def clean_rows(rows: pl.LazyFrame, plan: Plan, cfg: IngestConfig) -> pl.LazyFram
     )
 
 
-def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
-    """Canonical fields and presence flags, from the :func:`_cleaned_exprs` columns."""
-    m = plan.mapping
+@dataclass(frozen=True)
+class _Fields:
+    """The cleaned text and numbers of a plan's mapped columns (absent ones are null)."""
 
-    def text(canonical: str) -> pl.Expr:
-        if canonical not in m:
+    plan: Plan
+
+    def has(self, canonical: str) -> bool:
+        """Tell whether the file has a column for ``canonical``."""
+        return canonical in self.plan.mapping
+
+    def text(self, canonical: str) -> pl.Expr:
+        """Return the cleaned text of ``canonical`` (null when the file has no such column)."""
+        if not self.has(canonical):
             return pl.lit(None, dtype=pl.String)
         return pl.col(T + canonical)
 
-    def num(canonical: str) -> pl.Expr:
-        if canonical not in m:
+    def num(self, canonical: str) -> pl.Expr:
+        """Return ``canonical`` as a number in the file's convention (null when absent)."""
+        if not self.has(canonical):
             return pl.lit(None, dtype=pl.Float64)
-        if canonical in plan.typed:
+        if canonical in self.plan.typed:
             return pl.col(T + canonical).cast(pl.Float64)
-        if plan.plain_numbers:
-            return text(canonical).cast(pl.Float64, strict=False)
-        return amounts.parse_amount(text(canonical), plan.decimal)
+        if self.plan.plain_numbers:
+            return self.text(canonical).cast(pl.Float64, strict=False)
+        return amounts.parse_amount(self.text(canonical), self.plan.decimal)
 
-    quantity, unit_price = num(schema.QUANTITY), num(schema.UNIT_PRICE)
-    derived = quantity * unit_price
-    amount = pl.coalesce(num(schema.AMOUNT), derived) if schema.AMOUNT in m else derived
+    def numeric(self) -> list[str]:
+        """Return the mapped numeric columns read from text (typed Parquet ones are not)."""
+        return [c for c in schema.NUMERIC_COLUMNS if self.has(c) and c not in self.plan.typed]
+
+
+def _cancelled(f: _Fields, cfg: IngestConfig) -> pl.Expr:
+    """Flag a line the cancellation rule marks: an order-id prefix or a status value."""
     cancelled = pl.lit(value=False)
     rule = cfg.cancellations
-    if rule.order_id_prefix and schema.ORDER_ID in m:
-        cancelled = cancelled | text(schema.ORDER_ID).str.starts_with(
-            rule.order_id_prefix
-        ).fill_null(value=False)
+    if rule.order_id_prefix and f.has(schema.ORDER_ID):
+        prefixed = f.text(schema.ORDER_ID).str.starts_with(rule.order_id_prefix)
+        cancelled = cancelled | prefixed.fill_null(value=False)
     if rule.status_column:
         values = [v.lower() for v in rule.status_values]
         status = pl.col(STATUS).str.to_lowercase()
         cancelled = cancelled | status.is_in(values).fill_null(value=False)
+    return cancelled
+
+
+def _any(conditions: list[pl.Expr]) -> pl.Expr:
+    out = pl.lit(value=False)
+    for condition in conditions:
+        out = out | condition.fill_null(value=False)
+    return out
+
+
+def _ambiguous(f: _Fields) -> pl.Expr:
+    """Flag a number valid only in the other decimal convention."""
+    if f.plan.plain_numbers:
+        return pl.lit(value=False)
+    return _any([amounts.contradicts(f.text(c), f.plan.decimal) for c in f.numeric()])
+
+
+def _control(f: _Fields) -> pl.Expr:
+    """Flag a control byte in an id or an amount.
+
+    An id with one would be stored as another customer, and an amount with one is a
+    corrupt export: both are named as such (plain numbers with one fail to parse anyway,
+    and a date's fail to parse), so only those two are checked.
+    """
+    checked = [schema.CUSTOMER_ID] if f.plan.plain_numbers else [schema.CUSTOMER_ID, *f.numeric()]
+    return _any([f.text(c).str.contains(parse.CONTROL_CHARACTERS) for c in checked])
+
+
+def _amount_present(f: _Fields) -> pl.Expr:
+    present = f.text(schema.AMOUNT).is_not_null()
+    if f.has(schema.QUANTITY) and f.has(schema.UNIT_PRICE):
+        both = f.text(schema.QUANTITY).is_not_null() & f.text(schema.UNIT_PRICE).is_not_null()
+        present = present | both
+    return present.fill_null(value=False)
+
+
+def _excluded(f: _Fields, cfg: IngestConfig) -> pl.Expr:
+    """Flag a line an ``[ingest.exclude]`` pattern matches."""
+    matches = []
+    for canonical, pattern in cfg.exclude.items():
+        if f.has(canonical):
+            value = f.text(canonical)
+            value = value.cast(pl.String) if canonical in f.plan.typed else value
+            matches.append(value.str.contains(pattern))
+    return _any(matches)
+
+
+def _retry(f: _Fields) -> pl.Expr:
+    """Flag ids the fast path cannot take as they are: read again with id cleaning."""
+    customer = f.text(schema.CUSTOMER_ID)
+    conditions = []
+    if not f.plan.clean_ids:
+        conditions.append(customer.str.contains(".", literal=True) | ~parse.is_ascii(customer))
+    if f.plan.id_words is not None:
+        conditions.append(customer.str.len_bytes() > max_bytes(f.plan.id_words))
+    return _any(conditions)
+
+
+def _timestamp(f: _Fields) -> pl.Expr:
+    plan = f.plan
+    if schema.TS in plan.typed:
+        return f.text(schema.TS).cast(pl.Datetime("us"))
+    return parse.parse_datetime(
+        f.text(schema.TS), plan.dates, normalise=plan.normalise_dates, stripped=True,
+        cache=plan.cache_dates,
+    )  # fmt: skip
+
+
+def canonical_exprs(plan: Plan, cfg: IngestConfig) -> list[pl.Expr]:
+    """Canonical fields and presence flags, from the :func:`_cleaned_exprs` columns."""
+    f = _Fields(plan)
+    quantity, unit_price = f.num(schema.QUANTITY), f.num(schema.UNIT_PRICE)
+    derived = quantity * unit_price
+    amount = pl.coalesce(f.num(schema.AMOUNT), derived) if f.has(schema.AMOUNT) else derived
+    cancelled = _cancelled(f, cfg)
     amount = pl.when(cancelled).then(-amount.abs()).otherwise(amount)
     quantity = pl.when(cancelled).then(-quantity.abs()).otherwise(quantity)
-
-    numeric = [c for c in schema.NUMERIC_COLUMNS if c in m and c not in plan.typed]
-    ambiguous = pl.lit(value=False)
-    if not plan.plain_numbers:
-        for canonical in numeric:
-            if canonical in m:
-                clash = amounts.contradicts(text(canonical), plan.decimal)
-                ambiguous = ambiguous | clash.fill_null(value=False)
-    # An id with a control byte would be stored as another customer, and an amount with
-    # one is a corrupt export: both are named as such (plain numbers with one fail to
-    # parse anyway, and a date's fail to parse), so only those two are checked.
-    checked = (schema.CUSTOMER_ID,) if plan.plain_numbers else (schema.CUSTOMER_ID, *numeric)
-    control = pl.lit(value=False)
-    for canonical in checked:
-        found = text(canonical).str.contains(parse.CONTROL_CHARACTERS)
-        control = control | found.fill_null(value=False)
-    amount_present = text(schema.AMOUNT).is_not_null()
-    if schema.QUANTITY in m and schema.UNIT_PRICE in m:
-        amount_present = amount_present | (
-            text(schema.QUANTITY).is_not_null() & text(schema.UNIT_PRICE).is_not_null()
-        )
-    excluded = pl.lit(value=False)
-    for canonical, pattern in cfg.exclude.items():
-        if canonical in m:
-            value = text(canonical).cast(pl.String) if canonical in plan.typed else text(canonical)
-            excluded = excluded | value.str.contains(pattern).fill_null(value=False)
-    customer = text(schema.CUSTOMER_ID)
-    retry = pl.lit(value=False)
-    if not plan.clean_ids:
-        unclean = customer.str.contains(".", literal=True) | ~parse.is_ascii(customer)
-        retry = unclean.fill_null(value=False)
-    limit = None if plan.id_words is None else max_bytes(plan.id_words)
-    if limit is not None:
-        retry = retry | (customer.str.len_bytes() > limit).fill_null(value=False)
+    customer = f.text(schema.CUSTOMER_ID)
     return [
         (parse.clean_id_text(customer) if plan.clean_ids else customer).alias(
             C + schema.CUSTOMER_ID
         ),
-        retry.alias(C + "retry"),
-        (
-            text(schema.TS).cast(pl.Datetime("us"))
-            if schema.TS in plan.typed
-            else parse.parse_datetime(
-                text(schema.TS),
-                plan.dates,
-                normalise=plan.normalise_dates,
-                stripped=True,
-                cache=plan.cache_dates,
-            )
-        ).alias(C + schema.TS),
-        text(schema.TS).is_not_null().alias(C + "ts_present"),
+        _retry(f).alias(C + "retry"),
+        _timestamp(f).alias(C + schema.TS),
+        f.text(schema.TS).is_not_null().alias(C + "ts_present"),
         amount.alias(C + schema.AMOUNT),
-        amount_present.fill_null(value=False).alias(C + "amount_present"),
+        _amount_present(f).alias(C + "amount_present"),
         quantity.alias(C + schema.QUANTITY),
         unit_price.alias(C + schema.UNIT_PRICE),
-        excluded.alias(C + "excluded"),
-        ambiguous.alias(C + "ambiguous"),
-        control.alias(C + "control"),
-        *(text(c).alias(C + c) for c in schema.TEXT_COLUMNS),
+        _excluded(f, cfg).alias(C + "excluded"),
+        _ambiguous(f).alias(C + "ambiguous"),
+        _control(f).alias(C + "control"),
+        *(f.text(c).alias(C + c) for c in schema.TEXT_COLUMNS),
     ]
 
 

@@ -32,7 +32,7 @@ def test_a_card_of_the_previous_release_reads_as_version_1():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"kind": "forest"}, "unknown model kind"),
+        ({"kind": 7}, "kind is not a name"),
         ({"feature_version": "3"}, "feature_version is not a int"),
         ({"features": "a,b"}, "features are not a list"),
         ({"version": True}, "version is not a int"),
@@ -47,6 +47,8 @@ def test_malformed_cards_are_model_errors(change, message):
 
 def test_one_check_for_kind_and_feature_version():
     churn = ModelCard.from_json({"name": "churn", "version": 2, "feature_version": FEATURE_VERSION})
+    with pytest.raises(ModelError, match=r"is not a churn model \(it is forest"):
+        ModelCard.from_json({"name": "f", "kind": "forest"}).require("churn")
     with pytest.raises(ModelError, match="churn:2 is not an uplift model"):
         churn.require("uplift")
     old = ModelCard.from_json({"name": "clv", "version": 1, "kind": "clv", "feature_version": 1})
