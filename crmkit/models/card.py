@@ -7,7 +7,8 @@ fits) readable as a mapping. :meth:`ModelCard.require` is the one compatibility 
 the kind a command needs, and the feature version this crmkit computes.
 
 Cards written before the ``card_version`` key (crmkit 0.1.0) read as version 1; churn
-cards of that release carry no ``kind`` and read as ``churn``.
+cards name their classifier (``blend``, ``hgb``, ``logreg``) under ``kind``, or nothing;
+both read as kind ``churn``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from crmkit.features.names import FEATURE_VERSION
 #: The card format this crmkit writes; earlier ones are read and upgraded on load.
 CARD_VERSION: Final = 2
 KINDS: Final = ("churn", "uplift", "clv")
+#: What a churn card's ``kind`` key holds: its classifier.
+CLASSIFIERS: Final = ("churn", "blend", "hgb", "logreg")
 Kind = Literal["churn", "uplift", "clv"]
 #: What to do when a model of another feature version is met, by kind.
 _REDO: Final = {"churn": "retrain it", "uplift": "retrain it", "clv": "refit it"}
@@ -59,9 +62,11 @@ class ModelCard(Mapping[str, Any]):
         """
         if not isinstance(data, dict):
             raise ModelError(f"{where}: a model card must be a JSON object")
-        kind = data.get("kind") or "churn"  # churn cards of 0.1.0 name no kind
-        if not isinstance(kind, str):
+        given = data.get("kind") or "churn"
+        if not isinstance(given, str):
             raise ModelError(f"{where}: the card's kind is not a name")
+        # a churn card names its classifier there (blend, hgb, logreg), or nothing
+        kind = "churn" if given in CLASSIFIERS else given
         features = data.get("features", [])
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise ModelError(f"{where}: the card's features are not a list of names")
@@ -83,9 +88,15 @@ class ModelCard(Mapping[str, Any]):
             data=dict(data),
         )
 
+    @property
+    def classifier(self) -> str | None:
+        """The classifier of a churn model (``blend``, ``hgb``, ``logreg``), else None."""
+        given = self.data.get("kind")
+        return given if self.kind == "churn" and given in CLASSIFIERS[1:] else None
+
     def to_json(self) -> dict[str, Any]:
         """Return the card as it is saved, at the current card version."""
-        return {**self.data, "kind": self.kind, "card_version": CARD_VERSION}
+        return {**self.data, "card_version": CARD_VERSION}
 
     def require(self, kind: Kind) -> None:
         """Check that this card's model is a ``kind`` model of this crmkit's features.

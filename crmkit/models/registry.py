@@ -183,7 +183,6 @@ class Registry:
             (tmp / MODEL_FILE).write_bytes(blob)
             full = {
                 **card,
-                "kind": card.get("kind") or "churn",
                 "card_version": CARD_VERSION,
                 "name": name,
                 "version": version,

@@ -18,6 +18,7 @@ def test_a_card_of_the_previous_release_reads_as_version_1():
     assert "card_version" not in data
     card = ModelCard.from_json(data)
     assert (card.kind, card.card_version, card.name, card.version) == ("churn", 1, "churn", 1)
+    assert card.classifier == data["kind"] == "blend"
     assert card.feature_version == FEATURE_VERSION
     assert card.features == tuple(data["features"])
     assert card["horizon_days"] == data["horizon_days"]  # the kind's own content
