@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -281,7 +281,14 @@ def utc_now() -> dt.datetime:
 def emit_json(payload: Any) -> None:  # noqa: ANN401
     """Print machine-readable output on stdout; human output goes to stderr from now on."""
     human.json_mode = True
-    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    """Model cards and other read-only mappings as objects; anything else as text."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
 
 
 @contextlib.contextmanager

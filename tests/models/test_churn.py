@@ -333,7 +333,7 @@ def test_metrics_by_hand():
 def test_card_is_json(trained):
     registry, _ = trained
     card = registry.card(ModelRef("churn", 1))
-    assert json.loads(json.dumps(card))["sha256"] == card["sha256"]
+    assert json.loads(json.dumps(dict(card)))["sha256"] == card["sha256"] == card.sha256
 
 
 def test_a_model_trained_without_the_mix_scores_without_it(store, trained, tmp_path):
