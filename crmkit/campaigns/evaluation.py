@@ -253,6 +253,36 @@ def evaluate_campaign(
     if window_days < 1:
         raise BadInputError("--window must be at least 1 day")
     rows, data_end = outcomes(store, campaign, window_days, extra)
+    warnings = _outcome_warnings(rows, window_days, data_end)
+    groups = (
+        rows.group_by("group")
+        .agg(
+            pl.len().alias("customers"),
+            pl.col("retained").mean().alias("retention_rate"),
+            pl.col("revenue").mean().alias("revenue_per_customer"),
+            pl.col("retained").sum().alias("retained"),
+        )
+        .sort("group")
+    )
+    by_treatment, by_segment, by_policy = _subgroups(rows, alpha)
+    tested = sum(
+        1 for c in (*by_treatment, *by_segment, *by_policy) if not math.isnan(c["p_value_holm"])
+    )
+    if tested > 1:
+        warnings.append(
+            f"{tested} subgroup comparisons: with this many, some look significant by chance. "
+            "Their p-values are also given adjusted for multiple testing (Holm, 'p adj'); "
+            "trust a subgroup only where its adjusted p is below 0.05, and small subgroups "
+            "least"
+        )
+    return Evaluation(
+        campaign, window_days, groups, compare(rows, alpha), by_treatment, by_segment,
+        tuple(warnings), by_policy,
+    )  # fmt: skip
+
+
+def _outcome_warnings(rows: pl.DataFrame, window_days: int, data_end: object) -> list[str]:
+    """Warn of simulated purchases and of windows that have not ended yet."""
     warnings = []
     simulated = int(rows["simulated"].sum())
     if simulated:
@@ -272,17 +302,14 @@ def evaluate_campaign(
             f"{incomplete} of {rows.height} assignments have a window ending after the data "
             f"({data_end}): their outcomes are not all known yet"
         )
-    groups = (
-        rows.group_by("group")
-        .agg(
-            pl.len().alias("customers"),
-            pl.col("retained").mean().alias("retention_rate"),
-            pl.col("revenue").mean().alias("revenue_per_customer"),
-            pl.col("retained").sum().alias("retained"),
-        )
-        .sort("group")
-    )
-    overall = compare(rows, alpha)
+    return warnings
+
+
+Subgroups = list[dict[str, Any]]
+
+
+def _subgroups(rows: pl.DataFrame, alpha: float) -> tuple[Subgroups, Subgroups, Subgroups]:
+    """Compare per treatment arm, per segment and per policy, with Holm-adjusted p-values."""
     by_treatment = [
         {"treatment": name, **compare(arm_rows(rows, name), alpha)} for name in treatment_arms(rows)
     ]
@@ -299,19 +326,4 @@ def evaluate_campaign(
     )
     adjusted = with_holm([*by_treatment, *by_segment, *by_policy])
     cut = len(by_treatment) + len(by_segment)
-    by_treatment, by_segment, by_policy = (
-        adjusted[: len(by_treatment)],
-        adjusted[len(by_treatment) : cut],
-        adjusted[cut:],
-    )
-    tested = sum(1 for c in adjusted if not math.isnan(c["p_value_holm"]))
-    if tested > 1:
-        warnings.append(
-            f"{tested} subgroup comparisons: with this many, some look significant by chance. "
-            "Their p-values are also given adjusted for multiple testing (Holm, 'p adj'); "
-            "trust a subgroup only where its adjusted p is below 0.05, and small subgroups "
-            "least"
-        )
-    return Evaluation(
-        campaign, window_days, groups, overall, by_treatment, by_segment, tuple(warnings), by_policy
-    )
+    return adjusted[: len(by_treatment)], adjusted[len(by_treatment) : cut], adjusted[cut:]

@@ -171,32 +171,15 @@ def train(
     n_valid = int((data["snapshot"] == newest).sum())
     x = design_matrix(data, names, categories, np.float32)
     y = data["churned"].cast(pl.Int8).to_numpy()
-    x_valid, y_valid, x_older, y_older = x[:n_valid], y[:n_valid], x[n_valid:], y[n_valid:]
+    y_valid, y_older = y[:n_valid], y[n_valid:]
     _check_counts(y_older, cfg, "training snapshots")
     _check_counts(y_valid, dataclasses.replace(cfg, min_customers=1), f"validation {newest}")
-
-    def stage(done: int, text: str) -> None:
-        if progress is not None:
-            progress(done, len(TRAINING_STAGES), text)
-
-    from crmkit.models.estimators import make_classifier
-
-    def make() -> Any:  # noqa: ANN401
-        return make_classifier(cfg.kind, cfg.seed, categorical)
-
     side = calibration_folds(
         data["snapshot"][n_valid:], data[schema.CUSTOMER_ID][n_valid:], CALIBRATION_FOLDS
     )
-    with threads(cfg.threads):
-        stage(0, TRAINING_STAGES[0])
-        oof = out_of_fold(x_older, y_older, side, make)
-        stage(1, TRAINING_STAGES[1])
-        previous = make().fit(x_older, y_older)
-        raw_valid = previous.predict_proba(x_valid)[:, 1]
-        stage(2, TRAINING_STAGES[2])
-        importance = _importance(previous, x_valid, y_valid, names, cfg.seed)
-        stage(3, TRAINING_STAGES[3])
-        fitted = make().fit(x, y)
+    oof, raw_valid, importance, fitted = _fits(
+        x, y, n_valid, side, names, cfg, categorical, progress
+    )
     maps = fit_maps(oof, y_older)
     method, candidates = choose_method(maps, raw_valid, y_valid, churn_metrics)
     if cfg.calibration != "auto":
@@ -207,20 +190,62 @@ def train(
     final = CalibratedModel.from_parts(
         fitted, np.concatenate([raw_valid, oof]), np.concatenate([y_valid, y_older]), method
     )
-    stage(4, "done")
+    if progress is not None:
+        progress(4, len(TRAINING_STAGES), "done")
     card = _card(
         as_of, horizon, cfg, features, names, data, snapshots, newest, metrics, importance, created
     )
-    card["validation_curves"] = validation_curves(y_valid, p_valid)
-    card["vocabulary"] = vocab.to_json()
-    # a list, not a table: the order is the matrix's, and cards are written with sorted keys
-    card["attributes"] = [[name, str(dtype)] for name, dtype in attributes.items()]
-    card["categories"] = categories
-    card["calibration"] = method
-    card["calibration_candidates"] = candidates
-    card["training_sample"] = stacked.sample
-    card["matrix_dtype"] = "float32"
+    card |= {
+        "validation_curves": validation_curves(y_valid, p_valid),
+        "vocabulary": vocab.to_json(),
+        # a list, not a table: the order is the matrix's, and cards are saved with sorted keys
+        "attributes": [[name, str(dtype)] for name, dtype in attributes.items()],
+        "categories": categories,
+        "calibration": method,
+        "calibration_candidates": candidates,
+        "training_sample": stacked.sample,
+        "matrix_dtype": "float32",
+    }
     return TrainResult(final, card, metrics, importance)
+
+
+def _fits(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_valid: int,
+    side: np.ndarray,
+    names: Sequence[str],
+    cfg: ModelConfig,
+    categorical: list[bool],
+    progress: ProgressFn | None,
+) -> tuple[np.ndarray, np.ndarray, pl.DataFrame, Any]:
+    """Fit the four times training needs: out-of-fold, validation, importance, final.
+
+    Returns out-of-fold and validation scores, the permutation importance and the
+    classifier fitted on every snapshot. The first ``n_valid`` rows are the validation
+    snapshot, the rest the older ones.
+    """
+    from crmkit.models.estimators import make_classifier
+
+    def stage(done: int) -> None:
+        if progress is not None:
+            progress(done, len(TRAINING_STAGES), TRAINING_STAGES[done])
+
+    def make() -> Any:  # noqa: ANN401
+        return make_classifier(cfg.kind, cfg.seed, categorical)
+
+    x_valid, y_valid, x_older, y_older = x[:n_valid], y[:n_valid], x[n_valid:], y[n_valid:]
+    with threads(cfg.threads):
+        stage(0)
+        oof = out_of_fold(x_older, y_older, side, make)
+        stage(1)
+        previous = make().fit(x_older, y_older)
+        raw_valid = previous.predict_proba(x_valid)[:, 1]
+        stage(2)
+        importance = _importance(previous, x_valid, y_valid, names, cfg.seed)
+        stage(3)
+        fitted = make().fit(x, y)
+    return oof, raw_valid, importance, fitted
 
 
 def _card(

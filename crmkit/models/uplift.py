@@ -274,40 +274,10 @@ def train_uplift(
         if problem is not None:
             skipped[arm] = problem
             continue
-        x = design_matrix(data, names, categories)
-        folds = customer_folds(data[schema.CUSTOMER_ID])
-        compared = AUTO if learner == "auto" else (learner,)
-        scores, fold_models = cross_fitted(x, y, t, folds, e, seed, compared)
-        value = data["customer_value"].fill_null(0.0).to_numpy()
-        ranked = {
-            **{f"{name}-learner": scores[name] for name in fold_models},
-            "random": _random_scores(data[schema.CUSTOMER_ID], seed),
-            "churn risk": scores["risk"],
-            "value at risk": scores["risk"] * value,
-        }
-        reports = uplift_reports(y, t, ranked, rounds=bootstrap_rounds, seed=seed)
-        table = {name: {k: v.to_json() for k, v in r.items()} for name, r in reports.items()}
-        chosen = learner if learner in LEARNERS else _best(table)
-        model = ArmModel(chosen, members=fold_models[chosen])
-        revenue = data["revenue"].to_numpy()
-        model.revenue_treated = _hgb_regressor(seed).fit(x[t], revenue[t])
-        model.revenue_control = _hgb_regressor(seed).fit(x[~t], revenue[~t])
-        arms[arm] = model
-        validation[arm] = {
-            "learner": chosen,
-            "rows": len(y),
-            "treated": int(t.sum()),
-            "controls": int((~t).sum()),
-            "propensity": e,
-            "response_treated": float(y[t].mean()),
-            "response_control": float(y[~t].mean()),
-            "rankings": table,
-            "qini_curves": {
-                "shares": qini_points(y, t, scores["t"])[0],
-                **{name: qini_points(y, t, s)[1] for name, s in ranked.items()},
-            },
-            "out_of_time": out_of_time(data, x, y, t, chosen, seed, bootstrap_rounds),
-        }
+        arms[arm], validation[arm] = _fit_arm(
+            data, (y, t, e), design_matrix(data, names, categories), learner, seed,
+            bootstrap_rounds,
+        )  # fmt: skip
     if not arms:
         raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")
     card = {
@@ -330,6 +300,55 @@ def train_uplift(
         "versions": {"crmkit": __version__},
     }
     return UpliftResult(UpliftModel(names, categories, arms), card)
+
+
+def _fit_arm(
+    data: pl.DataFrame,
+    outcome: tuple[np.ndarray, np.ndarray, float],
+    x: np.ndarray,
+    learner: str,
+    seed: int,
+    rounds: int,
+) -> tuple[ArmModel, dict[str, Any]]:
+    """Cross-fit the learners on one arm, choose one by Qini, and validate it.
+
+    ``outcome`` holds the response, the treated mask and the propensity of the arm's rows.
+    Returns the arm's model and its part of the card.
+    """
+    y, t, e = outcome
+    folds = customer_folds(data[schema.CUSTOMER_ID])
+    compared = AUTO if learner == "auto" else (learner,)
+    scores, fold_models = cross_fitted(x, y, t, folds, e, seed, compared)
+    value = data["customer_value"].fill_null(0.0).to_numpy()
+    ranked = {
+        **{f"{name}-learner": scores[name] for name in fold_models},
+        "random": _random_scores(data[schema.CUSTOMER_ID], seed),
+        "churn risk": scores["risk"],
+        "value at risk": scores["risk"] * value,
+    }
+    reports = uplift_reports(y, t, ranked, rounds=rounds, seed=seed)
+    table = {name: {k: v.to_json() for k, v in r.items()} for name, r in reports.items()}
+    chosen = learner if learner in LEARNERS else _best(table)
+    model = ArmModel(chosen, members=fold_models[chosen])
+    revenue = data["revenue"].to_numpy()
+    model.revenue_treated = _hgb_regressor(seed).fit(x[t], revenue[t])
+    model.revenue_control = _hgb_regressor(seed).fit(x[~t], revenue[~t])
+    card = {
+        "learner": chosen,
+        "rows": len(y),
+        "treated": int(t.sum()),
+        "controls": int((~t).sum()),
+        "propensity": e,
+        "response_treated": float(y[t].mean()),
+        "response_control": float(y[~t].mean()),
+        "rankings": table,
+        "qini_curves": {
+            "shares": qini_points(y, t, scores["t"])[0],
+            **{name: qini_points(y, t, s)[1] for name, s in ranked.items()},
+        },
+        "out_of_time": out_of_time(data, x, y, t, chosen, seed, rounds),
+    }
+    return model, card
 
 
 def score_uplift(

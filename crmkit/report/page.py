@@ -76,8 +76,8 @@ def _kpi(label: str, value: str) -> str:
     return f'<div class="kpi">{html.escape(label)}<b>{html.escape(value)}</b></div>'
 
 
-def render(data: ReportData) -> str:
-    """Render the report as one HTML page."""
+def headline(data: ReportData) -> list[str]:
+    """Return the key figures: customers, value and its concentration, and risk."""
     f = data.features
     kpis = [
         _kpi(f"customers (a purchase before {data.as_of})", f"{f.height:,}"),
@@ -93,13 +93,12 @@ def render(data: ReportData) -> str:
             _kpi("their mean churn probability", f"{as_float(s['churn_probability'].mean()):.0%}"),
             _kpi("expected value at risk", data.money(float(s["expected_value_at_risk"].sum()))),
         ]
+    return kpis
+
+
+def segments_section(data: ReportData) -> list[str]:
+    """Return the segments: customers and value per tier, concentration, and the mix."""
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>crmkit report {data.as_of}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Customer retention report, as of {data.as_of}</h1>",
-        f"<p>Store <code>{html.escape(data.store)}</code>; transactions before {data.as_of}.</p>",
-        f"<div class='kpis'>{''.join(kpis)}</div>",
-        *(f"<p class='note'>{html.escape(n)}</p>" for n in data.notes),
         "<h2>Segments and value</h2>",
         _figure_html(
             "tiers", chart_tiers(data), "Share of customers and of net value per value tier."
@@ -109,7 +108,7 @@ def render(data: ReportData) -> str:
             "pareto", chart_pareto(data), "How much of the value the most valuable customers hold."
         ),
     ]
-    mix = mix_by_tier(f)
+    mix = mix_by_tier(data.features)
     if mix is not None:
         parts += [
             "<h2>What each tier buys</h2>",
@@ -117,44 +116,67 @@ def render(data: ReportData) -> str:
             "share of spend by category and channel (the store's most frequent ones).</p>",
             _table(mix.to_dicts(), list(mix.columns)),
         ]
-    if data.scores is not None and data.card is not None:
-        card = data.card
+    return parts
+
+
+def risk_section(data: ReportData) -> list[str]:
+    """Return the churn risk and the model's out-of-time validation, when scored."""
+    if data.scores is None or data.card is None:
+        return []
+    card = data.card
+    parts = [
+        "<h2>Churn risk</h2>",
+        _figure_html(
+            "risk",
+            chart_risk(data),
+            f"Model {card['name']}:{card['version']}, {card['horizon_days']}-day horizon.",
+        ),
+    ]
+    if "validation_curves" in card:
         parts += [
-            "<h2>Churn risk</h2>",
+            "<h2>Model validation</h2>",
+            f"<p>Out of time, on the snapshot of {html.escape(card['validation_snapshot'])}.</p>",
+            _table(card["validation_metrics"], ["model", "roc_auc", "pr_auc", "brier", "ece"]),
+            _figure_html("gain", chart_gain(card), "Gain and lift of the model on validation."),
             _figure_html(
-                "risk",
-                chart_risk(data),
-                f"Model {card['name']}:{card['version']}, {card['horizon_days']}-day horizon.",
+                "calibration",
+                chart_calibration(card),
+                "Predicted probability against observed churn rate.",
             ),
         ]
-        if "validation_curves" in card:
-            parts += [
-                "<h2>Model validation</h2>",
-                "<p>Out of time, on the snapshot of "
-                f"{html.escape(card['validation_snapshot'])}.</p>",
-                _table(card["validation_metrics"], ["model", "roc_auc", "pr_auc", "brier", "ece"]),
-                _figure_html("gain", chart_gain(card), "Gain and lift of the model on validation."),
-                _figure_html(
-                    "calibration",
-                    chart_calibration(card),
-                    "Predicted probability against observed churn rate.",
-                ),
-            ]
-    if data.evaluation is not None:
-        ev = data.evaluation
-        parts += [
-            f"<h2>Campaign {html.escape(ev.campaign)}</h2>",
-            f"<div class='kpis'>{''.join(campaign_kpis(data, ev))}</div>",
-            *(f"<p class='note'>{html.escape(w)}</p>" for w in ev.warnings),
-            _figure_html(
-                "campaign", chart_campaign(ev), "Treatment against control, 95% intervals."
-            ),
-            _table(ev.groups.to_dicts(), list(ev.groups.columns)),
-            *policy_table(ev),
-        ]
-    if data.uplift_card is not None:
-        parts += uplift_section(data.uplift_card)
-    parts.append("</body></html>")
+    return parts
+
+
+def campaign_section(data: ReportData) -> list[str]:
+    """Return the campaign's evaluation, treatment against control, when one is asked for."""
+    ev = data.evaluation
+    if ev is None:
+        return []
+    return [
+        f"<h2>Campaign {html.escape(ev.campaign)}</h2>",
+        f"<div class='kpis'>{''.join(campaign_kpis(data, ev))}</div>",
+        *(f"<p class='note'>{html.escape(w)}</p>" for w in ev.warnings),
+        _figure_html("campaign", chart_campaign(ev), "Treatment against control, 95% intervals."),
+        _table(ev.groups.to_dicts(), list(ev.groups.columns)),
+        *policy_table(ev),
+    ]
+
+
+def render(data: ReportData) -> str:
+    """Render the report as one HTML page."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>crmkit report {data.as_of}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Customer retention report, as of {data.as_of}</h1>",
+        f"<p>Store <code>{html.escape(data.store)}</code>; transactions before {data.as_of}.</p>",
+        f"<div class='kpis'>{''.join(headline(data))}</div>",
+        *(f"<p class='note'>{html.escape(n)}</p>" for n in data.notes),
+        *segments_section(data),
+        *risk_section(data),
+        *campaign_section(data),
+        *(uplift_section(data.uplift_card) if data.uplift_card is not None else []),
+        "</body></html>",
+    ]
     return "\n".join(parts)
 
 
