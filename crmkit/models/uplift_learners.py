@@ -16,7 +16,7 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.models.design import design_matrix
-from crmkit.models.estimators import ObservedFit
+from crmkit.models.estimators import ObservedFit, gradient_boosting
 
 LEARNERS: Final = ("t", "x", "dr")
 #: The learners ``auto`` compares: the X-learner reuses the T-learner's models.
@@ -27,41 +27,24 @@ MIN_RESPONDERS: Final = 30
 
 
 def _hgb_classifier(seed: int) -> Any:  # noqa: ANN401
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return ObservedFit(HistGradientBoostingClassifier(
-        learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=40,
-        l2_regularization=1.0, early_stopping=False, random_state=seed,
-    ))  # fmt: skip
+    return ObservedFit(gradient_boosting("outcome", seed))
 
 
 def _hgb_regressor(seed: int, loss: str = "squared_error") -> Any:  # noqa: ANN401
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    return ObservedFit(HistGradientBoostingRegressor(
-        loss=loss, learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=60,
-        l2_regularization=1.0, early_stopping=False, random_state=seed,
-    ))  # fmt: skip
+    return ObservedFit(gradient_boosting("revenue", seed, regression=True, loss=loss))
 
 
 def _effect_regressor(seed: int) -> Any:  # noqa: ANN401
-    """Return the X-learner's effect model: scikit-learn's default trees (31 leaves of 20+).
+    """Return the X-learner's effect model (:data:`~crmkit.models.estimators.BOOSTING`).
 
     Less regularised than the outcome models (the imputed effects are already differences
-    of predictions, and the arm's model averages five of them), and stopped early on a
-    seeded tenth of the rows when there are more than 10,000 (scikit-learn's ``auto``).
-    Measured by ``python -m bench uplift``: Qini 0.075, against 0.072 with the outcome
-    models' settings.
+    of predictions, and the arm's model averages five of them).
     """
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    return ObservedFit(
-        HistGradientBoostingRegressor(learning_rate=0.05, max_iter=150, random_state=seed)
-    )
+    return ObservedFit(gradient_boosting("effect", seed, regression=True))
 
 
 class _Constant:
-    """A classifier of one class seen in training (a fold with no responders, say)."""
+    """A classifier of one class seen in training; models saved by 0.1.0 may hold one."""
 
     def __init__(self, p: float) -> None:
         self.p = p
@@ -72,8 +55,14 @@ class _Constant:
 
 
 def _fit_classifier(x: np.ndarray, y: np.ndarray, seed: int) -> Any:  # noqa: ANN401
-    if y.min() == y.max():
-        return _Constant(float(y[0]))
+    if y.min() == y.max():  # one class seen (a fold without responders): its rate, 0 or 1
+        from sklearn.dummy import DummyClassifier
+
+        both = np.array([0, 1])
+        weight = (both == y[0]).astype(float)  # the unseen class weighs nothing
+        return DummyClassifier(strategy="prior").fit(
+            np.zeros((2, x.shape[1])), both, sample_weight=weight
+        )
     return _hgb_classifier(seed).fit(x, y)
 
 

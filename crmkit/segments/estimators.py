@@ -1,7 +1,10 @@
 """The segmenters: RFM scores, value tiers and k-means clusters, fitted on one date.
 
 Each learns its thresholds (quintile or tertile edges, scaler and centroids) with ``fit``
-on one as-of date and applies them with ``transform`` at any other.
+on one as-of date and applies them with ``transform`` at any other. They are
+scikit-learn estimators (``get_params``, ``clone``, ``fit`` returning the estimator,
+:class:`~sklearn.exceptions.NotFittedError` before ``fit``) whose inputs and outputs are
+polars frames.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import Literal, Self
 
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from crmkit.errors import BadInputError
 from crmkit.segments.rules import (
@@ -19,14 +24,13 @@ from crmkit.segments.rules import (
     _RFM_BY_CODE,
     _SPEND_CLASSES,
     _TIER_BY_CODE,
-    _check_fitted,
     _edges,
     _require,
     _score,
 )
 
 
-class RFMScorer:
+class RFMScorer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Quintile R, F, M scores (1-5) and named segments from :data:`RFM_RULES`.
 
     R uses ``recency_days`` (recent = 5), F ``purchase_days``, M ``net_spend``. Edges are
@@ -61,7 +65,7 @@ class RFMScorer:
 
     def transform(self, features: pl.DataFrame) -> pl.DataFrame:
         """Add ``r_score``, ``f_score``, ``m_score``, ``rfm_score`` and ``rfm_segment``."""
-        _check_fitted(self, "edges_")
+        check_is_fitted(self, "edges_")
         _require(features, [self.recency, self.frequency, self.monetary])
         scored = features.with_columns(
             _score(self.recency, self.edges_["r"], reverse=True).alias("r_score"),
@@ -85,7 +89,7 @@ class RFMScorer:
         return self.fit(features).transform(features)
 
 
-class ValueTiers:
+class ValueTiers(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """The 3x3 value grid of mean purchase cycle x mean spend per purchase.
 
     Cycle classes short/medium/long and spend classes small/medium/large are cut at
@@ -127,7 +131,7 @@ class ValueTiers:
 
     def transform(self, features: pl.DataFrame) -> pl.DataFrame:
         """Add ``cycle_class``, ``spend_class`` and ``value_tier``."""
-        _check_fitted(self, "cycle_edges_")
+        check_is_fitted(self, "cycle_edges_")
         c1, c2 = self.cycle_edges_
         s1, s2 = self.spend_edges_
         cycle = pl.col("mean_cycle_days")
@@ -178,7 +182,7 @@ def _kmeans_matrix(features: pl.DataFrame, columns: Sequence[str]) -> np.ndarray
     return features.select(exprs).to_numpy().astype(np.float64)
 
 
-class KMeansSegments:
+class KMeansSegments(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """k-means on log-scaled, standardised features, with deterministic cluster numbers.
 
     Clusters are renumbered by descending mean ``net_spend`` so that cluster 0 is always
@@ -266,7 +270,7 @@ class KMeansSegments:
 
     def transform(self, features: pl.DataFrame) -> pl.DataFrame:
         """Add ``cluster`` (0 = highest mean net spend)."""
-        _check_fitted(self, "model_")
+        check_is_fitted(self, "model_")
         z = self.scaler_.transform(_kmeans_matrix(features, self.columns))
         labels = self.relabel_[self.model_.predict(z)]
         return features.with_columns(pl.Series("cluster", labels, dtype=pl.Int64))

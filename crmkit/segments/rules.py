@@ -98,9 +98,3 @@ def _score(column: str, edges: Sequence[float], *, reverse: bool) -> pl.Expr:
     below = pl.sum_horizontal([(pl.col(column) > e).cast(pl.Int8) for e in edges])
     score = (len(edges) + 1 - below) if reverse else (below + 1)
     return score.cast(pl.Int8)
-
-
-def _check_fitted(estimator: object, attribute: str) -> None:
-    if not hasattr(estimator, attribute):
-        name = type(estimator).__name__
-        raise RuntimeError(f"{name} is not fitted yet: call fit first")

@@ -208,3 +208,22 @@ def test_segment_frame_value_columns(sample_store):
     assert set(frame["value_tier"]) <= {"platinum", "gold", "silver", "development", "adjust"}
     assert 0 < summary.top5_value_share < summary.top20_value_share < 1
     _ = segment_frame
+
+
+@pytest.mark.parametrize(
+    "segmenter",
+    [
+        lambda: RFMScorer(),
+        lambda: ValueTiers(one_time_buyers="separate"),
+        lambda: KMeansSegments(["recency_days", "net_spend"], k=3),
+    ],
+)
+def test_segmenters_are_scikit_learn_estimators(segmenter):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    estimator = segmenter()
+    copy = clone(estimator)
+    assert copy.get_params() == estimator.get_params()
+    with pytest.raises(NotFittedError):
+        estimator.transform(pl.DataFrame({"recency_days": [1]}))
