@@ -131,3 +131,15 @@ def test_canonical_names_match_the_schema():
     from crmkit import columns, schema
 
     assert tuple(schema.TRANSACTION_SCHEMA) == columns.CANONICAL
+
+
+def test_the_settings_reference_is_current():
+    from crmkit.config.reference import settings_reference
+    from tests.conftest import ROOT
+
+    text = settings_reference()
+    assert (ROOT / "docs" / "settings.md").read_text() == text, (
+        "docs/settings.md is stale: python -m crmkit.config.reference > docs/settings.md"
+    )
+    assert "| `max_future_days` | `int` | `1` | between 0 and 36500 |" in text
+    assert "## `[ingest.cancellations]`" in text
