@@ -29,9 +29,9 @@ CUSTOMERS = 200_000
 
 def campaign(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     from crmkit.config.settings import FeatureConfig
+    from crmkit.features.eligibility import SEASON
     from crmkit.features.pipeline import store_features
     from crmkit.models.design import design_matrix, model_feature_names
-    from crmkit.models.snapshots import SEASON
     from crmkit.store.core import Store
 
     features = store_features(Store(store_for(2_000_000)), AS_OF, FeatureConfig())

@@ -182,3 +182,31 @@ def predict_store(
     features = store_features(store, as_of, cfg)
     out = predict_clv(model, features, as_of, horizon_days, annual_discount_rate)
     return out.with_columns(pl.lit(as_of).alias("as_of"))
+
+
+CLV_COLUMNS: Final = ("clv_expected_purchases", "clv_p_alive", "clv_p_no_purchase", "clv_value")
+
+
+def with_clv(
+    features: pl.DataFrame, as_of: dt.date, horizon: int, cfg: FeatureConfig
+) -> pl.DataFrame:
+    """Fit BG/NBD and Gamma-Gamma on ``features`` (as of ``as_of``) and add their predictions.
+
+    ``clv_expected_purchases`` and ``clv_p_no_purchase`` cover ``horizon`` days;
+    ``clv_value`` is the discounted CLV over ``projection_horizon_days``.
+    """
+    model, _ = fit_clv(features, as_of)
+    short = predict_clv(model, features, as_of, horizon, cfg.annual_discount_rate)
+    long = predict_clv(
+        model, features, as_of, cfg.projection_horizon_days, cfg.annual_discount_rate
+    )
+    added = short.select(
+        schema.CUSTOMER_ID,
+        pl.col("expected_purchases").alias("clv_expected_purchases"),
+        pl.col("p_alive").alias("clv_p_alive"),
+        pl.col("p_no_purchase").alias("clv_p_no_purchase"),
+    ).join(
+        long.select(schema.CUSTOMER_ID, pl.col("clv").alias("clv_value")),
+        on=schema.CUSTOMER_ID,
+    )
+    return features.join(added, on=schema.CUSTOMER_ID, how="left")

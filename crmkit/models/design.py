@@ -20,11 +20,9 @@ import polars as pl
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig
 from crmkit.features.customer import feature_schema
+from crmkit.features.eligibility import SEASON
 from crmkit.features.vocabulary import Vocabulary
-from crmkit.models.snapshots import (
-    CLV_COLUMNS,
-    SEASON,
-)
+from crmkit.models.clv import CLV_COLUMNS
 
 NO_VALUE = "no value in the training rows"
 ONE_VALUE = "the same value in every training row"

@@ -16,60 +16,22 @@ import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import polars as pl
 
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig, ModelConfig
 from crmkit.errors import BadInputError
+from crmkit.features.eligibility import eligible, season_columns
 from crmkit.features.labels import churn_labels
 from crmkit.features.pipeline import active_per_bucket, buckets_for, features_of_buckets
 from crmkit.features.vocabulary import Vocabulary
 from crmkit.hashing import add_stable_hash
+from crmkit.models.clv import with_clv
 from crmkit.store.core import Store
 
 ProgressFn = Callable[[int, int, str], None]
-SEASON: Final = ("season_sin", "season_cos")
-CLV_COLUMNS: Final = ("clv_expected_purchases", "clv_p_alive", "clv_p_no_purchase", "clv_value")
-
-
-def with_clv(
-    features: pl.DataFrame, as_of: dt.date, horizon: int, cfg: FeatureConfig
-) -> pl.DataFrame:
-    """Fit BG/NBD and Gamma-Gamma on ``features`` (as of ``as_of``) and add their predictions.
-
-    ``clv_expected_purchases`` and ``clv_p_no_purchase`` cover ``horizon`` days;
-    ``clv_value`` is the discounted CLV over ``projection_horizon_days``.
-    """
-    from crmkit.models.clv import fit_clv, predict_clv
-
-    model, _ = fit_clv(features, as_of)
-    short = predict_clv(model, features, as_of, horizon, cfg.annual_discount_rate)
-    long = predict_clv(
-        model, features, as_of, cfg.projection_horizon_days, cfg.annual_discount_rate
-    )
-    added = short.select(
-        schema.CUSTOMER_ID,
-        pl.col("expected_purchases").alias("clv_expected_purchases"),
-        pl.col("p_alive").alias("clv_p_alive"),
-        pl.col("p_no_purchase").alias("clv_p_no_purchase"),
-    ).join(
-        long.select(schema.CUSTOMER_ID, pl.col("clv").alias("clv_value")),
-        on=schema.CUSTOMER_ID,
-    )
-    return features.join(added, on=schema.CUSTOMER_ID, how="left")
-
-
-def season_columns(cutoff: dt.date) -> list[pl.Expr]:
-    """Day of year of the cutoff as a point on the unit circle."""
-    angle = 2 * math.pi * (cutoff.timetuple().tm_yday - 1) / 365.25
-    return [pl.lit(math.sin(angle)).alias(SEASON[0]), pl.lit(math.cos(angle)).alias(SEASON[1])]
-
-
-def eligible(features: pl.DataFrame, lookback_days: int) -> pl.DataFrame:
-    """Keep customers whose last purchase is at most ``lookback_days`` before the as-of date."""
-    return features.filter(pl.col("recency_days") <= lookback_days)
 
 
 def cutoffs(as_of: dt.date, horizon: int, cfg: ModelConfig) -> list[dt.date]:

@@ -51,6 +51,7 @@ from crmkit import __version__, schema
 from crmkit.campaigns.evaluation import arm_rows, outcomes, treatment_arms
 from crmkit.config.settings import FeatureConfig
 from crmkit.errors import BadInputError, ModelError
+from crmkit.features.eligibility import SEASON
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.pipeline import features_of_buckets, store_features
 from crmkit.features.vocabulary import Vocabulary, learn_vocabulary
@@ -62,7 +63,6 @@ from crmkit.models.design import (
     model_feature_names,
 )
 from crmkit.models.registry import ModelRef, Registry
-from crmkit.models.snapshots import SEASON
 from crmkit.models.uplift_learners import (
     AUTO,
     LEARNERS,
