@@ -27,3 +27,5 @@ CANONICAL: Final = (
     CHANNEL,
     COUNTRY,
 )
+#: The channel of every simulated purchase, so that evaluation can tell them from real ones.
+SIMULATED_CHANNEL: Final = "simulation"

@@ -38,8 +38,8 @@ from crmkit.campaigns.stats import (
     welch,
 )
 from crmkit.campaigns.uplift_policy import POLICY_VALUE_AT_RISK
+from crmkit.columns import SIMULATED_CHANNEL
 from crmkit.errors import BadInputError
-from crmkit.simulate.response import SIMULATED_CHANNEL
 from crmkit.store.core import Store
 
 

@@ -18,11 +18,11 @@ from crmkit.features.eligibility import eligible, season_columns
 from crmkit.features.pipeline import store_features
 from crmkit.features.vocabulary import Vocabulary
 from crmkit.models.card import ModelCard
-from crmkit.models.churn import threads
 from crmkit.models.clv import with_clv
 from crmkit.models.design import design_matrix, model_feature_names
 from crmkit.models.reasons import reasons_expr
 from crmkit.models.registry import ModelRef, Registry
+from crmkit.models.threads import threads
 from crmkit.numbers import as_float
 from crmkit.segments.apply import with_segments
 from crmkit.store.core import Store

@@ -14,6 +14,7 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
+from crmkit.columns import SIMULATED_CHANNEL
 from crmkit.config.loading import split_pairs
 from crmkit.errors import UsageError
 
@@ -43,10 +44,6 @@ class ResponseResult:
         return (
             f"{self.rows:,} purchases by {self.customers:,} listed customers -> {self.transactions}"
         )
-
-
-#: The channel of every simulated purchase, so that evaluation can tell them from real ones.
-SIMULATED_CHANNEL: Final = "simulation"
 
 
 #: Customer types of the heterogeneous response and their uplift, in units of ``--uplift``.
