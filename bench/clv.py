@@ -27,12 +27,13 @@ f = store_features(Store(Path({store!r})), dt.date(2025, 1, 1), FeatureConfig())
 t1 = time.perf_counter()
 model, info = fit_clv(f, dt.date(2025, 1, 1))
 t2 = time.perf_counter()
-from crmkit.models.clv import BetaGeo, summary_statistics
+from crmkit.models.clv import summary_statistics
+from crmkit.models.clv_models import BetaGeo
 bg_1m = None
 if f.height > 1_000_000:
     s = summary_statistics(f, dt.date(2025, 1, 1)).sample(1_000_000, seed=1)
     t3 = time.perf_counter()
-    BetaGeo.fit(s)
+    BetaGeo().fit(s)
     bg_1m = time.perf_counter() - t3
 print(json.dumps({{"customers": f.height, "pipeline_s": t1 - t0, "fit_s": t2 - t1,
                   "bgnbd_fit_1m_customers_s": bg_1m,

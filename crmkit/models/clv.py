@@ -77,7 +77,11 @@ class ClvModel:
 
     def to_json(self) -> dict[str, Any]:
         """Return the parameters as a dict."""
-        return {"bgnbd": asdict(self.bgnbd), "gamma_gamma": asdict(self.spend), "as_of": self.as_of}
+        return {
+            "bgnbd": self.bgnbd.params(),
+            "gamma_gamma": self.spend.params(),
+            "as_of": self.as_of,
+        }
 
 
 def fit_clv(
@@ -85,9 +89,9 @@ def fit_clv(
 ) -> tuple[ClvModel, dict[str, FitInfo]]:
     """Fit both models on a feature table as of ``as_of``."""
     stats = summary_statistics(features, as_of)
-    bg, bg_info = BetaGeo.fit(stats, penalty)
-    gg, gg_info = GammaGamma.fit(stats, penalty)
-    return ClvModel(bg, gg, str(as_of)), {"bgnbd": bg_info, "gamma_gamma": gg_info}
+    bg = BetaGeo(penalty).fit(stats)
+    gg = GammaGamma(penalty).fit(stats)
+    return ClvModel(bg, gg, str(as_of)), {"bgnbd": bg.fit_info_, "gamma_gamma": gg.fit_info_}
 
 
 def predict_clv(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Self
 
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from crmkit.errors import BadInputError
 
@@ -108,18 +110,44 @@ def _fit(
     return params, info
 
 
-@dataclass(frozen=True)
-class BetaGeo:
-    """A fitted BG/NBD model (time unit: weeks)."""
+class _Fitted(BaseEstimator):  # type: ignore[misc]
+    """A maximum-likelihood model: ``penalty`` in, fitted parameters ``<name>_`` out.
 
-    r: float
-    alpha: float
-    a: float
-    b: float
+    Models saved by 0.1.0 pickled the parameters without the trailing underscore (the
+    classes were frozen dataclasses); :meth:`__setstate__` reads those too.
+    """
+
+    PARAMS: tuple[str, ...] = ()
+
+    def __init__(self, penalty: float = 0.0) -> None:
+        self.penalty = penalty
 
     @classmethod
-    def fit(cls, stats: pl.DataFrame, penalty: float = 0.0) -> tuple[BetaGeo, FitInfo]:
-        """Fit by maximum likelihood on ``x, t_x, T``.
+    def from_params(cls, **params: float) -> Self:
+        """Return a fitted model with the given parameters (published ones, say)."""
+        model = cls()
+        for name in cls.PARAMS:
+            setattr(model, f"{name}_", float(params[name]))
+        return model
+
+    def params(self) -> dict[str, float]:
+        """Return the fitted parameters by their names in the literature."""
+        check_is_fitted(self, [f"{n}_" for n in self.PARAMS])
+        return {name: float(getattr(self, f"{name}_")) for name in self.PARAMS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if all(name in state for name in self.PARAMS):  # a frozen dataclass of 0.1.0
+            state = {f"{name}_": state[name] for name in self.PARAMS} | {"penalty": 0.0}
+        super().__setstate__(state)
+
+
+class BetaGeo(_Fitted):
+    """The BG/NBD model (time unit: weeks), fitted by maximum likelihood on ``x, t_x, T``."""
+
+    PARAMS = ("r", "alpha", "a", "b")
+
+    def fit(self, stats: pl.DataFrame, y: object = None) -> Self:
+        """Fit by maximum likelihood on ``x, t_x, T``; the fit's outcome is ``fit_info_``.
 
         Raises
         ------
@@ -132,8 +160,11 @@ class BetaGeo:
                 f"BG/NBD needs at least 10 customers and some repeat purchases, got {len(x)}"
             )
         start = np.array([1.0, max(float(T.mean()), 1.0), 1.0, 1.0])
-        params, info = _fit(lambda p: bgnbd_loglik(p, x, t_x, T), start, len(x), penalty)
-        return cls(*map(float, params)), info
+        params, self.fit_info_ = _fit(
+            lambda p: bgnbd_loglik(p, x, t_x, T), start, len(x), self.penalty
+        )
+        self.r_, self.alpha_, self.a_, self.b_ = map(float, params)
+        return self
 
     def expected_purchases(
         self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
@@ -141,7 +172,8 @@ class BetaGeo:
         """Return the expected repeat purchases in the next ``t`` weeks given (x, t_x, T)."""
         from scipy.special import hyp2f1
 
-        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        check_is_fitted(self, "r_")
+        r, alpha, a, b = self.r_, self.alpha_, self.a_, self.b_
         rx = r + x
         z = t / (alpha + T + t)
         hyp = hyp2f1(rx, b + x, a + b + x - 1, z)
@@ -150,9 +182,10 @@ class BetaGeo:
         return expected
 
     def _alive_denominator(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        rx = self.r + x
-        bx1 = np.where(x > 0, self.b + x - 1, 1.0)
-        odds = self.a / bx1 * np.exp(rx * (np.log(self.alpha + T) - np.log(self.alpha + t_x)))
+        check_is_fitted(self, "r_")
+        rx = self.r_ + x
+        bx1 = np.where(x > 0, self.b_ + x - 1, 1.0)
+        odds = self.a_ / bx1 * np.exp(rx * (np.log(self.alpha_ + T) - np.log(self.alpha_ + t_x)))
         return 1 + np.where(x > 0, odds, 0.0)
 
     def p_alive(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -162,7 +195,7 @@ class BetaGeo:
     def p_no_purchase(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """P(no purchase in the next ``t`` weeks): dead, or alive and no Poisson event."""
         alive = self.p_alive(x, t_x, T)
-        quiet = ((self.alpha + T) / (self.alpha + T + t)) ** (self.r + x)
+        quiet = ((self.alpha_ + T) / (self.alpha_ + T + t)) ** (self.r_ + x)
         return (1 - alive) + alive * quiet
 
 
@@ -201,17 +234,13 @@ def gamma_gamma_loglik(
     return float(ll), np.array([grad_p, grad_q, grad_g])
 
 
-@dataclass(frozen=True)
-class GammaGamma:
-    """A fitted Gamma-Gamma spend model."""
+class GammaGamma(_Fitted):
+    """The Gamma-Gamma spend model, fitted by maximum likelihood on repeat buyers."""
 
-    p: float
-    q: float
-    gamma: float
+    PARAMS = ("p", "q", "gamma")
 
-    @classmethod
-    def fit(cls, stats: pl.DataFrame, penalty: float = 0.0) -> tuple[GammaGamma, FitInfo]:
-        """Fit on customers with ``x >= 1`` and a positive mean repeat spend.
+    def fit(self, stats: pl.DataFrame, y: object = None) -> Self:
+        """Fit on customers with ``x >= 1`` and a positive mean repeat spend (``fit_info_``).
 
         Raises
         ------
@@ -227,16 +256,21 @@ class GammaGamma:
         m = rows["monetary"].to_numpy().astype(np.float64)
         start = np.array([1.0, 2.0, max(float(m.mean()), 1.0)])
         index = distinct(x)
-        params, info = _fit(lambda v: gamma_gamma_loglik(v, x, m, index), start, len(x), penalty)
-        return cls(*map(float, params)), info
+        params, self.fit_info_ = _fit(
+            lambda v: gamma_gamma_loglik(v, x, m, index), start, len(x), self.penalty
+        )
+        self.p_, self.q_, self.gamma_ = map(float, params)
+        return self
 
     def expected_spend(self, x: np.ndarray, m: np.ndarray, population_mean: float) -> np.ndarray:
         """E[spend per purchase | x, mean m]; the population mean when x = 0 (or q <= 1: NaN)."""
-        if self.q <= 1:
+        check_is_fitted(self, "q_")
+        if self.q_ <= 1:
             return np.full_like(x, np.nan, dtype=np.float64)
-        weighted = (self.gamma + m * x) * self.p / (self.p * x + self.q - 1)
+        weighted = (self.gamma_ + m * x) * self.p_ / (self.p_ * x + self.q_ - 1)
         return np.where(x > 0, weighted, population_mean)
 
     def population_mean(self) -> float:
         """Mean spend per purchase of a new customer, ``p * gamma / (q - 1)``."""
-        return self.p * self.gamma / (self.q - 1) if self.q > 1 else float("nan")
+        check_is_fitted(self, "q_")
+        return self.p_ * self.gamma_ / (self.q_ - 1) if self.q_ > 1 else float("nan")

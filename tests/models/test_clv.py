@@ -15,7 +15,7 @@ from crmkit.models.clv_models import BetaGeo, GammaGamma, bgnbd_loglik, gamma_ga
 from crmkit.schema import TRANSACTION_SCHEMA
 from crmkit.simulate.history import SimulationConfig, write_sample
 
-PUBLISHED = BetaGeo(r=0.243, alpha=4.414, a=0.793, b=2.426)
+PUBLISHED = BetaGeo.from_params(r=0.243, alpha=4.414, a=0.793, b=2.426)
 
 
 def test_published_conditional_expectation():
@@ -95,7 +95,7 @@ def test_gamma_gamma_likelihood_and_gradient():
 
 
 def test_expected_spend_by_hand():
-    gg = GammaGamma(p=6.0, q=4.0, gamma=15.0)
+    gg = GammaGamma.from_params(p=6.0, q=4.0, gamma=15.0)
     got = gg.expected_spend(np.array([0.0, 3.0]), np.array([0.0, 50.0]), gg.population_mean())
     assert got[0] == pytest.approx(6 * 15 / 3)
     assert got[1] == pytest.approx(6 * (15 + 3 * 50) / (6 * 3 + 4 - 1))
@@ -135,13 +135,13 @@ def test_parameters_are_recovered_from_the_simulator(seed, tmp_path):
     bg, gg = model.bgnbd, model.spend
     # Tolerances from 3 seeds of 20k customers: sampling spread of a few %, plus alpha read
     # ~8% high because purchases on the same day collapse into one purchase day.
-    assert bg.r == pytest.approx(cfg.r, rel=0.10)
-    assert bg.alpha == pytest.approx(cfg.alpha / 7, rel=0.15)
-    assert bg.a == pytest.approx(cfg.a, rel=0.15)
-    assert bg.b == pytest.approx(cfg.b, rel=0.15)
-    assert gg.p == pytest.approx(cfg.gg_p, rel=0.15)
-    assert gg.q == pytest.approx(cfg.gg_q, rel=0.10)
-    assert gg.gamma == pytest.approx(cfg.gg_gamma, rel=0.20)
+    assert bg.r_ == pytest.approx(cfg.r, rel=0.10)
+    assert bg.alpha_ == pytest.approx(cfg.alpha / 7, rel=0.15)
+    assert bg.a_ == pytest.approx(cfg.a, rel=0.15)
+    assert bg.b_ == pytest.approx(cfg.b, rel=0.15)
+    assert gg.p_ == pytest.approx(cfg.gg_p, rel=0.15)
+    assert gg.q_ == pytest.approx(cfg.gg_q, rel=0.10)
+    assert gg.gamma_ == pytest.approx(cfg.gg_gamma, rel=0.20)
 
 
 def test_predictions_and_statistics(tmp_path):
@@ -164,7 +164,19 @@ def test_predictions_and_statistics(tmp_path):
 def test_too_little_data():
     tiny = pl.DataFrame({"x": [0.0] * 5, "t_x": [0.0] * 5, "T": [1.0] * 5, "monetary": [None] * 5})
     with pytest.raises(BadInputError, match="BG/NBD needs"):
-        BetaGeo.fit(tiny)
+        BetaGeo().fit(tiny)
     with pytest.raises(BadInputError, match="Gamma-Gamma needs"):
-        GammaGamma.fit(tiny)
+        GammaGamma().fit(tiny)
     _ = dt
+
+
+def test_the_models_are_scikit_learn_estimators():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    model = BetaGeo(penalty=0.1)
+    assert clone(model).get_params() == {"penalty": 0.1}
+    with pytest.raises(NotFittedError):
+        model.p_alive(np.array([1.0]), np.array([1.0]), np.array([2.0]))
+    assert PUBLISHED.params() == {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    assert GammaGamma.from_params(p=6.0, q=4.0, gamma=15.0).population_mean() == 30.0
