@@ -35,6 +35,11 @@ demo: $(STAMP)
 	$(BIN)/crmkit run --date $(DEMO_DATE) --campaign winback --inbox $(DEMO)/inbox --out $(DEMO)/out $(DEMO_ARGS) \
 		--to sqlite:///$(DEMO)/lists.db --table crm_contacts
 	$(BIN)/crmkit report --as-of $(DEMO_DATE) --out $(DEMO)/report.html $(DEMO_ARGS) --quiet
+	# The same store from Python (docs/python-api.md): whom losing would cost most.
+	$(BIN)/python -c "import crmkit; s = crmkit.score('$(DEMO)/crm-store', '$(DEMO_DATE)', \
+		registry='$(DEMO)/models', config='sample_data/crmkit.toml'); \
+		print(s.sort('expected_value_at_risk', descending=True) \
+		.select('customer_id', 'value_tier', 'churn_probability', 'expected_value_at_risk').head(5))"
 	# The learning loop: customers respond to the campaign (simulated, whom the treatment
 	# changes depends on the customer), the campaign is evaluated, an uplift model learns
 	# from its treatment and control groups and predicts whom to treat next.
