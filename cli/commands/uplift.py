@@ -121,6 +121,10 @@ def render_training(card: Mapping[str, Any], model: str, directory: Path) -> Non
                 f"{later['rows']:,} rows from it): Qini {later['model']['qini']['value']:+.2f} "
                 f"{_range(later['model']['qini'])}, random {later['random']['qini']['value']:+.2f}"
             )
+    from crmkit.models.uplift_evidence import arm_evidence
+
+    for arm, verdict in arm_evidence(card).items():
+        human.print(("" if verdict.passed else "NO EVIDENCE: ") + verdict.describe(arm))
     for problem in card.get("skipped_arms", {}).values():
         err.print(f"[yellow]warning:[/yellow] left out: {problem}")
     human.print(f"uplift model {model} saved to {directory}")

@@ -169,13 +169,17 @@ def targets_for(
     check_policy(settings.targeting)
     if scores is None:
         scores = score_for(store, options, settings)
-    uplift = uplift_for(store, options, settings) if settings.targeting.policy == "uplift" else None
+    policy, uplift, gate = settings.targeting, None, tuple[str, ...]()
+    if policy.policy == "uplift":
+        uplift, gate = uplift_for(store, options, settings)
+        if uplift is None:  # no arm with evidence, and the fallback is value at risk
+            policy = dataclasses.replace(policy, policy="value_at_risk")
     result = write_targets(
         scores.frame,
         store,
         options.campaign,
         options.date,
-        settings.targeting,
+        policy,
         options.out_dir,
         fmt=options.fmt,
         locked=locked,
@@ -183,6 +187,7 @@ def targets_for(
         dry_run=options.dry_run,
         uplift=uplift,
     )
+    result = dataclasses.replace(result, warnings=(*gate, *result.warnings))
     if options.destination is None or options.dry_run:
         return result
     from crmkit.io.destination import write_list
@@ -192,17 +197,25 @@ def targets_for(
     return dataclasses.replace(result, destination={"uri": db.label, **written.to_json()})
 
 
-def uplift_for(store: Store, options: RunOptions, settings: Settings) -> Uplift:
+def uplift_for(
+    store: Store, options: RunOptions, settings: Settings
+) -> tuple[Uplift | None, tuple[str, ...]]:
     """Predict the day's uplifts for the ``uplift`` policy with ``[targeting] uplift_model``.
+
+    Only the arms with evidence (:mod:`crmkit.models.uplift_evidence`) are kept; None
+    when no arm has any and ``[targeting] uplift_evidence`` falls back to value at risk.
+    Returns the warnings of the gate beside.
 
     Raises
     ------
     ModelError
-        No such uplift model, or one that fails its integrity check (exit 5).
+        No such uplift model, one that fails its integrity check, or no arm with
+        evidence under ``uplift_evidence = "refuse"`` (exit 5).
     ConfigError
         A treatment of the model without a cost.
     """
     from crmkit.models.uplift import score_uplift
+    from crmkit.models.uplift_evidence import gated_arms
 
     policy = settings.targeting
     registry = open_registry(options.registry, settings.model.key_file)
@@ -215,7 +228,11 @@ def uplift_for(store: Store, options: RunOptions, settings: Settings) -> Uplift:
             f"{card['name']}:{card['version']} a cost in [targeting.costs] (0 for a free one) "
             "or set [targeting] default_cost"
         )
-    return Uplift(f"{card['name']}:{card['version']}", frame)
+    arms, warnings = gated_arms(card, policy.uplift_evidence)
+    if not arms:
+        return None, (*warnings, "the list is ranked by value at risk instead")
+    kept = frame.filter(frame["treatment"].is_in(arms))
+    return Uplift(f"{card['name']}:{card['version']}", kept), tuple(warnings)
 
 
 def run_daily(

@@ -64,6 +64,12 @@ class TargetPolicy:
         Under the ``uplift`` policy, the number of spreads (standard deviations over the
         uplift model's five member models) taken off each predicted uplift before its
         profit is weighed; 0 uses the prediction as it is.
+    uplift_evidence
+        Under the ``uplift`` policy, what to do with the arms whose cross-fitted Qini's 95%
+        interval does not clear zero (no evidence of ranking better than random): they
+        are left out, and with no arm left ``"refuse"`` stops the list (exit 5),
+        ``"value_at_risk"`` ranks that day's list by value at risk; ``"off"`` uses every
+        arm (see :mod:`crmkit.models.uplift_evidence`). Each case is said in a warning.
     destination
         A database URI (``${VAR}`` expanded) that ``targets`` and ``run`` also write the
         contact list into, table ``destination_table`` (see :mod:`crmkit.io.destination`).
@@ -91,5 +97,6 @@ class TargetPolicy:
     uplift_value: Literal["customer_value", "revenue"] = "customer_value"
     explore_fraction: float = 0.1
     uplift_caution: float = 1.0
+    uplift_evidence: Literal["refuse", "value_at_risk", "off"] = "refuse"
     destination: str | None = None
     destination_table: str = "crmkit_contacts"

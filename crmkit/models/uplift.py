@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +62,7 @@ from crmkit.models.design import (
     model_feature_names,
 )
 from crmkit.models.registry import ModelRef, Registry
+from crmkit.models.uplift_evidence import evidence
 from crmkit.models.uplift_learners import (
     AUTO,
     LEARNERS,
@@ -75,7 +75,7 @@ from crmkit.models.uplift_learners import (
     fit_learner,
     x_learner,
 )
-from crmkit.models.uplift_metrics import qini_points, uplift_reports
+from crmkit.models.uplift_metrics import qini_points, random_baseline, uplift_reports
 from crmkit.numbers import as_float
 from crmkit.store.core import Store
 
@@ -173,9 +173,11 @@ def cross_fitted(
     return out, models
 
 
-def _random_scores(customers: pl.Series, seed: int) -> np.ndarray:
-    keys = [f"{seed}:{c}" for c in customers.to_list()]
-    return np.array([zlib.crc32(k.encode("utf-8")) for k in keys], dtype=np.float64)
+def _curves(y: np.ndarray, t: np.ndarray, ranked: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Qini curves of the rankings, and random targeting's: the straight line to the end."""
+    shares, first = qini_points(y, t, next(iter(ranked.values())))
+    curves = {name: qini_points(y, t, s)[1] for name, s in ranked.items()}
+    return {"shares": shares, **curves, "random": [s * first[-1] for s in shares]}
 
 
 def _best(table: dict[str, Any]) -> str:
@@ -213,11 +215,10 @@ def out_of_time(
     if min(t[early].sum(), (~t[early]).sum(), t[late].sum(), (~t[late]).sum()) == 0:
         return None
     model = fit_learner(learner, x[early], y[early], t[early], float(t[early].mean()), seed)
-    scores = {
-        "model": model.uplift(x[late]),
-        "random": _random_scores(data.filter(pl.Series(late))[schema.CUSTOMER_ID], seed),
-    }
-    report = uplift_reports(y[late], t[late], scores, rounds=rounds, seed=seed)
+    report = uplift_reports(
+        y[late], t[late], {"model": model.uplift(x[late])}, rounds=rounds, seed=seed
+    )
+    report["random"] = random_baseline(y[late], t[late], rounds=rounds, seed=seed)
     return {
         "validated_from": str(cut),
         "training_rows": int(early.sum()),
@@ -322,11 +323,11 @@ def _fit_arm(
     value = data["customer_value"].fill_null(0.0).to_numpy()
     ranked = {
         **{f"{name}-learner": scores[name] for name in fold_models},
-        "random": _random_scores(data[schema.CUSTOMER_ID], seed),
         "churn risk": scores["risk"],
         "value at risk": scores["risk"] * value,
     }
     reports = uplift_reports(y, t, ranked, rounds=rounds, seed=seed)
+    reports["random"] = random_baseline(y, t, rounds=rounds, seed=seed)
     table = {name: {k: v.to_json() for k, v in r.items()} for name, r in reports.items()}
     chosen = learner if learner in LEARNERS else _best(table)
     model = ArmModel(chosen, members=fold_models[chosen])
@@ -342,10 +343,8 @@ def _fit_arm(
         "response_treated": float(y[t].mean()),
         "response_control": float(y[~t].mean()),
         "rankings": table,
-        "qini_curves": {
-            "shares": qini_points(y, t, scores["t"])[0],
-            **{name: qini_points(y, t, s)[1] for name, s in ranked.items()},
-        },
+        "qini_curves": _curves(y, t, ranked),
+        "evidence": evidence(table, chosen).to_json(),
         "out_of_time": out_of_time(data, x, y, t, chosen, seed, rounds),
     }
     return model, card

@@ -280,3 +280,37 @@ def uplift_report(
 ) -> dict[str, Interval]:
     """Qini coefficient, AUUC and uplift at 10/20/30%, each with a bootstrap interval."""
     return uplift_reports(y, t, {"score": score}, rounds=rounds, seed=seed)["score"]
+
+
+def random_baseline(
+    y: np.ndarray, t: np.ndarray, *, rounds: int = 200, seed: int = 0, level: float = 0.95
+) -> dict[str, Interval]:
+    """Return what random targeting achieves on these rows: its expectation and spread.
+
+    The expected Qini coefficient and AUUC of a random ranking are 0 and its expected
+    uplift at any share is the rows' average effect (treated minus control response
+    rate), exactly; the interval is the ``level`` range of the statistics over ``rounds``
+    seeded random rankings of the same rows, so one lucky shuffle never stands for random.
+    """
+    t = np.asarray(t, dtype=bool)
+    y = np.asarray(y, dtype=np.float64)
+    effect = float(y[t].mean() - y[~t].mean()) if t.any() and (~t).any() else float("nan")
+    expected = {"qini": 0.0, "auuc": 0.0, **{f"uplift_at_{round(s * 100)}": effect for s in SHARES}}
+    perfect = _perfect(y, t)
+    areas = _perfect_areas(perfect, None)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in expected}
+    for _ in range(rounds if t.any() and (~t).any() else 0):
+        ranked = Ranked.of(y, t, rng.permutation(len(y)).astype(np.float64))
+        for key, value in _statistics(ranked, perfect, None, areas).items():
+            if math.isfinite(value):
+                draws[key].append(value)
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for key, value in expected.items():
+        if draws[key]:
+            low, high = np.percentile(draws[key], [tail, 100 - tail])
+            out[key] = Interval(value, float(low), float(high))
+        else:
+            out[key] = Interval(value, float("nan"), float("nan"))
+    return out
