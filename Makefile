@@ -52,11 +52,13 @@ demo: $(STAMP)
 	# The next list is chosen by expected incremental profit, with a control group and a
 	# random explore share, so the next campaign can be evaluated and learned from too. It
 	# is a new campaign: the old one's groups were treated differently and now differ.
+	# One day's list is too small a campaign to show who the e-mail changes: the evidence
+	# gate says so, and sample_data/crmkit.toml lets the list fall back to value at risk.
 	$(BIN)/crmkit targets --as-of 2025-02-15 --campaign winback-uplift --policy uplift --out $(DEMO)/out $(DEMO_ARGS)
 	@echo "Report: $(DEMO)/report.html"
 	@echo "The day's contact list as a table: crm_contacts in $(DEMO)/lists.db (SQLite)"
 	@echo "Uplift per customer and treatment: $(DEMO)/uplift.csv"
-	@echo "Next list by expected incremental profit: $(DEMO)/out/winback-uplift/2025-02-15.contacts.csv"
+	@echo "Next list (by incremental profit where the uplift model has evidence): $(DEMO)/out/winback-uplift/2025-02-15.contacts.csv"
 	@echo "Contact file for $(DEMO_DATE) (treatment group, for the sending system): $(DEMO)/out/winback/$(DEMO_DATE).contacts.csv"
 	@echo "Assignment file for $(DEMO_DATE) (every group, for evaluation): $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv"
 
