@@ -287,6 +287,39 @@ def _dry_run(store: Store, options: RunOptions, settings: Settings) -> RunResult
     return RunResult(options.date, [], scores.frame.height, targets, model, (*pending, *skipped))
 
 
+def _ingest_step(
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    now: Callable[[], dt.datetime],
+    files: list[Path],
+    counts: dict[str, Any],
+) -> None:
+    """Ingest the inbox's files (then move them to ``processed/``) and pull the query."""
+    inbox = options.inbox
+    if inbox and files:
+        report = ingest_files(
+            files, store, settings.ingest, now=now(), store_config=settings.store, locked=True
+        )
+        counts.update(
+            files=len(files), rows_read=report.rows_read, rows_stored=report.rows_stored,
+            rows_duplicate=report.rows_duplicate, rows_quarantined=report.rows_quarantined,
+        )  # fmt: skip
+        _move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
+    else:
+        counts.update(files=0)
+    if options.pull is not None:
+        pulled = ingest_query(
+            options.pull, store, settings.ingest, now=now(), store_config=settings.store,
+            locked=True,
+        )  # fmt: skip
+        counts.update(
+            source=pulled.files[0].source, source_rows_read=pulled.rows_read,
+            source_rows_stored=pulled.rows_stored, source_rows_duplicate=pulled.rows_duplicate,
+            source_rows_quarantined=pulled.rows_quarantined,
+        )  # fmt: skip
+
+
 def _steps(
     store: Store,
     options: RunOptions,
@@ -296,41 +329,11 @@ def _steps(
     done: list[str],
 ) -> RunResult:
     counts: dict[str, Any] = {}
-    inbox = options.inbox
-    files, skipped = inbox_files(inbox) if inbox else ([], [])
+    files, skipped = inbox_files(options.inbox) if options.inbox else ([], [])
     with log.step("ingest", counts):
         if skipped:
             counts.update(skipped=skipped)
-        if inbox and files:
-            report = ingest_files(
-                files, store, settings.ingest, now=now(), store_config=settings.store, locked=True
-            )
-            counts.update(
-                files=len(files),
-                rows_read=report.rows_read,
-                rows_stored=report.rows_stored,
-                rows_duplicate=report.rows_duplicate,
-                rows_quarantined=report.rows_quarantined,
-            )
-            _move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
-        else:
-            counts.update(files=0)
-        if options.pull is not None:
-            pulled = ingest_query(
-                options.pull,
-                store,
-                settings.ingest,
-                now=now(),
-                store_config=settings.store,
-                locked=True,
-            )
-            counts.update(
-                source=pulled.files[0].source,
-                source_rows_read=pulled.rows_read,
-                source_rows_stored=pulled.rows_stored,
-                source_rows_duplicate=pulled.rows_duplicate,
-                source_rows_quarantined=pulled.rows_quarantined,
-            )
+        _ingest_step(store, options, settings, now, files, counts)
     done.append("ingest")
     score_counts: dict[str, Any] = {}
     target_counts: dict[str, Any] = {}

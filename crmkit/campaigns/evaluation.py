@@ -201,36 +201,34 @@ def outcomes(
         .select(schema.CUSTOMER_ID, schema.TS, schema.AMOUNT, schema.CHANNEL)
         .collect()
     )
+    return _window_outcomes(entries, tx, window_days, data_end), data_end
+
+
+def _window_outcomes(
+    entries: pl.DataFrame, tx: pl.DataFrame, window_days: int, data_end: dt.date
+) -> pl.DataFrame:
+    """Per assignment: retained, revenue, simulated and complete, over its outcome window."""
     window = pl.duration(days=window_days)
+    start = pl.col("as_of").cast(pl.Datetime("us"))
+    inside = ((pl.col(schema.TS) >= start) & (pl.col(schema.TS) < start + window)).fill_null(
+        value=False
+    )
     joined = entries.join(tx, on=schema.CUSTOMER_ID, how="left").with_columns(
-        (
-            (pl.col(schema.TS) >= pl.col("as_of").cast(pl.Datetime("us")))
-            & (pl.col(schema.TS) < pl.col("as_of").cast(pl.Datetime("us")) + window)
-        )
-        .fill_null(value=False)
-        .alias("inside")
+        inside.alias("inside")
     )
     keys = ["campaign_id", schema.CUSTOMER_ID, "as_of"]
-    rows = (
+    in_window = pl.col("inside")
+    return (
         joined.group_by(keys, maintain_order=True)
         .agg(
             pl.first("group", "treatment", "segment", "value_tier", "policy"),
-            ((pl.col(schema.AMOUNT) > 0) & pl.col("inside")).any().alias("retained"),
-            pl.when(pl.col("inside"))
-            .then(pl.col(schema.AMOUNT))
-            .otherwise(0.0)
-            .sum()
-            .alias("revenue"),
-            ((pl.col(schema.CHANNEL) == SIMULATED_CHANNEL) & pl.col("inside"))
-            .any()
-            .alias("simulated"),
+            ((pl.col(schema.AMOUNT) > 0) & in_window).any().alias("retained"),
+            pl.when(in_window).then(pl.col(schema.AMOUNT)).otherwise(0.0).sum().alias("revenue"),
+            ((pl.col(schema.CHANNEL) == SIMULATED_CHANNEL) & in_window).any().alias("simulated"),
         )
-        .with_columns(
-            (pl.col("as_of") + pl.duration(days=window_days) <= pl.lit(data_end)).alias("complete")
-        )
+        .with_columns((pl.col("as_of") + window <= pl.lit(data_end)).alias("complete"))
         .sort(keys)
     )
-    return rows, data_end
 
 
 def evaluate_campaign(

@@ -27,6 +27,7 @@ from crmkit.campaigns.names import check_campaign
 from crmkit.errors import BadInputError
 from crmkit.ingest import parse, sniff
 from crmkit.store.core import Store
+from crmkit.store.writer import StoreWriter
 
 COLUMNS: Final = ("customer_id", "as_of", "group", "treatment")
 ALIASES: Final[dict[str, tuple[str, ...]]] = {
@@ -159,6 +160,18 @@ def _ledger_rows(rows: pl.DataFrame, campaign: str) -> pl.DataFrame:
     return given.with_columns(empty).select(list(LEDGER_SCHEMA)).cast(schema_map)  # type: ignore[arg-type]
 
 
+def _known_customers(writer: StoreWriter, rows: pl.DataFrame) -> pl.Series:
+    """Return the file's customer ids that the store knows."""
+    wanted = rows[schema.CUSTOMER_ID].drop_nulls().implode()
+    return (
+        writer.scan("transactions", schema.TRANSACTION_SCHEMA)
+        .select(schema.CUSTOMER_ID)
+        .filter(pl.col(schema.CUSTOMER_ID).is_in(wanted))
+        .unique()
+        .collect()[schema.CUSTOMER_ID]
+    )
+
+
 def import_assignments(
     store: Store,
     path: Path,
@@ -186,16 +199,7 @@ def import_assignments(
     if rows.height == 0:
         raise BadInputError(f"{path}: no assignment rows")
     with store.writer() as writer:
-        known = (
-            writer.scan("transactions", schema.TRANSACTION_SCHEMA)
-            .select(schema.CUSTOMER_ID)
-            .filter(
-                pl.col(schema.CUSTOMER_ID).is_in(rows[schema.CUSTOMER_ID].drop_nulls().implode())
-            )
-            .unique()
-            .collect()[schema.CUSTOMER_ID]
-        )
-        problems = _problems(rows, known)
+        problems = _problems(rows, _known_customers(writer, rows))
         if problems:
             raise BadInputError(f"{path}: nothing imported; " + "; ".join(problems))
         entries = writer.scan("ledger", LEDGER_SCHEMA).collect()

@@ -233,6 +233,29 @@ def _typed(
     return rows.select("line", schema.CUSTOMER_ID, "raw").with_columns(typed), reason
 
 
+def _kept_and_quarantined(
+    rows: pl.DataFrame, types: Mapping[str, str], dayfirst: bool | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split typed rows into one row per customer and the rows quarantined with a reason.
+
+    A customer whose rows disagree is kept nowhere: every one of its rows is quarantined
+    as ``conflicting_duplicate``; rows that repeat another exactly are dropped.
+    """
+    typed, reason = _typed(rows, dict(types), dayfirst)
+    typed = typed.with_columns(reason.alias("reason"))
+    good = typed.filter(pl.col("reason").is_null())
+    distinct = good.unique([schema.CUSTOMER_ID, *types], keep="first", maintain_order=True)
+    conflicting = distinct[schema.CUSTOMER_ID].is_duplicated()
+    conflict_ids = distinct.filter(conflicting)[schema.CUSTOMER_ID].unique().implode()
+    typed = typed.with_columns(
+        pl.when(pl.col(schema.CUSTOMER_ID).is_in(conflict_ids) & pl.col("reason").is_null())
+        .then(pl.lit("conflicting_duplicate"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )
+    return distinct.filter(~conflicting), typed.filter(pl.col("reason").is_not_null())
+
+
 def load_attributes(
     store: Store,
     path: Path,
@@ -257,23 +280,8 @@ def load_attributes(
             return AttributeReport(str(path), "already loaded")
         types = {n: detect_type(rows[n], dayfirst) for n in rows.columns[3:]}
         types |= {n: t for n, t in stored_types(store).items() if n in types}
-        typed, reason = _typed(rows, types, dayfirst)
-        typed = typed.with_columns(reason.alias("reason"))
+        kept, quarantined = _kept_and_quarantined(rows, types, dayfirst)
         value_columns = list(types)
-        good = typed.filter(pl.col("reason").is_null())
-        distinct = good.unique(
-            [schema.CUSTOMER_ID, *value_columns], keep="first", maintain_order=True
-        )
-        conflicting = distinct[schema.CUSTOMER_ID].is_duplicated()
-        conflict_ids = distinct.filter(conflicting)[schema.CUSTOMER_ID].unique().implode()
-        typed = typed.with_columns(
-            pl.when(pl.col(schema.CUSTOMER_ID).is_in(conflict_ids) & pl.col("reason").is_null())
-            .then(pl.lit("conflicting_duplicate"))
-            .otherwise(pl.col("reason"))
-            .alias("reason")
-        )
-        kept = distinct.filter(~conflicting)
-        quarantined = typed.filter(pl.col("reason").is_not_null())
         instant = dt.datetime.combine(known_from, dt.time()) if known_from else now
         stored = kept.select(
             schema.CUSTOMER_ID,

@@ -54,32 +54,20 @@ def ingest_files(
     progress: ProgressFn | None = None,
     locked: bool = False,
 ) -> IngestReport:
-    """Ingest files, directories or glob patterns into ``store``.
+    """Ingest files, directories or glob patterns into ``store``; report per file and total.
 
     Parameters
     ----------
     sources
-        Files (``.csv``, ``.tsv``, ``.txt``, optionally gzip-compressed, and ``.parquet``),
-        directories or globs.
-    store
-        The target store, created on first use.
-    config
-        Column mapping and parsing rules.
+        Files (``.csv``, ``.tsv``, ``.txt``, gzipped or not, ``.parquet``), dirs or globs.
+    store, config, store_config
+        The store (created on first use), the parsing rules, a new store's layout.
     now
         The current time (naive UTC); dates after ``now + max_future_days`` are implausible.
     strict
         Any quarantined row is an error and nothing is stored.
-    store_config
-        Layout for a new store and compaction threshold.
-    progress
-        Called as ``progress(done, total, description)`` after each file.
-    locked
-        The caller already holds the store lock.
-
-    Returns
-    -------
-    IngestReport
-        Per-file and total reconciliation.
+    progress, locked
+        ``progress(done, total, description)`` after each file; the lock is already held.
 
     Raises
     ------

@@ -257,6 +257,31 @@ def norm_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def _match_aliases(by_norm: Mapping[str, list[str]], result: dict[str, str], source: Path) -> None:
+    """Add to ``result`` the canonical columns that one header name matches by alias.
+
+    Raises
+    ------
+    BadInputError
+        When two header names match one canonical column.
+    """
+    taken = set(result.values())
+    for canonical, aliases in schema.ALIASES.items():
+        if canonical in result:
+            continue
+        for alias in (canonical.replace("_", ""), *aliases):
+            names = [n for n in by_norm.get(alias, []) if n not in taken]
+            if len(names) > 1:
+                raise BadInputError(
+                    f"{source}: columns {names} could all be {canonical}; choose one with "
+                    f"--map {canonical}=NAME"
+                )
+            if names:
+                result[canonical] = names[0]
+                taken.add(names[0])
+                break
+
+
 def resolve_columns(
     header: Sequence[str], explicit: Mapping[str, str], source: Path
 ) -> dict[str, str]:
@@ -295,21 +320,7 @@ def resolve_columns(
                 f"{source}: mapped column {wanted!r} (for {canonical}) is not in the file; "
                 f"columns found: {found}"
             )
-    taken = set(result.values())
-    for canonical, aliases in schema.ALIASES.items():
-        if canonical in result:
-            continue
-        for alias in (canonical.replace("_", ""), *aliases):
-            names = [n for n in by_norm.get(alias, []) if n not in taken]
-            if len(names) > 1:
-                raise BadInputError(
-                    f"{source}: columns {names} could all be {canonical}; choose one with "
-                    f"--map {canonical}=NAME"
-                )
-            if names:
-                result[canonical] = names[0]
-                taken.add(names[0])
-                break
+    _match_aliases(by_norm, result, source)
     missing = [c for c in (schema.CUSTOMER_ID, schema.TS) if c not in result]
     has_amount = schema.AMOUNT in result or {schema.QUANTITY, schema.UNIT_PRICE} <= set(result)
     if not has_amount:

@@ -33,6 +33,7 @@ import polars as pl
 from crmkit import __version__, schema
 from crmkit.config.settings import FeatureConfig, ModelConfig, Settings
 from crmkit.errors import BadInputError
+from crmkit.features.attributes import attribute_schema
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.vocabulary import learn_vocabulary
 from crmkit.models.calibration import CalibratedModel, apply_map, choose_method, fit_maps
@@ -128,8 +129,6 @@ def train(
     if horizon < 1:
         raise BadInputError("--horizon must be at least 1 day")
     features = dataclasses.replace(features, season_window_days=horizon)
-    from crmkit.features.attributes import attribute_schema
-
     attributes = attribute_schema(store, features.attributes)
     vocab = learn_vocabulary(store.transactions(), as_of, features)
     stacked = training_set(store, as_of, horizon, cfg, features, progress, vocab)
@@ -137,15 +136,7 @@ def train(
     names = model_feature_names(features, vocab, attributes, clv=cfg.clv_features)
     categories = category_codes(data, names)
     categorical = [n in categories for n in names]
-    snapshots = sorted(data["snapshot"].unique().to_list())
-    if len(snapshots) < 2:
-        raise BadInputError(
-            f"only {len(snapshots)} cutoff before {as_of} has history; out-of-time validation "
-            "needs two (ingest more history or lower --snapshots/step)"
-        )
-    newest = snapshots[-1]
-    # snapshots are stacked newest first: the validation rows are a prefix, the rest views
-    n_valid = int((data["snapshot"] == newest).sum())
+    snapshots, newest, n_valid = _validation_split(data, as_of)
     x = design_matrix(data, names, categories, np.float32)
     y = data["churned"].cast(pl.Int8).to_numpy()
     y_valid, y_older = y[:n_valid], y[n_valid:]
@@ -157,16 +148,8 @@ def train(
     oof, raw_valid, importance, fitted = _fits(
         x, y, n_valid, side, names, cfg, categorical, progress
     )
-    maps = fit_maps(oof, y_older)
-    method, candidates = choose_method(maps, raw_valid, y_valid, churn_metrics)
-    if cfg.calibration != "auto":
-        method = cfg.calibration
-    p_valid = apply_map(maps, raw_valid, method)
+    final, method, candidates, p_valid = _calibrate(fitted, oof, y_older, raw_valid, y_valid, cfg)
     metrics = _validation_table(data, n_valid, y_valid, y_older, p_valid, cfg)
-    # the saved model's maps also learn from the newest snapshot's out-of-time scores
-    final = CalibratedModel.from_parts(
-        fitted, np.concatenate([raw_valid, oof]), np.concatenate([y_valid, y_older]), method
-    )
     if progress is not None:
         progress(4, len(TRAINING_STAGES), "done")
     card = _card(
@@ -177,13 +160,52 @@ def train(
         "vocabulary": vocab.to_json(),
         # a list, not a table: the order is the matrix's, and cards are saved with sorted keys
         "attributes": [[name, str(dtype)] for name, dtype in attributes.items()],
-        "categories": categories,
-        "calibration": method,
-        "calibration_candidates": candidates,
-        "training_sample": stacked.sample,
-        "matrix_dtype": "float32",
-    }
+        "categories": categories, "calibration": method, "calibration_candidates": candidates,
+        "training_sample": stacked.sample, "matrix_dtype": "float32",
+    }  # fmt: skip
     return TrainResult(final, card, metrics, importance)
+
+
+def _calibrate(
+    fitted: Any,  # noqa: ANN401
+    oof: np.ndarray,
+    y_older: np.ndarray,
+    raw_valid: np.ndarray,
+    y_valid: np.ndarray,
+    cfg: ModelConfig,
+) -> tuple[CalibratedModel, str, Any, np.ndarray]:
+    """Choose the calibration on the validation snapshot; return the saved model with it.
+
+    Returns the model, the method, the candidates compared and the calibrated validation
+    scores. The saved model's maps also learn from the newest snapshot's out-of-time scores.
+    """
+    maps = fit_maps(oof, y_older)
+    method, candidates = choose_method(maps, raw_valid, y_valid, churn_metrics)
+    if cfg.calibration != "auto":
+        method = cfg.calibration
+    final = CalibratedModel.from_parts(
+        fitted, np.concatenate([raw_valid, oof]), np.concatenate([y_valid, y_older]), method
+    )
+    return final, method, candidates, apply_map(maps, raw_valid, method)
+
+
+def _validation_split(data: pl.DataFrame, as_of: dt.date) -> tuple[list[dt.date], dt.date, int]:
+    """Return the snapshots, the newest (the validation one) and its number of rows.
+
+    Snapshots are stacked newest first: the validation rows are a prefix, the rest views.
+
+    Raises
+    ------
+    BadInputError
+        Fewer than two snapshots with history.
+    """
+    snapshots = sorted(data["snapshot"].unique().to_list())
+    if len(snapshots) < 2:
+        raise BadInputError(
+            f"only {len(snapshots)} cutoff before {as_of} has history; out-of-time validation "
+            "needs two (ingest more history or lower --snapshots/step)"
+        )
+    return snapshots, snapshots[-1], int((data["snapshot"] == snapshots[-1]).sum())
 
 
 def _fits(

@@ -118,6 +118,19 @@ def risk_deciles(p: pl.Expr) -> pl.Expr:
     return (rank * 10 // pl.len() + 1).cast(pl.Int8)
 
 
+def _features_for(
+    store: Store, as_of: dt.date, card: ModelCard, cfg: FeatureConfig
+) -> pl.DataFrame:
+    """Every customer's features as the model saw them: its vocabulary, CLV if it used it."""
+    everyone = store_features(store, as_of, cfg, vocab=card_vocabulary(card))
+    clv_value = card.get("customer_value") == "clv"
+    if card.get("clv_features") or clv_value:
+        everyone = with_clv(everyone, as_of, int(card["horizon_days"]), cfg)
+    if clv_value:
+        everyone = everyone.with_columns(pl.col("clv_value").alias("customer_value"))
+    return everyone
+
+
 def score_customers(
     store: Store,
     as_of: dt.date,
@@ -145,12 +158,7 @@ def score_customers(
             f"running {sklearn.__version__}: retrain if scores look off"
         )
     store.require()
-    everyone = store_features(store, as_of, cfg, vocab=card_vocabulary(card))
-    clv_value = card.get("customer_value") == "clv"
-    if card.get("clv_features") or clv_value:
-        everyone = with_clv(everyone, as_of, int(card["horizon_days"]), cfg)
-    if clv_value:
-        everyone = everyone.with_columns(pl.col("clv_value").alias("customer_value"))
+    everyone = _features_for(store, as_of, card, cfg)
     # Segment edges are fitted on every customer with history as of the date, the same
     # population as `features` and `segment`, and only then narrowed to the eligible.
     features = eligible(with_segments(everyone, segments), int(card["lookback_days"]))

@@ -84,20 +84,10 @@ def training_set(
         snap = eligible(everyone, cfg.lookback_days)
         if snap.height:
             tx = store.transactions() if chosen is None else _scan_parts(parts)
-            labels = churn_labels(tx, snap.lazy(), cutoff, horizon).collect()
-            frame = snap.join(labels, on=schema.CUSTOMER_ID, how="left").with_columns(
-                pl.lit(cutoff).alias("snapshot"), *season_columns(cutoff)
-            )
-            kept = sample_snapshot(frame, quota, cfg.seed) if quota else frame
+            kept = _labelled(snap, tx, cutoff, horizon, quota, cfg.seed)
             frames.append(kept)
-            report.append(
-                {
-                    "snapshot": str(cutoff),
-                    "buckets": len(parts),
-                    "eligible": snap.height,
-                    "kept": kept.height,
-                }
-            )
+            report.append({"snapshot": str(cutoff), "buckets": len(parts),
+                           "eligible": snap.height, "kept": kept.height})  # fmt: skip
         if progress is not None:
             progress(i + 1, len(points), f"snapshot {cutoff}")
     if not frames:
@@ -109,6 +99,17 @@ def training_set(
         "snapshots": report,
     }
     return TrainingSet(pl.concat(frames), sample)
+
+
+def _labelled(
+    snap: pl.DataFrame, tx: pl.LazyFrame, cutoff: dt.date, horizon: int, quota: int, seed: int
+) -> pl.DataFrame:
+    """Label a snapshot's customers (churned in the horizon after it), add its season."""
+    labels = churn_labels(tx, snap.lazy(), cutoff, horizon).collect()
+    frame = snap.join(labels, on=schema.CUSTOMER_ID, how="left").with_columns(
+        pl.lit(cutoff).alias("snapshot"), *season_columns(cutoff)
+    )
+    return sample_snapshot(frame, quota, seed) if quota else frame
 
 
 def _check_span(store: Store, as_of: dt.date) -> dt.date:

@@ -282,24 +282,14 @@ def train_uplift(
     if not arms:
         raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")
     card = {
-        "kind": "uplift",
-        "created": created.isoformat(),
-        "campaigns": list(campaigns),
-        "window_days": window,
-        "learner": learner,
-        "seed": seed,
-        "feature_version": FEATURE_VERSION,
-        "feature_config": dataclasses.asdict(cfg),
-        "vocabulary": vocab.to_json(),
-        "attributes": [[n, str(d)] for n, d in attributes.items()],
-        "categories": categories,
-        "features": names,
-        "dropped_features": dropped,
-        "training_rows": rows.height,
-        "arms": validation,
-        "skipped_arms": skipped,
+        "kind": "uplift", "created": created.isoformat(), "campaigns": list(campaigns),
+        "window_days": window, "learner": learner, "seed": seed,
+        "feature_version": FEATURE_VERSION, "feature_config": dataclasses.asdict(cfg),
+        "vocabulary": vocab.to_json(), "attributes": [[n, str(d)] for n, d in attributes.items()],
+        "categories": categories, "features": names, "dropped_features": dropped,
+        "training_rows": rows.height, "arms": validation, "skipped_arms": skipped,
         "versions": {"crmkit": __version__},
-    }
+    }  # fmt: skip
     return UpliftResult(UpliftModel(names, categories, arms), card)
 
 

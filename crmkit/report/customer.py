@@ -109,21 +109,7 @@ def customer_view(
     if row.height == 0:
         raise BadInputError(f"customer {customer_id!r} has no purchase before {as_of}")
     notes: list[str] = []
-    probability: float | None = None
-    model: str | None = None
-    if not registry.versions(ref.name):
-        notes.append(f"no churn probability: no model named {ref.name!r} in {registry.root}")
-    else:
-        scores = score_customers(store, as_of, ref, registry, settings.segments)
-        model = f"{scores.card['name']}:{scores.card['version']}"
-        scored = scores.frame.filter(pl.col(schema.CUSTOMER_ID) == customer_id)
-        if scored.height:
-            probability = float(scored["churn_probability"][0])
-        else:
-            notes.append(
-                f"not scored by {model}: no purchase in the {scores.card['lookback_days']} "
-                "days before the date"
-            )
+    probability, model = _probability(store, customer_id, as_of, settings, registry, ref, notes)
     text = row.select(reasons_expr(settings.features.windows))["reasons"][0]
     campaigns = (
         read_ledger(store)
@@ -134,16 +120,36 @@ def customer_view(
     features = {
         k: (str(v) if isinstance(v, dt.date) else v) for k, v in row.row(0, named=True).items()
     }
+    history = [
+        {k: str(v) if isinstance(v, dt.date) else v for k, v in c.items()}
+        for c in campaigns.to_dicts()
+    ]
+    reasons = [r for r in (text or "").split("; ") if r]
     return CustomerView(
-        customer_id,
-        as_of,
-        features,
-        probability,
-        model,
-        [r for r in (text or "").split("; ") if r],
-        [
-            {k: str(v) if isinstance(v, dt.date) else v for k, v in c.items()}
-            for c in campaigns.to_dicts()
-        ],
-        tuple(notes),
+        customer_id, as_of, features, probability, model, reasons, history, tuple(notes)
     )
+
+
+def _probability(
+    store: Store,
+    customer_id: str,
+    as_of: dt.date,
+    settings: Settings,
+    registry: Registry,
+    ref: ModelRef,
+    notes: list[str],
+) -> tuple[float | None, str | None]:
+    """Return the customer's churn probability and the model, or None with a note why."""
+    if not registry.versions(ref.name):
+        notes.append(f"no churn probability: no model named {ref.name!r} in {registry.root}")
+        return None, None
+    scores = score_customers(store, as_of, ref, registry, settings.segments)
+    model = f"{scores.card['name']}:{scores.card['version']}"
+    scored = scores.frame.filter(pl.col(schema.CUSTOMER_ID) == customer_id)
+    if scored.height:
+        return float(scored["churn_probability"][0]), model
+    notes.append(
+        f"not scored by {model}: no purchase in the {scores.card['lookback_days']} "
+        "days before the date"
+    )
+    return None, model
