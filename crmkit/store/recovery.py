@@ -55,7 +55,10 @@ def init_store(store: Store, *, buckets: int = 16, adopt: bool = False) -> InitR
     Adopting takes every part file named as the store names them (``transactions/bNNN/
     gNNNNNN-NNNN.parquet`` and the like) as committed, including parts of a write that
     was interrupted; the record of which files were ingested is lost, so re-ingesting a
-    file relies on row de-duplication. Other files in the directory are left alone.
+    file relies on row de-duplication. Parts a compaction retired while a reader held the
+    store (``retired`` in the lost manifest) are taken as current too, and their rows
+    appear twice: adopt a store whose readers have all ended and that has had a commit
+    since. Other files in the directory are left alone.
 
     Raises
     ------
