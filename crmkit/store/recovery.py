@@ -56,9 +56,10 @@ def init_store(store: Store, *, buckets: int = 16, adopt: bool = False) -> InitR
     gNNNNNN-NNNN.parquet`` and the like) as committed, including parts of a write that
     was interrupted; the record of which files were ingested is lost, so re-ingesting a
     file relies on row de-duplication. Parts a compaction retired while a reader held the
-    store (``retired`` in the lost manifest) are taken as current too, and their rows
-    appear twice: adopt a store whose readers have all ended and that has had a commit
-    since. Other files in the directory are left alone.
+    store (``retired`` in the lost manifest, deleted by the next commit without readers)
+    are taken as current too, and their rows appear twice: remove the parts a backup of
+    the manifest lists as retired before adopting. Other files in the directory are left
+    alone.
 
     Raises
     ------
