@@ -66,6 +66,15 @@ ConfigOpt = Annotated[
         dir_okay=False,
     ),
 ]
+OutcomesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--outcomes",
+        metavar="FILE",
+        help="Also count the purchases in FILE, without ingesting it (simulations).",
+        dir_okay=False,
+    ),
+]
 AsOfOpt = Annotated[
     str,
     typer.Option(
@@ -276,6 +285,18 @@ def utc_now() -> dt.datetime:
     if fixed:
         return dt.datetime.fromisoformat(fixed)
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@contextlib.contextmanager
+def outcomes_from(path: Path | None) -> Iterator[tuple[Any, str | None]]:
+    """Yield a temporary store of ``--outcomes FILE`` and a note on it (None, None without)."""
+    if path is None:
+        yield None, None
+        return
+    from crmkit.campaigns.evaluation import outcome_store
+
+    with outcome_store(path, utc_now()) as (sandbox, note):
+        yield sandbox, note
 
 
 def emit_json(payload: Any) -> None:  # noqa: ANN401

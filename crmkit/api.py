@@ -18,6 +18,7 @@ subpackage, once imported, is an attribute of ``crmkit`` and would hide a functi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from crmkit.campaigns.daily import RunOptions, targets_for
-from crmkit.campaigns.evaluation import Evaluation, evaluate_campaign
+from crmkit.campaigns.evaluation import Evaluation, evaluate_campaign, outcome_store
 from crmkit.campaigns.lists import TargetResult
 from crmkit.campaigns.names import check_campaign
 from crmkit.config.loading import load_settings
@@ -169,16 +170,25 @@ def train_uplift(
     registry: RegistryLike = "models",
     name: str = "uplift",
     learner: str = "auto",
+    outcomes: str | Path | None = None,
     config: SettingsLike = None,
     now: dt.datetime | None = None,
 ) -> str:
-    """Learn per-arm uplift from randomised campaigns and save it; return ``NAME:VERSION``."""
+    """Learn per-arm uplift from randomised campaigns and save it; return ``NAME:VERSION``.
+
+    ``outcomes`` counts a file's purchases as outcomes without ingesting it.
+    """
     cfg = settings(config)
     for campaign in campaigns:
         check_campaign(campaign)
-    result = _train_uplift(
-        open_store(store), campaigns, window, cfg.features, created=_now(now), learner=learner
-    )
+    with contextlib.ExitStack() as stack:
+        extra = None
+        if outcomes is not None:
+            extra, _ = stack.enter_context(outcome_store(Path(outcomes), _now(now)))
+        result = _train_uplift(
+            open_store(store), campaigns, window, cfg.features, created=_now(now),
+            learner=learner, extra=extra,
+        )  # fmt: skip
     version, _ = _registry(registry, cfg).save(parse_ref(name).name, result.model, result.card)
     return f"{parse_ref(name).name}:{version}"
 

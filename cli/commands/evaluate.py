@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -8,6 +7,7 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     ConfigOpt,
     JsonOpt,
+    OutcomesOpt,
     QuietOpt,
     StoreOpt,
     emit_json,
@@ -71,15 +71,7 @@ def evaluate(
             "--window", metavar="DAYS", min=1, max=3650, help="Days after assignment that count."
         ),
     ] = 60,
-    outcomes: Annotated[
-        Path | None,
-        typer.Option(
-            "--outcomes",
-            metavar="FILE",
-            help="Also count the purchases in FILE, without ingesting it (simulations).",
-            dir_okay=False,
-        ),
-    ] = None,
+    outcomes: OutcomesOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,

@@ -11,6 +11,7 @@ from crmkit_cli.common import (
     ConfigOpt,
     ExecutorOpt,
     JsonOpt,
+    OutcomesOpt,
     QuietOpt,
     RegistryOpt,
     SchedulerOpt,
@@ -20,11 +21,13 @@ from crmkit_cli.common import (
     err,
     human,
     open_registry,
+    outcomes_from,
     parse_date,
     settings,
     table,
     user_errors,
     utc_now,
+    warn,
 )
 
 app = typer.Typer(help="Learn whom each treatment changes, from campaigns.", no_args_is_help=True)
@@ -50,6 +53,7 @@ def train_command(
             "--learner", metavar="auto|t|x|dr", help="Learner (default: T or X, by Qini)."
         ),
     ] = "auto",
+    outcomes: OutcomesOpt = None,
     executor: ExecutorOpt = None,
     scheduler: SchedulerOpt = None,
     registry: RegistryOpt = None,
@@ -62,8 +66,9 @@ def train_command(
 
     Every treatment and control assignment whose outcome window has passed is a training
     row; validation is cross-fitted over customers, beside random, churn-risk and
-    value-at-risk rankings. Exit 3: no control group, windows not passed, too few
-    responders.
+    value-at-risk rankings. --outcomes counts a file's purchases as outcomes without
+    ingesting it (a simulated response). Exit 3: no control group, windows not passed, too
+    few responders.
 
     Example: crmkit uplift train --campaign winback --window 60
     """
@@ -79,10 +84,13 @@ def train_command(
         if learner not in ("auto", "t", "x", "dr"):
             raise UsageError(f"--learner {learner!r}: use auto, t, x or dr")
         cfg = settings(config)
-        with computing(cfg, executor, scheduler):
+        with computing(cfg, executor, scheduler), outcomes_from(outcomes) as (extra, note):
             result = train_uplift(
-                Store(store), campaigns, window, cfg.features, created=utc_now(), learner=learner
-            )
+                Store(store), campaigns, window, cfg.features, created=utc_now(), learner=learner,
+                extra=extra,
+            )  # fmt: skip
+        if note:
+            warn(note, quiet=quiet, kind="note")
         version, directory = open_registry(cfg, registry).save(name, result.model, result.card)
     if as_json:
         emit_json({"model": f"{name}:{version}", "path": str(directory), **result.card["arms"]})

@@ -16,10 +16,12 @@ Statistics (two-sided, level ``1 - alpha``):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,18 +81,36 @@ def evaluate_with_outcomes(
     BadInputError
         An unreadable outcomes file, or as :func:`evaluate_campaign`.
     """
+    with outcome_store(outcomes_file, now) as (sandbox, note):
+        result = evaluate_campaign(store, campaign, window_days, extra=sandbox)
+    return dataclasses.replace(result, warnings=(note, *result.warnings))
+
+
+@contextlib.contextmanager
+def outcome_store(outcomes_file: Path, now: dt.datetime) -> Iterator[tuple[Store, str]]:
+    """Read an outcomes file into a temporary store, deleted afterwards; yield it and a note.
+
+    The file is read, validated and de-duplicated like any ingest; the real store is never
+    changed.
+
+    Raises
+    ------
+    BadInputError
+        An unreadable outcomes file.
+    """
     from crmkit.config.settings import IngestConfig
     from crmkit.ingest import ingest_files
 
     with tempfile.TemporaryDirectory(prefix="crmkit-outcomes-") as tmp:
         sandbox = Store(Path(tmp) / "store")
         report = ingest_files([outcomes_file], sandbox, IngestConfig(), now=now)
-        result = evaluate_campaign(store, campaign, window_days, extra=sandbox)
-    note = (
-        f"outcomes include {report.rows_stored:,} purchases read from {outcomes_file} "
-        f"(not ingested; {report.rows_quarantined:,} of its rows unusable)"
-    )
-    return dataclasses.replace(result, warnings=(note, *result.warnings))
+        yield (
+            sandbox,
+            (
+                f"outcomes include {report.rows_stored:,} purchases read from {outcomes_file} "
+                f"(not ingested; {report.rows_quarantined:,} of its rows unusable)"
+            ),
+        )
 
 
 def with_holm(subsets: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -81,16 +81,23 @@ from crmkit.store.core import Store
 
 
 def training_frame(
-    store: Store, campaigns: Sequence[str], window: int, cfg: FeatureConfig
+    store: Store,
+    campaigns: Sequence[str],
+    window: int,
+    cfg: FeatureConfig,
+    extra: Store | None = None,
 ) -> tuple[pl.DataFrame, Vocabulary]:
     """Return the assignments with their outcomes and features as of each one's date.
+
+    ``extra`` adds another store's purchases to the outcomes only (``--outcomes``).
 
     Raises
     ------
     BadInputError
         A window that has not passed for some assignments, or no control group.
     """
-    rows = pl.concat([outcomes(store, c, window)[0] for c in campaigns], how="vertical_relaxed")
+    found = [outcomes(store, c, window, extra)[0] for c in campaigns]
+    rows = pl.concat(found, how="vertical_relaxed")
     rows = rows.filter(pl.col("group").is_in(["treatment", "control"]))
     open_rows = rows.filter(~pl.col("complete"))
     if open_rows.height:
@@ -246,6 +253,7 @@ def train_uplift(
     seed: int = 0,
     min_responders: int = MIN_RESPONDERS,
     bootstrap_rounds: int = 200,
+    extra: Store | None = None,
 ) -> UpliftResult:
     """Train per-arm uplift models on ``campaigns`` and validate them (module text).
 
@@ -259,7 +267,7 @@ def train_uplift(
     """
     if window < 1:
         raise BadInputError("--window must be at least 1 day")
-    rows, vocab = training_frame(store, campaigns, window, cfg)
+    rows, vocab = training_frame(store, campaigns, window, cfg, extra)
     from crmkit.features.attributes import attribute_schema
 
     attributes = attribute_schema(store, cfg.attributes)

@@ -20,7 +20,9 @@ AS_OF = dt.date(2024, 7, 1)
 WINDOW = 60
 
 
-def experiment(store: Store, tmp_path, campaign: str, as_of=AS_OF, control=0.5, seed=1):
+def experiment(
+    store: Store, tmp_path, campaign: str, as_of=AS_OF, control=0.5, seed=1, *, ingest=True
+):
     """Randomise every customer active in the year before ``as_of``; return the frame.
 
     Persuadables (three or more purchase days) buy again in the window with probability
@@ -53,7 +55,8 @@ def experiment(store: Store, tmp_path, campaign: str, as_of=AS_OF, control=0.5, 
         }
     )
     buys.write_csv(tmp_path / f"{campaign}-buys.csv")
-    ingest_files([tmp_path / f"{campaign}-buys.csv"], store, IngestConfig(), now=NOW)
+    if ingest:
+        ingest_files([tmp_path / f"{campaign}-buys.csv"], store, IngestConfig(), now=NOW)
     return f
 
 
@@ -253,3 +256,25 @@ def test_validates_forward_in_time_over_several_dates_and_reports(store, tmp_pat
     text = write_report(tmp_path / "report.html", data).read_text()
     assert "Qini curves, treatment email (cross-fitted)" in text
     assert "Uplift model uplift:1" in text
+
+
+def test_outcomes_from_a_file_train_the_same_model_without_touching_the_store(
+    store, tmp_path, runner
+):
+    from tests.conftest import invoke
+
+    experiment(store, tmp_path, "spring", ingest=False)
+    manifest = (store.root / "manifest.json").read_bytes()
+    common = ["--store", str(store.root), "--registry", str(tmp_path / "models")]
+    buys = str(tmp_path / "spring-buys.csv")
+    args = ["uplift", "train", "--campaign", "spring", "--window", str(WINDOW), "--learner", "t"]
+    result = invoke(runner, *args, "--outcomes", buys, *common)
+    assert "not ingested" in result.stderr
+    assert (store.root / "manifest.json").read_bytes() == manifest
+    invoke(runner, "ingest", buys, "--store", str(store.root), "--quiet")
+    invoke(runner, *args, *common)
+    from crmkit.models.registry import ModelRef, Registry
+
+    registry = Registry(tmp_path / "models")
+    first, second = (registry.card(ModelRef("uplift", v)) for v in (1, 2))
+    assert first["arms"] == second["arms"]
