@@ -17,9 +17,9 @@ from crmkit_cli.common import (
     open_registry,
     parse_date,
     settings,
-    table,
     user_errors,
 )
+from crmkit_cli.tables import table
 
 app = typer.Typer(help="Probabilistic customer lifetime value (BG/NBD + Gamma-Gamma).")
 

@@ -12,14 +12,13 @@ from crmkit_cli.common import (
     StoreOpt,
     emit_json,
     err,
-    fmt,
     human,
     open_registry,
     parse_date,
     settings,
-    table,
     user_errors,
 )
+from crmkit_cli.tables import fmt, table
 
 if TYPE_CHECKING:
     from crmkit.report.customer import CustomerView

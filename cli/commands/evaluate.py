@@ -13,11 +13,11 @@ from crmkit_cli.common import (
     emit_json,
     human,
     settings,
-    table,
     user_errors,
     utc_now,
     warn,
 )
+from crmkit_cli.tables import table
 
 app = typer.Typer()
 

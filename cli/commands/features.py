@@ -18,9 +18,9 @@ from crmkit_cli.common import (
     human,
     parse_date,
     settings,
-    table,
     user_errors,
 )
+from crmkit_cli.tables import table
 
 app = typer.Typer()
 

@@ -19,10 +19,10 @@ from crmkit_cli.common import (
     parse_date,
     progress_bar,
     settings,
-    table,
     user_errors,
     utc_now,
 )
+from crmkit_cli.tables import table
 
 if TYPE_CHECKING:
     from crmkit.config.settings import Settings

@@ -14,9 +14,9 @@ from crmkit_cli.common import (
     human,
     open_registry,
     settings,
-    table,
     user_errors,
 )
+from crmkit_cli.tables import table
 
 app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
 

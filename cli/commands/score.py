@@ -20,10 +20,10 @@ from crmkit_cli.common import (
     parse_date,
     registry_path,
     settings,
-    table,
     user_errors,
     warn,
 )
+from crmkit_cli.tables import table
 
 if TYPE_CHECKING:
     from crmkit.models.scoring import ScoreResult

@@ -16,9 +16,9 @@ from crmkit_cli.common import (
     human,
     parse_date,
     settings,
-    table,
     user_errors,
 )
+from crmkit_cli.tables import table
 
 if TYPE_CHECKING:
     from crmkit.segments.summary import SegmentSummary

@@ -13,9 +13,9 @@ from crmkit_cli.common import (
     emit_json,
     human,
     settings,
-    table,
     user_errors,
 )
+from crmkit_cli.tables import table
 
 app = typer.Typer(help="Create or inspect the store.", no_args_is_help=True)
 

@@ -9,7 +9,6 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     AsOfOpt,
     ConfigOpt,
-    FitTable,
     JsonOpt,
     QuietOpt,
     RegistryOpt,
@@ -22,10 +21,10 @@ from crmkit_cli.common import (
     parse_date,
     registry_path,
     settings,
-    table,
     user_errors,
     warn,
 )
+from crmkit_cli.tables import FitTable, table
 
 from crmkit.config.loading import overlay
 

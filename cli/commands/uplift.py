@@ -24,11 +24,11 @@ from crmkit_cli.common import (
     outcomes_from,
     parse_date,
     settings,
-    table,
     user_errors,
     utc_now,
     warn,
 )
+from crmkit_cli.tables import table
 
 app = typer.Typer(help="Learn whom each treatment changes, from campaigns.", no_args_is_help=True)
 
