@@ -4,7 +4,7 @@
 and a logistic regression on log-scaled features. The two make different errors: the
 trees find interactions and thresholds, the linear model extrapolates smoothly where the
 trees have few customers. On Online Retail II out of time, the blend ranks better than
-either (ROC AUC 0.811 against 0.806 and 0.804, see the README's model figures).
+either (ROC AUC 0.811 against 0.806 and 0.804, see docs/real-data.md).
 
 Categorical columns (customer attributes held as text) arrive as integer codes with NaN
 for missing or unseen values: gradient boosting uses scikit-learn's native categorical
