@@ -55,6 +55,13 @@ class ReaderLock:
             os.close(self._fd)
             self._fd = None
 
+    def __getstate__(self) -> dict[str, object]:
+        # a copy (a pickle for another process, say) holds no lock: the descriptor is ours
+        return {"path": self.path, "_fd": None}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
     def __del__(self) -> None:
         self.release()
 

@@ -113,3 +113,19 @@ def test_a_part_that_vanished_all_the_same_is_named(tmp_path):
     error = from_os_error(caught.value)
     assert isinstance(error, StoreWriteError)
     assert gone in str(error)
+
+
+def test_a_copy_of_a_store_holds_no_lock_and_closes_nothing(tmp_path):
+    import copy
+
+    store = Store(tmp_path / "s")
+    _daily(tmp_path, store, range(1))
+    store.manifest()
+    assert store.readers.held
+    twin = copy.deepcopy(store)  # as a pickle for another process would be
+    assert not twin.readers.held
+    del twin  # must not close the original's descriptor
+    assert store.readers.held
+    assert store.transactions().collect().height == 2
+    store.close()
+    assert not store.readers.held
