@@ -102,6 +102,22 @@ def _range(interval: dict[str, float]) -> str:
     return f"[{interval['low']:+.2f}, {interval['high']:+.2f}]"
 
 
+def _rankings_table(arm: str, rankings: Mapping[str, Any]) -> Any:  # noqa: ANN401
+    """Tabulate the rankings of one arm: Qini with its interval, uplift in the top shares."""
+    rows = [
+        [
+            name,
+            f"{r['qini']['value']:+.2f}",
+            _range(r["qini"]),
+            f"{r['uplift_at_10']['value']:+.3f}",
+            f"{r['uplift_at_30']['value']:+.3f}",
+        ]
+        for name, r in rankings.items()
+    ]
+    columns = ["ranking", "Qini", "95% interval", "top 10%", "top 30%"]
+    return table(f"Cross-fitted validation, arm {arm} (95% intervals)", columns, rows)
+
+
 def render_training(card: Mapping[str, Any], model: str, directory: Path) -> None:
     """Print, per arm, the groups and the cross-fitted rankings side by side."""
     for arm, info in card["arms"].items():
@@ -110,18 +126,7 @@ def render_training(card: Mapping[str, Any], model: str, directory: Path) -> Non
             f"({info['response_treated']:.1%} bought), {info['controls']:,} controls "
             f"({info['response_control']:.1%} bought); learner {info['learner']}"
         )
-        rows = [
-            [
-                name,
-                f"{r['qini']['value']:+.2f}",
-                _range(r["qini"]),
-                f"{r['uplift_at_10']['value']:+.3f}",
-                f"{r['uplift_at_30']['value']:+.3f}",
-            ]
-            for name, r in info["rankings"].items()
-        ]
-        columns = ["ranking", "Qini", "95% interval", "top 10%", "top 30%"]
-        human.print(table(f"Cross-fitted validation, arm {arm} (95% intervals)", columns, rows))
+        human.print(_rankings_table(arm, info["rankings"]))
         later = info.get("out_of_time")
         if later:
             human.print(
