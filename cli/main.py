@@ -15,6 +15,7 @@ from crmkit_cli.commands import (
     ingest,
     ledger,
     models,
+    policy,
     report,
     run,
     sample,
@@ -72,6 +73,7 @@ app.add_typer(clv.app, name="clv")
 app.add_typer(customer.app)
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(uplift.app, name="uplift")
+app.add_typer(policy.app, name="policy")
 
 
 #: jemalloc options that keep freed pages for ten seconds (see :func:`allocator_settings`).

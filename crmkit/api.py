@@ -187,7 +187,7 @@ def train_uplift(
             extra, _ = stack.enter_context(outcome_store(Path(outcomes), _now(now)))
         result = _train_uplift(
             open_store(store), campaigns, window, cfg.features, created=_now(now),
-            learner=learner, extra=extra,
+            learner=learner, extra=extra, all_attributes=cfg.model.uplift_attributes == "all",
         )  # fmt: skip
     version, _ = _registry(registry, cfg).save(parse_ref(name).name, result.model, result.card)
     return f"{parse_ref(name).name}:{version}"

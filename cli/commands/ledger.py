@@ -30,6 +30,10 @@ def import_(
             "--map", metavar="PAIRS", help="Columns: customer_id=NAME,as_of=NAME,group=NAME,..."
         ),
     ] = None,
+    dayfirst: Annotated[
+        bool | None,
+        typer.Option("--dayfirst/--monthfirst", help="Read 01/02/2024 as 1 Feb (or 2 Jan)."),
+    ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace the campaign's rows in the ledger.")
     ] = False,
@@ -55,7 +59,8 @@ def import_(
 
     with user_errors():
         columns = dict(split_pairs(column_map or "", "--map", "name=column"))
-        dayfirst = settings(config).ingest.dayfirst
+        if dayfirst is None:
+            dayfirst = settings(config).ingest.dayfirst
         report = import_assignments(
             Store(store), path, campaign, columns=columns, replace=replace, dayfirst=dayfirst
         )

@@ -50,7 +50,9 @@ def train_command(
     learner: Annotated[
         str,
         typer.Option(
-            "--learner", metavar="auto|t|x|dr", help="Learner (default: T or X, by Qini)."
+            "--learner",
+            metavar="auto|t|x|dr|lt|li|ta",
+            help="Learner (default: the best of t, x, lt, li, ta by cross-fitted Qini).",
         ),
     ] = "auto",
     outcomes: OutcomesOpt = None,
@@ -75,19 +77,20 @@ def train_command(
     from crmkit.campaigns.names import check_campaign
     from crmkit.errors import UsageError
     from crmkit.models.uplift import train_uplift
+    from crmkit.models.uplift_learners import LEARNERS
     from crmkit.store.core import Store
 
     with user_errors():
         campaigns = [c.strip() for c in campaign.split(",") if c.strip()]
         for c in campaigns:
             check_campaign(c)
-        if learner not in ("auto", "t", "x", "dr"):
-            raise UsageError(f"--learner {learner!r}: use auto, t, x or dr")
+        if learner not in ("auto", *LEARNERS):
+            raise UsageError(f"--learner {learner!r}: use auto, {', '.join(LEARNERS)}")
         cfg = settings(config)
         with computing(cfg, executor, scheduler), outcomes_from(outcomes) as (extra, note):
             result = train_uplift(
                 Store(store), campaigns, window, cfg.features, created=utc_now(), learner=learner,
-                extra=extra,
+                extra=extra, all_attributes=cfg.model.uplift_attributes == "all",
             )  # fmt: skip
         if note:
             warn(note, quiet=quiet, kind="note")
@@ -100,6 +103,12 @@ def train_command(
 
 def _range(interval: dict[str, float]) -> str:
     return f"[{interval['low']:+.2f}, {interval['high']:+.2f}]"
+
+
+def _runner_up(second: Mapping[str, Any] | None) -> str:
+    if not second:
+        return ""
+    return f" (runner-up {second['learner']}, Qini {second['qini']:+.2f})"
 
 
 def _rankings_table(arm: str, rankings: Mapping[str, Any]) -> Any:  # noqa: ANN401
@@ -125,6 +134,7 @@ def render_training(card: Mapping[str, Any], model: str, directory: Path) -> Non
             f"arm {arm}: {info['rows']:,} rows, {info['treated']:,} treated "
             f"({info['response_treated']:.1%} bought), {info['controls']:,} controls "
             f"({info['response_control']:.1%} bought); learner {info['learner']}"
+            + _runner_up(info.get("runner_up"))
         )
         human.print(_rankings_table(arm, info["rankings"]))
         later = info.get("out_of_time")

@@ -87,18 +87,30 @@ def _mapping(header: list[str], explicit: Mapping[str, str], source: Path) -> di
 
 
 def read_assignments(
-    path: Path, explicit: Mapping[str, str], dayfirst: bool | None = None
+    path: Path,
+    explicit: Mapping[str, str],
+    dayfirst: bool | None = None,
+    store_dayfirst: bool = False,
 ) -> pl.DataFrame:
     """Read and clean an assignment file; rows keep their line number.
+
+    ``store_dayfirst`` says the store holds day-first sources: a file whose dates cannot
+    tell day from month (every day 12 or less) is then refused unless ``dayfirst`` says.
 
     Raises
     ------
     BadInputError
-        When the file cannot be read or lacks a required column.
+        When the file cannot be read, lacks a required column, or its dates are ambiguous
+        in a store of day-first data.
     """
     raw = sniff.read_small_table(path, "assignment file")
     found = _mapping(raw.columns, explicit, path)
     dates = parse.detect_date_formats(raw[found["as_of"]].drop_nulls().head(10_000), dayfirst)
+    if dates.decided == "default" and store_dayfirst:
+        raise BadInputError(
+            f"{path}: its dates cannot tell day from month (every day is 12 or less) and the "
+            "store holds day-first data; pass --dayfirst or --monthfirst to say which they are"
+        )
     treatment = (
         parse.clean_text(pl.col(found["treatment"]))
         if "treatment" in found
@@ -194,8 +206,12 @@ def import_assignments(
     UsageError
         A campaign id that is not a safe name.
     """
+    from crmkit.ingest.conventions import Memory
+
     check_campaign(campaign)
-    rows = read_assignments(path, columns or {}, dayfirst)
+    manifest = store.manifest() if store.manifest_path.exists() else None
+    day_first = manifest is not None and Memory(manifest.sources).any_dayfirst()
+    rows = read_assignments(path, columns or {}, dayfirst, day_first)
     if rows.height == 0:
         raise BadInputError(f"{path}: no assignment rows")
     with store.writer() as writer:

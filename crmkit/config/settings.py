@@ -228,6 +228,10 @@ class ModelConfig:
     key_file
         File holding a secret key (16 bytes or more) kept outside the registry: models are
         signed with it when trained and refused when loaded unsigned or mis-signed.
+    uplift_attributes
+        ``"all"``: uplift models (and ``policy compare``) learn from every customer
+        attribute loaded with ``crmkit ingest --kind customers``, besides ``[features]
+        attributes``; ``"listed"``: from ``[features] attributes`` only.
     """
 
     registry: str = "models"
@@ -245,6 +249,7 @@ class ModelConfig:
     clv_features: bool = False
     customer_value: Literal["projected", "clv"] = "projected"
     key_file: str | None = None
+    uplift_attributes: Literal["all", "listed"] = "all"
 
 
 @dataclass(frozen=True)

@@ -47,27 +47,25 @@ import numpy as np
 import polars as pl
 
 from crmkit import __version__, schema
-from crmkit.campaigns.evaluation import arm_rows, outcomes, treatment_arms
+from crmkit.campaigns.evaluation import arm_rows, treatment_arms
 from crmkit.config.settings import FeatureConfig
 from crmkit.errors import BadInputError, ModelError
-from crmkit.features.eligibility import SEASON
 from crmkit.features.names import FEATURE_VERSION
-from crmkit.features.pipeline import features_of_buckets, store_features
-from crmkit.features.vocabulary import Vocabulary, learn_vocabulary
+from crmkit.features.pipeline import store_features
 from crmkit.models.card import ModelCard
 from crmkit.models.design import (
-    category_codes,
     design_matrix,
-    informative_features,
-    model_feature_names,
 )
 from crmkit.models.registry import ModelRef, Registry
+from crmkit.models.uplift_data import campaign_design
 from crmkit.models.uplift_evidence import evidence
 from crmkit.models.uplift_learners import (
+    ATTRIBUTES_ONLY,
     AUTO,
     LEARNERS,
     MIN_RESPONDERS,
     ArmModel,
+    Layout,
     UpliftModel,
     _hgb_regressor,
     _p,
@@ -75,57 +73,9 @@ from crmkit.models.uplift_learners import (
     fit_learner,
     x_learner,
 )
-from crmkit.models.uplift_metrics import qini_points, random_baseline, uplift_reports
+from crmkit.models.uplift_metrics import qini_gain, qini_points, random_baseline, uplift_reports
 from crmkit.numbers import as_float
 from crmkit.store.core import Store
-
-
-def training_frame(
-    store: Store,
-    campaigns: Sequence[str],
-    window: int,
-    cfg: FeatureConfig,
-    extra: Store | None = None,
-) -> tuple[pl.DataFrame, Vocabulary]:
-    """Return the assignments with their outcomes and features as of each one's date.
-
-    ``extra`` adds another store's purchases to the outcomes only (``--outcomes``).
-
-    Raises
-    ------
-    BadInputError
-        A window that has not passed for some assignments, or no control group.
-    """
-    found = [outcomes(store, c, window, extra)[0] for c in campaigns]
-    rows = pl.concat(found, how="vertical_relaxed")
-    rows = rows.filter(pl.col("group").is_in(["treatment", "control"]))
-    open_rows = rows.filter(~pl.col("complete"))
-    if open_rows.height:
-        last = str(open_rows["as_of"].max())
-        raise BadInputError(
-            f"{open_rows.height:,} assignments (the latest on {last}) have a {window}-day "
-            "window that has not passed in the store's data yet: ingest the purchases made "
-            "since, or leave out the newest campaign"
-        )
-    if rows.filter(pl.col("group") == "control").height == 0:
-        raise BadInputError(
-            f"campaign(s) {', '.join(campaigns)} have no control group: uplift needs "
-            "customers who were randomly left out"
-        )
-    newest = rows["as_of"].max()
-    if not isinstance(newest, dt.date):
-        raise BadInputError(f"campaign(s) {', '.join(campaigns)}: no assignment to learn from")
-    vocab = learn_vocabulary(store.transactions(), newest, cfg)
-    frames = []
-    for day in sorted(rows["as_of"].unique().to_list()):
-        ids = rows.filter(pl.col("as_of") == day)[schema.CUSTOMER_ID].unique().sort()
-        features = features_of_buckets(
-            store, store.bucket_paths(), day, cfg, vocab, customers=ids
-        ).with_columns(pl.lit(day).alias("as_of"))
-        frames.append(features)
-    features = pl.concat(frames, how="vertical_relaxed")
-    joined = rows.join(features, on=[schema.CUSTOMER_ID, "as_of"], how="left")
-    return joined, vocab
 
 
 def _arm_data(rows: pl.DataFrame, arm: str) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, float]:
@@ -154,11 +104,12 @@ def cross_fitted(
     e: float,
     seed: int,
     learners: Sequence[str] = AUTO,
+    layout: Layout | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[ArmModel]]]:
     """Return out-of-fold uplifts and churn risk, and each learner's fold models.
 
     The churn risk is one minus the T-learner's control model: who buys when nothing is
-    done.
+    done. ``layout`` tells the learners what the columns are.
     """
     names = list(dict.fromkeys(["t", *learners]))  # the T-learner gives the churn risk
     out = {name: np.empty(len(y)) for name in (*names, "risk")}
@@ -173,7 +124,7 @@ def cross_fitted(
             elif name == "x":  # its first stage is the T-learner's
                 model = x_learner(base, xs, ys, ts, e, seed)
             else:
-                model = fit_learner(name, xs, ys, ts, e, seed)
+                model = fit_learner(name, xs, ys, ts, e, seed, layout)
             models[name].append(model)
             out[name][test] = model.uplift(x[test])
         out["risk"][test] = 1 - _p(base.control, x[test])  # who buys when nothing is done
@@ -187,15 +138,36 @@ def _curves(y: np.ndarray, t: np.ndarray, ranked: Mapping[str, np.ndarray]) -> d
     return {"shares": shares, **curves, "random": [s * first[-1] for s in shares]}
 
 
-def _best(table: dict[str, Any]) -> str:
-    """Return the learner with the higher cross-fitted Qini (the T-learner on a tie)."""
+def _by_qini(table: dict[str, Any]) -> list[str]:
+    """Return the compared learners, the higher cross-fitted Qini first (the T-learner on a tie)."""
 
     def qini(name: str) -> float:
         value = float(table[f"{name}-learner"]["qini"]["value"])
         return value if np.isfinite(value) else -np.inf
 
     names = [n for n in LEARNERS if f"{n}-learner" in table]
-    return max(names, key=lambda n: (qini(n), n == "t"))
+    return sorted(names, key=lambda n: (qini(n), n == "t"), reverse=True)
+
+
+def _choose(
+    order: list[str], y: np.ndarray, t: np.ndarray, scores: Mapping[str, np.ndarray], seed: int
+) -> tuple[str, dict[str, Any]]:
+    """Return the learner ``auto`` keeps, and the tests that decided it.
+
+    The simplest learner compared is the incumbent: the linear T-learner on the customer
+    attributes alone when any are loaded, else the boosting T-learner. A learner with a
+    higher cross-fitted Qini replaces it only when its paired bootstrap gain in Qini over
+    the incumbent has a 90% interval above zero (the highest such Qini wins): with a few
+    dozen responders, a richer learner's lead in cross-fitting is mostly luck, and the
+    simple one holds up better on new customers.
+    """
+    incumbent = ATTRIBUTES_ONLY if ATTRIBUTES_ONLY in order else ("t" if "t" in order else order[0])
+    tests: dict[str, Any] = {}
+    for name in order[: order.index(incumbent)]:  # the learners ranked above the incumbent
+        gain = qini_gain(y, t, scores[name], scores[incumbent], seed=seed)
+        tests[name] = gain.to_json()
+    passing = [name for name, gain in tests.items() if gain["low"] > 0]
+    return (passing[0] if passing else incumbent), {"incumbent": incumbent, "gains": tests}
 
 
 def out_of_time(
@@ -206,6 +178,7 @@ def out_of_time(
     learner: str,
     seed: int,
     rounds: int,
+    layout: Layout | None = None,
 ) -> dict[str, Any] | None:
     """Validate ``learner`` forward in time when the rows span several assignment dates.
 
@@ -221,7 +194,8 @@ def out_of_time(
     early = ~late
     if min(t[early].sum(), (~t[early]).sum(), t[late].sum(), (~t[late]).sum()) == 0:
         return None
-    model = fit_learner(learner, x[early], y[early], t[early], float(t[early].mean()), seed)
+    e = float(t[early].mean())
+    model = fit_learner(learner, x[early], y[early], t[early], e, seed, layout)
     report = uplift_reports(
         y[late], t[late], {"model": model.uplift(x[late])}, rounds=rounds, seed=seed
     )
@@ -254,9 +228,11 @@ def train_uplift(
     min_responders: int = MIN_RESPONDERS,
     bootstrap_rounds: int = 200,
     extra: Store | None = None,
+    all_attributes: bool = True,
 ) -> UpliftResult:
     """Train per-arm uplift models on ``campaigns`` and validate them (module text).
 
+    ``all_attributes`` uses every loaded customer attribute (:func:`campaign_design`).
     An arm with fewer than ``min_responders`` responders among its treated or its
     controls is left out (``skipped_arms`` in the card says why).
 
@@ -267,13 +243,8 @@ def train_uplift(
     """
     if window < 1:
         raise BadInputError("--window must be at least 1 day")
-    rows, vocab = training_frame(store, campaigns, window, cfg, extra)
-    from crmkit.features.attributes import attribute_schema
-
-    attributes = attribute_schema(store, cfg.attributes)
-    candidates = [n for n in model_feature_names(cfg, vocab, attributes) if n not in SEASON]
-    names, dropped = informative_features(rows, candidates)
-    categories = category_codes(rows, names)
+    design = campaign_design(store, campaigns, window, cfg, extra, all_attributes=all_attributes)
+    rows, names, categories = design.rows, design.features, design.categories
     arms: dict[str, ArmModel] = {}
     validation: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -285,16 +256,17 @@ def train_uplift(
             continue
         arms[arm], validation[arm] = _fit_arm(
             data, (y, t, e), design_matrix(data, names, categories), learner, seed,
-            bootstrap_rounds,
+            bootstrap_rounds, Layout.of(names, categories, design.attributes),
         )  # fmt: skip
     if not arms:
         raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")
     card = {
         "kind": "uplift", "created": created.isoformat(), "campaigns": list(campaigns),
         "window_days": window, "learner": learner, "seed": seed,
-        "feature_version": FEATURE_VERSION, "feature_config": dataclasses.asdict(cfg),
-        "vocabulary": vocab.to_json(), "attributes": [[n, str(d)] for n, d in attributes.items()],
-        "categories": categories, "features": names, "dropped_features": dropped,
+        "feature_version": FEATURE_VERSION, "feature_config": dataclasses.asdict(design.cfg),
+        "vocabulary": design.vocab.to_json(),
+        "attributes": [[n, str(d)] for n, d in design.attributes.items()],
+        "categories": categories, "features": names, "dropped_features": design.dropped,
         "training_rows": rows.height, "arms": validation, "skipped_arms": skipped,
         "versions": {"crmkit": __version__},
     }  # fmt: skip
@@ -308,16 +280,21 @@ def _fit_arm(
     learner: str,
     seed: int,
     rounds: int,
+    layout: Layout | None = None,
 ) -> tuple[ArmModel, dict[str, Any]]:
     """Cross-fit the learners on one arm, choose one by Qini, and validate it.
 
-    ``outcome`` holds the response, the treated mask and the propensity of the arm's rows.
-    Returns the arm's model and its part of the card.
+    ``outcome`` holds the response, the treated mask and the propensity of the arm's rows;
+    ``layout`` tells what the columns of ``x`` are (with customer attributes, ``auto``
+    also compares the T-learner on them alone). Returns the arm's model and its part of
+    the card (with the runner-up of the comparison).
     """
     y, t, e = outcome
     folds = customer_folds(data[schema.CUSTOMER_ID])
-    compared = AUTO if learner == "auto" else (learner,)
-    scores, fold_models = cross_fitted(x, y, t, folds, e, seed, compared)
+    compared: tuple[str, ...] = AUTO if learner == "auto" else (learner,)
+    if learner == "auto" and layout is not None and len(layout.attributes):
+        compared = (*compared, ATTRIBUTES_ONLY)
+    scores, fold_models = cross_fitted(x, y, t, folds, e, seed, compared, layout)
     value = data["customer_value"].fill_null(0.0).to_numpy()
     ranked = {
         **{f"{name}-learner": scores[name] for name in fold_models},
@@ -327,13 +304,25 @@ def _fit_arm(
     reports = uplift_reports(y, t, ranked, rounds=rounds, seed=seed)
     reports["random"] = random_baseline(y, t, rounds=rounds, seed=seed)
     table = {name: {k: v.to_json() for k, v in r.items()} for name, r in reports.items()}
-    chosen = learner if learner in LEARNERS else _best(table)
+    order = _by_qini(table)
+    if learner in LEARNERS:
+        chosen, choice = learner, None
+    else:
+        chosen, choice = _choose(order, y, t, scores, seed)
+    second = next((n for n in order if n != chosen), None)
     model = ArmModel(chosen, members=fold_models[chosen])
     revenue = data["revenue"].to_numpy()
     model.revenue_treated = _hgb_regressor(seed).fit(x[t], revenue[t])
     model.revenue_control = _hgb_regressor(seed).fit(x[~t], revenue[~t])
     card = {
         "learner": chosen,
+        "runner_up": None
+        if second is None
+        else {
+            "learner": second,
+            "qini": table[f"{second}-learner"]["qini"]["value"],
+        },
+        "choice": choice,
         "rows": len(y),
         "treated": int(t.sum()),
         "controls": int((~t).sum()),
@@ -343,7 +332,7 @@ def _fit_arm(
         "rankings": table,
         "qini_curves": _curves(y, t, ranked),
         "evidence": evidence(table, chosen).to_json(),
-        "out_of_time": out_of_time(data, x, y, t, chosen, seed, rounds),
+        "out_of_time": out_of_time(data, x, y, t, chosen, seed, rounds, layout),
     }
     return model, card
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -18,9 +19,12 @@ from crmkit import schema
 from crmkit.models.design import design_matrix
 from crmkit.models.estimators import ObservedFit, gradient_boosting
 
-LEARNERS: Final = ("t", "x", "dr")
-#: The learners ``auto`` compares: the X-learner reuses the T-learner's models.
-AUTO: Final = ("t", "x")
+LEARNERS: Final = ("t", "x", "dr", "lt", "li", "ta")
+#: The learners ``auto`` compares: boosting T and X (the X-learner reuses the T-learner's
+#: models) and the linear T and interaction learners (:mod:`crmkit.models.uplift_linear`).
+AUTO: Final = ("t", "x", "lt", "li")
+#: The linear T-learner on the customer attributes alone, compared when any are loaded.
+ATTRIBUTES_ONLY: Final = "ta"
 FOLDS: Final = 5
 #: Responders needed in each group of an arm (treated and control) to learn from it.
 MIN_RESPONDERS: Final = 30
@@ -71,6 +75,25 @@ def _p(model: Any, x: np.ndarray) -> np.ndarray:  # noqa: ANN401
     return out
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What the columns of a design matrix are: category codes, customer attributes."""
+
+    categorical: np.ndarray  # one flag per column
+    attributes: np.ndarray  # indices of the customer-attribute columns
+
+    @classmethod
+    def of(
+        cls, names: list[str], categories: dict[str, list[str]], attributes: Iterable[str]
+    ) -> Layout:
+        """Return the layout of columns ``names``."""
+        chosen = set(attributes)
+        return cls(
+            np.array([n in categories for n in names], dtype=bool),
+            np.array([i for i, n in enumerate(names) if n in chosen], dtype=np.int64),
+        )
+
+
 @dataclass
 class ArmModel:
     """The fitted uplift model of one treatment arm."""
@@ -84,6 +107,7 @@ class ArmModel:
     revenue_treated: Any = None
     revenue_control: Any = None
     members: list[ArmModel] = dataclasses.field(default_factory=list)
+    columns: list[int] | None = None  # the columns the T-learner sees (``ta``), else all
 
     def uplift(self, x: np.ndarray) -> np.ndarray:
         """Predicted change in the probability of a purchase in the window.
@@ -96,6 +120,9 @@ class ArmModel:
         if members:
             mean: np.ndarray = np.mean([m.uplift(x) for m in members], axis=0)
             return mean
+        if self.learner == "li":
+            linear: np.ndarray = self.effect.uplift(x)
+            return linear
         if self.learner == "dr":
             effect: np.ndarray = np.clip(self.effect.predict(x), -1.0, 1.0)
             return effect
@@ -103,7 +130,9 @@ class ArmModel:
             e = self.propensity
             mixed = e * self.effect.predict(x) + (1 - e) * self.effect_treated.predict(x)
             return np.clip(mixed, -1.0, 1.0)  # type: ignore[no-any-return]
-        out: np.ndarray = _p(self.treated, x) - _p(self.control, x)
+        columns = getattr(self, "columns", None)
+        seen = x if columns is None else x[:, columns]
+        out: np.ndarray = _p(self.treated, seen) - _p(self.control, seen)
         return out
 
     def uplift_and_spread(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,9 +176,37 @@ def x_learner(
 
 
 def fit_learner(
-    learner: str, x: np.ndarray, y: np.ndarray, t: np.ndarray, e: float, seed: int
+    learner: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    t: np.ndarray,
+    e: float,
+    seed: int,
+    layout: Layout | None = None,
 ) -> ArmModel:
-    """Fit the ``t``, ``x`` or ``dr`` learner on one arm's rows (``t`` = treated, ``e`` known)."""
+    """Fit a learner of :data:`LEARNERS` on one arm's rows (``t`` = treated, ``e`` known).
+
+    ``layout`` tells the category-code columns (the linear learners one-hot encode them)
+    and the customer-attribute columns (all that ``ta`` sees).
+    """
+    categorical = None if layout is None else layout.categorical
+    if learner == ATTRIBUTES_ONLY:
+        if layout is None or not len(layout.attributes):
+            raise ValueError("the attributes-only learner needs customer attribute columns")
+        from crmkit.models.uplift_linear import linear_classifier
+
+        cols = layout.attributes.tolist()
+        seen, codes = x[:, cols], layout.categorical[cols]
+        treated = linear_classifier(seen[t], y[t], seed, codes, penalty=1.0)
+        control = linear_classifier(seen[~t], y[~t], seed, codes, penalty=1.0)
+        return ArmModel("ta", treated, control, columns=cols)
+    if learner in ("lt", "li"):
+        from crmkit.models.uplift_linear import InteractionLogit, linear_classifier
+
+        if learner == "li":
+            return ArmModel("li", effect=InteractionLogit(seed, categorical).fit(x, y, t))
+        treated = linear_classifier(x[t], y[t], seed, categorical)
+        return ArmModel("lt", treated, linear_classifier(x[~t], y[~t], seed, categorical))
     if learner in ("t", "x"):
         base = ArmModel("t", _fit_classifier(x[t], y[t], seed), _fit_classifier(x[~t], y[~t], seed))
         return base if learner == "t" else x_learner(base, x, y, t, e, seed)
