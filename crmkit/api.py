@@ -204,6 +204,7 @@ def score_uplift(
     """Predict the uplift of each treatment per customer as of ``as_of``, as ``uplift score``."""
     cfg = settings(config)
     frame, _ = _score_uplift(
-        open_store(store), _date(as_of, "as_of"), _registry(registry, cfg), parse_ref(model)
-    )
+        open_store(store), _date(as_of, "as_of"), _registry(registry, cfg), parse_ref(model),
+        outside=cfg.targeting.uplift_outside,
+    )  # fmt: skip
     return frame

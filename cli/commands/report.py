@@ -8,11 +8,13 @@ from crmkit_cli.common import (
     DEFAULT_STORE,
     AsOfOpt,
     ConfigOpt,
+    OutcomesOpt,
     QuietOpt,
     RegistryOpt,
     StoreOpt,
     human,
     open_registry,
+    outcomes_from,
     parse_date,
     settings,
     user_errors,
@@ -36,6 +38,7 @@ def report(
     model: Annotated[
         str | None, typer.Option("--model", metavar="NAME[:VERSION]", help="NAME or NAME:VERSION.")
     ] = None,
+    outcomes: OutcomesOpt = None,
     registry: RegistryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     config: ConfigOpt = None,
@@ -47,7 +50,9 @@ def report(
 
     Charts: segment sizes and value shares, the value concentration (Pareto) curve, the
     churn-risk distribution, the model's gain/lift and calibration from its validation,
-    and with --campaign, treatment against control with 95% intervals.
+    and with --campaign, treatment against control with 95% intervals (--outcomes counts
+    a file's purchases as outcomes without ingesting it) and the policies of the
+    campaign's last `crmkit policy compare`.
 
     Example: crmkit report --as-of 2025-01-01 --campaign winback --out report.html
     """
@@ -56,7 +61,7 @@ def report(
     from crmkit.report.page import write_report
     from crmkit.store.core import Store
 
-    with user_errors():
+    with user_errors(), outcomes_from(outcomes) as (extra, note):
         cfg = settings(config)
         data = gather(
             Store(store),
@@ -66,9 +71,12 @@ def report(
             parse_ref(model or cfg.model.name),
             campaign,
             window,
+            extra,
         )
+        if note:
+            data.notes.insert(0, note)
         path = write_report(out, data)
-    for note in data.notes:
-        warn(note, quiet=quiet, kind="note")
+    for text in data.notes:
+        warn(text, quiet=quiet, kind="note")
     if not quiet:
         human.print(f"report written to {path}")

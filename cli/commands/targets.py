@@ -72,7 +72,14 @@ def spend_line(spend: dict[str, Any]) -> str:
         parts.append(f"{name} {item['contacts']:,} ({cost})")
     budget = spend["budget"]
     against = f" of budget {budget:,.2f}" if budget is not None else ""
-    return f"spend {spend['total']:,.2f}{against}: {', '.join(parts) or 'no contacts'}"
+    line = f"spend {spend['total']:,.2f}{against}: {', '.join(parts) or 'no contacts'}"
+    profit = spend.get("expected_profit")
+    if profit:
+        line += (
+            f"; expected incremental profit {profit['value']:,.2f} "
+            f"(model band {profit['low']:,.2f} to {profit['high']:,.2f})"
+        )
+    return line
 
 
 def balance_table(balance: list[dict[str, Any]]) -> FitTable:

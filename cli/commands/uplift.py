@@ -184,7 +184,10 @@ def score_command(
         date = parse_date(as_of, "--as-of")
         registry_ = open_registry(cfg, registry)
         with computing(cfg, executor, scheduler):
-            frame, card = score_uplift(Store(store), date, registry_, parse_ref(model))
+            frame, card = score_uplift(
+                Store(store), date, registry_, parse_ref(model),
+                outside=cfg.targeting.uplift_outside,
+            )  # fmt: skip
         write_table(frame, out)
     summary = {**uplift_summary(frame, card), "out": str(out)}
     if as_json:

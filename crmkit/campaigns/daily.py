@@ -216,10 +216,14 @@ def uplift_for(
     """
     from crmkit.models.uplift import score_uplift
     from crmkit.models.uplift_evidence import gated_arms
+    from crmkit.models.uplift_support import support_warnings
 
     policy = settings.targeting
     registry = open_registry(options.registry, settings.model.key_file)
-    frame, card = score_uplift(store, options.date, registry, parse_ref(policy.uplift_model))
+    frame, card = score_uplift(
+        store, options.date, registry, parse_ref(policy.uplift_model),
+        outside=policy.uplift_outside,
+    )  # fmt: skip
     free = sorted(set(card["arms"]) - set(policy.costs))
     if free and policy.default_cost is None:
         raise ConfigError(
@@ -232,6 +236,9 @@ def uplift_for(
     if not arms:
         return None, (*warnings, "the list is ranked by value at risk instead")
     kept = frame.filter(frame["treatment"].is_in(arms))
+    warnings = [*warnings, *support_warnings(kept, policy.uplift_outside)]
+    if policy.uplift_outside == "exclude":
+        kept = kept.filter(~kept["outside_support"])
     return Uplift(f"{card['name']}:{card['version']}", kept), tuple(warnings)
 
 

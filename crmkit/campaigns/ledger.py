@@ -48,6 +48,7 @@ LEDGER_SCHEMA: Final[dict[str, pl.DataType]] = {
     "uplift_model": pl.String(),
     "expected_uplift": pl.Float64(),
     "expected_profit": pl.Float64(),
+    "uplift_spread": pl.Float64(),
 }
 #: What identifies an assignment: the customer, the group and the treatment arm.
 _KEY: Final = (schema.CUSTOMER_ID, "group", "__arm")

@@ -37,6 +37,7 @@ from crmkit.campaigns.targeting import (
 )
 from crmkit.campaigns.uplift_policy import (
     POLICY_VALUE_AT_RISK,
+    profit_report,
 )
 from crmkit.config.policy import TargetPolicy
 from crmkit.errors import UsageError
@@ -277,7 +278,7 @@ def _write_day(
         excluded=excluded | {"optouts_unknown_to_store": unknown},
         warnings=(*warnings, *balance_warnings),
         status=f"dry run: {day.status}" if dry_run else day.status,
-        spend=spend_report(contacts, policy),
+        spend=spend_report(contacts, policy) | profit_report(day.rows),
         paths={} if dry_run else {k: str(v) for k, v in paths.items()},
         ledger_rows=0 if dry_run else day.added,
         optouts_removed=day.optouts_removed,

@@ -251,6 +251,7 @@ def _rank_by_value_at_risk(
         pl.lit(None, dtype=pl.String).alias("uplift_model"),
         pl.lit(None, dtype=pl.Float64).alias("expected_uplift"),
         pl.lit(None, dtype=pl.Float64).alias("expected_profit"),
+        pl.lit(None, dtype=pl.Float64).alias("uplift_spread"),
     ), counts
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
@@ -81,6 +81,7 @@ def best_arms(uplift: pl.DataFrame, values: pl.DataFrame, policy: TargetPolicy) 
             "treatment",
             pl.col("uplift_probability").alias("expected_uplift"),
             "expected_profit",
+            spread.fill_null(0.0).alias("uplift_spread"),
         )
     )
 
@@ -167,7 +168,7 @@ def rank_by_uplift(
         )
         profits = best_arms(drawn, frame, policy).drop("treatment")
         explore = (
-            explore.drop("treatment", "expected_uplift", "expected_profit")
+            explore.drop("treatment", "expected_uplift", "expected_profit", "uplift_spread")
             .rename({"__arm": "treatment"})
             .join(profits, on=schema.CUSTOMER_ID, how="left")
             .with_columns(pl.lit(POLICY_EXPLORE).alias("policy"))
@@ -181,3 +182,31 @@ def rank_by_uplift(
         "over_size_or_budget": positive.height - main.height,
     }
     return ranked, counts
+
+
+def profit_report(rows: pl.DataFrame, z: float = 1.96) -> dict[str, Any]:
+    """Return the day's expected incremental profit, with a model-uncertainty band.
+
+    The band moves every contact's uplift by ``z`` times its spread over the arm's member
+    models in the same direction (the members' errors are shared by similar customers, so
+    they do not cancel out): ``sum(profit) +- z * sum(spread * value)``. Empty without
+    uplift rows.
+    """
+    treated = rows.filter(
+        (pl.col("group") == "treatment") & pl.col("expected_profit").is_not_null()
+    )
+    if treated.height == 0:
+        return {}
+    value = float(treated["expected_profit"].sum())
+    width = float(
+        treated.select(
+            (pl.col("uplift_spread").fill_null(0.0) * pl.col("customer_value").fill_null(0.0)).sum()
+        ).item()
+    )
+    return {
+        "expected_profit": {
+            "value": round(value, 2),
+            "low": round(value - z * width, 2),
+            "high": round(value + z * width, 2),
+        }
+    }

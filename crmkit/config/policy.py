@@ -70,6 +70,12 @@ class TargetPolicy:
         are left out, and with no arm left ``"refuse"`` stops the list (exit 5),
         ``"value_at_risk"`` ranks that day's list by value at risk; ``"off"`` uses every
         arm (see :mod:`crmkit.models.uplift_evidence`). Each case is said in a warning.
+    uplift_outside
+        What the uplift model predicts for customers outside an arm's training support
+        (value, tenure, orders, recency or net spend beyond the range of the campaign's
+        customers): ``"shrink"`` to the arm's average effect, ``"exclude"`` them from the
+        arm, or ``"off"`` (predict anyway). Counted in a warning (see
+        :mod:`crmkit.models.uplift_support`).
     destination
         A database URI (``${VAR}`` expanded) that ``targets`` and ``run`` also write the
         contact list into, table ``destination_table`` (see :mod:`crmkit.io.destination`).
@@ -98,5 +104,6 @@ class TargetPolicy:
     explore_fraction: float = 0.1
     uplift_caution: float = 1.0
     uplift_evidence: Literal["refuse", "value_at_risk", "off"] = "refuse"
+    uplift_outside: Literal["shrink", "exclude", "off"] = "shrink"
     destination: str | None = None
     destination_table: str = "crmkit_contacts"

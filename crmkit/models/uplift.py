@@ -74,6 +74,7 @@ from crmkit.models.uplift_learners import (
     x_learner,
 )
 from crmkit.models.uplift_metrics import qini_gain, qini_points, random_baseline, uplift_reports
+from crmkit.models.uplift_support import apply_support, average_effect, training_support
 from crmkit.numbers import as_float
 from crmkit.store.core import Store
 
@@ -333,19 +334,26 @@ def _fit_arm(
         "qini_curves": _curves(y, t, ranked),
         "evidence": evidence(table, chosen).to_json(),
         "out_of_time": out_of_time(data, x, y, t, chosen, seed, rounds, layout),
+        "support": training_support(data),
+        "average_effect": average_effect(y, t, revenue),
     }
     return model, card
 
 
 def score_uplift(
-    store: Store, as_of: dt.date, registry: Registry, ref: ModelRef, lookback_days: int = 365
+    store: Store,
+    as_of: dt.date,
+    registry: Registry,
+    ref: ModelRef,
+    lookback_days: int = 365,
+    outside: str = "shrink",
 ) -> tuple[pl.DataFrame, ModelCard]:
     """Predict the uplift of every eligible customer and treatment as of ``as_of``.
 
     Eligible: a purchase in the ``lookback_days`` before the date. Columns: customer,
     treatment, ``uplift_probability``, ``uplift_spread``, ``uplift_revenue``,
-    ``customer_value`` and
-    ``incremental_value`` (uplift in probability times customer value).
+    ``outside_support`` (treated by ``outside``, :mod:`crmkit.models.uplift_support`),
+    ``customer_value`` and ``incremental_value`` (uplift in probability times value).
 
     Raises
     ------
@@ -367,7 +375,8 @@ def score_uplift(
     features = features.filter(pl.col("recency_days") <= lookback_days)
     if features.height == 0:
         raise BadInputError(f"no customer bought in the {lookback_days} days before {as_of}")
-    scored = model.predict_uplift(features).join(
+    predicted = apply_support(model.predict_uplift(features), features, card["arms"], outside)
+    scored = predicted.join(
         features.select(schema.CUSTOMER_ID, "customer_value"), on=schema.CUSTOMER_ID
     )
     out = scored.with_columns(

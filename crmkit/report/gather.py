@@ -38,6 +38,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     currency: str = ""
     campaign_cost: float | None = None
+    comparison: Mapping[str, Any] | None = None
     lookback_days: int | None = None
     uplift_card: Mapping[str, Any] | None = None
 
@@ -55,10 +56,13 @@ def gather(
     model: ModelRef,
     campaign: str | None = None,
     window_days: int = 60,
+    extra: Store | None = None,
 ) -> ReportData:
     """Compute the report's content.
 
     A missing model becomes a note; a model that fails its integrity check is an error.
+    ``extra`` adds a store's purchases to the campaign's outcomes only (``--outcomes``);
+    the campaign's saved ``policy compare`` result is shown when there is one.
 
     Raises
     ------
@@ -82,7 +86,10 @@ def gather(
         card = registry.card(uplift_ref)
         data.uplift_card = card if card.get("kind") == "uplift" else None
     if campaign:
-        data.evaluation = evaluate_campaign(store, campaign, window_days)
+        from crmkit.campaigns.policy_run import load_comparison
+
+        data.evaluation = evaluate_campaign(store, campaign, window_days, extra=extra)
+        data.comparison = load_comparison(store, campaign)
         data.campaign_cost = campaign_cost(store, campaign, settings.targeting)
     return data
 

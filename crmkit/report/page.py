@@ -9,6 +9,7 @@ opens without network access.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -162,6 +163,38 @@ def campaign_section(data: ReportData) -> list[str]:
     ]
 
 
+def _band(e: Mapping[str, float], digits: int) -> str:
+    return f"{e['value']:+,.{digits}f} [{e['low']:+,.{digits}f}, {e['high']:+,.{digits}f}]"
+
+
+def comparison_section(data: ReportData) -> list[str]:
+    """Return the saved ``policy compare`` result of the campaign: policies side by side."""
+    found = data.comparison
+    if not found:
+        return []
+    rows = [
+        {
+            "policy": p["policy"],
+            "contacts": f"{p['contacts']:,}",
+            "cost": f"{p['cost']:,.2f}",
+            "extra buyers (DR, 95%)": _band(p["incremental_customers"]["dr"], 1),
+            "value less cost (DR, 95%)": _band(p["incremental_value"]["dr"], 0),
+            "value less cost (IPS)": f"{p['incremental_value']['ips']['value']:+,.0f}",
+        }
+        for p in found["policies"]
+    ]
+    return [
+        f"<h3>Policies replayed on campaign {html.escape(str(found['campaign']))}</h3>",
+        (
+            f"<p>What each policy would have achieved among the campaign's "
+            f"{found['customers']:,} customers at a budget of {found['budget']:,.2f}, against "
+            f"contacting nobody ({found['window_days']}-day window; uplift: "
+            f"{html.escape(str(found['uplift_source']))}).</p>"
+        ),
+        _table(rows, list(rows[0])),
+    ]
+
+
 def render(data: ReportData) -> str:
     """Render the report as one HTML page."""
     parts = [
@@ -174,6 +207,7 @@ def render(data: ReportData) -> str:
         *segments_section(data),
         *risk_section(data),
         *campaign_section(data),
+        *comparison_section(data),
         *(uplift_section(data.uplift_card) if data.uplift_card is not None else []),
         "</body></html>",
     ]
