@@ -108,6 +108,14 @@ def test_uplift_trains_gates_and_compares_policies_without_a_traceback(loop):
             dr = policy[kind]["dr"]
             assert dr["low"] <= dr["value"] <= dr["high"]
     assert (root / "store" / "comparisons" / "spring.json").is_file()
+    page = root / "report.html"
+    invoke(
+        ["report", "--as-of", str(SEND), "--campaign", "spring", "--window", str(WINDOW),
+         "--out", str(page), *outcomes, *registry, *common, "--quiet"]
+    )  # fmt: skip
+    text = page.read_text(encoding="utf-8")
+    assert "Policies replayed on campaign spring" in text
+    assert "value at risk (email_discount)" in text
 
 
 def test_targets_by_uplift_run_on_the_gated_model(loop):
