@@ -119,13 +119,15 @@ def test_uplift_trains_gates_and_compares_policies_without_a_traceback(loop):
 
 
 def test_targets_by_uplift_run_on_the_gated_model(loop):
-    root, _export, common, registry, outcomes, _ = loop
+    root, export, common, registry, outcomes, _ = loop
     if not (root / "models" / "uplift").exists():
         invoke(
             ["uplift", "train", "--campaign", "spring", "--window", str(WINDOW), *outcomes,
              *registry, *common, "--quiet"]
         )  # fmt: skip
-    as_of = str(SEND + dt.timedelta(days=45))  # after the campaign's cooldown
+    # the weeks after the send date arrive in the store, as the next export would
+    invoke(["ingest", str(export.responses), "--dayfirst", *common, "--quiet"])
+    as_of = str(SEND + dt.timedelta(days=40))  # after the campaign's 30-day cooldown
     invoke(
         ["train", "--as-of", as_of, "--horizon", "60", "--name", "churn", *registry, *common,
          "--quiet"]

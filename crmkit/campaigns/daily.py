@@ -237,7 +237,7 @@ def uplift_for(
         return None, (*warnings, "the list is ranked by value at risk instead")
     kept = frame.filter(frame["treatment"].is_in(arms))
     warnings = [*warnings, *support_warnings(kept, policy.uplift_outside)]
-    if policy.uplift_outside == "exclude":
+    if policy.uplift_outside == "exclude" and "outside_support" in kept.columns:
         kept = kept.filter(~kept["outside_support"])
     return Uplift(f"{card['name']}:{card['version']}", kept), tuple(warnings)
 

@@ -155,16 +155,22 @@ def _choose(
 ) -> tuple[str, dict[str, Any]]:
     """Return the learner ``auto`` keeps, and the tests that decided it.
 
-    The simplest learner compared is the incumbent: the linear T-learner on the customer
-    attributes alone when any are loaded, else the boosting T-learner. A learner with a
-    higher cross-fitted Qini replaces it only when its paired bootstrap gain in Qini over
-    the incumbent has a 90% interval above zero (the highest such Qini wins): with a few
-    dozen responders, a richer learner's lead in cross-fitting is mostly luck, and the
-    simple one holds up better on new customers.
+    The incumbent is the linear T-learner on the customer attributes alone when any are
+    loaded (a weak signal mostly lives in a handful of such columns), else the boosting
+    learner (T or X) with the higher cross-fitted Qini. A learner with a higher Qini than
+    the incumbent replaces it only when its paired bootstrap gain in Qini over it has a
+    90% interval above zero (the highest such Qini wins): with a few dozen responders a
+    lead in cross-fitting is mostly luck, and the incumbent holds up better on new
+    customers.
     """
-    incumbent = ATTRIBUTES_ONLY if ATTRIBUTES_ONLY in order else ("t" if "t" in order else order[0])
+    boosted = [n for n in order if n in ("t", "x")]
+    incumbent = (
+        ATTRIBUTES_ONLY if ATTRIBUTES_ONLY in order else (boosted[0] if boosted else order[0])
+    )
     tests: dict[str, Any] = {}
     for name in order[: order.index(incumbent)]:  # the learners ranked above the incumbent
+        if name in ("t", "x") and incumbent in ("t", "x"):
+            continue
         gain = qini_gain(y, t, scores[name], scores[incumbent], seed=seed)
         tests[name] = gain.to_json()
     passing = [name for name, gain in tests.items() if gain["low"] > 0]

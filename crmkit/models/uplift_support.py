@@ -71,9 +71,11 @@ def apply_support(
 
     ``predictions`` has one row per customer and arm
     (:meth:`crmkit.models.uplift_learners.UpliftModel.predict_uplift`), ``features`` the
-    customers' features, ``arms`` the card's arms. Arms of cards without a recorded
-    support are never flagged.
+    customers' features, ``arms`` the card's arms. Arms without a recorded support are never
+    flagged; a card without any gives the predictions back as they are.
     """
+    if not any(info.get("support") for info in arms.values()):
+        return predictions  # a model saved before supports were recorded: as it was
     present = [c for c in SUPPORT_COLUMNS if c in features.columns]
     joined = predictions.join(
         features.select(schema.CUSTOMER_ID, *(pl.col(c).alias(f"__s_{c}") for c in present)),

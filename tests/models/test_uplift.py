@@ -242,6 +242,8 @@ def test_validates_forward_in_time_over_several_dates_and_reports(store, tmp_pat
         "shares",
         "t-learner",
         "x-learner",
+        "lt-learner",
+        "li-learner",
         "random",
         "churn risk",
         "value at risk",
