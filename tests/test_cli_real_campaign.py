@@ -136,8 +136,14 @@ def test_targets_by_uplift_run_on_the_gated_model(loop):
         ["targets", "--as-of", as_of, "--campaign", "next", "--policy", "uplift", "--budget",
          "100", "--out", str(root / "lists"), *registry, *common, "--json"]
     )  # fmt: skip
-    assert summary["contacts"] > 0
     contacts = pl.read_csv(next((root / "lists" / "next").glob("*.contacts.csv")))
-    assert contacts.height == summary["contacts"]
-    # the newsletter arm has no evidence, so nobody gets it by uplift
-    assert "email_news" not in set(summary.get("by_treatment", {}))
+    assert contacts.height == summary["contacts"] > 0
+    # the discount's signal lives in two attributes: the attributes-only learner finds it
+    # and passes the gate; the newsletter has no evidence, so nobody gets it by uplift
+    card = json.loads((root / "models" / "uplift" / "1" / "card.json").read_text("utf-8"))
+    assert card["arms"]["email_discount"]["learner"] == "ta"
+    assert card["arms"]["email_discount"]["evidence"]["passed"] is True
+    assert set(contacts["treatment"]) == {"email_discount"}
+    band = summary["spend"]["expected_profit"]
+    assert band["low"] <= band["value"] <= band["high"]
+    assert summary["spend"]["total"] <= 100 + 1e-9
