@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import clv, features, ingest, model, scale, sources, uplift
+from bench import clv, dogs, features, ingest, model, scale, sources, uplift
 
 SUITES = {
     "ingest": ingest.run,
@@ -13,6 +13,7 @@ SUITES = {
     "model": model.run,
     "clv": clv.run,
     "uplift": uplift.run,
+    "dogs": dogs.run,
     "scale": scale.run,
     "sources": sources.run,
 }
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     suites = list(SUITES) if args.suite == "all" else [args.suite]
     for name in suites:
-        if name in ("model", "clv"):
+        if name in ("model", "clv", "dogs"):
             SUITES[name](0)
             continue
         if name == "scale":

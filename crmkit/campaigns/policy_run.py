@@ -159,22 +159,8 @@ def compare_campaign(
         all_attributes=settings.model.uplift_attributes == "all",
     )  # fmt: skip
     rows = design.rows
-    try:
-        logged = logged_actions(rows)
-    except ValueError as exc:
-        raise BadInputError(f"campaign {campaign}: {exc}") from None
+    logged, y, mu = _logged_outcomes(design, campaign, seed)
     cost = arm_costs(list(logged.actions), settings.targeting)
-    y = {
-        "customers": rows["retained"].cast(pl.Float64).to_numpy(),
-        "revenue": rows["revenue"].cast(pl.Float64).to_numpy(),
-    }
-    folds = customer_folds(rows[schema.CUSTOMER_ID].cast(pl.String))
-    try:
-        mu = outcome_models(design.matrix(), y, logged, folds, seed)
-    except ValueError as exc:
-        raise BadInputError(
-            f"campaign {campaign}: too few customers to cross-fit ({exc})"
-        ) from None
     value = rows["customer_value"].fill_null(0.0).to_numpy()
     notes: list[str] = []
     if model is None:
@@ -195,6 +181,35 @@ def compare_campaign(
         campaign, window, budget, rows.height, list(logged.actions), logged.shared, source,
         compare_policies(y, logged, mu, chosen, cost, seed, rounds), rounds, notes,
     )  # fmt: skip
+
+
+def _logged_outcomes(
+    design: CampaignDesign, campaign: str, seed: int
+) -> tuple[Logged, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Return the campaign's logged actions, outcomes and cross-fitted outcome models.
+
+    Raises
+    ------
+    BadInputError
+        No treated or no control customers, or too few to cross-fit.
+    """
+    rows = design.rows
+    try:
+        logged = logged_actions(rows)
+    except ValueError as exc:
+        raise BadInputError(f"campaign {campaign}: {exc}") from None
+    y = {
+        "customers": rows["retained"].cast(pl.Float64).to_numpy(),
+        "revenue": rows["revenue"].cast(pl.Float64).to_numpy(),
+    }
+    folds = customer_folds(rows[schema.CUSTOMER_ID].cast(pl.String))
+    try:
+        mu = outcome_models(design.matrix(), y, logged, folds, seed)
+    except ValueError as exc:
+        raise BadInputError(
+            f"campaign {campaign}: too few customers to cross-fit ({exc})"
+        ) from None
+    return logged, y, mu
 
 
 def _load_uplift(registry: Registry, ref: ModelRef) -> tuple[UpliftModel, Any, str]:

@@ -57,6 +57,7 @@ from crmkit.models.design import (
     design_matrix,
 )
 from crmkit.models.registry import ModelRef, Registry
+from crmkit.models.uplift_choice import by_qini, choose
 from crmkit.models.uplift_data import campaign_design
 from crmkit.models.uplift_evidence import evidence
 from crmkit.models.uplift_learners import (
@@ -73,7 +74,7 @@ from crmkit.models.uplift_learners import (
     fit_learner,
     x_learner,
 )
-from crmkit.models.uplift_metrics import qini_gain, qini_points, random_baseline, uplift_reports
+from crmkit.models.uplift_metrics import qini_points, random_baseline, uplift_reports
 from crmkit.models.uplift_support import apply_support, average_effect, training_support
 from crmkit.numbers import as_float
 from crmkit.store.core import Store
@@ -137,44 +138,6 @@ def _curves(y: np.ndarray, t: np.ndarray, ranked: Mapping[str, np.ndarray]) -> d
     shares, first = qini_points(y, t, next(iter(ranked.values())))
     curves = {name: qini_points(y, t, s)[1] for name, s in ranked.items()}
     return {"shares": shares, **curves, "random": [s * first[-1] for s in shares]}
-
-
-def _by_qini(table: dict[str, Any]) -> list[str]:
-    """Return the compared learners, the higher cross-fitted Qini first (the T-learner on a tie)."""
-
-    def qini(name: str) -> float:
-        value = float(table[f"{name}-learner"]["qini"]["value"])
-        return value if np.isfinite(value) else -np.inf
-
-    names = [n for n in LEARNERS if f"{n}-learner" in table]
-    return sorted(names, key=lambda n: (qini(n), n == "t"), reverse=True)
-
-
-def _choose(
-    order: list[str], y: np.ndarray, t: np.ndarray, scores: Mapping[str, np.ndarray], seed: int
-) -> tuple[str, dict[str, Any]]:
-    """Return the learner ``auto`` keeps, and the tests that decided it.
-
-    The incumbent is the linear T-learner on the customer attributes alone when any are
-    loaded (a weak signal mostly lives in a handful of such columns), else the boosting
-    learner (T or X) with the higher cross-fitted Qini. A learner with a higher Qini than
-    the incumbent replaces it only when its paired bootstrap gain in Qini over it has a
-    90% interval above zero (the highest such Qini wins): with a few dozen responders a
-    lead in cross-fitting is mostly luck, and the incumbent holds up better on new
-    customers.
-    """
-    boosted = [n for n in order if n in ("t", "x")]
-    incumbent = (
-        ATTRIBUTES_ONLY if ATTRIBUTES_ONLY in order else (boosted[0] if boosted else order[0])
-    )
-    tests: dict[str, Any] = {}
-    for name in order[: order.index(incumbent)]:  # the learners ranked above the incumbent
-        if name in ("t", "x") and incumbent in ("t", "x"):
-            continue
-        gain = qini_gain(y, t, scores[name], scores[incumbent], seed=seed)
-        tests[name] = gain.to_json()
-    passing = [name for name, gain in tests.items() if gain["low"] > 0]
-    return (passing[0] if passing else incumbent), {"incumbent": incumbent, "gains": tests}
 
 
 def out_of_time(
@@ -311,17 +274,36 @@ def _fit_arm(
     reports = uplift_reports(y, t, ranked, rounds=rounds, seed=seed)
     reports["random"] = random_baseline(y, t, rounds=rounds, seed=seed)
     table = {name: {k: v.to_json() for k, v in r.items()} for name, r in reports.items()}
-    order = _by_qini(table)
+    order = by_qini(table)
     if learner in LEARNERS:
         chosen, choice = learner, None
     else:
-        chosen, choice = _choose(order, y, t, scores, seed)
+        chosen, choice = choose(order, y, t, scores, seed)
     second = next((n for n in order if n != chosen), None)
     model = ArmModel(chosen, members=fold_models[chosen])
     revenue = data["revenue"].to_numpy()
     model.revenue_treated = _hgb_regressor(seed).fit(x[t], revenue[t])
     model.revenue_control = _hgb_regressor(seed).fit(x[~t], revenue[~t])
-    card = {
+    card = _arm_card(
+        data, (y, t, x, revenue), chosen, choice, second, table, ranked, (seed, rounds, layout)
+    )
+    return model, card
+
+
+def _arm_card(
+    data: pl.DataFrame,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    chosen: str,
+    choice: dict[str, Any] | None,
+    second: str | None,
+    table: dict[str, Any],
+    ranked: Mapping[str, np.ndarray],
+    fit: tuple[int, int, Layout | None],
+) -> dict[str, Any]:
+    """Return an arm's part of the card: groups, rankings, choice, evidence, support."""
+    y, t, x, revenue = arrays
+    seed, rounds, layout = fit
+    return {
         "learner": chosen,
         "runner_up": None
         if second is None
@@ -333,7 +315,7 @@ def _fit_arm(
         "rows": len(y),
         "treated": int(t.sum()),
         "controls": int((~t).sum()),
-        "propensity": e,
+        "propensity": float(t.mean()),
         "response_treated": float(y[t].mean()),
         "response_control": float(y[~t].mean()),
         "rankings": table,
@@ -343,7 +325,6 @@ def _fit_arm(
         "support": training_support(data),
         "average_effect": average_effect(y, t, revenue),
     }
-    return model, card
 
 
 def score_uplift(

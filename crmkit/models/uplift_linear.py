@@ -29,6 +29,12 @@ C_GRID: Final = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 _MIN_FOR_CV: Final = 6
 
 
+def _finite(x: np.ndarray) -> np.ndarray:
+    """Return ``x`` with infinities (a ratio over zero) as missing, for the imputer."""
+    out: np.ndarray = np.where(np.isfinite(x), x, np.nan)
+    return out
+
+
 def linear_inputs(categorical: np.ndarray | None) -> Any:  # noqa: ANN401
     """Return the unfitted transformer of the design matrix for a linear model."""
     from sklearn.compose import ColumnTransformer
@@ -39,6 +45,7 @@ def linear_inputs(categorical: np.ndarray | None) -> Any:  # noqa: ANN401
     from crmkit.models.estimators import signed_log1p
 
     numeric = make_pipeline(
+        FunctionTransformer(_finite),
         SimpleImputer(strategy="median", keep_empty_features=True),
         FunctionTransformer(signed_log1p),
         StandardScaler(),
