@@ -28,6 +28,7 @@ API = (
     "evaluate",
     "train_uplift",
     "score_uplift",
+    "compare_policies",
 )
 
 __all__ = ["__version__", *API]

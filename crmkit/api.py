@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -208,3 +209,38 @@ def score_uplift(
         outside=cfg.targeting.uplift_outside,
     )  # fmt: skip
     return frame
+
+
+def compare_policies(
+    store: StoreLike,
+    campaign: str,
+    *,
+    budget: float,
+    window: int = 60,
+    registry: RegistryLike = "models",
+    model: str | None = None,
+    outcomes: str | Path | None = None,
+    config: SettingsLike = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Replay every targeting policy on a past campaign at ``budget``, as ``policy compare``.
+
+    ``model`` is an uplift model trained on other campaigns (default: cross-fitted on this
+    one); ``outcomes`` counts a file's purchases as outcomes without ingesting it. Returns
+    the comparison (also saved in the store for ``crmkit report``).
+    """
+    from crmkit.campaigns.policy_run import compare_campaign, save_comparison
+
+    cfg = settings(config)
+    opened = open_store(store)
+    chosen = None if model is None else (_registry(registry, cfg), parse_ref(model))
+    with contextlib.ExitStack() as stack:
+        extra = None
+        if outcomes is not None:
+            extra, _ = stack.enter_context(outcome_store(Path(outcomes), _now(now)))
+        result = compare_campaign(
+            opened, check_campaign(campaign), window, cfg, budget=budget, model=chosen,
+            extra=extra,
+        )  # fmt: skip
+    save_comparison(opened, result)
+    return result.to_json()
