@@ -14,13 +14,12 @@ true incremental retained customers.
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from bench.common import save
+from bench.common import DATA, save
 from bench.model import retail_store
 
 T1, T2, WINDOW = dt.date(2011, 6, 1), dt.date(2011, 8, 1), 45
@@ -121,12 +120,12 @@ def run(_rows: int = 0, seeds: int = 3) -> None:
 
     results = []
     for seed in range(seeds):
-        with tempfile.TemporaryDirectory(prefix="crmkit-dogs-") as tmp:
-            root = Path(tmp)
-            shutil.copytree(retail_store(), root / "store")
-            store, registry = Store(root / "store"), Registry(root / "models")
-            threshold, arms = _learn(store, registry, root, seed)
-            found = _lists(store, registry, threshold)
+        root = DATA / f"dogs-{seed}"  # kept for a look afterwards; rebuilt every run
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(retail_store(), root / "store")
+        store, registry = Store(root / "store"), Registry(root / "models")
+        threshold, arms = _learn(store, registry, root, seed)
+        found = _lists(store, registry, threshold)
         results.append({"seed": seed, "arms": arms, "lists": found})
         print(f"\nseed {seed}: uplift arms (learner, evidence) {arms}")
         for name, row in found.items():

@@ -279,7 +279,8 @@ def utc_now() -> dt.datetime:
     """Return the current time as naive UTC (the library never reads the clock)."""
     fixed = os.environ.get("CRMKIT_NOW")
     if fixed:
-        return dt.datetime.fromisoformat(fixed)
+        given = dt.datetime.fromisoformat(fixed)
+        return given.astimezone(dt.UTC).replace(tzinfo=None) if given.tzinfo else given
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 

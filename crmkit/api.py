@@ -71,7 +71,10 @@ def _date(value: DateLike, name: str) -> dt.date:
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
-    return now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    """Return ``now`` (or the clock) as naive UTC, the store's times."""
+    if now is None:
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now
 
 
 def _registry(registry: RegistryLike, cfg: Settings) -> Registry:

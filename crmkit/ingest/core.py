@@ -63,7 +63,8 @@ def ingest_files(
     store, config, store_config
         The store (created on first use), the parsing rules, a new store's layout.
     now
-        The current time (naive UTC); dates after ``now + max_future_days`` are implausible.
+        The current time (UTC; an aware time is converted); dates after ``now +
+        max_future_days`` are implausible.
     strict
         Any quarantined row is an error and nothing is stored.
     progress, locked
@@ -76,6 +77,8 @@ def ingest_files(
     StoreLockedError
         Another process is writing the store.
     """
+    if now.tzinfo is not None:  # the store's times are naive UTC
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
     check_dates(config, now)
     paths = sniff.expand_inputs(sources)
     layout = store_config or StoreConfig()

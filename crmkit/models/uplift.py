@@ -379,4 +379,7 @@ def uplift_summary(frame: pl.DataFrame, card: Mapping[str, Any]) -> dict[str, An
         "customers": frame[schema.CUSTOMER_ID].n_unique(),
         "treatments": sorted(card["arms"]),
         "positive_uplift_share": round(as_float((frame["uplift_probability"] > 0).mean()), 4),
+        "outside_support": int(frame["outside_support"].sum())
+        if "outside_support" in frame.columns
+        else 0,
     }

@@ -655,3 +655,22 @@ def test_a_read_only_store_exits_6(tmp_path, small_disk, runner):
     assert "Read-only file system" in result.stderr
     info = invoke(runner, "store", "info", "--store", str(store), "--json")  # reading still works
     assert info["rows"] == 3
+
+
+def test_an_aware_now_is_read_as_utc(tmp_path):
+    """The library's callers may pass an aware time: the future-date check still works."""
+    import datetime as dt
+
+    from crmkit.config.settings import IngestConfig
+    from crmkit.ingest import ingest_files
+    from crmkit.store.core import Store
+
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "order_id,customer_id,ts,amount\nA1,c1,2024-01-02 10:00:00,5.00\n"
+        "A2,c2,2031-01-02 10:00:00,7.00\n",
+        encoding="utf-8",
+    )
+    aware = dt.datetime(2024, 6, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    report = ingest_files([path], Store(tmp_path / "s"), IngestConfig(), now=aware)
+    assert (report.rows_stored, report.rows_quarantined) == (1, 1)  # 2031 is implausible
