@@ -85,10 +85,14 @@ def render_uplift_card(card: Mapping[str, Any]) -> None:
     for arm, info in card.get("arms", {}).items():
         learner = info.get("learner")
         qini = info.get("rankings", {}).get(f"{learner}-learner", {}).get("qini", {})
-        rows.append([arm, learner, info.get("treated"), info.get("controls"), qini.get("value")])
-    human.print(
-        table("Arms (cross-fitted Qini)", ["arm", "learner", "treated", "controls", "Qini"], rows)
-    )
+        second = info.get("runner_up") or {}
+        evidence = (info.get("evidence") or {}).get("passed")
+        rows.append([
+            arm, learner, info.get("treated"), info.get("controls"), qini.get("value"),
+            second.get("learner", ""), {True: "yes", False: "no"}.get(evidence, ""),
+        ])  # fmt: skip
+    columns = ["arm", "learner", "treated", "controls", "Qini", "runner-up", "evidence"]
+    human.print(table("Arms (cross-fitted Qini)", columns, rows))
     for problem in card.get("skipped_arms", {}).values():
         err.print(f"left out: {problem}")
 
