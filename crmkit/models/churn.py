@@ -37,7 +37,12 @@ from crmkit.features.attributes import attribute_schema
 from crmkit.features.names import FEATURE_VERSION
 from crmkit.features.vocabulary import learn_vocabulary
 from crmkit.models.calibration import CalibratedModel, apply_map, choose_method, fit_maps
-from crmkit.models.design import category_codes, design_matrix, model_feature_names
+from crmkit.models.design import (
+    category_codes,
+    design_matrix,
+    informative_features,
+    model_feature_names,
+)
 from crmkit.models.metrics import churn_metrics
 from crmkit.models.registry import Registry, parse_ref
 from crmkit.models.snapshots import (
@@ -279,6 +284,8 @@ def _card(
         "feature_version": FEATURE_VERSION,
         "feature_config": dataclasses.asdict(features),
         "features": list(names),
+        # columns that teach nothing here (the classifier leaves out those without a value)
+        "dropped_features": informative_features(data, [n for n in names if n in data.columns])[1],
         "training_rows": data.height,
         "churn_rate": as_float(data["churned"].mean()),
         "validation_metrics": metrics.to_dicts(),

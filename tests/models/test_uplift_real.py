@@ -59,3 +59,17 @@ def test_uplift_train_and_score_commands_on_an_order_export(bare_store, tmp_path
     scores = pl.read_csv(out)
     assert scores["uplift_probability"].is_between(-1, 1).all()
     assert scores.height > 100
+
+
+def test_the_churn_card_records_the_columns_an_order_export_cannot_fill(bare_store):
+    from crmkit.config.settings import ModelConfig
+    from crmkit.models.churn import train
+
+    result = train(
+        bare_store, AS_OF, 90, ModelConfig(snapshots=2, kind="logreg"), FeatureConfig(),
+        created=NOW,
+    )  # fmt: skip
+    dropped = result.card["dropped_features"]
+    assert dropped["distinct_categories"] == "no value in the training rows"
+    assert "recency_days" not in dropped
+    assert set(dropped) <= set(result.card["features"])
