@@ -56,7 +56,8 @@ def _learn(store, registry, root: Path, seed: int) -> tuple[float, dict]:
         root / "learn.csv"
     )
     import_assignments(store, root / "learn.csv", f"learn{seed}")
-    tx, _ = simulate_response(campaign, UPLIFT, WINDOW, seed, heterogeneous=True)
+    # a response seed of its own: the same seed would redraw the groups' uniforms
+    tx, _ = simulate_response(campaign, UPLIFT, WINDOW, 1000 + seed, heterogeneous=True)
     tx.write_csv(root / "response.csv", datetime_format="%Y-%m-%d %H:%M:%S")
     with outcome_store(root / "response.csv", NOW) as (extra, _):
         model = train_uplift(

@@ -284,8 +284,15 @@ def _card(
         "feature_version": FEATURE_VERSION,
         "feature_config": dataclasses.asdict(features),
         "features": list(names),
-        # columns that teach nothing here (the classifier leaves out those without a value)
-        "dropped_features": informative_features(data, [n for n in names if n in data.columns])[1],
+        # the columns without a value in the training rows, which the classifier leaves
+        # out (ObservedColumns); "features" stays the matrix layout scoring builds
+        "unobserved_features": sorted(
+            name
+            for name, why in informative_features(data, [n for n in names if n in data.columns])[
+                1
+            ].items()
+            if why.startswith("no value")
+        ),
         "training_rows": data.height,
         "churn_rate": as_float(data["churned"].mean()),
         "validation_metrics": metrics.to_dicts(),

@@ -61,7 +61,7 @@ def test_uplift_train_and_score_commands_on_an_order_export(bare_store, tmp_path
     assert scores.height > 100
 
 
-def test_the_churn_card_records_the_columns_an_order_export_cannot_fill(bare_store):
+def test_the_churn_card_records_the_columns_an_order_export_cannot_fill(bare_store, tmp_path):
     from crmkit.config.settings import ModelConfig
     from crmkit.models.churn import train
 
@@ -69,7 +69,16 @@ def test_the_churn_card_records_the_columns_an_order_export_cannot_fill(bare_sto
         bare_store, AS_OF, 90, ModelConfig(snapshots=2, kind="logreg"), FeatureConfig(),
         created=NOW,
     )  # fmt: skip
-    dropped = result.card["dropped_features"]
-    assert dropped["distinct_categories"] == "no value in the training rows"
-    assert "recency_days" not in dropped
-    assert set(dropped) <= set(result.card["features"])
+    unobserved = result.card["unobserved_features"]
+    assert "distinct_categories" in unobserved
+    assert "recency_days" not in unobserved
+    assert set(unobserved) <= set(result.card["features"])
+    # the saved model still scores: its features are the matrix layout, as before
+    from crmkit.config.settings import SegmentConfig
+    from crmkit.models.registry import Registry, parse_ref
+    from crmkit.models.scoring import score_customers
+
+    registry = Registry(tmp_path / "models")
+    registry.save("churn", result.model, result.card)
+    scored = score_customers(bare_store, AS_OF, parse_ref("churn"), registry, SegmentConfig())
+    assert scored.frame.height > 0
