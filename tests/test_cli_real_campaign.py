@@ -73,7 +73,8 @@ def test_import_and_evaluate_read_the_export_as_it_is(loop):
     assert 0.005 < rate < 0.02  # about 1% bought in the window
 
 
-def test_uplift_trains_gates_and_compares_policies_without_a_traceback(loop):
+def test_the_loop_from_import_to_an_uplift_list(loop):
+    """One test: training is the expensive step, and every later step builds on it."""
     root, export, common, registry, outcomes, _ = loop
     trained = invoke(
         ["uplift", "train", "--campaign", "spring", "--window", str(WINDOW), *outcomes,
@@ -116,15 +117,10 @@ def test_uplift_trains_gates_and_compares_policies_without_a_traceback(loop):
     text = page.read_text(encoding="utf-8")
     assert "Policies replayed on campaign spring" in text
     assert "value at risk (email_discount)" in text
+    _targets_by_uplift(root, export, common, registry)
 
 
-def test_targets_by_uplift_run_on_the_gated_model(loop):
-    root, export, common, registry, outcomes, _ = loop
-    if not (root / "models" / "uplift").exists():
-        invoke(
-            ["uplift", "train", "--campaign", "spring", "--window", str(WINDOW), *outcomes,
-             *registry, *common, "--quiet"]
-        )  # fmt: skip
+def _targets_by_uplift(root, export, common, registry):
     # the weeks after the send date arrive in the store, as the next export would
     invoke(["ingest", str(export.responses), "--dayfirst", *common, "--quiet"])
     as_of = str(SEND + dt.timedelta(days=40))  # after the campaign's 30-day cooldown
