@@ -278,7 +278,7 @@ def _fit_arm(
     if learner in LEARNERS:
         chosen, choice = learner, None
     else:
-        chosen, choice = choose(order, y, t, scores, seed)
+        chosen, choice = choose(order, y, t, scores, seed, value)
     second = next((n for n in order if n != chosen), None)
     model = ArmModel(chosen, members=fold_models[chosen])
     revenue = data["revenue"].to_numpy()

@@ -23,7 +23,12 @@ def by_qini(table: dict[str, Any]) -> list[str]:
 
 
 def choose(
-    order: list[str], y: np.ndarray, t: np.ndarray, scores: Mapping[str, np.ndarray], seed: int
+    order: list[str],
+    y: np.ndarray,
+    t: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    seed: int,
+    value: np.ndarray | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Return the learner ``auto`` keeps, and the tests that decided it.
 
@@ -33,7 +38,10 @@ def choose(
     the incumbent replaces it only when its paired bootstrap gain in Qini over it has a
     90% interval above zero (the highest such Qini wins): with a few dozen responders a
     lead in cross-fitting is mostly luck, and the incumbent holds up better on new
-    customers.
+    customers. With customer ``value``, the challenger must also rank the value-weighted
+    outcome (purchase x value, by uplift x value: what the uplift policy ranks by) better,
+    by the same test: a learner that finds more buyers but sends the valuable customers
+    whom contact drives away to the top of the list does not replace the incumbent.
     """
     boosted = [n for n in order if n in ("t", "x")]
     incumbent = (
@@ -45,5 +53,14 @@ def choose(
             continue
         gain = qini_gain(y, t, scores[name], scores[incumbent], seed=seed)
         tests[name] = gain.to_json()
-    passing = [name for name, gain in tests.items() if gain["low"] > 0]
+        if value is not None:
+            worth = qini_gain(
+                y * value, t, scores[name] * value, scores[incumbent] * value, seed=seed
+            )
+            tests[name]["value_weighted"] = worth.to_json()
+    passing = [
+        name
+        for name, gain in tests.items()
+        if gain["low"] > 0 and gain.get("value_weighted", {"low": 1.0})["low"] > 0
+    ]
     return (passing[0] if passing else incumbent), {"incumbent": incumbent, "gains": tests}
