@@ -89,7 +89,7 @@ def render_uplift_card(card: Mapping[str, Any]) -> None:
         evidence = (info.get("evidence") or {}).get("passed")
         rows.append([
             arm, learner, info.get("treated"), info.get("controls"), qini.get("value"),
-            second.get("learner", ""), {True: "yes", False: "no"}.get(evidence, ""),
+            second.get("learner", ""), "" if evidence is None else ("yes" if evidence else "no"),
         ])  # fmt: skip
     columns = ["arm", "learner", "treated", "controls", "Qini", "runner-up", "evidence"]
     human.print(table("Arms (cross-fitted Qini)", columns, rows))
