@@ -52,7 +52,7 @@ def train_command(
         typer.Option(
             "--learner",
             metavar="auto|t|x|dr|lt|li|ta",
-            help="Learner (default: the best of t, x, lt, li, ta by cross-fitted Qini).",
+            help="Learner (default auto: t, x, lt and, with attributes, ta compared).",
         ),
     ] = "auto",
     outcomes: OutcomesOpt = None,

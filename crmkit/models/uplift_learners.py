@@ -21,8 +21,9 @@ from crmkit.models.estimators import ObservedFit, gradient_boosting
 
 LEARNERS: Final = ("t", "x", "dr", "lt", "li", "ta")
 #: The learners ``auto`` compares: boosting T and X (the X-learner reuses the T-learner's
-#: models) and the linear T and interaction learners (:mod:`crmkit.models.uplift_linear`).
-AUTO: Final = ("t", "x", "lt", "li")
+#: models) and the linear T-learner (:mod:`crmkit.models.uplift_linear`); ``li`` and ``dr``
+#: are fitted when asked for.
+AUTO: Final = ("t", "x", "lt")
 #: The linear T-learner on the customer attributes alone, compared when any are loaded.
 ATTRIBUTES_ONLY: Final = "ta"
 FOLDS: Final = 5

@@ -243,7 +243,6 @@ def test_validates_forward_in_time_over_several_dates_and_reports(store, tmp_pat
         "t-learner",
         "x-learner",
         "lt-learner",
-        "li-learner",
         "random",
         "churn risk",
         "value at risk",
