@@ -202,12 +202,13 @@ def fit_learner(
         control = linear_classifier(seen[~t], y[~t], seed, codes, penalty=1.0)
         return ArmModel("ta", treated, control, columns=cols)
     if learner in ("lt", "li"):
-        from crmkit.models.uplift_linear import InteractionLogit, linear_classifier
+        from crmkit.models.uplift_linear import T_PENALTY, InteractionLogit, linear_classifier
 
         if learner == "li":
             return ArmModel("li", effect=InteractionLogit(seed, categorical).fit(x, y, t))
-        treated = linear_classifier(x[t], y[t], seed, categorical)
-        return ArmModel("lt", treated, linear_classifier(x[~t], y[~t], seed, categorical))
+        treated = linear_classifier(x[t], y[t], seed, categorical, penalty=T_PENALTY)
+        control = linear_classifier(x[~t], y[~t], seed, categorical, penalty=T_PENALTY)
+        return ArmModel("lt", treated, control)
     if learner in ("t", "x"):
         base = ArmModel("t", _fit_classifier(x[t], y[t], seed), _fit_classifier(x[~t], y[~t], seed))
         return base if learner == "t" else x_learner(base, x, y, t, e, seed)

@@ -1,16 +1,16 @@
 """Linear uplift learners for a weak signal: many noisy features and few responders.
 
 Both work on the same inputs as the churn model's logistic regression (median-imputed,
-``sign(x) log(1 + |x|)``, standardised numbers; one-hot categories) and choose their L2
-penalty by cross-validated log loss over :data:`C_GRID`:
+``sign(x) log(1 + |x|)``, standardised numbers; one-hot categories):
 
-* **linear T-learner** (``lt``): one penalised logistic regression per group, the uplift
-  the difference of their probabilities;
+* **linear T-learner** (``lt``): one logistic regression per group with a strong L2
+  penalty (:data:`T_PENALTY`), the uplift the difference of their probabilities;
 * **linear interaction learner** (``li``): one penalised logistic regression on all rows
   of the outcome on the features, the treatment and their products, so treated and
   controls share the main effects (the small control group does not have to learn them
   alone) and only the products carry the uplift:
-  ``uplift(x) = P(y | x, t = 1) - P(y | x, t = 0)``.
+  ``uplift(x) = P(y | x, t = 1) - P(y | x, t = 0)``; its penalty is chosen by
+  cross-validated log loss over :data:`C_GRID`.
 
 With a few dozen responders per group and sixty features of which two or three matter,
 gradient boosting learns mostly noise; a penalised linear model shrinks the rest toward
@@ -23,6 +23,9 @@ from typing import Any, Final
 
 import numpy as np
 
+#: The linear T-learner's inverse L2 penalty: strong shrinkage toward no effect, fitted
+#: once per group and fold (``auto`` fits it on every arm).
+T_PENALTY: Final = 0.05
 #: Inverse L2 penalties tried by cross-validation (smaller: stronger shrinkage).
 C_GRID: Final = (0.003, 0.03, 0.3, 3.0)
 #: Fewest cases of the rarer class for the cross-validated choice of the penalty.
