@@ -125,8 +125,8 @@ def _targets_by_uplift(root, export, common, registry):
     invoke(["ingest", str(export.responses), "--dayfirst", *common, "--quiet"])
     as_of = str(SEND + dt.timedelta(days=40))  # after the campaign's 30-day cooldown
     invoke(
-        ["train", "--as-of", as_of, "--horizon", "60", "--name", "churn", *registry, *common,
-         "--quiet"]
+        ["train", "--as-of", as_of, "--horizon", "60", "--name", "churn", "--snapshots", "3",
+         "--model", "logreg", *registry, *common, "--quiet"]
     )  # fmt: skip
     summary = invoke(
         ["targets", "--as-of", as_of, "--campaign", "next", "--policy", "uplift", "--budget",
