@@ -25,10 +25,11 @@ customers (the policy held fixed).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
+
+from crmkit.models.uplift_metrics import Interval
 
 #: Bootstrap rounds of :func:`interval`.
 ROUNDS: Final = 1000
@@ -80,34 +81,17 @@ def dr_terms(
     return out
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A total with its bootstrap percentile interval."""
-
-    value: float
-    low: float
-    high: float
-
-    def to_json(self) -> dict[str, float]:
-        """Return the estimate as a JSON-ready mapping."""
-        return {"value": self.value, "low": self.low, "high": self.high}
-
-    def minus(self, amount: float) -> Estimate:
-        """Return the estimate less a known amount (a policy's cost)."""
-        return Estimate(self.value - amount, self.low - amount, self.high - amount)
-
-
 def bootstrap_weights(n: int, rounds: int, seed: int) -> np.ndarray:
     """Return ``rounds`` x ``n`` resampling counts of ``n`` customers (with replacement)."""
     rng = np.random.default_rng(seed)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=rounds).astype(np.float64)
 
 
-def interval(terms: np.ndarray, weights: np.ndarray, alpha: float = 0.05) -> Estimate:
+def interval(terms: np.ndarray, weights: np.ndarray, alpha: float = 0.05) -> Interval:
     """Return the sum of ``terms`` with its percentile interval over bootstrap ``weights``."""
     totals = weights @ terms
     low, high = np.quantile(totals, [alpha / 2, 1 - alpha / 2])
-    return Estimate(float(terms.sum()), float(low), float(high))
+    return Interval(float(terms.sum()), float(low), float(high))
 
 
 def estimate_policy(
