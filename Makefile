@@ -44,7 +44,7 @@ demo: $(STAMP)
 	# changes depends on the customer), the campaign is evaluated, an uplift model learns
 	# from its treatment and control groups and predicts whom to treat next.
 	$(BIN)/crmkit sample --respond-to $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv \
-		--uplift call=0.06,voucher=0.06,email=0.06 --heterogeneous --seed 3 --out $(DEMO)/response
+		--uplift voucher=0.06,email=0.06 --heterogeneous --seed 3 --out $(DEMO)/response
 	$(BIN)/crmkit ingest $(DEMO)/response/response.csv $(DEMO_STORE) --quiet
 	$(BIN)/crmkit evaluate --campaign winback --window 45 --store $(DEMO)/crm-store
 	$(BIN)/crmkit uplift train --campaign winback --window 45 $(DEMO_ARGS)

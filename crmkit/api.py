@@ -133,7 +133,12 @@ def score(
     cfg = settings(config)
     ref = parse_ref(model or cfg.model.name)
     result = score_customers(
-        open_store(store), _date(as_of, "as_of"), ref, _registry(registry, cfg), cfg.segments
+        open_store(store),
+        _date(as_of, "as_of"),
+        ref,
+        _registry(registry, cfg),
+        cfg.segments,
+        cfg.model.explain_rows,
     )
     return result.frame
 

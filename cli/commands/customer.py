@@ -50,8 +50,10 @@ def customer(
 
     The segment and tier are those every command gives the customer on that date; the
     churn probability comes from the model (when there is one and it scores the
-    customer); the reasons are plain rules on the features ("92 days since last purchase,
-    3.1x their usual cycle"); campaigns are the customer's rows in the ledger.
+    customer); the reasons are the model's own (its drivers' exact Shapley shares, in
+    words with the customer's values: "spend in the last 90 days fell from 420.00 to
+    35.00"), or plain rules without a model; campaigns are the customer's rows in the
+    ledger, with the planned treatment and what was sent (nothing to a control).
 
     Example: crmkit customer 12346 --as-of 2011-12-10
     """
@@ -82,12 +84,12 @@ def render_customer(view: CustomerView) -> None:
     human.print(f"customer {view.customer_id} as of {view.as_of}: {risk}")
     rows: list[list[Any]] = [[name.replace("_", " "), fmt(f.get(name))] for name in SHOWN]
     err.print(table("Features", ["", "value"], rows))
-    for reason in view.reasons or ["no warning sign in the rules"]:
+    for reason in view.reasons or ["no churn model, and no rule fired"]:
         human.print(f"- {reason}")
     for note in view.notes:
         err.print(f"note: {note}")
     if view.campaigns:
-        keys = ["campaign_id", "as_of", "group", "treatment"]
+        keys = ["campaign_id", "as_of", "group", "planned_treatment", "sent"]
         human.print(table("Campaigns", keys, [[c[k] for k in keys] for c in view.campaigns]))
     else:
         human.print("no campaign has listed this customer")

@@ -108,6 +108,11 @@ def evaluate(
 
 def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> None:
     """Print outcomes per group and treatment against control overall and per subset."""
+    if summary["status"] == "pending":
+        sizes = ", ".join(f"{g['group']} {g['customers']:,}" for g in summary["groups"])
+        human.print(f"Campaign {campaign}: {summary['treatment_vs_control']['note']}")
+        human.print(f"groups: {sizes}")
+        return
     keys = ("group", "customers", "retained", "retention_rate", "revenue_per_customer")
     human.print(
         table(

@@ -79,7 +79,20 @@ def spend_line(spend: dict[str, Any]) -> str:
             f"; expected incremental profit {profit['value']:,.2f} "
             f"(model band {profit['low']:,.2f} to {profit['high']:,.2f})"
         )
-    return line
+    return line + bought_text(spend)
+
+
+def bought_text(spend: dict[str, Any]) -> str:
+    """Return what the budget bought per treatment and the return of its last pound, or ""."""
+    parts = [
+        f"{name} {item['expected_customers']:,.1f} customers, {item['expected_value']:,.2f}"
+        for name, item in (spend.get("bought") or {}).items()
+    ]
+    text = f"\nexpected incremental: {'; '.join(parts)}" if parts else ""
+    marginal = spend.get("marginal_return")
+    if marginal is not None:
+        text += f"\nlast pound spent returns {marginal + 1:,.2f} (net {marginal:+,.2f})"
+    return text
 
 
 def balance_table(balance: list[dict[str, Any]]) -> FitTable:

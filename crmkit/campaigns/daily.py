@@ -153,7 +153,9 @@ def score_for(store: Store, options: RunOptions, settings: Settings) -> ScoreRes
     """Score the store as of the day with the options' model (default: ``[model] name``)."""
     ref = parse_ref(options.model or settings.model.name)
     registry = open_registry(options.registry, settings.model.key_file)
-    return score_customers(store, options.date, ref, registry, settings.segments)
+    return score_customers(
+        store, options.date, ref, registry, settings.segments, settings.model.explain_rows
+    )
 
 
 def targets_for(

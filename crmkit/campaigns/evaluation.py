@@ -170,11 +170,18 @@ class Evaluation:
     by_segment: list[dict[str, Any]]
     warnings: tuple[str, ...]
     by_policy: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: ``complete`` (every window ended), ``partial`` (some) or ``pending`` (none: no
+    #: result yet, and no figure but the group sizes).
+    status: str = "complete"
+    #: The first day after the data (the outcomes are known up to the day before).
+    data_end: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return {
             "campaign": self.campaign,
+            "status": self.status,
+            "data_end": self.data_end,
             "window_days": self.window_days,
             "groups": self.groups.to_dicts(),
             "treatment_vs_control": self.overall,
@@ -272,6 +279,10 @@ def evaluate_campaign(
         raise BadInputError("--window must be at least 1 day")
     rows, data_end = outcomes(store, campaign, window_days, extra)
     warnings = _outcome_warnings(rows, window_days, data_end)
+    incomplete = int((~rows["complete"]).sum())
+    status = "pending" if incomplete == rows.height else "partial" if incomplete else "complete"
+    if status == "pending":
+        return _pending(campaign, window_days, rows, warnings, str(data_end))
     groups = (
         rows.group_by("group")
         .agg(
@@ -295,7 +306,23 @@ def evaluate_campaign(
         )
     return Evaluation(
         campaign, window_days, groups, compare(rows, alpha), by_treatment, by_segment,
-        tuple(warnings), by_policy,
+        tuple(warnings), by_policy, status, str(data_end),
+    )  # fmt: skip
+
+
+def _pending(
+    campaign: str, window_days: int, rows: pl.DataFrame, warnings: list[str], data_end: str
+) -> Evaluation:
+    """No window has ended: the group sizes, and no outcome at all."""
+    groups = rows.group_by("group").agg(pl.len().alias("customers")).sort("group")
+    first_end = rows.select(pl.col("as_of").min() + pl.duration(days=window_days)).item()
+    note = (
+        f"no result yet: the first {window_days}-day outcome window ends on {first_end:%Y-%m-%d} "
+        f"(the data ends {data_end})"
+    )
+    return Evaluation(
+        campaign, window_days, groups, {"note": note}, [], [], tuple(warnings), [],
+        "pending", data_end,
     )  # fmt: skip
 
 

@@ -17,6 +17,8 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.campaigns.balance import balance_report
+from crmkit.campaigns.budget import bought
+from crmkit.campaigns.contacts import contact_details, with_contact_columns
 from crmkit.campaigns.ledger import (
     LEDGER_SCHEMA,
     NO_TREATMENT,
@@ -89,11 +91,16 @@ class TargetResult:
         }
 
 
-def render_day(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def render_day(
+    rows: pl.DataFrame,
+    details: pl.DataFrame | None = None,
+    policy: TargetPolicy | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (assignment file, contact file) of a day's ledger rows, ranked.
 
     ``treatment`` is the treatment to send in the treatment group and ``none`` elsewhere;
-    ``planned_treatment`` is the arm the policy chose, for every group.
+    ``planned_treatment`` is the arm the policy chose, for every group. The contact file
+    gets the contact columns, offer code and top reason (:mod:`crmkit.campaigns.contacts`).
     """
     planned = arm()
     assignments = (
@@ -108,7 +115,10 @@ def render_day(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .sort(["rank", schema.CUSTOMER_ID], nulls_last=True)
         .select(TARGET_COLUMNS)
     )
-    contacts = assignments.filter(pl.col("group") == "treatment").select(CONTACT_COLUMNS)
+    treated = assignments.filter(pl.col("group") == "treatment")
+    contacts = with_contact_columns(
+        treated.select(*CONTACT_COLUMNS, "reasons"), details, policy or TargetPolicy()
+    )
     return assignments, contacts
 
 
@@ -245,6 +255,9 @@ def _write_day(
     if policy.optouts:
         lines = read_optout_lines(Path(policy.optouts))
     optouts = lines[schema.CUSTOMER_ID].unique().sort()
+    details = contact_details(store, as_of, policy)
+    if details is not None:
+        scores = scores.join(details, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
     if dry_run:
         entries = read_ledger(store)
         new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts, uplift)
@@ -254,7 +267,7 @@ def _write_day(
             entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
             new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts, uplift)
             day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
-    assignments, contacts = render_day(day.rows)
+    assignments, contacts = render_day(day.rows, details, policy)
     if not dry_run:
         write_table(contacts, paths["contacts"])
         write_table(assignments, paths["assignments"])
@@ -278,7 +291,7 @@ def _write_day(
         excluded=excluded | {"optouts_unknown_to_store": unknown},
         warnings=(*warnings, *balance_warnings),
         status=f"dry run: {day.status}" if dry_run else day.status,
-        spend=spend_report(contacts, policy) | profit_report(day.rows),
+        spend=spend_report(contacts, policy) | profit_report(day.rows) | bought(new, policy),
         paths={} if dry_run else {k: str(v) for k, v in paths.items()},
         ledger_rows=0 if dry_run else day.added,
         optouts_removed=day.optouts_removed,

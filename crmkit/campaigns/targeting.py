@@ -13,21 +13,30 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
 import polars as pl
 
 from crmkit import schema
+from crmkit.campaigns.budget import (
+    allocate_frame,
+    cost_vector,
+    effect_treatments,
+    value_at_risk_gains,
+)
+from crmkit.campaigns.contacts import reach
 from crmkit.campaigns.names import check_campaign
 from crmkit.campaigns.uplift_policy import (
     POLICY_UPLIFT,
     POLICY_VALUE_AT_RISK,
+    arm_cost,
     rank_by_uplift,
-    spend_expr,
 )
 from crmkit.config.policy import TargetPolicy
 from crmkit.config.rules import validate
 from crmkit.config.settings import Settings
 from crmkit.errors import ConfigError, UsageError
 from crmkit.hashing import add_stable_hash, unit_interval_expr
+from crmkit.models.alive import RETAIN, WIN_BACK
 from crmkit.segments.rules import RFM_SEGMENTS, VALUE_TIERS
 
 TARGET_COLUMNS: Final = (
@@ -77,6 +86,12 @@ def check_policy(policy: TargetPolicy) -> None:
             f"[targeting.treatments]: unknown {policy.treatment_by} name(s) "
             f"{', '.join(unknown)}; known: {', '.join(known)}"
         )
+    unknown = sorted(set(policy.segment_effects) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"[targeting.segment_effects]: unknown {policy.treatment_by} name(s) "
+            f"{', '.join(unknown)}; known: {', '.join(known)}"
+        )
     free = sorted(t for t in policy_treatments(policy) if t not in policy.costs)
     if policy.budget is not None and free and policy.default_cost is None:
         raise ConfigError(
@@ -121,8 +136,9 @@ def _treatment_expr(policy: TargetPolicy) -> pl.Expr:
 
 
 def policy_treatments(policy: TargetPolicy) -> list[str]:
-    """Every treatment the policy can choose: the mapped ones and the default."""
-    return sorted({*policy.treatments.values(), policy.default_treatment})
+    """Every treatment the policy can choose: the mapped ones, the default, those with effects."""
+    return sorted({*policy.treatments.values(), policy.default_treatment,
+                   *effect_treatments(policy)})  # fmt: skip
 
 
 def spend_report(contacts: pl.DataFrame, policy: TargetPolicy) -> dict[str, Any]:
@@ -187,6 +203,7 @@ def select_targets(
     before = frame.height
     frame = frame.filter(~pl.col(schema.CUSTOMER_ID).is_in(recently_assigned.implode()))
     counts["cooldown"] = before - frame.height
+    frame, counts["other_lifecycle"] = _lifecycle(frame, policy)
     before = frame.height
     frame = frame.filter(
         (pl.col("customer_value") >= policy.min_customer_value)
@@ -224,35 +241,51 @@ class Uplift:
     frame: pl.DataFrame
 
 
+def _lifecycle(frame: pl.DataFrame, policy: TargetPolicy) -> tuple[pl.DataFrame, int]:
+    """Keep the customers of the policy's lifecycle (scores without one: all ``retain``)."""
+    if "lifecycle" not in frame.columns:
+        frame = frame.with_columns(pl.lit(RETAIN).alias("lifecycle"))
+    if "value_if_active" not in frame.columns:
+        frame = frame.with_columns(pl.col("customer_value").alias("value_if_active"))
+    kept = frame.filter(pl.col("lifecycle") == policy.lifecycle)
+    return kept, frame.height - kept.height
+
+
 def _rank_by_value_at_risk(
     frame: pl.DataFrame, campaign: str, policy: TargetPolicy
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Rank by expected value at risk, treatment by segment, cut by size and budget."""
+    """Allocate the budget by value at risk per pound (:mod:`crmkit.campaigns.budget`)."""
     counts = {}
     before = frame.height
-    frame = frame.filter(pl.col("churn_probability") >= policy.min_churn_probability)
+    if policy.lifecycle == RETAIN:
+        frame = frame.filter(pl.col("churn_probability") >= policy.min_churn_probability)
     counts["low_risk"] = before - frame.height
-    ranked = (
-        assign_groups(frame.lazy(), campaign, policy.control_fraction, policy)
-        .with_columns(_treatment_expr(policy).alias("treatment"))
-        .sort(["expected_value_at_risk", schema.CUSTOMER_ID], descending=[True, False])
-        .with_columns(pl.int_range(1, pl.len() + 1).alias("rank"))
-        .collect()
+    grouped = assign_groups(frame.lazy(), campaign, policy.control_fraction, policy).collect()
+    grouped = grouped.sort(schema.CUSTOMER_ID)
+    gain, treatments = value_at_risk_gains(grouped, policy)
+    gain, counts["no_contact_details"] = reach(grouped, gain, treatments, policy)
+    ranked = allocate_frame(grouped, gain, treatments, policy, policy.size, policy.budget)
+    counts["not_worth_the_cost"] = int((np.nan_to_num(gain, nan=0.0) <= cost_vector(
+        policy, treatments)[None, :]).all(axis=1).sum()) - counts["no_contact_details"]  # fmt: skip
+    counts["over_size_or_budget"] = (
+        grouped.height - counts["not_worth_the_cost"] - counts["no_contact_details"] - ranked.height
     )
-    before = ranked.height
-    if policy.size is not None:
-        ranked = ranked.head(policy.size)
-    if policy.budget is not None:
-        spent = ranked.select(spend_expr(policy).cum_sum()).to_series()
-        ranked = ranked.filter(spent <= policy.budget)
-    counts["over_size_or_budget"] = before - ranked.height
+    estimated = bool(policy.effects or policy.segment_effects) or policy.lifecycle == WIN_BACK
+    cost = arm_cost(policy)
+    uplift = (
+        pl.col("gain") / pl.col("value_if_active")
+        if policy.lifecycle == WIN_BACK
+        else pl.col("gain") / pl.col("customer_value")
+    )
     return ranked.with_columns(
-        pl.lit(POLICY_VALUE_AT_RISK).alias("policy"),
+        pl.lit(WIN_BACK if policy.lifecycle == WIN_BACK else POLICY_VALUE_AT_RISK).alias("policy"),
         pl.lit(None, dtype=pl.String).alias("uplift_model"),
-        pl.lit(None, dtype=pl.Float64).alias("expected_uplift"),
-        pl.lit(None, dtype=pl.Float64).alias("expected_profit"),
+        (uplift if estimated else pl.lit(None, dtype=pl.Float64)).alias("expected_uplift"),
+        (pl.col("gain") - cost if estimated else pl.lit(None, dtype=pl.Float64)).alias(
+            "expected_profit"
+        ),
         pl.lit(None, dtype=pl.Float64).alias("uplift_spread"),
-    ), counts
+    ).drop("gain"), counts
 
 
 def recently_assigned(

@@ -10,11 +10,12 @@ window, less ``uplift_caution`` times its spread over the arm's five member mode
 lower bound: where the campaigns say little about a customer, a valuable one above all,
 a confident-looking uplift times a large value would otherwise top the list), and
 ``cost`` the arm's cost per contact (``[targeting.costs]``, else
-``default_cost``, else 0). The customer's treatment is the arm of the highest profit (on
-a tie, the first by name). The list has two parts, told apart by the ledger's ``policy``:
+``default_cost``, else 0). The list has two parts, told apart by the ledger's ``policy``:
 
-* ``uplift``: the customers whose best profit is positive, highest first, cut by
-  ``size`` and ``budget`` scaled by ``1 - explore_fraction``;
+* ``uplift``: at most one arm per customer, chosen by the budget allocation
+  (:mod:`crmkit.campaigns.allocation`: by return per pound, never an arm expected to
+  lose money) within ``size`` and ``budget`` scaled by ``1 - explore_fraction``. Without
+  a budget, each customer gets the arm of the highest positive profit;
 * ``explore``: as many customers again, in the proportion ``explore_fraction`` of the
   whole list, drawn at random among the other eligible customers (a salted hash of
   campaign, date and customer) and given a random arm, so the next model still learns
@@ -32,9 +33,12 @@ import datetime as dt
 import math
 from typing import Any, Final
 
+import numpy as np
 import polars as pl
 
 from crmkit import schema
+from crmkit.campaigns.budget import allocate_frame
+from crmkit.campaigns.contacts import reach
 from crmkit.config.policy import TargetPolicy
 from crmkit.hashing import add_stable_hash, unit_interval_expr
 
@@ -51,14 +55,14 @@ def arm_cost(policy: TargetPolicy, column: str = "treatment") -> pl.Expr:
     return cost
 
 
-def best_arms(uplift: pl.DataFrame, values: pl.DataFrame, policy: TargetPolicy) -> pl.DataFrame:
-    """Return each customer's most profitable arm: treatment, expected uplift and profit.
+def arm_values(uplift: pl.DataFrame, values: pl.DataFrame, policy: TargetPolicy) -> pl.DataFrame:
+    """Every customer's expected incremental value (``worth``) and profit under every arm.
 
     ``uplift`` has ``customer_id, treatment, uplift_probability, uplift_revenue`` and
     optionally ``uplift_spread`` (one row per customer and arm,
     :meth:`crmkit.models.uplift.UpliftModel.predict_uplift`); ``values`` has ``customer_id,
-    customer_value``. ``expected_uplift`` is the predicted uplift itself; the profit uses
-    the cautious one.
+    customer_value``. ``expected_uplift`` is the predicted uplift itself; the worth and
+    profit use the cautious one.
     """
     spread = pl.col("uplift_spread") if "uplift_spread" in uplift.columns else pl.lit(0.0)
     cautious = pl.col("uplift_probability") - policy.uplift_caution * spread
@@ -69,21 +73,40 @@ def best_arms(uplift: pl.DataFrame, values: pl.DataFrame, policy: TargetPolicy) 
     )
     return (
         uplift.join(values.select(schema.CUSTOMER_ID, "customer_value"), on=schema.CUSTOMER_ID)
-        .with_columns((worth - arm_cost(policy)).alias("expected_profit"))
+        .with_columns(worth.alias("worth"))
+        .select(
+            schema.CUSTOMER_ID,
+            "treatment",
+            "worth",
+            pl.col("uplift_probability").alias("expected_uplift"),
+            (pl.col("worth") - arm_cost(policy)).alias("expected_profit"),
+            spread.fill_null(0.0).alias("uplift_spread"),
+        )
+    )
+
+
+def best_arms(uplift: pl.DataFrame, values: pl.DataFrame, policy: TargetPolicy) -> pl.DataFrame:
+    """Each customer's most profitable arm: treatment, expected uplift, profit and spread."""
+    return (
+        arm_values(uplift, values, policy)
         .sort(
             [schema.CUSTOMER_ID, "expected_profit", "treatment"],
             descending=[False, True, False],
         )
         .group_by(schema.CUSTOMER_ID, maintain_order=True)
         .first()
-        .select(
-            schema.CUSTOMER_ID,
-            "treatment",
-            pl.col("uplift_probability").alias("expected_uplift"),
-            "expected_profit",
-            spread.fill_null(0.0).alias("uplift_spread"),
-        )
+        .drop("worth")
     )
+
+
+def _gain_matrix(frame: pl.DataFrame, arms_table: pl.DataFrame, arms: list[str]) -> np.ndarray:
+    """``worth`` as a ``frame.height x len(arms)`` matrix in ``frame``'s row order."""
+    wide = arms_table.pivot(on="treatment", index=schema.CUSTOMER_ID, values="worth")
+    aligned = frame.select(schema.CUSTOMER_ID).join(wide, on=schema.CUSTOMER_ID, how="left")
+    for name in arms:
+        if name not in aligned.columns:
+            aligned = aligned.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
+    return aligned.select(arms).to_numpy().astype(np.float64)
 
 
 def spend_expr(policy: TargetPolicy) -> pl.Expr:
@@ -145,15 +168,22 @@ def rank_by_uplift(
     ``over_size_or_budget``.
     """
     arms = sorted(set(uplift["treatment"].to_list()))
-    best = best_arms(uplift, frame, policy)
-    scored = frame.join(best, on=schema.CUSTOMER_ID, how="left")
-    positive = scored.filter(pl.col("expected_profit") > 0).sort(
-        ["expected_profit", schema.CUSTOMER_ID], descending=[True, False]
-    )
+    frame = frame.sort(schema.CUSTOMER_ID)
+    per_arm = arm_values(uplift, frame, policy)
+    scored = frame.join(best_arms(uplift, frame, policy), on=schema.CUSTOMER_ID, how="left")
+    positive = scored.filter(pl.col("expected_profit") > 0)
     share = 1.0 - policy.explore_fraction
     size = None if policy.size is None else math.floor(policy.size * share)
     budget = None if policy.budget is None else policy.budget * share
-    main = _cut(positive, size, budget, policy).with_columns(pl.lit(POLICY_UPLIFT).alias("policy"))
+    gain, unreachable = reach(frame, _gain_matrix(frame, per_arm, arms), arms, policy)
+    main = (
+        allocate_frame(frame, gain, arms, policy, size, budget)
+        .drop("gain")
+        .join(per_arm.drop("worth"), on=[schema.CUSTOMER_ID, "treatment"], how="left")
+        .sort("rank")
+        .drop("rank")
+        .with_columns(pl.lit(POLICY_UPLIFT).alias("policy"))
+    )
     wanted = round(main.height * policy.explore_fraction / share)
     if policy.size is not None:
         wanted = min(wanted, policy.size - main.height)
@@ -171,14 +201,18 @@ def rank_by_uplift(
             explore.drop("treatment", "expected_uplift", "expected_profit", "uplift_spread")
             .rename({"__arm": "treatment"})
             .join(profits, on=schema.CUSTOMER_ID, how="left")
-            .with_columns(pl.lit(POLICY_EXPLORE).alias("policy"))
+            .with_columns(
+                pl.lit(POLICY_EXPLORE).alias("policy"),
+                pl.lit(None, dtype=pl.Float64).alias("return_per_pound"),
+            )
             .select(main.columns)
         )
         left = None if policy.budget is None else policy.budget - _spent(main, policy)
         parts.append(_cut(explore, None, left, policy))
     ranked = pl.concat(parts).with_columns(pl.int_range(1, pl.len() + 1).alias("rank"))
     counts = {
-        "no_positive_profit": scored.height - positive.height,
+        "no_contact_details": unreachable,
+        "no_positive_profit": scored.height - positive.height - unreachable,
         "over_size_or_budget": positive.height - main.height,
     }
     return ranked, counts

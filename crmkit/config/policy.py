@@ -76,6 +76,31 @@ class TargetPolicy:
         customers): ``"shrink"`` to the arm's average effect, ``"exclude"`` them from the
         arm, or ``"off"`` (predict anyway). Counted in a warning (see
         :mod:`crmkit.models.uplift_support`).
+    effects
+        Treatment -> the share of a customer's churn probability it removes (0.1 turns a
+        60% risk into 54%), for the ``value_at_risk`` policy's budget allocation: every
+        treatment with an effect is an option, and the budget goes where each pound
+        returns most (see :mod:`crmkit.campaigns.budget`). Empty: the segment's treatment,
+        by value at risk per pound.
+    segment_effects
+        Segment (the ``treatment_by`` column) -> treatment -> effect, overriding
+        ``effects`` for that segment.
+    lifecycle
+        ``"retain"``: customers probably still active (P(alive) at least ``[segments]
+        min_p_alive``), the retention list. ``"win_back"``: the probably gone, a campaign
+        of its own, valued by ``win_back_rate``.
+    win_back_rate
+        Share of probably-gone customers expected to come back when contacted: a win-back
+        contact is worth this times their value if active.
+    contact_columns
+        Customer attributes the contact file and the destination table carry (email,
+        phone, name...), as known at the start of the list's day; with them, each row
+        also gets ``offer_code`` and ``top_reason`` (see :mod:`crmkit.campaigns.contacts`).
+    channel_columns
+        Treatment -> the contact column it needs (``call = "phone"``); customers without
+        a value there are no option for that treatment, and are counted.
+    offer_codes
+        Treatment -> the offer code the contact file gives its customers.
     destination
         A database URI (``${VAR}`` expanded) that ``targets`` and ``run`` also write the
         contact list into, table ``destination_table`` (see :mod:`crmkit.io.destination`).
@@ -105,5 +130,12 @@ class TargetPolicy:
     uplift_caution: float = 1.0
     uplift_evidence: Literal["refuse", "value_at_risk", "off"] = "refuse"
     uplift_outside: Literal["shrink", "exclude", "off"] = "shrink"
+    effects: Mapping[str, float] = field(default_factory=dict)
+    segment_effects: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    lifecycle: Literal["retain", "win_back"] = "retain"
+    win_back_rate: float = 0.05
+    contact_columns: tuple[str, ...] = ()
+    channel_columns: Mapping[str, str] = field(default_factory=dict)
+    offer_codes: Mapping[str, str] = field(default_factory=dict)
     destination: str | None = None
     destination_table: str = "crmkit_contacts"

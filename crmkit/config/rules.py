@@ -100,6 +100,7 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("segments", "kmeans_features", (lambda v: len(v) > 0), "at least one feature"),
     ("segments", "max_k", *_between(2, 100)),
     ("segments", "seed", *_between(0, _SEED_MAX)),
+    ("segments", "min_p_alive", *_between(0, 1)),
     ("model", "snapshots", *_between(1, 520)),
     ("model", "step_days", *_between(1, 3650)),
     ("model", "lookback_days", *_between(1, 36500)),
@@ -107,6 +108,7 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ("model", "min_class", *_at_least(1)),
     ("model", "seed", *_between(0, _SEED_MAX)),
     ("model", "threads", *_between(0, 1024)),
+    ("model", "explain_rows", *_between(0, 10**8)),
     ("model", "max_training_rows", (lambda v: v == 0 or v >= 1000), "0 (no limit) or 1000+"),
     ("targeting", "min_churn_probability", *_between(0, 1)),
     ("targeting", "min_customer_value", _finite_at_most(1e15), "between 0 and 1e15"),
@@ -130,6 +132,30 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ),
     ("targeting", "default_treatment", _treatment_name, "a name of letters, digits, _ . -"),
     ("targeting", "explore_fraction", *_between(0, 0.5)),
+    (
+        "targeting",
+        "effects",
+        (lambda v: all(_treatment_name(k) and 0 <= e <= 1 for k, e in v.items())),
+        "treatment names with effects between 0 and 1",
+    ),
+    (
+        "targeting",
+        "segment_effects",
+        (
+            lambda v: all(
+                _treatment_name(k) and 0 <= e <= 1 for t in v.values() for k, e in t.items()
+            )
+        ),
+        "segment tables of treatment names with effects between 0 and 1",
+    ),
+    ("targeting", "win_back_rate", *_between(0, 1)),
+    ("targeting", "contact_columns", _attribute_names, "distinct names of letters, digits and _"),
+    (
+        "targeting",
+        "offer_codes",
+        (lambda v: all(_treatment_name(k) and 0 < len(c) <= 64 for k, c in v.items())),
+        "treatment names with codes of 1 to 64 characters",
+    ),
     ("targeting", "uplift_caution", *_between(0, 5)),
     ("report", "currency", (lambda v: len(v) <= 8), "at most 8 characters"),
     ("compute", "workers", *_between(1, 1024)),

@@ -167,6 +167,10 @@ class SegmentConfig:
         Largest k tried by ``--k auto``.
     seed
         Random seed of k-means and of the silhouette sample.
+    min_p_alive
+        Customers whose BG/NBD probability of still being active is below this are
+        probably gone: lifecycle ``win_back``, left out of retention lists (see
+        :mod:`crmkit.models.alive`).
     """
 
     cycle_edges: tuple[float, ...] = ()
@@ -182,6 +186,7 @@ class SegmentConfig:
     )
     max_k: int = 8
     seed: int = 0
+    min_p_alive: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,10 @@ class ModelConfig:
         ``"all"``: uplift models (and ``policy compare``) learn from every customer
         attribute loaded with ``crmkit ingest --kind customers``, besides ``[features]
         attributes``; ``"listed"``: from ``[features] attributes`` only.
+    explain_rows
+        Customers whose reasons ``score`` works out from the model (exact Shapley values
+        by driver, 64 predictions per customer), highest value at risk first; the others
+        get the rules' reasons.
     """
 
     registry: str = "models"
@@ -250,6 +259,7 @@ class ModelConfig:
     customer_value: Literal["projected", "clv"] = "projected"
     key_file: str | None = None
     uplift_attributes: Literal["all", "listed"] = "all"
+    explain_rows: int = 5_000
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,9 +17,18 @@ from crmkit.features.day import money_sum
 from crmkit.features.eligibility import eligible, season_columns
 from crmkit.features.pipeline import store_features
 from crmkit.features.vocabulary import Vocabulary
+from crmkit.models.alive import with_alive_value
 from crmkit.models.card import ModelCard
 from crmkit.models.clv import with_clv
 from crmkit.models.design import design_matrix, model_feature_names
+from crmkit.models.explain import (
+    DRIVERS,
+    categorical_mask,
+    driver_groups,
+    reference_row,
+    shapley_by_driver,
+)
+from crmkit.models.reason_text import with_model_reasons
 from crmkit.models.reasons import reasons_expr
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.models.threads import threads
@@ -29,6 +38,8 @@ from crmkit.store.core import Store
 
 #: Rows predicted at a time (see :func:`predict_in_chunks`).
 PREDICT_ROWS: Final = 200_000
+#: Customers whose reasons the model explains, by default (see :func:`score_customers`).
+EXPLAIN_ROWS: Final = 5_000
 
 SCORE_COLUMNS = (
     schema.CUSTOMER_ID,
@@ -37,12 +48,17 @@ SCORE_COLUMNS = (
     "risk_decile",
     "customer_value",
     "expected_value_at_risk",
+    "p_alive",
+    "value_if_active",
+    "lifecycle",
     "rfm_segment",
     "value_tier",
     "recency_days",
     "purchase_days",
     "net_spend",
     "reasons",
+    "top_driver",
+    "rule_reasons",
 )
 
 
@@ -137,8 +153,14 @@ def score_customers(
     ref: ModelRef,
     registry: Registry,
     segments: SegmentConfig,
+    explain_rows: int = EXPLAIN_ROWS,
+    explain_ids: Collection[str] = (),
 ) -> ScoreResult:
     """Score every eligible customer as of ``as_of`` with the model ``ref``.
+
+    The model's reasons (:mod:`crmkit.models.explain`) are worked out for the
+    ``explain_rows`` customers of the highest value at risk and for ``explain_ids``; the
+    others get the rules' reasons (:mod:`crmkit.models.reasons`), ``top_driver`` empty.
 
     Raises
     ------
@@ -159,8 +181,13 @@ def score_customers(
         )
     store.require()
     everyone = _features_for(store, as_of, card, cfg)
-    # Segment edges are fitted on every customer with history as of the date, the same
-    # population as `features` and `segment`, and only then narrowed to the eligible.
+    # Segment edges and P(alive) are fitted on every customer with history as of the date,
+    # the same population as `features` and `segment`, and only then narrowed to the
+    # eligible.
+    everyone, alive_warnings = with_alive_value(
+        everyone, as_of, segments.min_p_alive, clv_value=card.get("customer_value") == "clv"
+    )
+    warnings += alive_warnings
     features = eligible(with_segments(everyone, segments), int(card["lookback_days"]))
     if features.height == 0:
         raise BadInputError(
@@ -172,22 +199,57 @@ def score_customers(
     x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
     with threads(int(card.get("threads", 1))):
         probability = predict_in_chunks(model, x)
+        value = frame["alive_value"].fill_null(0.0).to_numpy() * probability
+        rows = explained_rows(value, frame[schema.CUSTOMER_ID], explain_rows, explain_ids)
+        shares, reference = explain(model, x, probability, card, rows)
     scored = (
         frame.with_columns(
             pl.Series("churn_probability", np.clip(probability, 0.0, 1.0)),
             pl.lit(as_of).alias("as_of"),
+            pl.col("alive_value").alias("customer_value"),
         )
         .with_columns(
             risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
             (pl.col("churn_probability") * pl.col("customer_value")).alias(
                 "expected_value_at_risk"
             ),
-            reasons_expr(cfg.windows),
+            reasons_expr(cfg.windows).alias("rule_reasons"),
         )
+        .pipe(with_model_reasons, shares, reference, cfg.windows)
         .select(SCORE_COLUMNS)
         .sort(schema.CUSTOMER_ID)
     )
     return ScoreResult(scored, card, tuple(warnings))
+
+
+def explain(
+    model: Any,  # noqa: ANN401
+    x: np.ndarray,
+    probability: np.ndarray,
+    card: Mapping[str, Any],
+    rows: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Shapley shares by driver of the ``rows`` (NaN elsewhere), and the reference's probability."""
+    features = card["features"]
+    categorical = categorical_mask(features, card.get("categories") or {})
+    reference = reference_row(x, probability, categorical).astype(x.dtype)
+
+    def predict(m: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.clip(predict_in_chunks(model, m), 0.0, 1.0)
+        return out
+
+    shares = np.full((len(x), len(DRIVERS)), np.nan)
+    shares[rows] = shapley_by_driver(predict, x[rows], reference, driver_groups(features))
+    return shares, float(predict(reference[None, :])[0])
+
+
+def explained_rows(
+    value_at_risk: np.ndarray, ids: pl.Series, limit: int, always: Collection[str]
+) -> np.ndarray:
+    """Row numbers to explain: the ``limit`` highest value at risk, and ``always``'s rows."""
+    top = np.argsort(-value_at_risk, kind="stable")[: max(limit, 0)]
+    named = np.flatnonzero(ids.is_in(list(always)).to_numpy()) if always else np.zeros(0, int)
+    return np.union1d(top, named).astype(np.int64)
 
 
 def predict_in_chunks(model: Any, x: np.ndarray, rows: int = PREDICT_ROWS) -> np.ndarray:  # noqa: ANN401

@@ -109,13 +109,26 @@ def customer_view(
     if row.height == 0:
         raise BadInputError(f"customer {customer_id!r} has no purchase before {as_of}")
     notes: list[str] = []
-    probability, model = _probability(store, customer_id, as_of, settings, registry, ref, notes)
-    text = row.select(reasons_expr(settings.features.windows))["reasons"][0]
+    probability, model, text = _probability(
+        store, customer_id, as_of, settings, registry, ref, notes
+    )
+    if text is None:  # no model: the rules say what they can
+        text = row.select(reasons_expr(settings.features.windows))["reasons"][0]
+    planned = pl.coalesce(pl.col("planned_treatment"), pl.col("treatment"))
     campaigns = (
         read_ledger(store)
         .filter(pl.col(schema.CUSTOMER_ID) == customer_id)
         .sort("as_of", "campaign_id")
-        .select("campaign_id", "as_of", "group", "treatment", "planned_treatment")
+        .select(
+            "campaign_id",
+            "as_of",
+            "group",
+            planned.alias("planned_treatment"),
+            pl.when(pl.col("group") == "treatment")
+            .then(planned)
+            .otherwise(pl.lit("none"))
+            .alias("sent"),
+        )
     )
     features = {
         k: (str(v) if isinstance(v, dt.date) else v) for k, v in row.row(0, named=True).items()
@@ -138,18 +151,20 @@ def _probability(
     registry: Registry,
     ref: ModelRef,
     notes: list[str],
-) -> tuple[float | None, str | None]:
-    """Return the customer's churn probability and the model, or None with a note why."""
+) -> tuple[float | None, str | None, str | None]:
+    """Return the customer's churn probability, the model and its reasons, or None with a note."""
     if not registry.versions(ref.name):
         notes.append(f"no churn probability: no model named {ref.name!r} in {registry.root}")
-        return None, None
-    scores = score_customers(store, as_of, ref, registry, settings.segments)
+        return None, None, None
+    scores = score_customers(
+        store, as_of, ref, registry, settings.segments, explain_rows=0, explain_ids=[customer_id]
+    )
     model = f"{scores.card['name']}:{scores.card['version']}"
     scored = scores.frame.filter(pl.col(schema.CUSTOMER_ID) == customer_id)
     if scored.height:
-        return float(scored["churn_probability"][0]), model
+        return float(scored["churn_probability"][0]), model, str(scored["reasons"][0])
     notes.append(
         f"not scored by {model}: no purchase in the {scores.card['lookback_days']} "
         "days before the date"
     )
-    return None, model
+    return None, model, None

@@ -76,7 +76,9 @@ def gather(
     data = ReportData(as_of, str(store.root), features, summarise(features, "value_tier").table)
     data.currency = settings.report.currency
     if registry.versions(model.name):
-        scored = score_customers(store, as_of, model, registry, settings.segments)
+        scored = score_customers(
+            store, as_of, model, registry, settings.segments, settings.model.explain_rows
+        )
         data.scores, data.card = scored.frame, scored.card
         data.lookback_days = int(scored.card["lookback_days"])
     else:

@@ -47,6 +47,8 @@ text-align:right}th:first-child,td:first-child{text-align:left}.note{color:#975a
 def campaign_kpis(data: ReportData, ev: Evaluation) -> list[str]:
     """Uplift with its interval and significance, incremental customers, revenue, cost, ROI."""
     c = ev.overall
+    if ev.status == "pending":
+        return [_kpi("result", c["note"])]
     if "uplift" not in c:
         return [_kpi("treatment against control", c.get("note", "not measurable"))]
     verdict = (
@@ -153,10 +155,15 @@ def campaign_section(data: ReportData) -> list[str]:
     ev = data.evaluation
     if ev is None:
         return []
-    return [
+    parts = [
         f"<h2>Campaign {html.escape(ev.campaign)}</h2>",
         f"<div class='kpis'>{''.join(campaign_kpis(data, ev))}</div>",
         *(f"<p class='note'>{html.escape(w)}</p>" for w in ev.warnings),
+    ]
+    if ev.status == "pending":
+        return [*parts, _table(ev.groups.to_dicts(), list(ev.groups.columns))]
+    return [
+        *parts,
         _figure_html("campaign", chart_campaign(ev), "Treatment against control, 95% intervals."),
         _table(ev.groups.to_dicts(), list(ev.groups.columns)),
         *policy_table(ev),

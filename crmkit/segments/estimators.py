@@ -10,7 +10,7 @@ polars frames.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Self
+from typing import Final, Literal, Self
 
 import numpy as np
 import polars as pl
@@ -90,13 +90,23 @@ class RFMScorer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
 
 class ValueTiers(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """The 3x3 value grid of mean purchase cycle x mean spend per purchase.
+    """The 3x3 value grid of purchase cycle x spend per purchase, as of the date.
+
+    Two rules make the grid say what a customer is worth *now*:
+
+    * spend per purchase is **net** of refunds, ``max(net_spend, 0) / purchase_days``: a
+      customer whose refunds match or exceed their purchases has spend 0 and is never
+      platinum or gold;
+    * the cycle is the customer's mean gap between purchase days **or the time since their
+      last purchase, whichever is longer**: a customer who bought every week but has not
+      bought for five months no longer has a short cycle.
 
     Cycle classes short/medium/long and spend classes small/medium/large are cut at
-    tertiles of the repeat buyers (fit time) unless explicit edges are given.
-    One-time buyers have no cycle: with ``one_time_buyers="long"`` they sit in the
-    long-cycle column (silver, development or adjust by spend), with ``"separate"`` they
-    get the tier ``one_time``.
+    tertiles (fit time) unless explicit edges are given: the cycle edges from the repeat
+    buyers' mean gaps (their usual rhythm), the spend edges from every customer's net
+    spend per purchase day. One-time buyers have no cycle: with ``one_time_buyers="long"``
+    they sit in the long-cycle column (silver, development or adjust by spend), with
+    ``"separate"`` they get the tier ``one_time``.
 
     Parameters
     ----------
@@ -118,24 +128,28 @@ class ValueTiers(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def fit(self, features: pl.DataFrame, y: object = None) -> Self:
         """Learn tertile edges (from repeat buyers for the cycle)."""
-        _require(features, ["mean_cycle_days", "mean_spend_per_day"])
+        _require(features, list(_TIER_INPUTS))
         for name, edges in (("cycle_edges", self.cycle_edges), ("spend_edges", self.spend_edges)):
             if edges and (len(edges) != 2 or edges[0] > edges[1]):
                 raise BadInputError(f"{name} must be two increasing numbers, got {list(edges)}")
         tertiles = (1 / 3, 2 / 3)
         self.cycle_edges_ = list(self.cycle_edges) or _edges(features["mean_cycle_days"], tertiles)
         self.spend_edges_ = list(self.spend_edges) or _edges(
-            features["mean_spend_per_day"], tertiles
+            features.select(_net_spend_per_day()).to_series(), tertiles
         )
         return self
 
     def transform(self, features: pl.DataFrame) -> pl.DataFrame:
         """Add ``cycle_class``, ``spend_class`` and ``value_tier``."""
         check_is_fitted(self, "cycle_edges_")
+        _require(features, list(_TIER_INPUTS))
         c1, c2 = self.cycle_edges_
         s1, s2 = self.spend_edges_
-        cycle = pl.col("mean_cycle_days")
-        spend = pl.col("mean_spend_per_day")
+        usual = pl.col("mean_cycle_days")
+        cycle = pl.when(usual.is_not_null()).then(
+            pl.max_horizontal(usual, pl.col("recency_days").cast(pl.Float64))
+        )
+        spend = _net_spend_per_day()
         one_time = 2 if self.one_time_buyers == "long" else None
         cycle_index = (
             pl.when(cycle.is_null())
@@ -168,6 +182,17 @@ class ValueTiers(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def fit_transform(self, features: pl.DataFrame, y: object = None) -> pl.DataFrame:
         """Fit, then transform the same frame."""
         return self.fit(features).transform(features)
+
+
+#: What the value grid reads (see :class:`ValueTiers`).
+_TIER_INPUTS: Final = ("mean_cycle_days", "recency_days", "net_spend", "purchase_days")
+
+
+def _net_spend_per_day() -> pl.Expr:
+    """Net spend per purchase day, never below 0 (refunds larger than purchases: 0)."""
+    days = pl.col("purchase_days").cast(pl.Float64)
+    net = pl.col("net_spend").cast(pl.Float64).clip(lower_bound=0.0)
+    return pl.when(days > 0).then(net / days).otherwise(0.0).alias("net_spend_per_day")
 
 
 def _kmeans_matrix(features: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:

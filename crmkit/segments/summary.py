@@ -55,7 +55,9 @@ def summarise(frame: pl.DataFrame, column: str, value: str = "net_spend") -> Seg
             money_sum(pl.col(value).clip(lower_bound=0.0)).alias("value"),
             pl.col("recency_days").mean().alias("mean_recency_days"),
             pl.col("purchase_days").mean().alias("mean_frequency"),
-            pl.col("mean_spend_per_day").mean().alias("mean_spend_per_purchase"),
+            (pl.col("net_spend").clip(lower_bound=0.0) / pl.col("purchase_days"))
+            .mean()
+            .alias("mean_spend_per_purchase"),
         )
         .with_columns(
             (pl.col("customers") / frame.height).alias("customer_share"),

@@ -27,11 +27,19 @@ def sample_store(tmp_path_factory):
     return store
 
 
-def tier_frame(cycles, spends) -> pl.DataFrame:
+def tier_frame(cycles, spends, recency=None, days=None) -> pl.DataFrame:
+    """Customers of one purchase day's net spend ``spends`` unless ``days`` says otherwise."""
+    days = days or [1] * len(cycles)
     return pl.DataFrame(
-        {"mean_cycle_days": cycles, "mean_spend_per_day": spends},
-        schema={"mean_cycle_days": pl.Float64, "mean_spend_per_day": pl.Float64},
-    )
+        {
+            "mean_cycle_days": cycles,
+            "recency_days": recency or [0] * len(cycles),
+            "net_spend": [s * d for s, d in zip(spends, days, strict=True)],
+            "purchase_days": days,
+        },
+        schema={"mean_cycle_days": pl.Float64, "recency_days": pl.Int64,
+                "net_spend": pl.Float64, "purchase_days": pl.Int64},
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -69,6 +77,21 @@ def test_value_tertiles_learned_at_fit_and_applied_later():
     assert tiers.cycle_edges_ == pytest.approx([2 + 2 / 3, 4 + 1 / 3])
     later = tiers.transform(tier_frame([1.0], [100.0]))
     assert later["value_tier"].item() == "platinum"
+
+
+def test_tiers_use_net_spend_so_refunds_never_make_platinum_or_gold():
+    tiers = ValueTiers(cycle_edges=(10, 30), spend_edges=(10, 100)).fit(tier_frame([1.0], [1.0]))
+    # bought 168,000 over two days and cancelled all but 2.90 of it; refunded more than bought
+    out = tiers.transform(tier_frame([5.0, 5.0], [1.45, -20.0], days=[2, 2]))
+    assert out["value_tier"].to_list() == ["silver", "silver"]
+    assert out["spend_class"].to_list() == ["small", "small"]
+
+
+def test_recency_longer_than_the_cycle_counts_as_the_cycle():
+    tiers = ValueTiers(cycle_edges=(10, 30), spend_edges=(10, 100)).fit(tier_frame([1.0], [1.0]))
+    # a weekly buyer of large baskets: platinum while active, silver after 200 days away
+    out = tiers.transform(tier_frame([7.0, 7.0, 7.0], [500.0] * 3, recency=[3, 20, 200]))
+    assert out["value_tier"].to_list() == ["platinum", "gold", "silver"]
 
 
 def test_bad_explicit_edges():
