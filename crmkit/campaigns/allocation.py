@@ -84,6 +84,54 @@ def _hull_steps(
     return who, steps, options, d_cost, d_net
 
 
+def _best_of_equal_cost(net: np.ndarray, sorted_cost: np.ndarray) -> np.ndarray:
+    """Positive net values only, and of treatments of one cost only each customer's best."""
+    net = np.where(net > 0, net, np.nan)
+    rows = np.arange(net.shape[0])
+    for price in np.unique(sorted_cost):
+        same = np.flatnonzero(sorted_cost == price)
+        if same.size > 1:  # the first on a tie
+            block = net[:, same]
+            best = np.argmax(np.where(np.isnan(block), -np.inf, block), axis=1)
+            keep = np.zeros_like(block, dtype=bool)
+            keep[rows, best] = True
+            net[:, same] = np.where(keep, block, np.nan)
+    return net
+
+
+def _scan(
+    scan: np.ndarray,
+    steps_of: tuple[np.ndarray, ...],
+    pays: np.ndarray,
+    budget: float | None,
+    size: int | None,
+    n: int,
+) -> tuple[np.ndarray, float, float | None, np.ndarray, np.ndarray]:
+    """Take the increments in ``scan`` order where they fit (see the module's text)."""
+    who, steps, options, d_cost, ratio = steps_of
+    chosen, last_ratio, first_taken = np.full(n, -1), np.full(n, np.nan), np.full(n, -1)
+    left = np.inf if budget is None else float(budget)
+    room = n if size is None else int(size)
+    blocked = np.zeros(n, dtype=bool)
+    spent, last = 0.0, None
+    for position, k in enumerate(scan):
+        i = who[k]
+        if blocked[i]:
+            continue
+        if (steps[k] == 0 and room == 0) or d_cost[k] > left + 1e-9:
+            blocked[i] = True
+            continue
+        if pays[i]:
+            left -= d_cost[k]
+            spent += d_cost[k]
+        if steps[k] == 0:
+            room -= 1
+            first_taken[i] = position
+        chosen[i] = options[k]
+        last = last_ratio[i] = float(ratio[k])
+    return chosen, spent, last, last_ratio, first_taken
+
+
 def allocate(
     gain: np.ndarray,
     cost: np.ndarray,
@@ -105,49 +153,18 @@ def allocate(
         Most spend (None: no limit) and most customers listed (None: no limit).
     """
     n, t = gain.shape
-    chosen = np.full(n, -1)
-    last_ratio = np.full(n, np.nan)
-    first_taken = np.full(n, -1)
     if n == 0 or t == 0:
-        return Allocation(chosen, 0.0, None, last_ratio, first_taken)
+        return Allocation(np.full(n, -1), 0.0, None, np.full(n, np.nan), np.full(n, -1))
     order = np.argsort(cost, kind="stable")
     sorted_cost = np.asarray(cost, dtype=np.float64)[order]
-    net = np.asarray(gain, dtype=np.float64)[:, order] - sorted_cost[None, :]
-    net = np.where(net > 0, net, np.nan)
-    # of treatments with the same cost a customer only ever wants the best (the first on a tie)
-    for price in np.unique(sorted_cost):
-        same = np.flatnonzero(sorted_cost == price)
-        if same.size > 1:
-            block = net[:, same]
-            best = np.argmax(np.where(np.isnan(block), -np.inf, block), axis=1)
-            keep = np.zeros_like(block, dtype=bool)
-            keep[np.arange(n), best] = True
-            net[:, same] = np.where(keep, block, np.nan)
+    net = _best_of_equal_cost(
+        np.asarray(gain, dtype=np.float64)[:, order] - sorted_cost[None, :], sorted_cost
+    )
     who, steps, options, d_cost, d_net = _hull_steps(net, sorted_cost)
     with np.errstate(divide="ignore"):
         ratio = np.where(d_cost > 0, d_net / np.maximum(d_cost, _EPS), np.inf)
     scan = np.lexsort((steps, who, -d_net, -ratio))
-    left = np.inf if budget is None else float(budget)
-    room = n if size is None else int(size)
-    blocked = np.zeros(n, dtype=bool)
-    spent, last = 0.0, None
-    for position, k in enumerate(scan):
-        i = who[k]
-        if blocked[i]:
-            continue
-        if steps[k] == 0 and room == 0:
-            blocked[i] = True
-            continue
-        if d_cost[k] > left + 1e-9:
-            blocked[i] = True
-            continue
-        if pays[i]:
-            left -= d_cost[k]
-            spent += d_cost[k]
-        if steps[k] == 0:
-            room -= 1
-            first_taken[i] = position
-        chosen[i] = options[k]
-        last = last_ratio[i] = float(ratio[k])
+    taken = _scan(scan, (who, steps, options, d_cost, ratio), pays, budget, size, n)
+    chosen, spent, last, last_ratio, first_taken = taken
     mapped = np.where(chosen >= 0, order[np.maximum(chosen, 0)], -1)
     return Allocation(mapped, float(round(spent, 10)), last, last_ratio, first_taken)

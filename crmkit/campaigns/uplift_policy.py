@@ -99,6 +99,27 @@ def best_arms(uplift: pl.DataFrame, values: pl.DataFrame, policy: TargetPolicy) 
     )
 
 
+def _main_part(
+    frame: pl.DataFrame,
+    per_arm: pl.DataFrame,
+    arms: list[str],
+    policy: TargetPolicy,
+    size: int | None,
+    budget: float | None,
+) -> tuple[pl.DataFrame, int]:
+    """Return the allocated part of the list and the count of customers no arm can reach."""
+    gain, unreachable = reach(frame, _gain_matrix(frame, per_arm, arms), arms, policy)
+    main = (
+        allocate_frame(frame, gain, arms, policy, size, budget)
+        .drop("gain")
+        .join(per_arm.drop("worth"), on=[schema.CUSTOMER_ID, "treatment"], how="left")
+        .sort("rank")
+        .drop("rank")
+        .with_columns(pl.lit(POLICY_UPLIFT).alias("policy"))
+    )
+    return main, unreachable
+
+
 def _gain_matrix(frame: pl.DataFrame, arms_table: pl.DataFrame, arms: list[str]) -> np.ndarray:
     """``worth`` as a ``frame.height x len(arms)`` matrix in ``frame``'s row order."""
     wide = arms_table.pivot(on="treatment", index=schema.CUSTOMER_ID, values="worth")
@@ -175,15 +196,7 @@ def rank_by_uplift(
     share = 1.0 - policy.explore_fraction
     size = None if policy.size is None else math.floor(policy.size * share)
     budget = None if policy.budget is None else policy.budget * share
-    gain, unreachable = reach(frame, _gain_matrix(frame, per_arm, arms), arms, policy)
-    main = (
-        allocate_frame(frame, gain, arms, policy, size, budget)
-        .drop("gain")
-        .join(per_arm.drop("worth"), on=[schema.CUSTOMER_ID, "treatment"], how="left")
-        .sort("rank")
-        .drop("rank")
-        .with_columns(pl.lit(POLICY_UPLIFT).alias("policy"))
-    )
+    main, unreachable = _main_part(frame, per_arm, arms, policy, size, budget)
     wanted = round(main.height * policy.explore_fraction / share)
     if policy.size is not None:
         wanted = min(wanted, policy.size - main.height)

@@ -30,7 +30,9 @@ DOWNSTREAM: Final = frozenset(
         "expected_value_at_risk", "f_score", "group", "m_score", "planned_treatment",
         "policy", "rank", "reasons", "rfm_score", "rfm_segment", "r_score", "risk_decile",
         "segment", "spend_class", "treatment", "uplift_model", "value", "value_share",
-        "value_tier", "cluster", "label", "outcome", "predicted_clv",
+        "value_tier", "cluster", "label", "outcome", "predicted_clv", "p_alive",
+        "value_if_active", "alive_value", "lifecycle", "top_driver", "rule_reasons",
+        "offer_code", "top_reason", "return_per_pound", "sent",
     }
 )  # fmt: skip
 #: Feature columns whose names depend on settings or on the store's vocabulary.

@@ -169,21 +169,12 @@ def score_customers(
     BadInputError
         No eligible customer.
     """
-    import sklearn
-
     model, card = registry.load(ref)
     cfg = feature_config_of(card)
-    warnings = []
-    if card.get("versions", {}).get("scikit-learn") != sklearn.__version__:
-        warnings.append(
-            f"model trained with scikit-learn {card['versions'].get('scikit-learn')}, "
-            f"running {sklearn.__version__}: retrain if scores look off"
-        )
+    warnings = _version_warnings(card)
     store.require()
     everyone = _features_for(store, as_of, card, cfg)
-    # Segment edges and P(alive) are fitted on every customer with history as of the date,
-    # the same population as `features` and `segment`, and only then narrowed to the
-    # eligible.
+    # segment edges and P(alive) are fitted on everyone with history, then narrowed
     everyone, alive_warnings = with_alive_value(
         everyone, as_of, segments.min_p_alive, clv_value=card.get("customer_value") == "clv"
     )
@@ -195,14 +186,10 @@ def score_customers(
             "nothing to score"
         )
     frame = features.with_columns(season_columns(as_of))
-    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
-    x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
-    with threads(int(card.get("threads", 1))):
-        probability = predict_in_chunks(model, x)
-        value = frame["alive_value"].fill_null(0.0).to_numpy() * probability
-        rows = explained_rows(value, frame[schema.CUSTOMER_ID], explain_rows, explain_ids)
-        shares, reference = explain(model, x, probability, card, rows)
-    scored = (
+    probability, shares, reference = _predict_and_explain(
+        model, card, frame, explain_rows, explain_ids
+    )
+    scored = (  # the model's inputs keep the feature customer_value; the scores, the alive one
         frame.with_columns(
             pl.Series("churn_probability", np.clip(probability, 0.0, 1.0)),
             pl.lit(as_of).alias("as_of"),
@@ -210,16 +197,46 @@ def score_customers(
         )
         .with_columns(
             risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
-            (pl.col("churn_probability") * pl.col("customer_value")).alias(
-                "expected_value_at_risk"
-            ),
+            (pl.col("churn_probability") * pl.col("customer_value")).alias("value_at_risk"),
             reasons_expr(cfg.windows).alias("rule_reasons"),
         )
         .pipe(with_model_reasons, shares, reference, cfg.windows)
+        .rename({"value_at_risk": "expected_value_at_risk"})
         .select(SCORE_COLUMNS)
         .sort(schema.CUSTOMER_ID)
     )
     return ScoreResult(scored, card, tuple(warnings))
+
+
+def _version_warnings(card: Mapping[str, Any]) -> list[str]:
+    """Return a warning when the model was trained with another scikit-learn."""
+    import sklearn
+
+    trained = card.get("versions", {}).get("scikit-learn")
+    if trained == sklearn.__version__:
+        return []
+    return [
+        f"model trained with scikit-learn {trained}, running {sklearn.__version__}: "
+        "retrain if scores look off"
+    ]
+
+
+def _predict_and_explain(
+    model: Any,  # noqa: ANN401
+    card: ModelCard,
+    frame: pl.DataFrame,
+    explain_rows: int,
+    explain_ids: Collection[str],
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Return probabilities, explained rows' Shapley shares and the reference's probability."""
+    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
+    x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
+    with threads(int(card.get("threads", 1))):
+        probability = predict_in_chunks(model, x)
+        value = frame["alive_value"].fill_null(0.0).to_numpy() * probability
+        rows = explained_rows(value, frame[schema.CUSTOMER_ID], explain_rows, explain_ids)
+        shares, reference = explain(model, x, probability, card, rows)
+    return probability, shares, reference
 
 
 def explain(

@@ -114,22 +114,7 @@ def customer_view(
     )
     if text is None:  # no model: the rules say what they can
         text = row.select(reasons_expr(settings.features.windows))["reasons"][0]
-    planned = pl.coalesce(pl.col("planned_treatment"), pl.col("treatment"))
-    campaigns = (
-        read_ledger(store)
-        .filter(pl.col(schema.CUSTOMER_ID) == customer_id)
-        .sort("as_of", "campaign_id")
-        .select(
-            "campaign_id",
-            "as_of",
-            "group",
-            planned.alias("planned_treatment"),
-            pl.when(pl.col("group") == "treatment")
-            .then(planned)
-            .otherwise(pl.lit("none"))
-            .alias("sent"),
-        )
-    )
+    campaigns = campaign_history(store, customer_id)
     features = {
         k: (str(v) if isinstance(v, dt.date) else v) for k, v in row.row(0, named=True).items()
     }
@@ -140,6 +125,20 @@ def customer_view(
     reasons = [r for r in (text or "").split("; ") if r]
     return CustomerView(
         customer_id, as_of, features, probability, model, reasons, history, tuple(notes)
+    )
+
+
+def campaign_history(store: Store, customer_id: str) -> pl.DataFrame:
+    """Return the customer's ledger rows: campaign, day, group, planned and sent treatment."""
+    planned = pl.coalesce(pl.col("planned_treatment"), pl.col("treatment"))
+    sent = pl.when(pl.col("group") == "treatment").then(planned).otherwise(pl.lit("none"))
+    return (
+        read_ledger(store)
+        .filter(pl.col(schema.CUSTOMER_ID) == customer_id)
+        .sort("as_of", "campaign_id")
+        .select(
+            "campaign_id", "as_of", "group", planned.alias("planned_treatment"), sent.alias("sent")
+        )
     )
 
 

@@ -101,10 +101,21 @@ def test_report_of_a_campaign_without_outcomes_yet(campaign_store, tmp_path):  #
     policy = TargetPolicy(min_churn_probability=0.0, exclude_tiers=())
     write_targets(scores, store, "future", day, policy, tmp_path / "lists")
     evaluation = evaluate_campaign(store, "future", 30)
-    assert evaluation.groups["retention_rate"].max() == 0.0
+    # no result before there are results: the group sizes and a status, no figure
+    assert evaluation.status == "pending"
+    assert evaluation.to_json()["status"] == "pending"
+    assert evaluation.groups.columns == ["group", "customers"]
+    assert evaluation.groups["customers"].sum() == 300
+    assert evaluation.by_treatment == []
+    assert "no result yet" in evaluation.overall["note"]
+    assert "2025-07-01" in evaluation.overall["note"]
     assert any("window has ended yet" in w for w in evaluation.warnings)
     data = gather(store, dt.date(2025, 1, 1), Settings(), registry, ModelRef("churn"), "future", 30)
-    assert write_report(tmp_path / "future.html", data).read_text().count("<svg") == 6
+    page = write_report(tmp_path / "future.html", data).read_text()
+    assert page.count("<svg") == 5  # no campaign chart
+    assert "no result yet" in page
+    assert "return on cost" not in page
+    assert "+0.0 pp" not in page
 
 
 def test_campaign_section_has_uplift_significance_money_and_roi(campaign_store, tmp_path):  # noqa: F811
