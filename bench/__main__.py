@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import clv, dogs, features, ingest, model, scale, sources, uplift
+from bench import clv, dogs, features, ingest, lists, model, scale, sources, uplift
 
 SUITES = {
     "ingest": ingest.run,
@@ -14,6 +14,7 @@ SUITES = {
     "clv": clv.run,
     "uplift": uplift.run,
     "dogs": dogs.run,
+    "lists": lists.run,
     "scale": scale.run,
     "sources": sources.run,
 }

@@ -145,3 +145,22 @@ def test_incomplete_windows_and_unknown_campaign(campaign_store):
     assert any("window has ended yet" in w for w in result.warnings)
     with pytest.raises(BadInputError, match="no assignments"):
         evaluate_campaign(store, "nothing")
+
+
+def test_evaluate_before_any_window_ends_says_so_and_prints_no_figure(campaign_store, runner):
+    from tests.conftest import invoke
+
+    store, _ = campaign_store
+    common = ["evaluate", "--campaign", "test", "--window", "120", "--store", str(store.root)]
+    summary = invoke(runner, *common, "--json")
+    assert summary["status"] == "pending"
+    assert summary["by_treatment"] == []
+    assert set(summary["groups"][0]) == {"group", "customers"}
+    assert "no result yet" in summary["treatment_vs_control"]["note"]
+    shown = invoke(runner, *common).stdout
+    assert "no result yet: the first 120-day outcome window ends on" in shown
+    assert "%" not in shown
+    complete = invoke(runner, "evaluate", "--campaign", "test", "--window", "10", "--store",
+                      str(store.root), "--json")  # fmt: skip
+    assert complete["status"] in ("complete", "partial")
+    assert "uplift" in complete["treatment_vs_control"]
