@@ -39,12 +39,12 @@ demo: $(STAMP)
 	$(BIN)/python -c "import crmkit; s = crmkit.score('$(DEMO)/crm-store', '$(DEMO_DATE)', \
 		registry='$(DEMO)/models', config='sample_data/crmkit.toml'); \
 		print(s.sort('expected_value_at_risk', descending=True) \
-		.select('customer_id', 'value_tier', 'churn_probability', 'expected_value_at_risk').head(5))"
+		.select('customer_id', 'value_tier', 'p_alive', 'churn_probability', 'expected_value_at_risk', 'reasons').head(5))"
 	# The learning loop: customers respond to the campaign (simulated, whom the treatment
 	# changes depends on the customer), the campaign is evaluated, an uplift model learns
 	# from its treatment and control groups and predicts whom to treat next.
 	$(BIN)/crmkit sample --respond-to $(DEMO)/out/winback/$(DEMO_DATE).assignments.csv \
-		--uplift voucher=0.06,email=0.06 --heterogeneous --seed 3 --out $(DEMO)/response
+		--uplift call=0.06,email=0.06 --heterogeneous --seed 3 --out $(DEMO)/response
 	$(BIN)/crmkit ingest $(DEMO)/response/response.csv $(DEMO_STORE) --quiet
 	$(BIN)/crmkit evaluate --campaign winback --window 45 --store $(DEMO)/crm-store
 	$(BIN)/crmkit uplift train --campaign winback --window 45 $(DEMO_ARGS)

@@ -75,10 +75,9 @@ def spend_line(spend: dict[str, Any]) -> str:
     line = f"spend {spend['total']:,.2f}{against}: {', '.join(parts) or 'no contacts'}"
     profit = spend.get("expected_profit")
     if profit:
-        line += (
-            f"; expected incremental profit {profit['value']:,.2f} "
-            f"(model band {profit['low']:,.2f} to {profit['high']:,.2f})"
-        )
+        line += f"; expected incremental profit {profit['value']:,.2f}"
+        if profit["low"] != profit["high"]:
+            line += f" (model band {profit['low']:,.2f} to {profit['high']:,.2f})"
     return line + bought_text(spend)
 
 
