@@ -60,14 +60,15 @@ def _old_tiers(features: pl.DataFrame) -> pl.Series:
     return ValueTiers().fit_transform(old)["value_tier"]
 
 
-def _budget_table(scores: pl.DataFrame, budget: float) -> dict[str, Any]:
+def _budget_table(scores: pl.DataFrame, budget: float, old_tiers: pl.DataFrame) -> dict[str, Any]:
     from crmkit.campaigns.targeting import assign_groups, select_targets
     from crmkit.config.policy import TargetPolicy
 
     policy = TargetPolicy(budget=budget, costs=COSTS, treatments=TIERS, min_churn_probability=0.2)
     none = pl.Series("customer_id", [], dtype=pl.String)
     new, _ = select_targets(scores, "b", RETAIL_AS_OF, policy, none, none)
-    eligible = scores.filter(
+    before = scores.drop("value_tier").join(old_tiers, on="customer_id")
+    eligible = before.filter(
         (pl.col("churn_probability") >= 0.2) & (pl.col("value_tier") != "adjust")
     ).with_columns((pl.col("churn_probability") * pl.col("value_if_active")).alias(
         "old_value_at_risk"))  # fmt: skip
@@ -85,6 +86,14 @@ def _budget_table(scores: pl.DataFrame, budget: float) -> dict[str, Any]:
             row["emailing_them_costs"] = round(left.height * 0.8 * COSTS["email"], 2)
         out[name] = row
     return out
+
+
+def _refunded(features: pl.DataFrame, old_tiers: pl.Series) -> dict[str, Any]:
+    """The customer with the largest refunds: tier before and now, gross and net spend."""
+    row = features.with_columns(old_tiers.alias("old_tier")).sort("refunds", descending=True)
+    first = row.row(0, named=True)
+    return {k: first[k] for k in ("customer_id", "gross_spend", "net_spend", "old_tier",
+                                  "value_tier")}  # fmt: skip
 
 
 def retail() -> dict[str, Any]:
@@ -125,7 +134,10 @@ def retail() -> dict[str, Any]:
             "now": int((features["value_tier"].is_in(valuable) & net).sum()),
         },
         "lifecycle": dict(scores.group_by("lifecycle").len().iter_rows()),
-        "budget_2000": _budget_table(scores, 2000.0),
+        "budget_2000": _budget_table(
+            scores, 2000.0, features.select("customer_id", old_tiers.alias("value_tier"))
+        ),
+        "refunded_most": _refunded(features, old_tiers),
         "listed_without_reason": int((scores["reasons"].fill_null("") == "").sum()),
     }
 
