@@ -239,7 +239,7 @@ class ModelConfig:
         attributes``; ``"listed"``: from ``[features] attributes`` only.
     explain_rows
         Customers whose reasons ``score`` works out from the model (exact Shapley values
-        by driver, 64 predictions per customer), highest value at risk first; the others
+        by driver, 32 predictions per customer), highest value at risk first; the others
         get the rules' reasons.
     """
 
@@ -259,7 +259,7 @@ class ModelConfig:
     customer_value: Literal["projected", "clv"] = "projected"
     key_file: str | None = None
     uplift_attributes: Literal["all", "listed"] = "all"
-    explain_rows: int = 5_000
+    explain_rows: int = 2_000
 
 
 @dataclass(frozen=True)

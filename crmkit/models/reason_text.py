@@ -70,8 +70,6 @@ def driver_texts(windows: Sequence[int], median_cycle: float | None) -> dict[str
                                  pl.lit(f" in the {w} before"))),
         "refunds": pl.concat_str(_int(pl.col("refund_share").fill_null(0.0) * 100),
                                  pl.lit("% of spend refunded")),
-        "tenure": pl.concat_str(pl.lit("a customer for "), _int(pl.col("tenure_days")),
-                                pl.lit(" days")),
         "mix": pl.lit("what they buy and how (product, channel and profile)"),
     }  # fmt: skip
 

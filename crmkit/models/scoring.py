@@ -39,7 +39,7 @@ from crmkit.store.core import Store
 #: Rows predicted at a time (see :func:`predict_in_chunks`).
 PREDICT_ROWS: Final = 200_000
 #: Customers whose reasons the model explains, by default (see :func:`score_customers`).
-EXPLAIN_ROWS: Final = 5_000
+EXPLAIN_ROWS: Final = 2_000
 
 SCORE_COLUMNS = (
     schema.CUSTOMER_ID,
