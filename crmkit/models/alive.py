@@ -19,11 +19,19 @@ near 1: as value at risk, a lost cause tops the retention list. So the scores ca
 Why BG/NBD rather than the churn model: the churn probability already multiplies the
 value, and it is the probability of no purchase in the horizon, which is high both for
 the drifting customer and for the one who left long ago. P(alive) tells the two apart
-(the first is likely alive, the second not); ``bench/alive.py`` measures it against the
-simulator's true dropout dates. Under BG/NBD a customer with no repeat purchase is
-alive with probability 1 (dropout follows a repeat purchase): one-time buyers are never
-``win_back``, and their value is the projected value's own (already scaled by the
-population's repeat rate).
+(the first is likely alive, the second not); ``python -m bench lists`` measures it
+against the simulator's true dropout dates.
+
+One-time buyers. Under BG/NBD a customer with no repeat purchase is alive with
+probability 1 (dropout only follows a repeat purchase), so a customer who bought once,
+long ago, would never look gone. Their projected value already holds the share ``rho``
+of customers who ever come back; what the time since their purchase ``r`` adds is how
+often a returning customer waits that long: ``S(r)``, the share of repeat buyers whose
+mean gap between purchase days exceeds ``r``. By Bayes, a one-time buyer still to come
+back after ``r`` days does so with probability ``rho S / (rho S + 1 - rho)``, which is
+``rho`` times ``p_alive = S / (rho S + 1 - rho)``: 1 the day after the purchase, falling
+to 0 as ``r`` outgrows the gaps of those who came back. ``rho`` is the share of repeat
+buyers among the customers whose tenure exceeds the repeat buyers' 90th percentile gap.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
+import numpy as np
 import polars as pl
 
 from crmkit.errors import BadInputError
@@ -53,7 +62,29 @@ def alive_probability(features: pl.DataFrame, as_of: dt.date) -> pl.Series:
     stats = summary_statistics(features, as_of)
     model = BetaGeo().fit(stats)
     x, t_x, big_t = (stats[c].to_numpy() for c in ("x", "t_x", "T"))
-    return pl.Series("p_alive", model.p_alive(x, t_x, big_t))
+    alive = model.p_alive(x, t_x, big_t)
+    once = features["purchase_days"].to_numpy() <= 1
+    if once.any():
+        alive = np.where(once, one_time_alive(features), alive)
+    return pl.Series("p_alive", alive)
+
+
+def one_time_alive(features: pl.DataFrame) -> np.ndarray:
+    """``S(r) / (rho S(r) + 1 - rho)`` per row (see the module's text); 1 without repeat buyers."""
+    days = features["purchase_days"].to_numpy()
+    gaps = np.sort(features["mean_cycle_days"].to_numpy()[days >= 2].astype(np.float64))
+    gaps = gaps[~np.isnan(gaps)]
+    if gaps.size == 0:
+        return np.ones(features.height)
+    tenure = features["tenure_days"].to_numpy().astype(np.float64)
+    had_time = tenure > np.quantile(gaps, 0.9)
+    rho = float((days[had_time] >= 2).mean()) if had_time.any() else 1.0
+    waited = features["recency_days"].to_numpy().astype(np.float64)
+    survival = 1.0 - np.searchsorted(gaps, waited, side="right") / gaps.size
+    denominator = rho * survival + 1.0 - rho  # 0 only when everyone comes back but none so late
+    out = np.zeros_like(survival)
+    np.divide(survival, denominator, out=out, where=denominator > 0)
+    return out
 
 
 def with_alive_value(

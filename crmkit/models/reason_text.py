@@ -65,11 +65,15 @@ def driver_texts(windows: Sequence[int], median_cycle: float | None) -> dict[str
         "spend": pl.when((before > 0) & (now < before))
         .then(pl.concat_str(pl.lit(f"spend in the last {w} days fell from "), _money(before),
                             pl.lit(" to "), _money(now)))
+        .when((now == 0) & (before == 0))
+        .then(pl.lit(f"no spend in the last {2 * w} days"))
         .otherwise(pl.concat_str(pl.lit("spend "), _money(now),
                                  pl.lit(f" in the last {w} days, "), _money(before),
                                  pl.lit(f" in the {w} before"))),
-        "refunds": pl.concat_str(_int(pl.col("refund_share").fill_null(0.0) * 100),
-                                 pl.lit("% of spend refunded")),
+        "refunds": pl.when(pl.col("refund_share").fill_null(0.0) == 0)
+        .then(pl.lit("no refunds (the customers who stay often have some)"))
+        .otherwise(pl.concat_str(_int(pl.col("refund_share") * 100),
+                                 pl.lit("% of spend refunded"))),
         "mix": pl.lit("what they buy and how (product, channel and profile)"),
     }  # fmt: skip
 

@@ -26,7 +26,10 @@ def population(n: int = 400, seed: int = 0) -> pl.DataFrame:
     gone = np.arange(n) % 10 == 0
     one = np.arange(n) % 7 == 0
     last = [AS_OF - dt.timedelta(days=365 if g else int(rng.integers(1, 20))) for g in gone]
-    return pl.DataFrame(
+    # the last customer bought once, yesterday
+    first[-1] = AS_OF - dt.timedelta(days=1)
+    one[-1] = True
+    frame = pl.DataFrame(
         {
             "customer_id": [f"C{i:04d}" for i in range(n)],
             "first_purchase": first,
@@ -36,6 +39,14 @@ def population(n: int = 400, seed: int = 0) -> pl.DataFrame:
             "gross_spend": np.full(n, 500.0),
             "first_day_spend": np.full(n, 20.0),
         }
+    )
+    span = (pl.col("last_purchase") - pl.col("first_purchase")).dt.total_days()
+    return frame.with_columns(
+        (pl.lit(AS_OF) - pl.col("first_purchase")).dt.total_days().alias("tenure_days"),
+        (pl.lit(AS_OF) - pl.col("last_purchase")).dt.total_days().alias("recency_days"),
+        pl.when(pl.col("purchase_days") > 1)
+        .then(span / (pl.col("purchase_days") - 1))
+        .alias("mean_cycle_days"),
     )
 
 
@@ -48,10 +59,11 @@ def test_a_regular_buyer_gone_silent_is_win_back_and_worth_little():
     assert (active["lifecycle"] == RETAIN).mean() > 0.95
     assert gone["alive_value"].median() < 1.0  # a hundred if active, pennies now
     assert frame["value_if_active"].to_list() == [100.0] * frame.height
-    # BG/NBD: no repeat purchase, no dropout yet
+    # one purchase, long after every repeat buyer's usual gap: gone; yesterday: alive
     one_time = frame.filter(pl.col("purchase_days") == 1)
-    assert one_time["p_alive"].to_list() == pytest.approx([1.0] * one_time.height)
-    assert (one_time["lifecycle"] == RETAIN).all()
+    assert (one_time["recency_days"] > 300).sum() == one_time.height - 1
+    assert (one_time.filter(pl.col("recency_days") > 300)["lifecycle"] == WIN_BACK).all()
+    assert one_time.filter(pl.col("recency_days") == 1)["p_alive"].item() == pytest.approx(1.0)
 
 
 def test_without_a_fit_the_value_stays_unweighted_and_says_so():
@@ -139,3 +151,41 @@ def test_reasons_say_the_drivers_with_the_customers_values():
     assert third == "churn risk 10% is no higher than a typical staying customer's (30%)"
     assert out["top_driver"].to_list() == ["spend", "recency", None]
     assert all(r for r in out["reasons"].to_list())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 6), st.integers(0, 400), st.integers(0, 400)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_one_time_alive_matches_a_plain_reference(rows):
+    from crmkit.models.alive import one_time_alive
+
+    days = [d for d, _, _ in rows]
+    recency = [r for _, r, _ in rows]
+    tenure = [r + extra for _, r, extra in rows]
+    cycle = [
+        None if d == 1 else (t - r) / (d - 1) for d, r, t in zip(days, recency, tenure, strict=True)
+    ]
+    frame = pl.DataFrame(
+        {"purchase_days": days, "recency_days": recency, "tenure_days": tenure,
+         "mean_cycle_days": cycle},
+        schema={"purchase_days": pl.Int64, "recency_days": pl.Int64, "tenure_days": pl.Int64,
+                "mean_cycle_days": pl.Float64},
+    )  # fmt: skip
+    got = one_time_alive(frame)
+    gaps = sorted(c for c in cycle if c is not None)
+    if not gaps:
+        assert got.tolist() == [1.0] * len(rows)
+        return
+    cut = float(np.quantile(gaps, 0.9))
+    had = [d for d, t in zip(days, tenure, strict=True) if t > cut]
+    rho = sum(d >= 2 for d in had) / len(had) if had else 1.0
+    for value, r in zip(got, recency, strict=True):
+        s = sum(g > r for g in gaps) / len(gaps)
+        below = rho * s + 1 - rho
+        assert value == pytest.approx(s / below if below > 0 else 0.0)
+        assert 0.0 <= value <= 1.0 + 1e-12
