@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import clv, dogs, features, ingest, lists, model, scale, sources, uplift
+from bench import clv, dogs, features, ingest, lists, load, model, scale, sources, uplift
 
 SUITES = {
     "ingest": ingest.run,
@@ -15,6 +15,7 @@ SUITES = {
     "uplift": uplift.run,
     "dogs": dogs.run,
     "lists": lists.run,
+    "train-under-load": load.run,
     "scale": scale.run,
     "sources": sources.run,
 }

@@ -91,7 +91,7 @@ def test_every_listed_customer_has_a_reason_and_only_the_active_are_listed(liste
     on_list = scored.filter(pl.col("customer_id").is_in(listed_ids))
     assert (on_list["lifecycle"] == "retain").all()
     gone = scored.filter(pl.col("lifecycle") == "win_back")
-    assert (gone["p_alive"] < 0.1).all()
+    assert (gone["p_alive"] < 0.5).all()
     # a win-back campaign takes the others, valued by win_back_rate
     config = root / "crmkit.toml"
     win_back = root / "win_back.toml"

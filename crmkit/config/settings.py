@@ -168,9 +168,11 @@ class SegmentConfig:
     seed
         Random seed of k-means and of the silhouette sample.
     min_p_alive
-        Customers whose BG/NBD probability of still being active is below this are
-        probably gone: lifecycle ``win_back``, left out of retention lists (see
-        :mod:`crmkit.models.alive`).
+        Customers whose probability of still being active is below this are probably
+        gone: lifecycle ``win_back``, left out of retention lists (see
+        :mod:`crmkit.models.alive`). On Online Retail II as of 2011-09-01, 0.5 gave the
+        retention list whose customers most often bought in the next 90 days (57% of the
+        top 500, against 50% without P(alive)).
     """
 
     cycle_edges: tuple[float, ...] = ()
@@ -186,7 +188,7 @@ class SegmentConfig:
     )
     max_k: int = 8
     seed: int = 0
-    min_p_alive: float = 0.1
+    min_p_alive: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,14 @@ back after ``r`` days does so with probability ``rho S / (rho S + 1 - rho)``, wh
 ``rho`` times ``p_alive = S / (rho S + 1 - rho)``: 1 the day after the purchase, falling
 to 0 as ``r`` outgrows the gaps of those who came back. ``rho`` is the share of repeat
 buyers among the customers whose tenure exceeds the repeat buyers' 90th percentile gap.
+
+Measured on Online Retail II as of 2011-09-01 (what the customers did in the next 90
+days): within one-time buyers this P(alive) ranks who comes back with an AUC of 0.60
+(BG/NBD's constant 1: 0.50), and with ``min_p_alive = 0.5`` 57% of the top 500 of the
+retention list bought again, against 50% with BG/NBD alone. The simulator's one-time
+buyers never drop out (it is a BG/NBD world), so there the rule can only cost: among the
+top tenth of the list the truly gone share is 25% with it and 14% without (90% before
+P(alive)).
 """
 
 from __future__ import annotations
