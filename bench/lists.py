@@ -37,6 +37,9 @@ TIERS = {"platinum": "call", "gold": "voucher"}
 NOW = dt.datetime(2026, 1, 1)
 SIM_T1, SIM_T2, WINDOW = dt.date(2024, 9, 1), dt.date(2024, 11, 1), 45
 TRUE_UPLIFT = {"email": 0.03, "voucher": 0.08, "call": 0.12}
+#: The simulator's truth: a response purchase is lognormal(3.6, 0.5) whoever buys, so an
+#: incremental buyer is worth its mean, whatever crmkit estimates the customer is worth.
+RESPONSE_AMOUNT = float(np.exp(3.6 + 0.5**2 / 2))
 
 
 def _old_cut(frame: pl.DataFrame, budget: float) -> pl.DataFrame:
@@ -224,7 +227,7 @@ def _true_value(frame: pl.DataFrame, truth: pl.DataFrame) -> float:
     for arm in TRUE_UPLIFT:
         worth = (
             pl.when(pl.col("treatment") == arm)
-            .then(pl.col(f"true_{arm}") * pl.col("customer_value") - COSTS[arm])
+            .then(pl.col(f"true_{arm}") * RESPONSE_AMOUNT - COSTS[arm])
             .otherwise(worth)
         )
     return float(treated.select(worth.sum()).item())
