@@ -101,3 +101,33 @@ def test_every_listed_customer_has_a_reason_and_only_the_active_are_listed(liste
                   str(root / "out"), *options, "--json", "--dry-run")  # fmt: skip
     assert back["customers"] > 0
     assert back["excluded"]["other_lifecycle"] > back["customers"]
+
+
+def test_listed_customers_beyond_the_explained_ones_get_the_models_reasons(listed):
+    _, summary, _, _ = listed
+    assignments = pl.read_csv(
+        summary["assignment_file"], schema_overrides={"customer_id": pl.String}
+    )
+    assert assignments.height > 500  # more than [model] explain_rows: some asked for later
+    text = " | ".join(assignments["reasons"].to_list())
+    for rule_words in ("x their usual cycle", " down ", " days ago", "beyond [model] explain_rows"):
+        assert rule_words not in text
+
+
+def test_reasons_asked_later_equal_those_of_the_scoring(tmp_path):
+    import datetime as dt
+
+    from crmkit.config.settings import SegmentConfig
+    from crmkit.models.registry import parse_ref
+    from crmkit.models.scoring import score_customers
+
+    store, registry = trained_sample_store(tmp_path)
+    day, ref = dt.date(2025, 1, 1), parse_ref("churn")
+    lazy = score_customers(store, day, ref, registry, SegmentConfig(), explain_rows=0)
+    ids = lazy.frame["customer_id"].sample(40, seed=1).sort().to_list()
+    eager = score_customers(store, day, ref, registry, SegmentConfig(), 0, ids).frame
+    assert lazy.explainer is not None
+    later = lazy.explainer.reasons(ids).sort("customer_id")
+    then = eager.filter(pl.col("customer_id").is_in(ids)).select(later.columns).sort("customer_id")
+    assert later.equals(then)
+    assert lazy.frame.filter(pl.col("customer_id").is_in(ids))["top_driver"].null_count() == 40

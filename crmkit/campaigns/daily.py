@@ -188,6 +188,7 @@ def targets_for(
         replace=options.replace,
         dry_run=options.dry_run,
         uplift=uplift,
+        explainer=scores.explainer,
     )
     result = dataclasses.replace(result, warnings=(*gate, *result.warnings))
     if options.destination is None or options.dry_run:

@@ -44,6 +44,7 @@ from crmkit.campaigns.uplift_policy import (
 from crmkit.config.policy import TargetPolicy
 from crmkit.errors import UsageError
 from crmkit.io.export import write_table
+from crmkit.models.explainer import Explainer, explain_listed
 from crmkit.store.core import Store
 
 
@@ -186,10 +187,12 @@ def _day_list(
     policy: TargetPolicy,
     optouts: pl.Series,
     uplift: Uplift | None,
+    explainer: Explainer | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Select the day's list in ledger columns from the scores, ledger and opt-outs."""
+    """Select the day's list from the scores, ledger and opt-outs; explain whom it lists."""
     recent = recently_assigned(entries, campaign, as_of, policy.cooldown_days)
-    return select_targets(scores, campaign, as_of, policy, recent, optouts, uplift)
+    listed, counts = select_targets(scores, campaign, as_of, policy, recent, optouts, uplift)
+    return explain_listed(listed, explainer), counts
 
 
 def write_targets(
@@ -205,8 +208,11 @@ def write_targets(
     replace: bool = False,
     dry_run: bool = False,
     uplift: Uplift | None = None,
+    explainer: Explainer | None = None,
 ) -> TargetResult:
     """Build the day's list, record it in the ledger, write its two files from the ledger.
+
+    ``explainer`` (the scores') gives every listed customer the model's reasons.
 
     Writes ``out_dir/<campaign>/<as_of>.contacts.<fmt>`` (treatment group: who to contact
     with which treatment) and ``<as_of>.assignments.<fmt>`` (every group, for evaluation).
@@ -232,7 +238,7 @@ def write_targets(
     created = [] if dry_run else _prepare_directory(paths["contacts"].parent)
     try:
         return _write_day(scores, store, campaign, as_of, policy, paths, dry_run, locked,
-                          replace, uplift)  # fmt: skip
+                          replace, uplift, explainer)  # fmt: skip
     except BaseException:
         _remove_created(created)
         raise
@@ -249,6 +255,7 @@ def _write_day(
     locked: bool,
     replace: bool,
     uplift: Uplift | None,
+    explainer: Explainer | None = None,
 ) -> TargetResult:
     """Build, record and write the day's list once its directory exists."""
     lines = pl.DataFrame(schema={"line": pl.Int64, schema.CUSTOMER_ID: pl.String})
@@ -260,12 +267,16 @@ def _write_day(
         scores = scores.join(details, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
     if dry_run:
         entries = read_ledger(store)
-        new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts, uplift)
+        new, excluded = _day_list(
+            entries, scores, campaign, as_of, policy, optouts, uplift, explainer
+        )
         day, _ = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
     else:
         with store.writer(locked=locked) as writer:
             entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
-            new, excluded = _day_list(entries, scores, campaign, as_of, policy, optouts, uplift)
+            new, excluded = _day_list(
+                entries, scores, campaign, as_of, policy, optouts, uplift, explainer
+            )
             day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
     assignments, contacts = render_day(day.rows, details, policy)
     if not dry_run:

@@ -243,7 +243,8 @@ class ModelConfig:
     explain_rows
         Customers whose reasons ``score`` works out from the model (exact Shapley values
         by driver, 32 predictions per customer), highest value at risk first; the others
-        get the rules' reasons.
+        get the rules' reasons in the score file. A day's list always gives every listed
+        customer the model's reasons (see :mod:`crmkit.models.explainer`).
     """
 
     registry: str = "models"
@@ -262,7 +263,7 @@ class ModelConfig:
     customer_value: Literal["projected", "clv"] = "projected"
     key_file: str | None = None
     uplift_attributes: Literal["all", "listed"] = "all"
-    explain_rows: int = 2_000
+    explain_rows: int = 500
 
 
 @dataclass(frozen=True)

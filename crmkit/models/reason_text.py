@@ -78,23 +78,39 @@ def driver_texts(windows: Sequence[int], median_cycle: float | None) -> dict[str
     }  # fmt: skip
 
 
+def text_columns(windows: Sequence[int]) -> list[str]:
+    """Return the columns the sentences read, with the id, probability and rules' reasons."""
+    w = reason_window(windows)
+    return [
+        "customer_id", "purchase_days", "recency_days", "mean_cycle_days", "tenure_days",
+        f"spend_{w}", f"spend_prev_{w}", f"days_{w}", f"days_prev_{w}", "refund_share",
+        "churn_probability", "rule_reasons",
+    ]  # fmt: skip
+
+
+def median_cycle(frame: pl.DataFrame) -> float | None:
+    """Return the customers' median cycle, over those with three purchase days or more."""
+    cycles = frame.filter(pl.col("purchase_days") >= 3)["mean_cycle_days"].drop_nulls()
+    return float(cycles.median()) if cycles.len() else None  # type: ignore[arg-type]
+
+
 def with_model_reasons(
     frame: pl.DataFrame,
     shares: np.ndarray,
     reference_probability: float,
     windows: Sequence[int],
+    cycle: float | None,
 ) -> pl.DataFrame:
     """Add ``reasons`` (top three drivers raising the risk, ``; ``-joined) and ``top_driver``.
 
     ``shares`` is ``frame.height x len(DRIVERS)`` (:func:`crmkit.models.explain.shapley_by_driver`),
     NaN for rows not explained, which keep the rules' ``rule_reasons``; ``frame`` has the
-    features, ``churn_probability`` and ``rule_reasons``.
+    features, ``churn_probability`` and ``rule_reasons``; ``cycle`` is the population's
+    :func:`median_cycle`.
     """
     explained = pl.Series("__explained", ~np.isnan(shares).any(axis=1))
     shares = np.nan_to_num(shares, nan=0.0)
-    cycles = frame.filter(pl.col("purchase_days") >= 3)["mean_cycle_days"].drop_nulls()
-    median_cycle = float(cycles.median()) if cycles.len() else None  # type: ignore[arg-type]
-    texts = driver_texts(windows, median_cycle)
+    texts = driver_texts(windows, cycle)
     order = np.argsort(-shares, axis=1, kind="stable")
     ranked = np.take_along_axis(shares, order, axis=1)
     picks = []

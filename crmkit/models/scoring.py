@@ -21,14 +21,9 @@ from crmkit.models.alive import with_alive_value
 from crmkit.models.card import ModelCard
 from crmkit.models.clv import with_clv
 from crmkit.models.design import design_matrix, model_feature_names
-from crmkit.models.explain import (
-    DRIVERS,
-    categorical_mask,
-    driver_groups,
-    reference_row,
-    shapley_by_driver,
-)
-from crmkit.models.reason_text import with_model_reasons
+from crmkit.models.explain import DRIVERS
+from crmkit.models.explainer import Explainer, make_explainer
+from crmkit.models.reason_text import text_columns, with_model_reasons
 from crmkit.models.reasons import reasons_expr
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.models.threads import threads
@@ -39,7 +34,7 @@ from crmkit.store.core import Store
 #: Rows predicted at a time (see :func:`predict_in_chunks`).
 PREDICT_ROWS: Final = 200_000
 #: Customers whose reasons the model explains, by default (see :func:`score_customers`).
-EXPLAIN_ROWS: Final = 2_000
+EXPLAIN_ROWS: Final = 500
 
 SCORE_COLUMNS = (
     schema.CUSTOMER_ID,
@@ -69,6 +64,8 @@ class ScoreResult:
     frame: pl.DataFrame
     card: Mapping[str, Any]
     warnings: tuple[str, ...]
+    #: Works out the model's reasons of other customers later (a day's list).
+    explainer: Explainer | None = None
 
     def deciles(self) -> list[dict[str, Any]]:
         """Return customers, mean probability and value at risk per risk decile, highest first."""
@@ -186,26 +183,28 @@ def score_customers(
             "nothing to score"
         )
     frame = features.with_columns(season_columns(as_of))
-    probability, shares, reference = _predict_and_explain(
-        model, card, frame, explain_rows, explain_ids
+    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
+    x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
+    with threads(int(card.get("threads", 1))):
+        probability = predict_in_chunks(model, x)
+    scored = _with_scores(frame, probability, as_of, cfg)
+    explainer = make_explainer(
+        model, card, x, probability, scored.select(text_columns(cfg.windows)), cfg.windows
     )
-    scored = (  # the model's inputs keep the feature customer_value; the scores, the alive one
-        frame.with_columns(
-            pl.Series("churn_probability", np.clip(probability, 0.0, 1.0)),
-            pl.lit(as_of).alias("as_of"),
-            pl.col("alive_value").alias("customer_value"),
+    rows = explained_rows(
+        scored["value_at_risk"].to_numpy(), scored[schema.CUSTOMER_ID], explain_rows, explain_ids
+    )
+    shares = np.full((len(x), len(DRIVERS)), np.nan)
+    shares[rows] = explainer.shares(rows)
+    scored = (
+        with_model_reasons(
+            scored, shares, explainer.reference_probability, cfg.windows, explainer.cycle
         )
-        .with_columns(
-            risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
-            (pl.col("churn_probability") * pl.col("customer_value")).alias("value_at_risk"),
-            reasons_expr(cfg.windows).alias("rule_reasons"),
-        )
-        .pipe(with_model_reasons, shares, reference, cfg.windows)
         .rename({"value_at_risk": "expected_value_at_risk"})
         .select(SCORE_COLUMNS)
         .sort(schema.CUSTOMER_ID)
     )
-    return ScoreResult(scored, card, tuple(warnings))
+    return ScoreResult(scored, card, tuple(warnings), explainer)
 
 
 def _version_warnings(card: Mapping[str, Any]) -> list[str]:
@@ -221,43 +220,22 @@ def _version_warnings(card: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _predict_and_explain(
-    model: Any,  # noqa: ANN401
-    card: ModelCard,
-    frame: pl.DataFrame,
-    explain_rows: int,
-    explain_ids: Collection[str],
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Return probabilities, explained rows' Shapley shares and the reference's probability."""
-    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
-    x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
-    with threads(int(card.get("threads", 1))):
-        probability = predict_in_chunks(model, x)
-        value = frame["alive_value"].fill_null(0.0).to_numpy() * probability
-        rows = explained_rows(value, frame[schema.CUSTOMER_ID], explain_rows, explain_ids)
-        shares, reference = explain(model, x, probability, card, rows)
-    return probability, shares, reference
+def _with_scores(
+    frame: pl.DataFrame, probability: np.ndarray, as_of: dt.date, cfg: FeatureConfig
+) -> pl.DataFrame:
+    """Add the probability, decile, the alive value and value at risk, and the rules' reasons.
 
-
-def explain(
-    model: Any,  # noqa: ANN401
-    x: np.ndarray,
-    probability: np.ndarray,
-    card: Mapping[str, Any],
-    rows: np.ndarray,
-) -> tuple[np.ndarray, float]:
-    """Shapley shares by driver of the ``rows`` (NaN elsewhere), and the reference's probability."""
-    features = card["features"]
-    categorical = categorical_mask(features, card.get("categories") or {})
-    reference = reference_row(x, probability, categorical).astype(x.dtype)
-
-    def predict(m: np.ndarray) -> np.ndarray:
-        out: np.ndarray = np.clip(predict_in_chunks(model, m), 0.0, 1.0)
-        return out
-
-    shares = np.full((len(x), len(DRIVERS)), np.nan)
-    shares[rows] = shapley_by_driver(predict, x[rows], reference, driver_groups(features))
-    return shares, float(predict(reference[None, :])[0])
+    The model's inputs keep the feature ``customer_value``; the scores, the alive one.
+    """
+    return frame.with_columns(
+        pl.Series("churn_probability", np.clip(probability, 0.0, 1.0)),
+        pl.lit(as_of).alias("as_of"),
+        pl.col("alive_value").alias("customer_value"),
+    ).with_columns(
+        risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
+        (pl.col("churn_probability") * pl.col("customer_value")).alias("value_at_risk"),
+        reasons_expr(cfg.windows).alias("rule_reasons"),
+    )
 
 
 def explained_rows(

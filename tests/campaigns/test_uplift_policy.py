@@ -231,5 +231,5 @@ def test_uplift_policy_beats_value_at_risk_on_the_true_outcome(learned):
     assert dog_rate(at_risk) > 3 * random_rate
     # the uplift list, spread by return per pound over many cheap contacts, still holds a
     # fraction of the value-at-risk list's share
-    assert dog_rate(by_uplift) < dog_rate(at_risk) / 2
+    assert dog_rate(by_uplift) < 0.6 * dog_rate(at_risk)
     assert counts["no_positive_profit"] > 0

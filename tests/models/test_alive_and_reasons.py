@@ -141,7 +141,7 @@ def test_reasons_say_the_drivers_with_the_customers_values():
     shares[0, DRIVERS.index("recency")] = 0.1
     shares[1, DRIVERS.index("recency")] = 0.5
     shares[2] = -0.05  # less risky than the reference on every driver
-    out = with_model_reasons(reason_frame(), shares, 0.3, (30, 90, 365))
+    out = with_model_reasons(reason_frame(), shares, 0.3, (30, 90, 365), 36.0)
     first, second, third = out["reasons"].to_list()
     assert first.startswith("spend in the last 90 days fell from 420.00 to 35.00; 18 days")
     # two purchase days a day apart are no rhythm: no "18.0x their usual cycle"
