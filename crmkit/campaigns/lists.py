@@ -244,6 +244,18 @@ def write_targets(
         raise
 
 
+def _unknown_optouts(unknown_lines: list[int], total: int, policy: TargetPolicy) -> list[str]:
+    """Return the warning of opted-out ids that name no customer (by line), if any."""
+    unknown = len(unknown_lines)
+    if not unknown:
+        return []
+    shown = ", ".join(map(str, unknown_lines[:10])) + (", ..." if unknown > 10 else "")
+    return [
+        f"{unknown:,} of {total:,} opted-out id(s) name no customer in the store "
+        f"({policy.optouts} line {shown}); check the opt-out file's id format"
+    ]
+
+
 def _write_day(
     scores: pl.DataFrame,
     store: Store,
@@ -284,13 +296,7 @@ def _write_day(
         write_table(assignments, paths["assignments"])
     unknown_lines = optouts_unknown(store, lines)
     unknown = len(unknown_lines)
-    warnings = []
-    if unknown:
-        shown = ", ".join(map(str, unknown_lines[:10])) + (", ..." if unknown > 10 else "")
-        warnings.append(
-            f"{unknown:,} of {lines.height:,} opted-out id(s) name no customer in the store "
-            f"({policy.optouts} line {shown}); check the opt-out file's id format"
-        )
+    warnings = _unknown_optouts(unknown_lines, lines.height, policy)
     covariates = scores.select(schema.CUSTOMER_ID, "recency_days")
     balance, balance_warnings = balance_report(
         assignments.join(covariates, on=schema.CUSTOMER_ID, how="left")

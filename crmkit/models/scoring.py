@@ -191,19 +191,7 @@ def score_customers(
     explainer = make_explainer(
         model, card, x, probability, scored.select(text_columns(cfg.windows)), cfg.windows
     )
-    rows = explained_rows(
-        scored["value_at_risk"].to_numpy(), scored[schema.CUSTOMER_ID], explain_rows, explain_ids
-    )
-    shares = np.full((len(x), len(DRIVERS)), np.nan)
-    shares[rows] = explainer.shares(rows)
-    scored = (
-        with_model_reasons(
-            scored, shares, explainer.reference_probability, cfg.windows, explainer.cycle
-        )
-        .rename({"value_at_risk": "expected_value_at_risk"})
-        .select(SCORE_COLUMNS)
-        .sort(schema.CUSTOMER_ID)
-    )
+    scored = _explained(scored, explainer, cfg, explain_rows, explain_ids)
     return ScoreResult(scored, card, tuple(warnings), explainer)
 
 
@@ -218,6 +206,29 @@ def _version_warnings(card: Mapping[str, Any]) -> list[str]:
         f"model trained with scikit-learn {trained}, running {sklearn.__version__}: "
         "retrain if scores look off"
     ]
+
+
+def _explained(
+    scored: pl.DataFrame,
+    explainer: Explainer,
+    cfg: FeatureConfig,
+    explain_rows: int,
+    explain_ids: Collection[str],
+) -> pl.DataFrame:
+    """Return the score columns, with the model's reasons for the rows to explain."""
+    rows = explained_rows(
+        scored["value_at_risk"].to_numpy(), scored[schema.CUSTOMER_ID], explain_rows, explain_ids
+    )
+    shares = np.full((scored.height, len(DRIVERS)), np.nan)
+    shares[rows] = explainer.shares(rows)
+    return (
+        with_model_reasons(
+            scored, shares, explainer.reference_probability, cfg.windows, explainer.cycle
+        )
+        .rename({"value_at_risk": "expected_value_at_risk"})
+        .select(SCORE_COLUMNS)
+        .sort(schema.CUSTOMER_ID)
+    )
 
 
 def _with_scores(
