@@ -33,7 +33,7 @@ from .conftest import NOW, SAMPLE_DATA, trained_sample_store
 
 ALLOWED = {0, 2, 3, 4, 5, 6}
 SCALE = float(os.environ.get("CRMKIT_FUZZ_SCALE", "1"))
-COUNTS = {"files": 800, "configs": 400, "optouts": 600, "argv": 300, "ledgers": 300}
+COUNTS = {"files": 500, "configs": 300, "optouts": 600, "argv": 250, "ledgers": 300}
 CASES = {k: max(1, int(v * SCALE)) for k, v in COUNTS.items()}
 
 
