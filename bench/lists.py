@@ -11,7 +11,9 @@
   the model's top reason is recency for them;
 * on the same simulated store, a randomised three-arm campaign with a heterogeneous
   response, an uplift model learnt from it, and at a later date the true incremental
-  value less cost of each policy, cut by rank (before) and allocated (now), at one budget.
+  value less cost of each policy, cut by rank (before) and allocated (now), at one budget;
+* Online Retail II as of 2011-09-01: how often the list's customers bought in the next 90
+  days, with P(alive) for one-time buyers and with BG/NBD alone, by threshold.
 
 "Before" is computed from the same scores: value at risk was ``churn probability x value
 if active`` over every eligible customer; a budget took the list by that rank until the
@@ -306,10 +308,60 @@ def simulated(budget: float = 1500.0) -> dict[str, Any]:
     return found
 
 
+def retail_alive() -> dict[str, Any]:
+    """P(alive) and its threshold against what Online Retail II's customers did next.
+
+    As of 2011-09-01 (a churn model of that date), the share of the top 250 and 500 of the
+    retention list who bought in the next 90 days, with the one-time buyers' rule of
+    :mod:`crmkit.models.alive` and with BG/NBD alone (P(alive) 1 for one-time buyers), at
+    thresholds 0.1, 0.3 and 0.5; and the AUC of P(alive) among one-time buyers.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    import crmkit.models.alive as alive
+    from crmkit.config.settings import FeatureConfig, ModelConfig, SegmentConfig
+    from crmkit.features.customer import churn_labels
+    from crmkit.models.churn import train
+    from crmkit.models.registry import Registry, parse_ref
+    from crmkit.models.scoring import score_customers
+    from crmkit.store.core import Store
+
+    day, root = dt.date(2011, 9, 1), DATA / "lists-alive"
+    shutil.rmtree(root, ignore_errors=True)
+    store, registry = Store(retail_store()), Registry(root / "models")
+    model = train(store, day, 90, ModelConfig(snapshots=6), FeatureConfig(), created=NOW)
+    registry.save("churn", model.model, model.card)
+    rule, out = alive.one_time_alive, {}
+    try:
+        for name in ("one-time rule", "BG/NBD alone"):
+            if name == "BG/NBD alone":
+                alive.one_time_alive = lambda f: np.ones(f.height)  # type: ignore[assignment]
+            for threshold in (0.1, 0.3, 0.5):
+                scores = score_customers(store, day, parse_ref("churn"), registry,
+                                         SegmentConfig(min_p_alive=threshold), 0).frame  # fmt: skip
+                labels = churn_labels(store.transactions(), scores.lazy(), day, 90).collect()
+                scored = scores.join(labels, on="customer_id")
+                listed = scored.filter(
+                    (pl.col("lifecycle") == "retain") & (pl.col("value_tier") != "adjust")
+                ).sort("expected_value_at_risk", descending=True)
+                once = scored.filter(pl.col("purchase_days") == 1)
+                auc = (roc_auc_score(~once["churned"].to_numpy(), once["p_alive"].to_numpy())
+                       if once["p_alive"].n_unique() > 1 else 0.5)  # fmt: skip
+                out[f"{name}, min_p_alive {threshold}"] = {
+                    f"top{n}_bought_again": round(1 - float(listed.head(n)["churned"].mean()), 3)
+                    for n in (250, 500)
+                } | {"one_time_in_top500": int((listed.head(500)["purchase_days"] == 1).sum()),
+                     "one_time_auc": round(float(auc), 3)}  # fmt: skip
+    finally:
+        alive.one_time_alive = rule
+    return out
+
+
 def run(_rows: int = 0, _repeat: int = 1) -> None:
     """Print the figures of both parts and save them under ``bench/results``."""
     results = {}
-    for part, measure in (("simulated", simulated), ("retail", retail)):
+    for part, measure in (("simulated", simulated), ("retail", retail),
+                          ("retail alive", retail_alive)):  # fmt: skip
         results[part] = figures = measure()
         print(f"\n{part}", flush=True)
         for key, value in figures.items():
