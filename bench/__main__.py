@@ -55,8 +55,8 @@ def main() -> None:
                 args.repeat,
             )
             continue
-        if name == "uplift":
-            uplift.run(0, args.repeat)
+        if name in ("uplift", "dogs", "lists", "train-under-load"):  # no row counts
+            SUITES[name](0, args.repeat)
             continue
         for rows in args.rows or [1_000_000, 10_000_000]:
             if name == "features":
