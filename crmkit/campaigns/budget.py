@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from crmkit import schema
 from crmkit.campaigns.allocation import allocate
 from crmkit.config.policy import TargetPolicy
 from crmkit.numbers import as_float
@@ -154,8 +153,3 @@ def bought(rows: pl.DataFrame, policy: TargetPolicy) -> dict[str, Any]:
         finite = low.filter(low.is_finite())
         out["marginal_return"] = round(as_float(finite.min()), 4) if finite.len() else None
     return out
-
-
-def customer_order(frame: pl.DataFrame) -> pl.DataFrame:
-    """Return ``frame`` sorted by customer id: the allocation's tie-break order."""
-    return frame.sort(schema.CUSTOMER_ID)

@@ -56,7 +56,6 @@ from crmkit.models.clv_models import BetaGeo
 
 RETAIN: Final = "retain"
 WIN_BACK: Final = "win_back"
-LIFECYCLES: Final = (RETAIN, WIN_BACK)
 
 
 def alive_probability(features: pl.DataFrame, as_of: dt.date) -> pl.Series:
@@ -134,11 +133,3 @@ def with_alive_value(
         .alias("lifecycle"),
     )
     return out, warnings
-
-
-def lifecycle_counts(frame: pl.DataFrame) -> dict[str, int]:
-    """Return the customers per lifecycle of a score table."""
-    counts = dict.fromkeys(LIFECYCLES, 0)
-    for row in frame.group_by("lifecycle").len().iter_rows():
-        counts[str(row[0])] = int(row[1])
-    return counts
