@@ -35,11 +35,11 @@ import polars.selectors
 
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig
-from crmkit.features.day import customer_code, customer_id_of, daily_activity, purchase_sequence
+from crmkit.features.day import customer_id_of, daily_activity, day_lines, purchase_sequence
 from crmkit.features.derived import derived, from_micro, projected_value
 from crmkit.features.labels import churn_labels as churn_labels
 from crmkit.features.labels import cutoff_of as cutoff_of
-from crmkit.features.mix import channel_days, mix_derived, mix_totals
+from crmkit.features.mix import channel_days, mix_columns, mix_derived, mix_totals
 from crmkit.features.names import (
     _CODE,
     _FIRST,
@@ -219,16 +219,35 @@ def customer_totals(
     ``[features] mix`` is off: then :func:`finish_features` adds the mix features as nulls.
     """
     codes = pl.Categories.random()
-    totals = (
-        purchase_sequence(daily_activity(tx, as_of, codes, vocab))
+    if not cfg.mix:
+        daily = daily_activity(day_lines(tx, as_of, codes))
+        return _sequence_totals(daily, cfg, as_of, Vocabulary()).select(
+            customer_id_of(codes).alias(schema.CUSTOMER_ID), pl.exclude(_CODE)
+        )
+    # the lines are read once, into memory, for the day pass and every mix aggregation;
+    # their customer codes mean nothing outside that collect, so the ids come with them
+    lines = day_lines(tx, as_of, codes, pl.col(schema.CUSTOMER_ID), *mix_columns(vocab)).collect(
+        engine="streaming"
+    )
+    ids = lines.lazy().select(_CODE, schema.CUSTOMER_ID).unique(_CODE, keep="any")
+    return (
+        _sequence_totals(daily_activity(lines.lazy(), vocab), cfg, as_of, vocab)
+        .join(mix_totals(lines, cfg, vocab), on=_CODE, how="left")
+        .join(ids, on=_CODE, how="left")
+        .select(schema.CUSTOMER_ID, pl.exclude(_CODE, schema.CUSTOMER_ID))
+    )
+
+
+def _sequence_totals(
+    daily: pl.LazyFrame, cfg: FeatureConfig, as_of: dt.date, vocab: Vocabulary
+) -> pl.LazyFrame:
+    """Per customer with a purchase day: the :func:`customer_aggregates` of its days."""
+    return (
+        purchase_sequence(daily)
         .group_by(_CODE)
         .agg(customer_aggregates(cfg, as_of, vocab))
         .filter(pl.col("purchase_days") > 0)
     )
-    if cfg.mix:
-        mix = mix_totals(tx, as_of, cfg, vocab, customer_code(codes))
-        totals = totals.join(mix, on=_CODE, how="left")
-    return totals.select(customer_id_of(codes).alias(schema.CUSTOMER_ID), pl.exclude(_CODE))
 
 
 def with_derived(

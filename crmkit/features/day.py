@@ -19,7 +19,9 @@ from crmkit.features.names import (
     _GROSS,
     _HALF,
     _KEY,
+    _MICRO,
     _NET,
+    _OKEY,
     _ORDERS,
     _PER_MICRO,
     _REFUNDS,
@@ -65,43 +67,52 @@ def _age_of(as_of: dt.date) -> pl.Expr:
     return (pl.lit(as_of) - pl.col(schema.TS).dt.date()).dt.total_days()
 
 
-def _orders(positive: pl.Expr) -> pl.Expr:
-    """Distinct orders among positive lines; lines without an order id count per timestamp.
+def _order_key() -> pl.Expr:
+    """64-bit hash of a line's order: its order id, or its timestamp when it has none.
 
-    Counted over 64-bit hashes of the order key (the order id, or the timestamp when there
-    is none): distinct integers are several times faster to count per group than strings,
-    and two orders of one customer on one day sharing a hash has a chance of about 1e-19.
+    Distinct integers are several times faster to count per group than strings, and two
+    orders of one customer on one day sharing a hash has a chance of about 1e-19.
     """
     order_id = pl.col(schema.ORDER_ID)
-    key = pl.when(order_id.is_null()).then(pl.col(schema.TS).hash()).otherwise(order_id.hash())
-    return pl.when(positive).then(key).drop_nulls().n_unique().cast(pl.Int64)
+    return pl.when(order_id.is_null()).then(pl.col(schema.TS).hash()).otherwise(order_id.hash())
 
 
-def daily_activity(
-    tx: pl.LazyFrame,
-    as_of: dt.date,
-    categories: pl.Categories | None = None,
-    vocab: Vocabulary | None = None,
+def day_lines(
+    tx: pl.LazyFrame, as_of: dt.date, categories: pl.Categories, *extra: pl.Expr
 ) -> pl.LazyFrame:
-    """Roll transactions before ``as_of`` up to one row per customer and day.
+    """Select the lines before ``as_of`` with what the day pass reads, and ``extra`` columns.
 
-    Columns: ``_code`` (:func:`customer_code`), ``_age`` (days before ``as_of``: 1 for the
-    day before), ``gross`` (sum of positive amounts), ``refunds`` (sum of negative amounts,
-    as a positive number) -- both Int64 micro-units --, ``orders`` (distinct order ids of
-    positive lines; lines without an order id count one order per timestamp), and the
-    :func:`day_columns`. Customer and day are packed into one integer group key.
+    ``_code`` (:func:`customer_code`), ``_age`` (days before ``as_of``: 1 for the day
+    before), ``_micro`` (the amount in Int64 micro-units) and ``_okey`` (:func:`_order_key`).
     """
-    codes = pl.Categories.random() if categories is None else categories
-    positive = pl.col(schema.AMOUNT) > 0
-    micro = to_micro(pl.col(schema.AMOUNT))
-    key = customer_code(codes) * _SHIFT + _age_of(as_of).cast(pl.UInt64)
+    return tx.filter(pl.col(schema.TS) < cutoff_of(as_of)).select(
+        customer_code(categories).alias(_CODE),
+        _age_of(as_of).cast(pl.Int32).alias(_AGE),
+        to_micro(pl.col(schema.AMOUNT)).alias(_MICRO),
+        _order_key().alias(_OKEY),
+        *extra,
+    )
+
+
+def daily_activity(lines: pl.LazyFrame, vocab: Vocabulary | None = None) -> pl.LazyFrame:
+    """Roll :func:`day_lines` up to one row per customer and day.
+
+    Columns: ``_code``, ``_age``, ``gross`` (sum of positive amounts), ``refunds`` (sum of
+    negative amounts, as a positive number) -- both Int64 micro-units --, ``orders``
+    (distinct order keys of positive lines: lines without an order id count one order per
+    timestamp), and the :func:`day_columns`. Customer and day are packed into one integer
+    group key.
+    """
+    micro = pl.col(_MICRO)
+    positive = micro > 0
+    key = pl.col(_CODE) * _SHIFT + pl.col(_AGE).cast(pl.UInt64)
     return (
-        tx.filter(pl.col(schema.TS) < cutoff_of(as_of))
-        .group_by(key.alias(_KEY))
+        lines.group_by(key.alias(_KEY))
         .agg(
             pl.when(positive).then(micro).otherwise(0).sum().alias(_GROSS),
             pl.when(positive).then(0).otherwise(-micro).sum().alias(_REFUNDS),
-            _orders(positive).alias(_ORDERS),
+            pl.when(positive).then(pl.col(_OKEY)).drop_nulls().n_unique().cast(pl.Int64)
+            .alias(_ORDERS),
             *day_channels(vocab or Vocabulary()),
         )
         .select(
@@ -113,7 +124,7 @@ def daily_activity(
             pl.selectors.starts_with("_day_"),
         )
         .with_columns(day_columns())
-    )
+    )  # fmt: skip
 
 
 def day_columns() -> list[pl.Expr]:

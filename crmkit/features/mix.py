@@ -28,19 +28,15 @@ integers (micro-units) so that results do not depend on the order of parallel wo
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Final
 
 import polars as pl
 
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig
-from crmkit.features.labels import cutoff_of
+from crmkit.features.names import _AGE, _CODE, _MICRO
 from crmkit.features.vocabulary import Vocabulary, share_columns
 
-_CODE: Final = "_code"
-_AGE: Final = "_mix_age"
-_MICRO: Final = "_mix_micro"
 _PER_MICRO: Final = 1e-6
 #: Categories below this share of a customer's gross spend are left out of the refund share.
 REFUND_SHARE_MIN_SPEND: Final = 0.1
@@ -51,34 +47,53 @@ REFUND_SHARE_MIN_SPEND: Final = 0.1
 _PRODUCT: Final = "_ph"
 _CATEGORY: Final = "_kh"
 _CHANNEL: Final = "_nh"
+_TEXT: Final = {_PRODUCT: schema.PRODUCT, _CATEGORY: schema.CATEGORY, _CHANNEL: schema.CHANNEL}
+_HASH: Final = "_nhash"
+_CATEGORY_INDEX: Final = "_kv"
+_CHANNEL_INDEX: Final = "_nv"
+#: A customer code in the high 32 bits of a group key, a product, category or channel in the low.
+_SHIFT: Final = 2**32
 
 
-def text_hash(value: pl.Expr) -> pl.Expr:
-    """64-bit hash of a text value; null for null and empty text (ingest strips text)."""
-    return pl.when(value != "").then(value.hash())
+def text_code(column: str) -> pl.Expr:
+    """Dense integer code of a text column within one collect; null for null and empty text.
+
+    Lines are grouped on these codes (packed with the customer code into one integer key),
+    never on text. Codes are consistent within the plan that makes them and mean nothing
+    outside it, so nothing depends on them but grouping.
+    """
+    text = pl.col(column)
+    categories = pl.Categorical(pl.Categories.random())
+    return pl.when(text != "").then(text).cast(categories).to_physical()
+
+
+def vocabulary_index(column: str, values: tuple[str, ...]) -> pl.Expr:
+    """Position of a line's value in the vocabulary's ``values``; null for other values."""
+    out = pl.lit(None, pl.Int16)
+    for i, value in reversed(list(enumerate(values))):
+        out = pl.when(pl.col(column) == value).then(pl.lit(i, pl.Int16)).otherwise(out)
+    return out
 
 
 def value_hash(value: str) -> int:
-    """Return the :func:`text_hash` of one value, to compare hashed columns with it."""
+    """Return the 64-bit hash of one text value, as channel ties are broken by it."""
     return int(pl.select(pl.lit(value, pl.String).hash()).item())
 
 
-def mix_lines(tx: pl.LazyFrame, as_of: dt.date, code: pl.Expr) -> pl.LazyFrame:
-    """Select the lines before ``as_of`` with what the mix needs.
+def mix_columns(vocab: Vocabulary) -> list[pl.Expr]:
+    """Return the line columns the mix reads beside :func:`~crmkit.features.day.day_lines`' own.
 
-    Customer code, the day's age, micro-unit amount and units, and the hashes of product,
-    category and channel.
+    Units in micro-units, the codes of product, category and channel (:func:`text_code`),
+    the channel's text hash (to break ties) and the vocabulary positions of category and
+    channel.
     """
-    age = (pl.lit(as_of) - pl.col(schema.TS).dt.date()).dt.total_days().cast(pl.Int32)
-    return tx.filter(pl.col(schema.TS) < cutoff_of(as_of)).select(
-        code.alias(_CODE),
-        age.alias(_AGE),
-        (pl.col(schema.AMOUNT) * 1_000_000).round().cast(pl.Int64).alias(_MICRO),
+    return [
         (pl.col(schema.QUANTITY).abs() * 1_000_000).round().cast(pl.Int64).alias("_qty"),
-        text_hash(pl.col(schema.PRODUCT)).alias(_PRODUCT),
-        text_hash(pl.col(schema.CATEGORY)).alias(_CATEGORY),
-        text_hash(pl.col(schema.CHANNEL)).alias(_CHANNEL),
-    )
+        *(text_code(text).alias(column) for column, text in _TEXT.items()),
+        pl.when(pl.col(schema.CHANNEL) != "").then(pl.col(schema.CHANNEL).hash()).alias(_HASH),
+        vocabulary_index(schema.CATEGORY, vocab.categories).alias(_CATEGORY_INDEX),
+        vocabulary_index(schema.CHANNEL, vocab.channels).alias(_CHANNEL_INDEX),
+    ]
 
 
 def _windows(w: int) -> tuple[pl.Expr, pl.Expr]:
@@ -86,41 +101,50 @@ def _windows(w: int) -> tuple[pl.Expr, pl.Expr]:
     return age <= w, (age > w) & (age <= 2 * w)
 
 
-def group_totals(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
-    """One row per customer, category and channel: the one pass over the lines they need.
+def _grouped(lines: pl.LazyFrame, column: str, *aggs: pl.Expr) -> pl.LazyFrame:
+    """Group the lines with a value in ``column`` by customer and value, on one integer key.
 
-    Gross spend (``g``) overall, in the recent window and the one before; refunds
-    (``r``); purchase lines, units and the gross spend of lines with units. Every mix
-    feature but the product counts and the channel days is computed from these rows.
+    Returns ``_code`` and ``column`` beside the aggregates. Lines without a value are left
+    out, so a store without the column costs one filter.
     """
+    key = pl.col(_CODE) * _SHIFT + pl.col(column).cast(pl.UInt64)
+    return (
+        lines.filter(pl.col(column).is_not_null())
+        .group_by(key.alias("_k"))
+        .agg(*aggs)
+        .with_columns(
+            (pl.col("_k") // _SHIFT).alias(_CODE),
+            (pl.col("_k") % _SHIFT).cast(pl.UInt32).alias(column),
+        )
+        .drop("_k")
+    )
+
+
+def _spend(cfg: FeatureConfig) -> list[pl.Expr]:
+    """Gross spend overall, in the recent window and the one before, and refunds."""
     recent, before = _windows(cfg.mix_window_days)
     micro = pl.col(_MICRO)
     pos = micro > 0
-    qty = pl.col("_qty")
-    return lines.group_by(_CODE, _CATEGORY, _CHANNEL).agg(
+    return [
         pl.when(pos).then(micro).otherwise(0).sum().alias("g"),
         pl.when(pos & recent).then(micro).otherwise(0).sum().alias("g_recent"),
         pl.when(pos & before).then(micro).otherwise(0).sum().alias("g_before"),
         pl.when(pos).then(0).otherwise(-micro).sum().alias("r"),
-        pos.sum().cast(pl.Int64).alias("lines"),
-        pl.when(pos).then(qty).sum().alias("units"),
-        (pos & qty.is_not_null()).sum().alias("unit_lines"),
-        pl.when(pos & qty.is_not_null()).then(micro).otherwise(0).sum().alias("units_gross"),
-    )
+    ]
 
 
 def product_counts(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     """Per customer: distinct products bought, overall and in the two windows.
 
-    Counted over 64-bit hashes (a collision among one customer's products has a chance of
-    about 1e-15). A customer who bought nothing with a product has no row, so the join
-    leaves the counts null.
+    A customer who bought nothing with a product has no row, so the join leaves the
+    counts null.
     """
     recent, before = _windows(cfg.mix_window_days)
-    per = (
-        lines.filter(pl.col(_PRODUCT).is_not_null() & (pl.col(_MICRO) > 0))
-        .group_by(_CODE, _PRODUCT)
-        .agg(recent.any().cast(pl.Int64).alias("r"), before.any().cast(pl.Int64).alias("b"))
+    per = _grouped(
+        lines.filter(pl.col(_MICRO) > 0),
+        _PRODUCT,
+        recent.any().cast(pl.Int64).alias("r"),
+        before.any().cast(pl.Int64).alias("b"),
     )
     return per.group_by(_CODE).agg(
         pl.len().cast(pl.Int64).alias("distinct_products"),
@@ -129,37 +153,41 @@ def product_counts(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     )
 
 
-def customer_mix(groups: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
-    """Per customer, from :func:`group_totals`: spend, lines, units and vocabulary spend.
+def customer_sums(vocab: Vocabulary) -> list[pl.Expr]:
+    """Per customer: gross spend, purchase lines, units and the spend on vocabulary values.
 
-    Every aggregation is a plain sum of a column computed row by row first, which polars
-    runs on its fast path.
+    Every aggregation is a plain sum of a column computed row by row, which polars runs on
+    its fast path. ``units`` and ``unit_lines`` are turned into ``_units`` by
+    :func:`units_of`.
     """
-    g = pl.col("g")
+    micro = pl.col(_MICRO)
+    pos = micro > 0
+    qty = pl.col("_qty")
     names = share_columns(vocab)
     shares = [
-        pl.when(pl.col(_CATEGORY) == value_hash(v)).then(g).otherwise(0).alias(f"_{name}")
-        for v, name in zip(vocab.categories, names["category_share"], strict=True)
-    ] + [
-        pl.when(pl.col(_CHANNEL) == value_hash(v)).then(g).otherwise(0).alias(f"_{name}")
-        for v, name in zip(vocab.channels, names["channel_share"], strict=True)
+        pl.when(pos & (pl.col(column) == i)).then(micro).otherwise(0).sum().alias(f"_{name}")
+        for column, key in ((_CATEGORY_INDEX, "category_share"), (_CHANNEL_INDEX, "channel_share"))
+        for i, name in enumerate(names[key])
     ]
-    summed = [
-        "g",
-        "lines",
-        "units",
-        "unit_lines",
-        "units_gross",
-        *(e.meta.output_name() for e in shares),
+    return [
+        pl.when(pos).then(micro).otherwise(0).sum().alias("_mix_gross"),
+        pos.sum().cast(pl.Int64).alias("_lines"),
+        pl.when(pos).then(qty).sum().alias("units"),
+        (pos & qty.is_not_null()).sum().alias("unit_lines"),
+        pl.when(pos & qty.is_not_null()).then(micro).otherwise(0).sum().alias("_units_gross"),
+        *shares,
     ]
-    return (
-        groups.with_columns(shares)
-        .group_by(_CODE)
-        .agg(pl.col(summed).sum())
-        .with_columns(pl.when(pl.col("unit_lines") > 0).then(pl.col("units")).alias("_units"))
-        .rename({"g": "_mix_gross", "lines": "_lines", "units_gross": "_units_gross"})
-        .drop("units", "unit_lines")
-    )
+
+
+def units_of(per_customer: pl.LazyFrame) -> pl.LazyFrame:
+    """Units bought, null for a customer none of whose purchase lines gives units."""
+    units = pl.when(pl.col("unit_lines") > 0).then(pl.col("units")).alias("_units")
+    return per_customer.with_columns(units).drop("units", "unit_lines")
+
+
+def customer_mix(lines: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
+    """Per customer: the :func:`customer_sums`."""
+    return units_of(lines.group_by(_CODE).agg(customer_sums(vocab)))
 
 
 #: Entropy terms ``g log g`` are summed as integers of this many units each, so that the
@@ -167,7 +195,7 @@ def customer_mix(groups: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
 _TERM_UNITS: Final = 1_000
 
 
-def category_aggregates(groups: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+def category_aggregates(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     """Per customer, from spend per category: breadth, top share, entropy, refund share.
 
     The entropy of the shares ``p = g / T`` is ``log T - sum(g log g) / T``.
@@ -175,9 +203,7 @@ def category_aggregates(groups: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFram
     g = pl.col("g")
     total = pl.col("_total")
     per = (
-        groups.filter(pl.col(_CATEGORY).is_not_null())
-        .group_by(_CODE, _CATEGORY)
-        .agg(pl.col("g", "r", "g_recent", "g_before").sum())
+        _grouped(lines, _CATEGORY, *_spend(cfg))
         .filter(g > 0)
         .with_columns(g.sum().over(_CODE).alias("_total"))
         .with_columns(
@@ -228,23 +254,22 @@ def _top_share(column: str) -> pl.Expr:
     )
 
 
-def channel_aggregates(groups: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
+def channel_aggregates(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     """Per customer: distinct channels, and whether the channel with the most spend changed.
 
-    ``channel_switch``: ties go to the channel with the smaller hash (arbitrary, but the
-    same on every run).
+    ``channel_switch``: ties go to the channel with the smaller text hash (arbitrary, but
+    the same on every run and for any row order).
     """
     per = (
-        groups.filter(pl.col(_CHANNEL).is_not_null() & (pl.col("g") > 0))
-        .group_by(_CODE, _CHANNEL)
-        .agg(pl.col("g_recent", "g_before").sum())
+        _grouped(lines, _CHANNEL, *_spend(cfg)[:3], pl.col(_HASH).first())
+        .filter(pl.col("g") > 0)
         .with_columns(pl.col("g_recent", "g_before").max().over(_CODE).name.suffix("_max"))
     )
 
     def leader(column: str) -> pl.Expr:
         spend = pl.col(column)
         top = (spend == pl.col(f"{column}_max")) & (spend > 0)
-        return pl.when(top).then(pl.col(_CHANNEL)).min()
+        return pl.when(top).then(pl.col(_HASH)).min()
 
     w = cfg.mix_window_days
     return per.group_by(_CODE).agg(
@@ -253,17 +278,18 @@ def channel_aggregates(groups: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame
     )
 
 
-def mix_totals(
-    tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary, code: pl.Expr
-) -> pl.LazyFrame:
-    """Per customer code: the mix aggregates (money in micro-units, not yet ratios)."""
-    lines = mix_lines(tx, as_of, code)
-    groups = group_totals(lines, cfg)
-    out = customer_mix(groups, vocab)
+def mix_totals(lines: pl.DataFrame, cfg: FeatureConfig, vocab: Vocabulary) -> pl.LazyFrame:
+    """Per customer code: the mix aggregates (money in micro-units, not yet ratios).
+
+    ``lines`` are :func:`~crmkit.features.day.day_lines` with the :func:`mix_columns`, in
+    memory: each aggregation reads them from there. Each groups on one integer key; a
+    bucket without products, categories or channels costs each a filter of its lines.
+    """
+    out = customer_mix(lines.lazy(), vocab)
     for part in (
-        product_counts(lines, cfg),
-        category_aggregates(groups, cfg),
-        channel_aggregates(groups, cfg),
+        product_counts(lines.lazy(), cfg),
+        category_aggregates(lines.lazy(), cfg),
+        channel_aggregates(lines.lazy(), cfg),
     ):
         out = out.join(part, on=_CODE, how="left")
     return out
@@ -274,12 +300,10 @@ def day_channels(vocab: Vocabulary) -> list[pl.Expr]:
 
     A column per channel tells whether the customer bought there that day.
     """
-    bought = pl.col(schema.AMOUNT) > 0
+    bought = pl.col(_MICRO) > 0
     return [
-        (bought & (pl.col(schema.CHANNEL) == value)).any().alias(f"_day_{name}")
-        for value, name in zip(
-            vocab.channels, share_columns(vocab)["channel_days_share"], strict=True
-        )
+        (bought & (pl.col(_CHANNEL_INDEX) == i)).any().alias(f"_day_{name}")
+        for i, name in enumerate(share_columns(vocab)["channel_days_share"])
     ]
 
 

@@ -22,6 +22,8 @@ _NET: Final = "_net"
 _AGE: Final = "_age"
 _CODE: Final = "_code"
 _KEY: Final = "_key"
+_MICRO: Final = "_micro"
+_OKEY: Final = "_okey"
 _FIRST: Final = "_first"
 # customer code in the high 32 bits of a sort or group key, the day in the low 32
 _SHIFT: Final = 2**32
