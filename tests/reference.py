@@ -153,7 +153,7 @@ def reference_vocabulary(rows, as_of, cfg) -> tuple[tuple[str, ...], tuple[str, 
 
 def _leader(spend: dict):
     """The channel with the most spend; ties to the smaller hash (as the pipeline does)."""
-    from crmkit.features.mix import value_hash
+    from crmkit.features.mix_lines import value_hash
 
     positive = {k: v for k, v in spend.items() if v > 0}
     if not positive:

@@ -28,6 +28,7 @@ and ``score`` refuses a model trained on another one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
@@ -39,7 +40,16 @@ from crmkit.features.day import customer_id_of, daily_activity, day_lines, purch
 from crmkit.features.derived import derived, from_micro, projected_value
 from crmkit.features.labels import churn_labels as churn_labels
 from crmkit.features.labels import cutoff_of as cutoff_of
-from crmkit.features.mix import channel_days, mix_columns, mix_derived, mix_totals
+from crmkit.features.mix import channel_days, mix_derived, mix_totals
+from crmkit.features.mix_lines import (
+    absent_mix,
+    customer_line_sums,
+    day_line_sums,
+    has_mix_values,
+    mix_columns,
+    quantity_column,
+    units_of,
+)
 from crmkit.features.names import (
     _CODE,
     _FIRST,
@@ -219,33 +229,58 @@ def customer_totals(
     ``[features] mix`` is off: then :func:`finish_features` adds the mix features as nulls.
     """
     codes = pl.Categories.random()
-    if not cfg.mix:
-        daily = daily_activity(day_lines(tx, as_of, codes))
-        return _sequence_totals(daily, cfg, as_of, Vocabulary()).select(
-            customer_id_of(codes).alias(schema.CUSTOMER_ID), pl.exclude(_CODE)
-        )
+    if not cfg.mix or not has_mix_values(tx, as_of):
+        return _in_order(_without_mix_pass(tx, as_of, cfg, vocab, codes))
     # the lines are read once, into memory, for the day pass and every mix aggregation;
     # their customer codes mean nothing outside that collect, so the ids come with them
     lines = day_lines(tx, as_of, codes, pl.col(schema.CUSTOMER_ID), *mix_columns(vocab)).collect(
         engine="streaming"
     )
     ids = lines.lazy().select(_CODE, schema.CUSTOMER_ID).unique(_CODE, keep="any")
-    return (
+    totals = (
         _sequence_totals(daily_activity(lines.lazy(), vocab), cfg, as_of, vocab)
         .join(mix_totals(lines, cfg, vocab), on=_CODE, how="left")
         .join(ids, on=_CODE, how="left")
-        .select(schema.CUSTOMER_ID, pl.exclude(_CODE, schema.CUSTOMER_ID))
     )
+    return _in_order(totals.drop(_CODE))
+
+
+def _in_order(totals: pl.LazyFrame) -> pl.LazyFrame:
+    """Put the customer id first, then the other columns by name: the same on every path.
+
+    Buckets may take different paths and their totals are concatenated.
+    """
+    names = sorted(set(totals.collect_schema().names()) - {schema.CUSTOMER_ID})
+    return totals.select(schema.CUSTOMER_ID, *names)
+
+
+def _without_mix_pass(
+    tx: pl.LazyFrame, as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary, codes: pl.Categories
+) -> pl.LazyFrame:
+    """Per customer: the day pass only, with the units of the mix when it is on.
+
+    One lazy plan over the lines, which it reads once.
+    """
+    extra, sums = ([quantity_column()], day_line_sums()) if cfg.mix else ([], [])
+    daily = daily_activity(day_lines(tx, as_of, codes, *extra), extra=sums)
+    totals = _sequence_totals(daily, cfg, as_of, Vocabulary(), customer_line_sums() if sums else [])
+    if cfg.mix:
+        totals = units_of(totals).with_columns(absent_mix(cfg, vocab))
+    return totals.with_columns(customer_id_of(codes).alias(schema.CUSTOMER_ID)).drop(_CODE)
 
 
 def _sequence_totals(
-    daily: pl.LazyFrame, cfg: FeatureConfig, as_of: dt.date, vocab: Vocabulary
+    daily: pl.LazyFrame,
+    cfg: FeatureConfig,
+    as_of: dt.date,
+    vocab: Vocabulary,
+    extra: Sequence[pl.Expr] = (),
 ) -> pl.LazyFrame:
     """Per customer with a purchase day: the :func:`customer_aggregates` of its days."""
     return (
         purchase_sequence(daily)
         .group_by(_CODE)
-        .agg(customer_aggregates(cfg, as_of, vocab))
+        .agg(*customer_aggregates(cfg, as_of, vocab), *extra)
         .filter(pl.col("purchase_days") > 0)
     )
 

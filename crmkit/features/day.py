@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import polars as pl
 import polars.selectors
@@ -94,14 +95,16 @@ def day_lines(
     )
 
 
-def daily_activity(lines: pl.LazyFrame, vocab: Vocabulary | None = None) -> pl.LazyFrame:
+def daily_activity(
+    lines: pl.LazyFrame, vocab: Vocabulary | None = None, extra: Sequence[pl.Expr] = ()
+) -> pl.LazyFrame:
     """Roll :func:`day_lines` up to one row per customer and day.
 
     Columns: ``_code``, ``_age``, ``gross`` (sum of positive amounts), ``refunds`` (sum of
     negative amounts, as a positive number) -- both Int64 micro-units --, ``orders``
     (distinct order keys of positive lines: lines without an order id count one order per
-    timestamp), and the :func:`day_columns`. Customer and day are packed into one integer
-    group key.
+    timestamp), the :func:`day_columns` and the ``extra`` aggregations. Customer and day
+    are packed into one integer group key.
     """
     micro = pl.col(_MICRO)
     positive = micro > 0
@@ -114,6 +117,7 @@ def daily_activity(lines: pl.LazyFrame, vocab: Vocabulary | None = None) -> pl.L
             pl.when(positive).then(pl.col(_OKEY)).drop_nulls().n_unique().cast(pl.Int64)
             .alias(_ORDERS),
             *day_channels(vocab or Vocabulary()),
+            *extra,
         )
         .select(
             (pl.col(_KEY) // _SHIFT).alias(_CODE),
@@ -122,6 +126,7 @@ def daily_activity(lines: pl.LazyFrame, vocab: Vocabulary | None = None) -> pl.L
             _REFUNDS,
             _ORDERS,
             pl.selectors.starts_with("_day_"),
+            *(e.meta.output_name() for e in extra),
         )
         .with_columns(day_columns())
     )  # fmt: skip

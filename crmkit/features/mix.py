@@ -32,68 +32,24 @@ from typing import Final
 
 import polars as pl
 
-from crmkit import schema
 from crmkit.config.settings import FeatureConfig
+from crmkit.features.mix_lines import (
+    _CATEGORY,
+    _CATEGORY_INDEX,
+    _CHANNEL,
+    _CHANNEL_INDEX,
+    _HASH,
+    _PRODUCT,
+    _SHIFT,
+    _line_sums,
+    units_of,
+)
 from crmkit.features.names import _AGE, _CODE, _MICRO
 from crmkit.features.vocabulary import Vocabulary, share_columns
 
 _PER_MICRO: Final = 1e-6
 #: Categories below this share of a customer's gross spend are left out of the refund share.
 REFUND_SHARE_MIN_SPEND: Final = 0.1
-
-
-# --- line level ---------------------------------------------------------------------------
-
-_PRODUCT: Final = "_ph"
-_CATEGORY: Final = "_kh"
-_CHANNEL: Final = "_nh"
-_TEXT: Final = {_PRODUCT: schema.PRODUCT, _CATEGORY: schema.CATEGORY, _CHANNEL: schema.CHANNEL}
-_HASH: Final = "_nhash"
-_CATEGORY_INDEX: Final = "_kv"
-_CHANNEL_INDEX: Final = "_nv"
-#: A customer code in the high 32 bits of a group key, a product, category or channel in the low.
-_SHIFT: Final = 2**32
-
-
-def text_code(column: str) -> pl.Expr:
-    """Dense integer code of a text column within one collect; null for null and empty text.
-
-    Lines are grouped on these codes (packed with the customer code into one integer key),
-    never on text. Codes are consistent within the plan that makes them and mean nothing
-    outside it, so nothing depends on them but grouping.
-    """
-    text = pl.col(column)
-    categories = pl.Categorical(pl.Categories.random())
-    return pl.when(text != "").then(text).cast(categories).to_physical()
-
-
-def vocabulary_index(column: str, values: tuple[str, ...]) -> pl.Expr:
-    """Position of a line's value in the vocabulary's ``values``; null for other values."""
-    out = pl.lit(None, pl.Int16)
-    for i, value in reversed(list(enumerate(values))):
-        out = pl.when(pl.col(column) == value).then(pl.lit(i, pl.Int16)).otherwise(out)
-    return out
-
-
-def value_hash(value: str) -> int:
-    """Return the 64-bit hash of one text value, as channel ties are broken by it."""
-    return int(pl.select(pl.lit(value, pl.String).hash()).item())
-
-
-def mix_columns(vocab: Vocabulary) -> list[pl.Expr]:
-    """Return the line columns the mix reads beside :func:`~crmkit.features.day.day_lines`' own.
-
-    Units in micro-units, the codes of product, category and channel (:func:`text_code`),
-    the channel's text hash (to break ties) and the vocabulary positions of category and
-    channel.
-    """
-    return [
-        (pl.col(schema.QUANTITY).abs() * 1_000_000).round().cast(pl.Int64).alias("_qty"),
-        *(text_code(text).alias(column) for column, text in _TEXT.items()),
-        pl.when(pl.col(schema.CHANNEL) != "").then(pl.col(schema.CHANNEL).hash()).alias(_HASH),
-        vocabulary_index(schema.CATEGORY, vocab.categories).alias(_CATEGORY_INDEX),
-        vocabulary_index(schema.CHANNEL, vocab.channels).alias(_CHANNEL_INDEX),
-    ]
 
 
 def _windows(w: int) -> tuple[pl.Expr, pl.Expr]:
@@ -153,41 +109,21 @@ def product_counts(lines: pl.LazyFrame, cfg: FeatureConfig) -> pl.LazyFrame:
     )
 
 
-def customer_sums(vocab: Vocabulary) -> list[pl.Expr]:
+def customer_mix(lines: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
     """Per customer: gross spend, purchase lines, units and the spend on vocabulary values.
 
     Every aggregation is a plain sum of a column computed row by row, which polars runs on
-    its fast path. ``units`` and ``unit_lines`` are turned into ``_units`` by
-    :func:`units_of`.
+    its fast path.
     """
     micro = pl.col(_MICRO)
     pos = micro > 0
-    qty = pl.col("_qty")
     names = share_columns(vocab)
     shares = [
         pl.when(pos & (pl.col(column) == i)).then(micro).otherwise(0).sum().alias(f"_{name}")
         for column, key in ((_CATEGORY_INDEX, "category_share"), (_CHANNEL_INDEX, "channel_share"))
         for i, name in enumerate(names[key])
     ]
-    return [
-        pl.when(pos).then(micro).otherwise(0).sum().alias("_mix_gross"),
-        pos.sum().cast(pl.Int64).alias("_lines"),
-        pl.when(pos).then(qty).sum().alias("units"),
-        (pos & qty.is_not_null()).sum().alias("unit_lines"),
-        pl.when(pos & qty.is_not_null()).then(micro).otherwise(0).sum().alias("_units_gross"),
-        *shares,
-    ]
-
-
-def units_of(per_customer: pl.LazyFrame) -> pl.LazyFrame:
-    """Units bought, null for a customer none of whose purchase lines gives units."""
-    units = pl.when(pl.col("unit_lines") > 0).then(pl.col("units")).alias("_units")
-    return per_customer.with_columns(units).drop("units", "unit_lines")
-
-
-def customer_mix(lines: pl.LazyFrame, vocab: Vocabulary) -> pl.LazyFrame:
-    """Per customer: the :func:`customer_sums`."""
-    return units_of(lines.group_by(_CODE).agg(customer_sums(vocab)))
+    return units_of(lines.group_by(_CODE).agg(*_line_sums(), *shares))
 
 
 #: Entropy terms ``g log g`` are summed as integers of this many units each, so that the

@@ -310,3 +310,46 @@ def test_store_features_with_empty_buckets(tmp_path, as_of, customers):
     assert bucketed.height == customers
     assert bucketed["customer_id"].is_sorted()
     assert bucketed.equals(collect(customer_features(store.transactions(), as_of, CFG)))
+
+
+def bare(rows: list[dict]) -> list[dict]:
+    """The rows as an export without product, category and channel would give them."""
+    return [{**r, "product": None, "category": None, "channel": None} for r in rows]
+
+
+def test_an_export_without_mix_columns_equals_the_reference():
+    rows = bare(random_rows(6))
+    got = features(rows)
+    expected = reference_features(rows, AS_OF, CFG)
+    assert got["lines_per_order"].null_count() == 0
+    assert got["units_per_order"].drop_nulls().len() > 0
+    for row in got.iter_rows(named=True):
+        for name, value in expected[row["customer_id"]].items():
+            assert close(row[name], value), (row["customer_id"], name, row[name], value)
+    # a model's vocabulary from another store names share columns that stay null here
+    vocab = learn_vocabulary(frame(random_rows(6)).lazy(), AS_OF, CFG)
+    shared = collect(customer_features(frame(rows).lazy(), AS_OF, CFG, vocab))
+    names = [c for c in shared.columns if c.startswith(("category_share_", "channel_"))]
+    assert names
+    assert all(shared[c].null_count() == shared.height for c in names)
+    assert shared.select(got.columns).equals(got)
+
+
+def test_buckets_with_and_without_mix_columns_equal_the_single_plan(tmp_path):
+    """Buckets whose lines have no product, category or channel skip the mix pass."""
+    from crmkit.config.settings import IngestConfig
+    from crmkit.features.pipeline import store_features
+    from crmkit.ingest import ingest_files
+    from crmkit.store.core import Store
+    from tests.conftest import NOW
+
+    rows = random_rows(7, n=1500)
+    rows = [r if int(r["customer_id"][1:]) < 8 else bare([r])[0] for r in rows]
+    path = tmp_path / "tx.csv"
+    frame(rows).drop("quantity", "unit_price", "country").write_csv(path)
+    store = Store(tmp_path / "s")
+    ingest_files([path], store, IngestConfig(), now=NOW)
+    bucketed = store_features(store, AS_OF, CFG)
+    single = collect(customer_features(store.transactions(), AS_OF, CFG))
+    assert bucketed["distinct_products"].null_count() not in (0, bucketed.height)
+    assert bucketed.equals(single)
