@@ -23,6 +23,7 @@ from crmkit_cli.common import (
     open_registry,
     outcomes_from,
     parse_date,
+    progress_bar,
     settings,
     user_errors,
     utc_now,
@@ -87,10 +88,15 @@ def train_command(
         if learner not in ("auto", *LEARNERS):
             raise UsageError(f"--learner {learner!r}: use auto, {', '.join(LEARNERS)}")
         cfg = settings(config)
-        with computing(cfg, executor, scheduler), outcomes_from(outcomes) as (extra, note):
+        with (
+            computing(cfg, executor, scheduler),
+            outcomes_from(outcomes) as (extra, note),
+            progress_bar("uplift train", disabled=quiet) as advance,
+        ):
             result = train_uplift(
                 Store(store), campaigns, window, cfg.features, created=utc_now(), learner=learner,
                 extra=extra, all_attributes=cfg.model.uplift_attributes == "all",
+                progress=advance,
             )  # fmt: skip
         if note:
             warn(note, quiet=quiet, kind="note")

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,26 +57,28 @@ from crmkit.models.design import (
     design_matrix,
 )
 from crmkit.models.registry import ModelRef, Registry
+from crmkit.models.threads import threads
 from crmkit.models.uplift_choice import by_qini, choose
 from crmkit.models.uplift_data import campaign_design
 from crmkit.models.uplift_evidence import evidence
 from crmkit.models.uplift_learners import (
     ATTRIBUTES_ONLY,
     AUTO,
+    FOLDS,
     LEARNERS,
     MIN_RESPONDERS,
     ArmModel,
     Layout,
     UpliftModel,
     _hgb_regressor,
-    _p,
+    cross_fitted,
     customer_folds,
     fit_learner,
-    x_learner,
 )
 from crmkit.models.uplift_metrics import qini_points, random_baseline, uplift_reports
 from crmkit.models.uplift_support import apply_support, average_effect, training_support
 from crmkit.numbers import as_float
+from crmkit.progress import ProgressFn, Steps
 from crmkit.store.core import Store
 
 
@@ -96,41 +98,6 @@ def _too_few_responders(arm: str, y: np.ndarray, t: np.ndarray, needed: int) -> 
         f"{int((~t).sum()):,} controls; each group needs at least {needed} to learn whom the "
         "treatment changes (run the campaign longer or on more customers)"
     )
-
-
-def cross_fitted(
-    x: np.ndarray,
-    y: np.ndarray,
-    t: np.ndarray,
-    folds: np.ndarray,
-    e: float,
-    seed: int,
-    learners: Sequence[str] = AUTO,
-    layout: Layout | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, list[ArmModel]]]:
-    """Return out-of-fold uplifts and churn risk, and each learner's fold models.
-
-    The churn risk is one minus the T-learner's control model: who buys when nothing is
-    done. ``layout`` tells the learners what the columns are.
-    """
-    names = list(dict.fromkeys(["t", *learners]))  # the T-learner gives the churn risk
-    out = {name: np.empty(len(y)) for name in (*names, "risk")}
-    models: dict[str, list[ArmModel]] = {name: [] for name in names}
-    for f in np.unique(folds):
-        test, train = folds == f, folds != f
-        xs, ys, ts = x[train], y[train], t[train]
-        base = fit_learner("t", xs, ys, ts, e, seed)
-        for name in names:
-            if name == "t":
-                model = base
-            elif name == "x":  # its first stage is the T-learner's
-                model = x_learner(base, xs, ys, ts, e, seed)
-            else:
-                model = fit_learner(name, xs, ys, ts, e, seed, layout)
-            models[name].append(model)
-            out[name][test] = model.uplift(x[test])
-        out["risk"][test] = 1 - _p(base.control, x[test])  # who buys when nothing is done
-    return out, models
 
 
 def _curves(y: np.ndarray, t: np.ndarray, ranked: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -199,12 +166,15 @@ def train_uplift(
     bootstrap_rounds: int = 200,
     extra: Store | None = None,
     all_attributes: bool = True,
+    progress: ProgressFn | None = None,
 ) -> UpliftResult:
     """Train per-arm uplift models on ``campaigns`` and validate them (module text).
 
     ``all_attributes`` uses every loaded customer attribute (:func:`campaign_design`).
     An arm with fewer than ``min_responders`` responders among its treated or its
-    controls is left out (``skipped_arms`` in the card says why).
+    controls is left out (``skipped_arms`` in the card says why). ``progress`` is told of
+    the features, and of each learner fitted on each fold of each arm. The fits run on
+    the idle cores (:func:`crmkit.models.threads.openmp_threads`).
 
     Raises
     ------
@@ -213,21 +183,29 @@ def train_uplift(
     """
     if window < 1:
         raise BadInputError("--window must be at least 1 day")
+    steps = Steps(progress)
     design = campaign_design(store, campaigns, window, cfg, extra, all_attributes=all_attributes)
+    steps("features of the campaigns' customers")
     rows, names, categories = design.rows, design.features, design.categories
     arms: dict[str, ArmModel] = {}
     validation: dict[str, Any] = {}
     skipped: dict[str, str] = {}
-    for arm in treatment_arms(rows):
+    every = treatment_arms(rows)
+    fitted = {"t", *(AUTO if learner == "auto" else (learner,))}
+    steps.total = 1 + len(every) * (FOLDS * (len(fitted) + bool(design.attributes)) + 1)
+    for arm in every:
         data, y, t, e = _arm_data(rows, arm)
         problem = _too_few_responders(arm, y, t, min_responders)
         if problem is not None:
             skipped[arm] = problem
             continue
-        arms[arm], validation[arm] = _fit_arm(
-            data, (y, t, e), design_matrix(data, names, categories), learner, seed,
-            bootstrap_rounds, Layout.of(names, categories, design.attributes),
-        )  # fmt: skip
+        with threads(0):
+            arms[arm], validation[arm] = _fit_arm(
+                data, (y, t, e), design_matrix(data, names, categories), learner, seed,
+                bootstrap_rounds, Layout.of(names, categories, design.attributes),
+                steps.within(arm),
+            )  # fmt: skip
+        steps(f"{arm}: validated")
     if not arms:
         raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")
     card = {
@@ -251,6 +229,7 @@ def _fit_arm(
     seed: int,
     rounds: int,
     layout: Layout | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> tuple[ArmModel, dict[str, Any]]:
     """Cross-fit the learners on one arm, choose one by Qini, and validate it.
 
@@ -264,7 +243,7 @@ def _fit_arm(
     compared: tuple[str, ...] = AUTO if learner == "auto" else (learner,)
     if learner == "auto" and layout is not None and len(layout.attributes):
         compared = (*compared, ATTRIBUTES_ONLY)
-    scores, fold_models = cross_fitted(x, y, t, folds, e, seed, compared, layout)
+    scores, fold_models = cross_fitted(x, y, t, folds, e, seed, compared, layout, step)
     value = data["customer_value"].fill_null(0.0).to_numpy()
     ranked = {
         **{f"{name}-learner": scores[name] for name in fold_models},
@@ -362,7 +341,9 @@ def score_uplift(
     features = features.filter(pl.col("recency_days") <= lookback_days)
     if features.height == 0:
         raise BadInputError(f"no customer bought in the {lookback_days} days before {as_of}")
-    predicted = apply_support(model.predict_uplift(features), features, card["arms"], outside)
+    with threads(0):
+        uplifts = model.predict_uplift(features)
+    predicted = apply_support(uplifts, features, card["arms"], outside)
     scored = predicted.join(
         features.select(schema.CUSTOMER_ID, "customer_value"), on=schema.CUSTOMER_ID
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -260,3 +260,42 @@ class UpliftModel:
                 )
             )
         return pl.concat(parts).sort(schema.CUSTOMER_ID, "treatment")
+
+
+def cross_fitted(
+    x: np.ndarray,
+    y: np.ndarray,
+    t: np.ndarray,
+    folds: np.ndarray,
+    e: float,
+    seed: int,
+    learners: Sequence[str] = AUTO,
+    layout: Layout | None = None,
+    step: Callable[[str], None] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, list[ArmModel]]]:
+    """Return out-of-fold uplifts and churn risk, and each learner's fold models.
+
+    The churn risk is one minus the T-learner's control model: who buys when nothing is
+    done. ``layout`` tells the learners what the columns are; ``step`` is told of each
+    learner fitted on each fold.
+    """
+    names = list(dict.fromkeys(["t", *learners]))  # the T-learner gives the churn risk
+    out = {name: np.empty(len(y)) for name in (*names, "risk")}
+    models: dict[str, list[ArmModel]] = {name: [] for name in names}
+    for f in np.unique(folds):
+        test, train = folds == f, folds != f
+        xs, ys, ts = x[train], y[train], t[train]
+        base = fit_learner("t", xs, ys, ts, e, seed)
+        for name in names:
+            if name == "t":
+                model = base
+            elif name == "x":  # its first stage is the T-learner's
+                model = x_learner(base, xs, ys, ts, e, seed)
+            else:
+                model = fit_learner(name, xs, ys, ts, e, seed, layout)
+            models[name].append(model)
+            out[name][test] = model.uplift(x[test])
+            if step is not None:
+                step(f"fold {int(f) + 1} of {len(np.unique(folds))}, {name}-learner")
+        out["risk"][test] = 1 - _p(base.control, x[test])  # who buys when nothing is done
+    return out, models
