@@ -18,6 +18,7 @@ from crmkit_cli.common import (
     human,
     open_registry,
     outcomes_from,
+    progress_bar,
     settings,
     user_errors,
     warn,
@@ -75,10 +76,14 @@ def compare_command(
     with user_errors():
         cfg = settings(config)
         chosen = None if model is None else (open_registry(cfg, registry), parse_ref(model))
-        with computing(cfg, executor, scheduler), outcomes_from(outcomes) as (extra, note):
+        with (
+            computing(cfg, executor, scheduler),
+            outcomes_from(outcomes) as (extra, note),
+            progress_bar("policy compare", disabled=quiet) as advance,
+        ):
             result = compare_campaign(
                 Store(store), campaign, window, cfg, budget=budget, model=chosen, extra=extra,
-                seed=seed,
+                seed=seed, progress=advance,
             )  # fmt: skip
         path = save_comparison(Store(store), result)
     for text in ([note] if note else []) + result.notes:

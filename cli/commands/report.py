@@ -16,6 +16,7 @@ from crmkit_cli.common import (
     open_registry,
     outcomes_from,
     parse_date,
+    progress_bar,
     settings,
     user_errors,
     warn,
@@ -61,18 +62,17 @@ def report(
     from crmkit.report.page import write_report
     from crmkit.store.core import Store
 
-    with user_errors(), outcomes_from(outcomes) as (extra, note):
+    with (
+        user_errors(),
+        outcomes_from(outcomes) as (extra, note),
+        progress_bar("report", disabled=quiet) as advance,
+    ):
         cfg = settings(config)
+        date, ref = parse_date(as_of, "--as-of"), parse_ref(model or cfg.model.name)
         data = gather(
-            Store(store),
-            parse_date(as_of, "--as-of"),
-            cfg,
-            open_registry(cfg, registry),
-            parse_ref(model or cfg.model.name),
-            campaign,
-            window,
-            extra,
-        )
+            Store(store), date, cfg, open_registry(cfg, registry), ref, campaign, window, extra,
+            progress=advance,
+        )  # fmt: skip
         if note:
             data.notes.insert(0, note)
         path = write_report(out, data)

@@ -30,8 +30,10 @@ from crmkit.config.policy import TargetPolicy
 from crmkit.config.settings import Settings
 from crmkit.errors import BadInputError, ConfigError, ModelError
 from crmkit.models.registry import ModelRef, Registry
+from crmkit.models.threads import threads
 from crmkit.models.uplift_data import CampaignDesign, campaign_design, training_frame
 from crmkit.models.uplift_learners import UpliftModel, customer_folds
+from crmkit.progress import ProgressFn, Steps
 from crmkit.store.core import Store
 from crmkit.store.files import atomic_write_bytes
 
@@ -140,8 +142,11 @@ def compare_campaign(
     extra: Store | None = None,
     seed: int = 0,
     rounds: int = ROUNDS,
+    progress: ProgressFn | None = None,
 ) -> PolicyComparison:
     """Estimate every policy on ``campaign`` at ``budget`` (module text).
+
+    ``progress`` is told of each stage; the models are fitted on the idle cores.
 
     Raises
     ------
@@ -159,17 +164,22 @@ def compare_campaign(
         all_attributes=settings.model.uplift_attributes == "all",
     )  # fmt: skip
     rows = design.rows
-    logged, y, mu = _logged_outcomes(design, campaign, seed)
-    cost = arm_costs(list(logged.actions), settings.targeting)
-    value = rows["customer_value"].fill_null(0.0).to_numpy()
-    notes: list[str] = []
-    if model is None:
-        worth = _cross_fitted_worth(mu, value, settings.targeting.uplift_value)
-        source = "cross-fitted T-learner on this campaign"
-    else:
-        loaded = _load_uplift(*model)
-        worth, notes = _model_worth(store, design, logged, settings, loaded, window, extra)
-        source = f"uplift model {loaded[2]}"
+    steps = Steps(progress, 4)
+    steps("features of the campaign's customers")
+    with threads(0):
+        logged, y, mu = _logged_outcomes(design, campaign, seed)
+        steps("outcome models, cross-fitted")
+        cost = arm_costs(list(logged.actions), settings.targeting)
+        value = rows["customer_value"].fill_null(0.0).to_numpy()
+        notes: list[str] = []
+        if model is None:
+            worth = _cross_fitted_worth(mu, value, settings.targeting.uplift_value)
+            source = "cross-fitted T-learner on this campaign"
+        else:
+            loaded = _load_uplift(*model)
+            worth, notes = _model_worth(store, design, logged, settings, loaded, window, extra)
+            source = f"uplift model {loaded[2]}"
+    steps("what each customer is worth to each policy")
     candidates = Candidates(
         rows[schema.CUSTOMER_ID],
         value,
@@ -177,9 +187,11 @@ def compare_campaign(
         uplift_profit(worth, cost, logged.propensity > 0),
     )
     chosen = policies(candidates, logged, cost, budget, salt=f"policy-compare|{campaign}")
+    estimates = compare_policies(y, logged, mu, chosen, cost, seed, rounds)
+    steps(f"policies estimated, {rounds} bootstrap rounds")
     return PolicyComparison(
         campaign, window, budget, rows.height, list(logged.actions), logged.shared, source,
-        compare_policies(y, logged, mu, chosen, cost, seed, rounds), rounds, notes,
+        estimates, rounds, notes,
     )  # fmt: skip
 
 

@@ -219,10 +219,11 @@ class ModelConfig:
     seed
         Random seed.
     threads
-        OpenMP threads of gradient boosting, fitting and predicting; 0 (the default) uses
-        the idle cores (every core less the one-minute load average, at least one), since
-        threads beyond them spin. The logistic regression always runs on one BLAS thread,
-        its fastest (see :func:`crmkit.models.threads.threads`).
+        OpenMP threads of gradient boosting, fitting and predicting, at most; 0 (the
+        default) uses the idle cores, measured each time a fit or a batch of predictions
+        starts (the cores other processes leave idle, at least one), since threads beyond
+        them spin. The logistic regression always runs on one BLAS thread, its fastest
+        (see :mod:`crmkit.models.threads`).
     max_training_rows
         Most rows of stacked snapshots a model learns from (0: no limit). Above it, each
         snapshot keeps an equal share, drawn by customer with the seed and stratified by

@@ -12,6 +12,7 @@ in that fit's rows.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -124,6 +125,48 @@ def design_matrix(
         order="c"
     )
     return matrix.astype(dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class Design:
+    """A frame of a model's inputs, turned into its matrix a block of rows at a time.
+
+    Scoring predicts block by block and the explainer builds the rows it explains, so the
+    whole matrix (rows x features, the size of the feature table again) is never held.
+    """
+
+    frame: pl.DataFrame
+    names: Sequence[str]
+    categories: Mapping[str, Sequence[str]]
+    dtype: type
+
+    @classmethod
+    def of(
+        cls,
+        frame: pl.DataFrame,
+        names: Sequence[str],
+        categories: Mapping[str, Sequence[str]] | None = None,
+        dtype: type = np.float64,
+    ) -> Design:
+        """Return the design of ``frame``'s columns ``names`` (kept without a copy)."""
+        return cls(frame.select(names), list(names), dict(categories or {}), dtype)
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """Return the matrix of rows ``start`` to ``stop`` (exclusive)."""
+        part = self.frame.slice(start, max(0, stop - start))
+        return design_matrix(part, self.names, self.categories, self.dtype)
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Return the matrix of the rows numbered ``rows``."""
+        return design_matrix(self.frame[rows], self.names, self.categories, self.dtype)
+
+    def column(self, j: int) -> np.ndarray:
+        """Return column ``j`` of the matrix."""
+        name = self.names[j]
+        return design_matrix(self.frame.select(name), [name], self.categories, self.dtype)[:, 0]
 
 
 #: What training reports through ``progress`` after the snapshots, in order.

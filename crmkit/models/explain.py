@@ -23,9 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import combinations
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from crmkit.models.design import Design
 
 #: The drivers, in the order of their bits in a coalition mask.
 DRIVERS: Final = ("recency", "frequency", "spend", "refunds", "mix")
@@ -61,18 +64,22 @@ def driver_of(feature: str) -> str:
 
 
 def reference_row(
-    x: np.ndarray, probability: np.ndarray, categorical: Sequence[bool]
+    design: Design, probability: np.ndarray, categorical: Sequence[bool]
 ) -> np.ndarray:
-    """Return the typical staying customer: medians (codes: modes) of the lower-risk half."""
-    low = x[probability <= np.median(probability)] if len(x) else x
-    out = np.full(x.shape[1], np.nan)
-    for j in range(x.shape[1]):
-        column = low[:, j][~np.isnan(low[:, j])]
+    """Return the typical staying customer: medians (codes: modes) of the lower-risk half.
+
+    Read a column of the matrix at a time.
+    """
+    low = probability <= np.median(probability) if len(design) else np.zeros(0, bool)
+    out = np.full(len(design.names), np.nan)
+    for j in range(len(design.names)):
+        values = design.column(j)[low]
+        column = values[~np.isnan(values)]
         if column.size == 0:
             continue
         if categorical[j]:
-            values, counts = np.unique(column, return_counts=True)
-            out[j] = values[np.argmax(counts)]
+            kinds, counts = np.unique(column, return_counts=True)
+            out[j] = kinds[np.argmax(counts)]
         else:
             out[j] = float(np.median(column))
     return out

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
+from crmkit.models.design import Design
 from crmkit.models.explain import categorical_mask, driver_groups, reference_row, shapley_by_driver
 from crmkit.models.reason_text import median_cycle, with_model_reasons
 from crmkit.models.threads import threads
@@ -23,7 +24,7 @@ from crmkit.models.threads import threads
 
 @dataclass(frozen=True)
 class Explainer:
-    """What the shares need: the model, its matrix, the reference and the sentences' inputs.
+    """What the shares need: the model, its inputs, the reference and the sentences' inputs.
 
     ``text`` holds, in the matrix's row order, the customer ids and the columns the
     sentences read (:mod:`crmkit.models.reason_text`), ``churn_probability`` and
@@ -31,7 +32,7 @@ class Explainer:
     """
 
     predict: Callable[[np.ndarray], np.ndarray]
-    x: np.ndarray
+    design: Design
     text: pl.DataFrame
     reference: np.ndarray
     reference_probability: float
@@ -43,7 +44,8 @@ class Explainer:
     def shares(self, rows: np.ndarray) -> np.ndarray:
         """Exact Shapley shares by driver of the matrix rows ``rows``."""
         with threads(self.n_threads):
-            return shapley_by_driver(self.predict, self.x[rows], self.reference, self.groups)
+            x = self.design.rows(rows)
+            return shapley_by_driver(self.predict, x, self.reference, self.groups)
 
     def reasons(self, customers: Collection[str]) -> pl.DataFrame:
         """``customer_id, reasons, top_driver`` of the ``customers`` among the scored."""
@@ -59,7 +61,7 @@ class Explainer:
 def make_explainer(
     model: Any,  # noqa: ANN401
     card: Mapping[str, Any],
-    x: np.ndarray,
+    design: Design,
     probability: np.ndarray,
     text: pl.DataFrame,
     windows: tuple[int, ...],
@@ -67,7 +69,7 @@ def make_explainer(
     """Build the explainer of a scoring: the reference customer and its probability."""
     features = card["features"]
     categorical = categorical_mask(features, card.get("categories") or {})
-    reference = reference_row(x, probability, categorical).astype(x.dtype)
+    reference: np.ndarray = reference_row(design, probability, categorical).astype(design.dtype)
 
     def predict(m: np.ndarray) -> np.ndarray:
         out: np.ndarray = np.clip(model.predict_proba(m)[:, 1], 0.0, 1.0)
@@ -77,7 +79,7 @@ def make_explainer(
     with threads(n_threads):
         at_reference = float(predict(reference[None, :])[0])
     return Explainer(
-        predict, x, text, reference, at_reference, driver_groups(features), windows,
+        predict, design, text, reference, at_reference, driver_groups(features), windows,
         median_cycle(text), n_threads,
     )  # fmt: skip
 

@@ -20,7 +20,7 @@ from crmkit.features.vocabulary import Vocabulary
 from crmkit.models.alive import with_alive_value
 from crmkit.models.card import ModelCard
 from crmkit.models.clv import with_clv
-from crmkit.models.design import design_matrix, model_feature_names
+from crmkit.models.design import Design, model_feature_names
 from crmkit.models.explain import DRIVERS
 from crmkit.models.explainer import Explainer, make_explainer
 from crmkit.models.reason_text import text_columns, with_model_reasons
@@ -184,12 +184,12 @@ def score_customers(
         )
     frame = features.with_columns(season_columns(as_of))
     dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
-    x = design_matrix(frame, card["features"], card.get("categories") or {}, dtype)
+    design = Design.of(frame, card["features"], card.get("categories") or {}, dtype)
     with threads(int(card.get("threads", 1))):
-        probability = predict_in_chunks(model, x)
+        probability = predict_in_chunks(model, design)
     scored = _with_scores(frame, probability, as_of, cfg)
     explainer = make_explainer(
-        model, card, x, probability, scored.select(text_columns(cfg.windows)), cfg.windows
+        model, card, design, probability, scored.select(text_columns(cfg.windows)), cfg.windows
     )
     scored = _explained(scored, explainer, cfg, explain_rows, explain_ids)
     return ScoreResult(scored, card, tuple(warnings), explainer)
@@ -258,15 +258,16 @@ def explained_rows(
     return np.union1d(top, named).astype(np.int64)
 
 
-def predict_in_chunks(model: Any, x: np.ndarray, rows: int = PREDICT_ROWS) -> np.ndarray:  # noqa: ANN401
-    """Churn probabilities of the rows of ``x``, ``rows`` at a time.
+def predict_in_chunks(model: Any, design: Design, rows: int = PREDICT_ROWS) -> np.ndarray:  # noqa: ANN401
+    """Churn probabilities of the rows of ``design``, ``rows`` at a time.
 
-    The classifiers copy their input to float64; by chunks, that copy stays small however
-    many customers are scored. Predictions are per row, so chunking changes no value.
+    Each block's matrix is built, predicted and dropped, so neither the matrix nor the
+    classifiers' float64 copy of it is ever held whole, however many customers are
+    scored. Predictions are per row, so blocks change no value.
     """
-    out = np.empty(len(x), dtype=np.float64)
-    for start in range(0, len(x), rows):
-        out[start : start + rows] = model.predict_proba(x[start : start + rows])[:, 1]
+    out = np.empty(len(design), dtype=np.float64)
+    for start in range(0, len(design), rows):
+        out[start : start + rows] = model.predict_proba(design.block(start, start + rows))[:, 1]
     return out
 
 

@@ -17,6 +17,7 @@ from crmkit.errors import UsageError
 from crmkit.features.pipeline import store_features
 from crmkit.models.registry import ModelRef, Registry, parse_ref
 from crmkit.models.scoring import score_customers
+from crmkit.progress import ProgressFn, Steps
 from crmkit.segments.apply import with_segments
 from crmkit.segments.summary import summarise
 from crmkit.store.core import Store
@@ -57,12 +58,14 @@ def gather(
     campaign: str | None = None,
     window_days: int = 60,
     extra: Store | None = None,
+    progress: ProgressFn | None = None,
 ) -> ReportData:
     """Compute the report's content.
 
     A missing model becomes a note; a model that fails its integrity check is an error.
     ``extra`` adds a store's purchases to the campaign's outcomes only (``--outcomes``);
     the campaign's saved ``policy compare`` result is shown when there is one.
+    ``progress`` is told of each part as it is done.
 
     Raises
     ------
@@ -70,7 +73,9 @@ def gather(
         No store, an empty store, or a model file that does not match its card.
     """
     store.require()
+    steps = Steps(progress, 3 if campaign else 2)
     features = with_segments(store_features(store, as_of, settings.features), settings.segments)
+    steps("features and segments")
     if features.height == 0:
         raise UsageError(f"no customer has a purchase before {as_of}: nothing to report")
     data = ReportData(as_of, str(store.root), features, summarise(features, "value_tier").table)
@@ -81,6 +86,7 @@ def gather(
         )
         data.scores, data.card = scored.frame, scored.card
         data.lookback_days = int(scored.card["lookback_days"])
+        steps("churn scores")
     else:
         data.notes.append(f"no model {model.name!r} in {registry.root}: churn charts left out")
     uplift_ref = parse_ref(settings.targeting.uplift_model)
@@ -93,6 +99,7 @@ def gather(
         data.evaluation = evaluate_campaign(store, campaign, window_days, extra=extra)
         data.comparison = load_comparison(store, campaign)
         data.campaign_cost = campaign_cost(store, campaign, settings.targeting)
+        steps(f"campaign {campaign}")
     return data
 
 
