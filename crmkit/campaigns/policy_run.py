@@ -169,16 +169,10 @@ def compare_campaign(
     with threads(0):
         logged, y, mu = _logged_outcomes(design, campaign, seed)
         steps("outcome models, cross-fitted")
-        cost = arm_costs(list(logged.actions), settings.targeting)
         value = rows["customer_value"].fill_null(0.0).to_numpy()
-        notes: list[str] = []
-        if model is None:
-            worth = _cross_fitted_worth(mu, value, settings.targeting.uplift_value)
-            source = "cross-fitted T-learner on this campaign"
-        else:
-            loaded = _load_uplift(*model)
-            worth, notes = _model_worth(store, design, logged, settings, loaded, window, extra)
-            source = f"uplift model {loaded[2]}"
+        worth, source, notes = _worth(store, design, logged, mu, value, settings, model, window,
+                                      extra)  # fmt: skip
+    cost = arm_costs(list(logged.actions), settings.targeting)
     steps("what each customer is worth to each policy")
     candidates = Candidates(
         rows[schema.CUSTOMER_ID],
@@ -193,6 +187,26 @@ def compare_campaign(
         campaign, window, budget, rows.height, list(logged.actions), logged.shared, source,
         estimates, rounds, notes,
     )  # fmt: skip
+
+
+def _worth(
+    store: Store,
+    design: CampaignDesign,
+    logged: Logged,
+    mu: dict[str, np.ndarray],
+    value: np.ndarray,
+    settings: Settings,
+    model: tuple[Registry, ModelRef] | None,
+    window: int,
+    extra: Store | None,
+) -> tuple[np.ndarray, str, list[str]]:
+    """Return what treating each customer with each arm is worth, its source, and notes."""
+    if model is None:
+        worth = _cross_fitted_worth(mu, value, settings.targeting.uplift_value)
+        return worth, "cross-fitted T-learner on this campaign", []
+    loaded = _load_uplift(*model)
+    worth, notes = _model_worth(store, design, logged, settings, loaded, window, extra)
+    return worth, f"uplift model {loaded[2]}", notes
 
 
 def _logged_outcomes(

@@ -59,7 +59,7 @@ from crmkit.models.design import (
 from crmkit.models.registry import ModelRef, Registry
 from crmkit.models.threads import threads
 from crmkit.models.uplift_choice import by_qini, choose
-from crmkit.models.uplift_data import campaign_design
+from crmkit.models.uplift_data import CampaignDesign, campaign_design
 from crmkit.models.uplift_evidence import evidence
 from crmkit.models.uplift_learners import (
     ATTRIBUTES_ONLY,
@@ -186,6 +186,34 @@ def train_uplift(
     steps = Steps(progress)
     design = campaign_design(store, campaigns, window, cfg, extra, all_attributes=all_attributes)
     steps("features of the campaigns' customers")
+    arms, validation, skipped = _fit_arms(
+        design, learner, seed, bootstrap_rounds, min_responders, steps
+    )
+    rows, names, categories = design.rows, design.features, design.categories
+    if not arms:
+        raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")
+    card = {
+        "kind": "uplift", "created": created.isoformat(), "campaigns": list(campaigns),
+        "window_days": window, "learner": learner, "seed": seed,
+        "feature_version": FEATURE_VERSION, "feature_config": dataclasses.asdict(design.cfg),
+        "vocabulary": design.vocab.to_json(),
+        "attributes": [[n, str(d)] for n, d in design.attributes.items()],
+        "categories": categories, "features": names, "dropped_features": design.dropped,
+        "training_rows": rows.height, "arms": validation, "skipped_arms": skipped,
+        "versions": {"crmkit": __version__},
+    }  # fmt: skip
+    return UpliftResult(UpliftModel(names, categories, arms), card)
+
+
+def _fit_arms(
+    design: CampaignDesign,
+    learner: str,
+    seed: int,
+    rounds: int,
+    min_responders: int,
+    steps: Steps,
+) -> tuple[dict[str, ArmModel], dict[str, Any], dict[str, str]]:
+    """Fit every arm with enough responders on the idle cores; say why the others are left out."""
     rows, names, categories = design.rows, design.features, design.categories
     arms: dict[str, ArmModel] = {}
     validation: dict[str, Any] = {}
@@ -202,23 +230,10 @@ def train_uplift(
         with threads(0):
             arms[arm], validation[arm] = _fit_arm(
                 data, (y, t, e), design_matrix(data, names, categories), learner, seed,
-                bootstrap_rounds, Layout.of(names, categories, design.attributes),
-                steps.within(arm),
+                rounds, Layout.of(names, categories, design.attributes), steps.within(arm),
             )  # fmt: skip
         steps(f"{arm}: validated")
-    if not arms:
-        raise BadInputError("; ".join(skipped.values()) or "no treatment arm to learn from")
-    card = {
-        "kind": "uplift", "created": created.isoformat(), "campaigns": list(campaigns),
-        "window_days": window, "learner": learner, "seed": seed,
-        "feature_version": FEATURE_VERSION, "feature_config": dataclasses.asdict(design.cfg),
-        "vocabulary": design.vocab.to_json(),
-        "attributes": [[n, str(d)] for n, d in design.attributes.items()],
-        "categories": categories, "features": names, "dropped_features": design.dropped,
-        "training_rows": rows.height, "arms": validation, "skipped_arms": skipped,
-        "versions": {"crmkit": __version__},
-    }  # fmt: skip
-    return UpliftResult(UpliftModel(names, categories, arms), card)
+    return arms, validation, skipped
 
 
 def _fit_arm(
