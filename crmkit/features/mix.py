@@ -40,11 +40,12 @@ from crmkit.features.mix_lines import (
     _CHANNEL_INDEX,
     _HASH,
     _PRODUCT,
-    _SHIFT,
     _line_sums,
     units_of,
 )
-from crmkit.features.names import _AGE, _CODE, _MICRO
+
+# the customer code in the high 32 bits of a group key, a product, category or channel in the low
+from crmkit.features.names import _AGE, _CODE, _MICRO, _SHIFT
 from crmkit.features.vocabulary import Vocabulary, share_columns
 
 _PER_MICRO: Final = 1e-6

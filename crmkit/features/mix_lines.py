@@ -28,8 +28,6 @@ _TEXT: Final = {_PRODUCT: schema.PRODUCT, _CATEGORY: schema.CATEGORY, _CHANNEL: 
 _HASH: Final = "_nhash"
 _CATEGORY_INDEX: Final = "_kv"
 _CHANNEL_INDEX: Final = "_nv"
-#: A customer code in the high 32 bits of a group key, a product, category or channel in the low.
-_SHIFT: Final = 2**32
 
 
 def text_code(column: str) -> pl.Expr:
