@@ -63,7 +63,6 @@ def score(
     Example: crmkit score --as-of 2024-07-01 --model churn --out scores.parquet
     """
     from crmkit.campaigns.daily import RunOptions, score_for
-    from crmkit.io.export import write_table
     from crmkit.store.core import Store
 
     with user_errors():
@@ -72,7 +71,7 @@ def score(
         options = RunOptions(date, "score", None, out, registry_path(cfg, registry), model)
         with computing(cfg, executor, scheduler):
             result = score_for(Store(store), options, cfg)
-        write_table(result.frame, out)
+        result.write(out)
     summary = {**result.summary(), "out": str(out)}
     if as_json:
         emit_json(summary)

@@ -149,13 +149,20 @@ def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
         shutil.move(str(path), target)
 
 
-def score_for(store: Store, options: RunOptions, settings: Settings) -> ScoreResult:
-    """Score the store as of the day with the options' model (default: ``[model] name``)."""
+def score_for(
+    store: Store, options: RunOptions, settings: Settings, *, narrow: bool = True
+) -> ScoreResult:
+    """Score the store as of the day with the options' model (default: ``[model] name``).
+
+    ``narrow`` (the default) keeps only the columns a list reads in memory
+    (:data:`~crmkit.models.scoring.LIST_COLUMNS`).
+    """
     ref = parse_ref(options.model or settings.model.name)
     registry = open_registry(options.registry, settings.model.key_file)
     return score_customers(
-        store, options.date, ref, registry, settings.segments, settings.model.explain_rows
-    )
+        store, options.date, ref, registry, settings.segments, settings.model.explain_rows,
+        narrow=narrow,
+    )  # fmt: skip
 
 
 def targets_for(

@@ -306,12 +306,15 @@ def base_features(
     return with_derived(customer_totals(tx, as_of, cfg, vocab), as_of, cfg, vocab)
 
 
-def _finish_columns(base: pl.LazyFrame, cfg: FeatureConfig, vocab: Vocabulary) -> pl.LazyFrame:
+def _finish_columns(
+    base: pl.LazyFrame, cfg: FeatureConfig, vocab: Vocabulary, *, projected: bool = False
+) -> pl.LazyFrame:
+    """Cast to the contract, with the projected value (already on ``base`` if ``projected``)."""
     columns = feature_schema(cfg, vocab)
     # without the mix (``[features] mix = false``) its columns are added here, as nulls
     absent = set(mix_schema(cfg, vocab)) if not cfg.mix else set()
     return (
-        base.with_columns(projected_value(cfg))
+        (base if projected else base.with_columns(projected_value(cfg)))
         .with_columns(pl.col("projected_value").alias("customer_value"))
         .select(
             [

@@ -4,36 +4,53 @@
 a day's list asks the same :class:`Explainer` for every listed customer the score left
 to the rules, so each listed customer gets the model's own reasons whatever the size of
 the store, and the work grows with the list, not with the customers.
+
+The explainer reads the rows it explains from a row source: the feature frame in memory,
+or the feature parts a bucketed scoring spilled to disk (:mod:`crmkit.models.bucketed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
 from crmkit import schema
 from crmkit.models.design import Design
-from crmkit.models.explain import categorical_mask, driver_groups, reference_row, shapley_by_driver
-from crmkit.models.reason_text import median_cycle, with_model_reasons
+from crmkit.models.explain import (
+    DRIVERS,
+    categorical_mask,
+    driver_groups,
+    reference_row,
+    shapley_by_driver,
+)
+from crmkit.models.reason_text import median_cycle, text_columns, with_model_reasons
 from crmkit.models.threads import threads
+
+#: Customers explained at a time (each needs 32 rows of the matrix).
+EXPLAIN_BLOCK: Final = 20_000
+
+#: The feature and text rows of the given customers, in any order.
+RowSource = Callable[[Sequence[str]], pl.DataFrame]
 
 
 @dataclass(frozen=True)
 class Explainer:
     """What the shares need: the model, its inputs, the reference and the sentences' inputs.
 
-    ``text`` holds, in the matrix's row order, the customer ids and the columns the
-    sentences read (:mod:`crmkit.models.reason_text`), ``churn_probability`` and
-    ``rule_reasons``.
+    ``rows_of`` returns, for customer ids, their model inputs and the columns the sentences
+    read (:func:`~crmkit.models.reason_text.text_columns`: ``churn_probability`` and
+    ``rule_reasons`` among them).
     """
 
     predict: Callable[[np.ndarray], np.ndarray]
-    design: Design
-    text: pl.DataFrame
+    names: Sequence[str]
+    categories: Mapping[str, Sequence[str]]
+    dtype: type
+    rows_of: RowSource
     reference: np.ndarray
     reference_probability: float
     groups: list[int]
@@ -41,21 +58,58 @@ class Explainer:
     cycle: float | None
     n_threads: int
 
-    def shares(self, rows: np.ndarray) -> np.ndarray:
-        """Exact Shapley shares by driver of the matrix rows ``rows``."""
+    def shares(self, frame: pl.DataFrame) -> np.ndarray:
+        """Exact Shapley shares by driver of the rows of ``frame`` (model inputs)."""
+        design = Design.of(frame, self.names, self.categories, self.dtype)
+        parts = [np.zeros((0, len(DRIVERS)))]
         with threads(self.n_threads):
-            x = self.design.rows(rows)
-            return shapley_by_driver(self.predict, x, self.reference, self.groups)
+            for start in range(0, len(design), EXPLAIN_BLOCK):
+                x = design.block(start, start + EXPLAIN_BLOCK)
+                parts.append(shapley_by_driver(self.predict, x, self.reference, self.groups))
+        return np.concatenate(parts)
+
+    def explain(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Return the sentences' columns of ``frame`` with ``reasons`` and ``top_driver`` added."""
+        text = frame.select(text_columns(self.windows))
+        return with_model_reasons(
+            text, self.shares(frame), self.reference_probability, self.windows, self.cycle
+        )
 
     def reasons(self, customers: Collection[str]) -> pl.DataFrame:
         """``customer_id, reasons, top_driver`` of the ``customers`` among the scored."""
-        ids = self.text[schema.CUSTOMER_ID]
-        rows = np.flatnonzero(ids.is_in(list(customers)).to_numpy())
-        out = with_model_reasons(
-            self.text[rows], self.shares(rows), self.reference_probability, self.windows,
-            self.cycle,
-        )  # fmt: skip
-        return out.select(schema.CUSTOMER_ID, "reasons", "top_driver")
+        rows = self.rows_of(sorted(customers))
+        return self.explain(rows).select(schema.CUSTOMER_ID, "reasons", "top_driver")
+
+
+def model_predict(model: Any) -> Callable[[np.ndarray], np.ndarray]:  # noqa: ANN401
+    """Return the calibrated churn probability of each row of a matrix, clipped to [0, 1]."""
+
+    def predict(m: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.clip(model.predict_proba(m)[:, 1], 0.0, 1.0)
+        return out
+
+    return predict
+
+
+def build_explainer(
+    model: Any,  # noqa: ANN401
+    card: Mapping[str, Any],
+    dtype: type,
+    reference: np.ndarray,
+    cycle: float | None,
+    rows_of: RowSource,
+    windows: tuple[int, ...],
+) -> Explainer:
+    """Return the explainer of a scoring given its reference customer and median cycle."""
+    features = card["features"]
+    predict = model_predict(model)
+    n_threads = int(card.get("threads", 1))
+    with threads(n_threads):
+        at_reference = float(predict(reference[None, :].astype(dtype))[0])
+    return Explainer(
+        predict, list(features), dict(card.get("categories") or {}), dtype, rows_of,
+        reference.astype(dtype), at_reference, driver_groups(features), windows, cycle, n_threads,
+    )  # fmt: skip
 
 
 def make_explainer(
@@ -63,25 +117,19 @@ def make_explainer(
     card: Mapping[str, Any],
     design: Design,
     probability: np.ndarray,
-    text: pl.DataFrame,
+    frame: pl.DataFrame,
     windows: tuple[int, ...],
 ) -> Explainer:
-    """Build the explainer of a scoring: the reference customer and its probability."""
-    features = card["features"]
-    categorical = categorical_mask(features, card.get("categories") or {})
-    reference: np.ndarray = reference_row(design, probability, categorical).astype(design.dtype)
+    """Build the explainer of a scoring held in memory: ``frame`` holds every scored row."""
+    categorical = categorical_mask(card["features"], card.get("categories") or {})
+    reference = reference_row(design, probability, categorical)
 
-    def predict(m: np.ndarray) -> np.ndarray:
-        out: np.ndarray = np.clip(model.predict_proba(m)[:, 1], 0.0, 1.0)
-        return out
+    def rows_of(customers: Sequence[str]) -> pl.DataFrame:
+        return frame.filter(pl.col(schema.CUSTOMER_ID).is_in(list(customers)))
 
-    n_threads = int(card.get("threads", 1))
-    with threads(n_threads):
-        at_reference = float(predict(reference[None, :])[0])
-    return Explainer(
-        predict, design, text, reference, at_reference, driver_groups(features), windows,
-        median_cycle(text), n_threads,
-    )  # fmt: skip
+    return build_explainer(
+        model, card, design.dtype, reference, median_cycle(frame), rows_of, windows
+    )
 
 
 def explain_listed(listed: pl.DataFrame, explainer: Explainer | None) -> pl.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -14,21 +15,15 @@ from crmkit import schema
 from crmkit.config.settings import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features.day import money_sum
-from crmkit.features.eligibility import eligible, season_columns
-from crmkit.features.pipeline import store_features
 from crmkit.features.vocabulary import Vocabulary
-from crmkit.models.alive import with_alive_value
+from crmkit.models.bucketed import ScoreParts, score_parts
 from crmkit.models.card import ModelCard
-from crmkit.models.clv import with_clv
 from crmkit.models.design import Design, model_feature_names
-from crmkit.models.explain import DRIVERS
-from crmkit.models.explainer import Explainer, make_explainer
-from crmkit.models.reason_text import text_columns, with_model_reasons
+from crmkit.models.explainer import Explainer
 from crmkit.models.reasons import reasons_expr
 from crmkit.models.registry import ModelRef, Registry
-from crmkit.models.threads import threads
 from crmkit.numbers import as_float
-from crmkit.segments.apply import with_segments
+from crmkit.progress import ProgressFn
 from crmkit.store.core import Store
 
 #: Rows predicted at a time (see :func:`predict_in_chunks`).
@@ -57,6 +52,11 @@ SCORE_COLUMNS = (
 )
 
 
+#: The score columns a day's list reads. The rules' reasons, and the reasons of the
+#: customers the model did not explain, stay in the score file: a list explains its own.
+LIST_COLUMNS = tuple(c for c in SCORE_COLUMNS if c != "rule_reasons")
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """Scores, the card of the model that made them, and warnings for the user."""
@@ -66,6 +66,14 @@ class ScoreResult:
     warnings: tuple[str, ...]
     #: Works out the model's reasons of other customers later (a day's list).
     explainer: Explainer | None = None
+    #: The scoring's files on disk, kept while these scores are.
+    parts: ScoreParts | None = None
+
+    def write(self, path: Path) -> Path:
+        """Write every score column to ``path`` (``.csv`` or ``.parquet``), streamed from disk."""
+        from crmkit.io.export import write_table
+
+        return write_table(self.parts.scan() if self.parts else self.frame, path)
 
     def deciles(self) -> list[dict[str, Any]]:
         """Return customers, mean probability and value at risk per risk decile, highest first."""
@@ -131,19 +139,6 @@ def risk_deciles(p: pl.Expr) -> pl.Expr:
     return (rank * 10 // pl.len() + 1).cast(pl.Int8)
 
 
-def _features_for(
-    store: Store, as_of: dt.date, card: ModelCard, cfg: FeatureConfig
-) -> pl.DataFrame:
-    """Every customer's features as the model saw them: its vocabulary, CLV if it used it."""
-    everyone = store_features(store, as_of, cfg, vocab=card_vocabulary(card))
-    clv_value = card.get("customer_value") == "clv"
-    if card.get("clv_features") or clv_value:
-        everyone = with_clv(everyone, as_of, int(card["horizon_days"]), cfg)
-    if clv_value:
-        everyone = everyone.with_columns(pl.col("clv_value").alias("customer_value"))
-    return everyone
-
-
 def score_customers(
     store: Store,
     as_of: dt.date,
@@ -152,12 +147,20 @@ def score_customers(
     segments: SegmentConfig,
     explain_rows: int = EXPLAIN_ROWS,
     explain_ids: Collection[str] = (),
+    progress: ProgressFn | None = None,
+    *,
+    narrow: bool = False,
 ) -> ScoreResult:
     """Score every eligible customer as of ``as_of`` with the model ``ref``.
 
     The model's reasons (:mod:`crmkit.models.explain`) are worked out for the
     ``explain_rows`` customers of the highest value at risk and for ``explain_ids``; the
     others get the rules' reasons (:mod:`crmkit.models.reasons`), ``top_driver`` empty.
+
+    The scoring runs bucket by bucket on disk (:mod:`crmkit.models.bucketed`). ``frame``
+    holds every score column; with ``narrow`` only :data:`LIST_COLUMNS`, without the
+    reasons the model did not work out (what a day's list needs: :meth:`ScoreResult.write`
+    still writes every column).
 
     Raises
     ------
@@ -170,29 +173,16 @@ def score_customers(
     cfg = feature_config_of(card)
     warnings = _version_warnings(card)
     store.require()
-    everyone = _features_for(store, as_of, card, cfg)
-    # segment edges and P(alive) are fitted on everyone with history, then narrowed
-    everyone, alive_warnings = with_alive_value(
-        everyone, as_of, segments.min_p_alive, clv_value=card.get("customer_value") == "clv"
-    )
-    warnings += alive_warnings
-    features = eligible(with_segments(everyone, segments), int(card["lookback_days"]))
-    if features.height == 0:
-        raise BadInputError(
-            f"no customer bought in the {card['lookback_days']} days before {as_of}: "
-            "nothing to score"
-        )
-    frame = features.with_columns(season_columns(as_of))
-    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
-    design = Design.of(frame, card["features"], card.get("categories") or {}, dtype)
-    with threads(int(card.get("threads", 1))):
-        probability = predict_in_chunks(model, design)
-    scored = _with_scores(frame, probability, as_of, cfg)
-    explainer = make_explainer(
-        model, card, design, probability, scored.select(text_columns(cfg.windows)), cfg.windows
-    )
-    scored = _explained(scored, explainer, cfg, explain_rows, explain_ids)
-    return ScoreResult(scored, card, tuple(warnings), explainer)
+    parts = score_parts(
+        store, as_of, model, card, cfg, card_vocabulary(card), segments,
+        (explain_rows, explain_ids), progress,
+    )  # fmt: skip
+    scan = parts.scan()
+    if narrow:
+        explained = pl.when(pl.col("top_driver").is_not_null()).then(pl.col("reasons"))
+        scan = scan.select(LIST_COLUMNS).with_columns(explained.alias("reasons"))
+    frame = scan.collect()
+    return ScoreResult(frame, card, (*warnings, *parts.warnings), parts.explainer, parts)
 
 
 def _version_warnings(card: Mapping[str, Any]) -> list[str]:
@@ -208,33 +198,12 @@ def _version_warnings(card: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _explained(
-    scored: pl.DataFrame,
-    explainer: Explainer,
-    cfg: FeatureConfig,
-    explain_rows: int,
-    explain_ids: Collection[str],
-) -> pl.DataFrame:
-    """Return the score columns, with the model's reasons for the rows to explain."""
-    rows = explained_rows(
-        scored["value_at_risk"].to_numpy(), scored[schema.CUSTOMER_ID], explain_rows, explain_ids
-    )
-    shares = np.full((scored.height, len(DRIVERS)), np.nan)
-    shares[rows] = explainer.shares(rows)
-    return (
-        with_model_reasons(
-            scored, shares, explainer.reference_probability, cfg.windows, explainer.cycle
-        )
-        .rename({"value_at_risk": "expected_value_at_risk"})
-        .select(SCORE_COLUMNS)
-        .sort(schema.CUSTOMER_ID)
-    )
-
-
-def _with_scores(
+def with_scores(
     frame: pl.DataFrame, probability: np.ndarray, as_of: dt.date, cfg: FeatureConfig
 ) -> pl.DataFrame:
-    """Add the probability, decile, the alive value and value at risk, and the rules' reasons.
+    """Add the probability, the alive value and value at risk, and the rules' reasons.
+
+    The risk decile ranks the whole population; :mod:`crmkit.models.bucketed` adds it.
 
     The model's inputs keep the feature ``customer_value``; the scores, the alive one.
     """
@@ -243,7 +212,6 @@ def _with_scores(
         pl.lit(as_of).alias("as_of"),
         pl.col("alive_value").alias("customer_value"),
     ).with_columns(
-        risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
         (pl.col("churn_probability") * pl.col("customer_value")).alias("value_at_risk"),
         reasons_expr(cfg.windows).alias("rule_reasons"),
     )

@@ -38,8 +38,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_frame(frame: pl.DataFrame, path: Path) -> None:
+def atomic_write_frame(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
     """Write a frame as CSV or Parquet (by extension) atomically.
+
+    A LazyFrame is streamed to the file (never held whole).
 
     Raises
     ------
@@ -55,7 +57,11 @@ def atomic_write_frame(frame: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        if suffix == ".parquet":
+        if isinstance(frame, pl.LazyFrame) and suffix == ".parquet":
+            frame.sink_parquet(tmp, compression=EXPORT_COMPRESSION, statistics=True)
+        elif isinstance(frame, pl.LazyFrame):
+            frame.sink_csv(tmp)
+        elif suffix == ".parquet":
             frame.write_parquet(tmp, compression=EXPORT_COMPRESSION, statistics=True)
         else:
             frame.write_csv(tmp)

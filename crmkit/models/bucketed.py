@@ -1,0 +1,330 @@
+"""Scoring bucket by bucket: memory set by a bucket's width, not by the store's customers.
+
+A store keeps its customers in disjoint hash buckets. :func:`score_parts` scores them in
+three passes over spilled Parquet files, in a temporary directory (``TMPDIR``):
+
+1. per bucket, on the executor (here or a Dask worker): the per-customer totals and the
+   columns derived from each customer's own history, written to disk;
+2. the population fits, on the few columns they read (:data:`POPULATION_INPUTS`) for every
+   customer: the medians behind the projected value, the CLV fit, BG/NBD's P(alive) and
+   the segment edges; then per bucket: the finished features, eligibility, the model's
+   probabilities, written to disk with a narrow key per customer (id, probability, value at
+   risk) kept in memory;
+3. from the keys: the risk deciles, the customers to explain and, from the spilled
+   features a few columns at a time, the explainer's reference customer; then per bucket
+   the score columns with the model's reasons, written to disk.
+
+Each value is the one the whole-table plan gives: the population statistics are computed
+over the same customers, ties are broken by customer id as there, and the model predicts
+row by row. :class:`ScoreParts` reads the score parts back merged in customer order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import tempfile
+import weakref
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from crmkit import schema
+from crmkit.config.settings import FeatureConfig, SegmentConfig
+from crmkit.errors import BadInputError, UnavailableError
+from crmkit.features.attribute_names import refuse_computed_names
+from crmkit.features.attributes import attributes_as_of
+from crmkit.features.customer import _finish_columns, with_derived
+from crmkit.features.eligibility import eligible, season_columns
+from crmkit.features.pipeline import bucket_totals
+from crmkit.features.vocabulary import Vocabulary
+from crmkit.models.bucketed_stats import explainer_of, population_values
+from crmkit.models.design import Design
+from crmkit.models.explain import DRIVERS
+from crmkit.models.explainer import Explainer
+from crmkit.models.reason_text import with_model_reasons
+from crmkit.models.threads import threads
+from crmkit.progress import ProgressFn
+from crmkit.store.core import Store
+from crmkit.store.executors import current_executor
+
+
+def spill_bucket(
+    item: tuple[Sequence[str], str], as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary
+) -> int:
+    """Write one bucket's totals and own-history columns to ``item[1]``; return its customers.
+
+    Runs where the executor runs it (a Dask worker writes the file itself).
+    """
+    paths, out = item
+    totals = bucket_totals(paths, as_of, cfg, vocab)
+    if totals.height:
+        with_derived(totals.lazy(), as_of, cfg, vocab).collect().write_parquet(out)
+    return totals.height
+
+
+@dataclass
+class ScoreParts:
+    """A scoring held on disk: one sorted score file per bucket, and what made them.
+
+    ``keys`` holds, in customer order, each scored customer's id, the model's probability
+    (``__p``, unclipped), ``churn_probability`` and ``value_at_risk``.
+    """
+
+    root: Path
+    features: list[Path]
+    keys: pl.DataFrame
+    job: _Job
+    warnings: tuple[str, ...]
+    parts: list[Path] = field(default_factory=list)
+    explainer: Explainer | None = None
+    _cleanup: Any = field(default=None, repr=False)
+
+    @property
+    def card(self) -> Mapping[str, Any]:
+        """The card of the model that scored."""
+        return self.job.card
+
+    def scan(self) -> pl.LazyFrame:
+        """Every score row, merged in customer order (the bucket files are each sorted)."""
+        return merged([pl.scan_parquet(p) for p in self.parts])
+
+    def rows_of(self, customers: Sequence[str]) -> pl.DataFrame:
+        """Return the features and scores of ``customers`` (the explainer's row source)."""
+        wanted = pl.Series(list(customers), dtype=pl.String).implode()
+        found = pl.scan_parquet(self.features).filter(pl.col(schema.CUSTOMER_ID).is_in(wanted))
+        frame = found.collect().join(
+            self.keys.select(schema.CUSTOMER_ID, "__p"), on=schema.CUSTOMER_ID, how="left"
+        )
+        return scored(frame, self.job)
+
+    def close(self) -> None:
+        """Remove the spilled files (also done when the object is collected)."""
+        if self._cleanup is not None:
+            self._cleanup()
+
+
+def merged(scans: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """Merge frames each sorted by customer id into one sorted by customer id."""
+    return functools.reduce(lambda a, b: a.merge_sorted(b, schema.CUSTOMER_ID), scans)
+
+
+def scored(frame: pl.DataFrame, job: _Job) -> pl.DataFrame:
+    """Add the score columns to feature rows with the model's probability ``__p``.
+
+    ``customer_value`` stays the model's input (the explainer reads it); the scores take
+    ``alive_value`` (:func:`score_columns`).
+    """
+    from crmkit.models.scoring import with_scores
+
+    p = frame["__p"].to_numpy()
+    return with_scores(frame.drop("__p"), p, job.as_of, job.cfg).with_columns(
+        frame["customer_value"]
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    store: Store
+    as_of: dt.date
+    model: Any
+    card: Mapping[str, Any]
+    cfg: FeatureConfig
+    vocab: Vocabulary
+    segments: SegmentConfig
+    root: Path
+
+
+def score_parts(
+    store: Store,
+    as_of: dt.date,
+    model: Any,  # noqa: ANN401
+    card: Mapping[str, Any],
+    cfg: FeatureConfig,
+    vocab: Vocabulary,
+    segments: SegmentConfig,
+    explain: tuple[int, Collection[str]],
+    progress: ProgressFn | None = None,
+) -> ScoreParts:
+    """Score every eligible customer bucket by bucket (see the module); files on disk.
+
+    ``explain`` is ``(explain_rows, explain_ids)`` as for
+    :func:`~crmkit.models.scoring.score_customers`.
+
+    Raises
+    ------
+    BadInputError
+        No eligible customer.
+    UnavailableError
+        No room for the spilled files in the temporary directory.
+    """
+    tmp = tempfile.TemporaryDirectory(prefix="crmkit-score-")
+    root = Path(tmp.name)
+    try:
+        job = _Job(store, as_of, model, card, cfg, vocab, segments, root)
+        derived = _first_pass(job, progress)
+        population, warnings = population_values(job, derived)
+        keys, features = _finish_pass(job, derived, population)
+        keys = _predict_pass(job, features, keys)
+        parts = ScoreParts(root, features, keys, job, tuple(warnings))
+        parts._cleanup = weakref.finalize(parts, tmp.cleanup)
+        parts.explainer = explainer = explainer_of(job, parts)
+        parts.parts = _score_pass(job, parts, explainer, explain)
+    except OSError as exc:
+        tmp.cleanup()
+        raise UnavailableError(
+            f"scoring could not write its working files in {tempfile.gettempdir()} ({exc}); "
+            "free space there or point TMPDIR at a disk with room"
+        ) from exc
+    except BaseException:
+        tmp.cleanup()
+        raise
+    return parts
+
+
+def _first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
+    """Spill each bucket's own-history columns; return the files of non-empty buckets."""
+    items = [
+        (paths, str(job.root / f"derived-{i:04d}.parquet"))
+        for i, paths in enumerate(job.store.bucket_paths())
+    ]
+    counts = current_executor().map(
+        spill_bucket, items, job.as_of, job.cfg, job.vocab, progress=progress
+    )
+    return [Path(out) for (_, out), n in zip(items, counts, strict=True) if n]
+
+
+def _finish_pass(
+    job: _Job, derived: list[Path], population: pl.DataFrame
+) -> tuple[pl.DataFrame, list[Path]]:
+    """Finish each bucket's features and keep its eligible customers, spilled to disk.
+
+    Returns the keys (id, ``alive_value``, the bucket file's index) in customer order.
+    """
+    cfg = job.cfg
+    known = attributes_as_of(job.store, job.as_of, cfg.attributes) if cfg.attributes else None
+    keys, features = [], []
+    for i, path in enumerate(derived):
+        frame = _finished(job, pl.read_parquet(path), population, known)
+        frame = eligible(frame, int(job.card["lookback_days"])).with_columns(
+            season_columns(job.as_of)
+        )
+        path.unlink()
+        if frame.height == 0:
+            continue
+        out = job.root / f"features-{i:04d}.parquet"
+        frame.write_parquet(out)
+        features.append(out)
+        keys.append(
+            frame.select(schema.CUSTOMER_ID, "alive_value").with_columns(
+                pl.lit(len(features) - 1, pl.Int32).alias("__part")
+            )
+        )
+    if not keys:
+        raise BadInputError(
+            f"no customer bought in the {job.card['lookback_days']} days before {job.as_of}: "
+            "nothing to score"
+        )
+    return pl.concat(keys).sort(schema.CUSTOMER_ID), features
+
+
+def _predict_pass(job: _Job, features: list[Path], keys: pl.DataFrame) -> pl.DataFrame:
+    """Predict every eligible customer, in customer order and in blocks of ``PREDICT_ROWS``.
+
+    The blocks are those of the whole table, so each probability is the one a prediction
+    of the whole table gives, to the bit (a linear model's sums depend on the block).
+    """
+    from crmkit.models.scoring import PREDICT_ROWS
+
+    names = list(job.card["features"])
+    dtype = np.float32 if job.card.get("matrix_dtype") == "float32" else np.float64
+    stream = merged([pl.scan_parquet(p).select(schema.CUSTOMER_ID, *names) for p in features])
+    out = np.empty(keys.height, dtype=np.float64)
+    start = 0
+    with threads(int(job.card.get("threads", 1))):
+        for block in exact_blocks(stream.collect_batches(chunk_size=PREDICT_ROWS), PREDICT_ROWS):
+            x = Design.of(block, names, job.card.get("categories") or {}, dtype).block(
+                0, block.height
+            )
+            out[start : start + block.height] = job.model.predict_proba(x)[:, 1]
+            start += block.height
+    p = pl.Series("__p", out)
+    return keys.with_columns(p, pl.Series("churn_probability", np.clip(out, 0.0, 1.0))).select(
+        schema.CUSTOMER_ID,
+        "__p",
+        "churn_probability",
+        (pl.col("churn_probability") * pl.col("alive_value")).alias("value_at_risk"),
+        "__part",
+    )
+
+
+def exact_blocks(batches: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """Re-cut a stream of frames into frames of exactly ``rows`` rows (the last: the rest)."""
+    pending: list[pl.DataFrame] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.height
+        while held >= rows:
+            whole = pl.concat(pending)
+            yield whole.slice(0, rows)
+            rest = whole.slice(rows)
+            pending, held = [rest], rest.height
+    if held:
+        yield pl.concat(pending)
+
+
+def _finished(
+    job: _Job, derived: pl.DataFrame, population: pl.DataFrame, known: pl.DataFrame | None
+) -> pl.DataFrame:
+    """One bucket's feature table, with the population's values joined on."""
+    own = population.select(schema.CUSTOMER_ID, "projected_value")
+    base = derived.join(own, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
+    frame = _finish_columns(base.lazy(), job.cfg, job.vocab, projected=True).collect()
+    if known is not None:
+        refuse_computed_names([c for c in known.columns if c != schema.CUSTOMER_ID], frame.columns)
+        frame = frame.join(known, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
+    added = population.drop("projected_value")
+    frame = frame.drop([c for c in added.columns if c != schema.CUSTOMER_ID], strict=False)
+    return frame.join(added, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
+
+
+def _score_pass(
+    job: _Job, parts: ScoreParts, explainer: Explainer, explain: tuple[int, Collection[str]]
+) -> list[Path]:
+    """Each bucket's score columns, with risk deciles and the model's reasons."""
+    from crmkit.models.scoring import SCORE_COLUMNS, explained_rows, risk_deciles
+
+    keys = parts.keys
+    limit, always = explain
+    ids = keys[schema.CUSTOMER_ID]
+    rows = explained_rows(keys["value_at_risk"].to_numpy(), ids, limit, always)
+    flags = keys.select(
+        schema.CUSTOMER_ID, "__p", "__part",
+        risk_deciles(pl.col("churn_probability")).alias("risk_decile"),
+        pl.Series("__explain", np.isin(np.arange(keys.height), rows)),
+    )  # fmt: skip
+    out = []
+    for i, path in enumerate(parts.features):
+        mine = flags.filter(pl.col("__part") == i).drop("__part")
+        frame = pl.read_parquet(path).join(
+            mine, on=schema.CUSTOMER_ID, how="left", maintain_order="left"
+        )
+        frame = scored(frame, job)
+        picked = np.flatnonzero(frame["__explain"].to_numpy())
+        shares = np.full((frame.height, len(DRIVERS)), np.nan)
+        if picked.size:
+            shares[picked] = explainer.shares(frame[picked])
+        frame = with_model_reasons(
+            frame, shares, explainer.reference_probability, job.cfg.windows, explainer.cycle
+        )
+        target = job.root / f"scores-{i:04d}.parquet"
+        frame.with_columns(pl.col("alive_value").alias("customer_value")).rename(
+            {"value_at_risk": "expected_value_at_risk"}
+        ).select(SCORE_COLUMNS).write_parquet(target)
+        out.append(target)
+    return out

@@ -1,0 +1,108 @@
+"""The population side of a bucketed scoring: the fits over every customer, the reference.
+
+See :mod:`crmkit.models.bucketed`. The population fits read only
+:data:`POPULATION_INPUTS` of each customer, so they run on a narrow table of every
+customer; the explainer's reference customer is read from the spilled features a few
+columns at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import polars as pl
+
+from crmkit import schema
+from crmkit.errors import BadInputError
+from crmkit.features.customer import feature_schema
+from crmkit.features.derived import projected_value
+from crmkit.models.alive import with_alive_value
+from crmkit.models.clv import with_clv
+from crmkit.models.design import Design
+from crmkit.models.explain import categorical_mask
+from crmkit.models.explainer import Explainer, build_explainer
+from crmkit.segments.apply import with_segments
+
+if TYPE_CHECKING:
+    from crmkit.models.bucketed import ScoreParts, _Job
+
+#: The columns the population fits read: projected value, CLV, P(alive), segment edges.
+POPULATION_INPUTS: Final = (
+    schema.CUSTOMER_ID, "purchase_days", "mean_cycle_days", "net_spend", "tenure_days",
+    "recency_days", "first_purchase", "last_purchase", "gross_spend", "first_day_spend",
+)  # fmt: skip
+#: Matrix columns whose reference medians are worked out at a time.
+REFERENCE_COLUMNS: Final = 8
+
+
+def population_values(job: _Job, derived: list[Path]) -> tuple[pl.DataFrame, list[str]]:
+    """Return the population fits' outputs per customer, from :data:`POPULATION_INPUTS` alone."""
+    columns = feature_schema(job.cfg, job.vocab)
+    if not derived:
+        raise BadInputError(f"no customer bought before {job.as_of}: nothing to score")
+    narrow = (
+        pl.scan_parquet(derived)
+        .select(POPULATION_INPUTS)
+        .sort(schema.CUSTOMER_ID)
+        .with_columns(projected_value(job.cfg))
+        .with_columns(pl.col("projected_value").alias("customer_value"))
+    )
+    named = [*POPULATION_INPUTS, "projected_value", "customer_value"]
+    frame = narrow.select(pl.col(n).cast(columns[n]) for n in named).collect()
+    clv_value = job.card.get("customer_value") == "clv"
+    if job.card.get("clv_features") or clv_value:
+        frame = with_clv(frame, job.as_of, int(job.card["horizon_days"]), job.cfg)
+    if clv_value:
+        frame = frame.with_columns(pl.col("clv_value").alias("customer_value"))
+    frame, warnings = with_alive_value(
+        frame, job.as_of, job.segments.min_p_alive, clv_value=clv_value
+    )
+    frame = with_segments(frame, job.segments)
+    kept = [schema.CUSTOMER_ID, *(c for c in frame.columns if c not in POPULATION_INPUTS)]
+    return frame.select(kept), warnings
+
+
+def explainer_of(job: _Job, parts: ScoreParts) -> Explainer:
+    """Build the explainer, its reference customer read from the spilled features."""
+    names = list(job.card["features"])
+    categories = job.card.get("categories") or {}
+    categorical = categorical_mask(names, categories)
+    dtype = np.float32 if job.card.get("matrix_dtype") == "float32" else np.float64
+    p = parts.keys["__p"].to_numpy()
+    low_ids = parts.keys.filter(pl.col("__p") <= float(np.median(p))).select(schema.CUSTOMER_ID)
+    reference = np.full(len(names), np.nan)
+    for start in range(0, len(names), REFERENCE_COLUMNS):
+        chunk = names[start : start + REFERENCE_COLUMNS]
+        low = [
+            pl.scan_parquet(path)
+            .select(schema.CUSTOMER_ID, *chunk)
+            .join(low_ids.lazy(), on=schema.CUSTOMER_ID, how="semi")
+            .collect()
+            for path in parts.features
+        ]
+        design = Design.of(pl.concat(low), chunk, categories, dtype)
+        for j, name in enumerate(chunk):
+            reference[start + j] = _typical(design.column(j), categorical[names.index(name)])
+    cycles = (
+        pl.scan_parquet(parts.features)
+        .filter(pl.col("purchase_days") >= 3)
+        .select(pl.col("mean_cycle_days").drop_nulls())
+        .collect()
+        .to_series()
+    )
+    cycle = float(cycles.median()) if cycles.len() else None  # type: ignore[arg-type]
+    windows = job.cfg.windows
+    return build_explainer(job.model, job.card, dtype, reference, cycle, parts.rows_of, windows)
+
+
+def _typical(values: np.ndarray, categorical: bool) -> float:
+    """Median of a column's values (codes: the most common); NaN when it has none."""
+    column = values[~np.isnan(values)]
+    if column.size == 0:
+        return float("nan")
+    if categorical:
+        kinds, counts = np.unique(column, return_counts=True)
+        return float(kinds[np.argmax(counts)])
+    return float(np.median(column))
