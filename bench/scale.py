@@ -120,23 +120,38 @@ def measure(
             except subprocess.TimeoutExpired:
                 m = Measurement("train, previous code", float("nan"), 0.0, f"> {timeout:.0f} s")
             rows.append(m)
-        out = scratch / "scores.parquet"
-        score = ["score", "--as-of", RUN_DAY, "--out", str(out), "--quiet"]
-        m = run_measured(
-            "score", crmkit(*score, "--store", str(store), "--registry", str(registry))
-        )
-        m.note = f"{pl.scan_parquet(out).select(pl.len()).collect().item():,} customers"
-        rows.append(m)
-        copy = scratch / "store"
-        shutil.copytree(store, copy)
-        lists = scratch / "lists"
-        run = ["run", "--date", RUN_DAY, "--campaign", "scale", "--inbox", str(inbox)]
-        argv = crmkit(*run, "--out", str(lists), "--store", str(copy), "--registry", str(registry))
-        argv.append("--quiet")
-        m = run_measured("run", argv)
-        written = sorted(lists.glob("scale/*.assignments.csv"))
-        m.note = f"{pl.scan_csv(written[-1]).select(pl.len()).collect().item():,} assignments"
-        rows.append(m)
+        rows += _score_and_run(store, inbox, registry, scratch, crmkit(), "")
+        if previous is not None:
+            cli = previous_cli(previous, scratch)
+            rows += _score_and_run(store, inbox, registry, scratch, cli, ", previous code")
+    return rows
+
+
+def _score_and_run(
+    store: Path, inbox: Path, registry: Path, scratch: Path, cli: list[str], label: str
+) -> list[Measurement]:
+    """``score`` to a Parquet file and ``run`` on a fresh copy of the store, with ``cli``."""
+    rows = []
+    out = scratch / "scores.parquet"
+    score = [*cli, "score", "--as-of", RUN_DAY, "--out", str(out), "--quiet"]
+    m = run_measured(f"score{label}", [*score, "--store", str(store), "--registry", str(registry)])
+    m.note = f"{pl.scan_parquet(out).select(pl.len()).collect().item():,} customers"
+    out.unlink()
+    rows.append(m)
+    copy = scratch / "store"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(store, copy)
+    lists = scratch / "lists"
+    shutil.rmtree(lists, ignore_errors=True)
+    day = scratch / "inbox"  # the run moves its files to processed/: a copy each time
+    shutil.rmtree(day, ignore_errors=True)
+    shutil.copytree(inbox, day)
+    run = [*cli, "run", "--date", RUN_DAY, "--campaign", "scale", "--inbox", str(day)]
+    argv = [*run, "--out", str(lists), "--store", str(copy), "--registry", str(registry), "-q"]
+    m = run_measured(f"run{label}", argv)
+    written = sorted(lists.glob("scale/*.assignments.csv"))
+    m.note = f"{pl.scan_csv(written[-1]).select(pl.len()).collect().item():,} assignments"
+    rows.append(m)
     return rows
 
 

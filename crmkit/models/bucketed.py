@@ -35,7 +35,7 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig, SegmentConfig
-from crmkit.errors import BadInputError, UnavailableError
+from crmkit.errors import BadInputError, StoreWriteError
 from crmkit.features.attribute_names import refuse_computed_names
 from crmkit.features.attributes import attributes_as_of
 from crmkit.features.customer import _finish_columns, with_derived
@@ -63,8 +63,27 @@ def spill_bucket(
     paths, out = item
     totals = bucket_totals(paths, as_of, cfg, vocab)
     if totals.height:
-        with_derived(totals.lazy(), as_of, cfg, vocab).collect().write_parquet(out)
+        spill(with_derived(totals.lazy(), as_of, cfg, vocab).collect(), Path(out))
     return totals.height
+
+
+def spill(frame: pl.DataFrame, path: Path) -> None:
+    """Write a working file of the scoring; a full or read-only disk is named with its cure.
+
+    Raises
+    ------
+    StoreWriteError
+        The file cannot be written (exit 6).
+    """
+    try:
+        frame.write_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        path.unlink(missing_ok=True)
+        raise StoreWriteError(
+            f"scoring cannot write its working files in {path.parent.parent} "
+            f"({type(exc).__name__}: the disk may be full or read-only); free space there or "
+            "set TMPDIR to a directory on a disk with room"
+        ) from exc
 
 
 @dataclass
@@ -159,8 +178,8 @@ def score_parts(
     ------
     BadInputError
         No eligible customer.
-    UnavailableError
-        No room for the spilled files in the temporary directory.
+    StoreWriteError
+        No room for the spilled files in the temporary directory (exit 6).
     """
     tmp = tempfile.TemporaryDirectory(prefix="crmkit-score-")
     root = Path(tmp.name)
@@ -174,12 +193,6 @@ def score_parts(
         parts._cleanup = weakref.finalize(parts, tmp.cleanup)
         parts.explainer = explainer = explainer_of(job, parts)
         parts.parts = _score_pass(job, parts, explainer, explain)
-    except OSError as exc:
-        tmp.cleanup()
-        raise UnavailableError(
-            f"scoring could not write its working files in {tempfile.gettempdir()} ({exc}); "
-            "free space there or point TMPDIR at a disk with room"
-        ) from exc
     except BaseException:
         tmp.cleanup()
         raise
@@ -217,7 +230,7 @@ def _finish_pass(
         if frame.height == 0:
             continue
         out = job.root / f"features-{i:04d}.parquet"
-        frame.write_parquet(out)
+        spill(frame, out)
         features.append(out)
         keys.append(
             frame.select(schema.CUSTOMER_ID, "alive_value").with_columns(
@@ -325,6 +338,6 @@ def _score_pass(
         target = job.root / f"scores-{i:04d}.parquet"
         frame.with_columns(pl.col("alive_value").alias("customer_value")).rename(
             {"value_at_risk": "expected_value_at_risk"}
-        ).select(SCORE_COLUMNS).write_parquet(target)
+        ).select(SCORE_COLUMNS).pipe(spill, target)
         out.append(target)
     return out

@@ -21,7 +21,7 @@ from crmkit.features.derived import projected_value
 from crmkit.models.alive import with_alive_value
 from crmkit.models.clv import with_clv
 from crmkit.models.design import Design
-from crmkit.models.explain import categorical_mask
+from crmkit.models.explain import categorical_mask, typical
 from crmkit.models.explainer import Explainer, build_explainer
 from crmkit.segments.apply import with_segments
 
@@ -84,7 +84,7 @@ def explainer_of(job: _Job, parts: ScoreParts) -> Explainer:
         ]
         design = Design.of(pl.concat(low), chunk, categories, dtype)
         for j, name in enumerate(chunk):
-            reference[start + j] = _typical(design.column(j), categorical[names.index(name)])
+            reference[start + j] = typical(design.column(j), categorical[names.index(name)])
     cycles = (
         pl.scan_parquet(parts.features)
         .filter(pl.col("purchase_days") >= 3)
@@ -95,14 +95,3 @@ def explainer_of(job: _Job, parts: ScoreParts) -> Explainer:
     cycle = float(cycles.median()) if cycles.len() else None  # type: ignore[arg-type]
     windows = job.cfg.windows
     return build_explainer(job.model, job.card, dtype, reference, cycle, parts.rows_of, windows)
-
-
-def _typical(values: np.ndarray, categorical: bool) -> float:
-    """Median of a column's values (codes: the most common); NaN when it has none."""
-    column = values[~np.isnan(values)]
-    if column.size == 0:
-        return float("nan")
-    if categorical:
-        kinds, counts = np.unique(column, return_counts=True)
-        return float(kinds[np.argmax(counts)])
-    return float(np.median(column))

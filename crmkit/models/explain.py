@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 if TYPE_CHECKING:
-    from crmkit.models.design import Design
+    pass
 
 #: The drivers, in the order of their bits in a coalition mask.
 DRIVERS: Final = ("recency", "frequency", "spend", "refunds", "mix")
@@ -63,26 +63,19 @@ def driver_of(feature: str) -> str:
     return "mix"
 
 
-def reference_row(
-    design: Design, probability: np.ndarray, categorical: Sequence[bool]
-) -> np.ndarray:
-    """Return the typical staying customer: medians (codes: modes) of the lower-risk half.
+def typical(values: np.ndarray, categorical: bool) -> float:
+    """Return a column's typical value: the median (codes: the most common); NaN if none.
 
-    Read a column of the matrix at a time.
+    The reference customer takes, per matrix column, the typical value over the
+    lower-risk half of the scored customers (:func:`crmkit.models.bucketed_stats.explainer_of`).
     """
-    low = probability <= np.median(probability) if len(design) else np.zeros(0, bool)
-    out = np.full(len(design.names), np.nan)
-    for j in range(len(design.names)):
-        values = design.column(j)[low]
-        column = values[~np.isnan(values)]
-        if column.size == 0:
-            continue
-        if categorical[j]:
-            kinds, counts = np.unique(column, return_counts=True)
-            out[j] = kinds[np.argmax(counts)]
-        else:
-            out[j] = float(np.median(column))
-    return out
+    column = values[~np.isnan(values)]
+    if column.size == 0:
+        return float("nan")
+    if categorical:
+        kinds, counts = np.unique(column, return_counts=True)
+        return float(kinds[np.argmax(counts)])
+    return float(np.median(column))
 
 
 def _weights(k: int) -> dict[int, float]:

@@ -22,12 +22,10 @@ from crmkit import schema
 from crmkit.models.design import Design
 from crmkit.models.explain import (
     DRIVERS,
-    categorical_mask,
     driver_groups,
-    reference_row,
     shapley_by_driver,
 )
-from crmkit.models.reason_text import median_cycle, text_columns, with_model_reasons
+from crmkit.models.reason_text import text_columns, with_model_reasons
 from crmkit.models.threads import threads
 
 #: Customers explained at a time (each needs 32 rows of the matrix).
@@ -110,26 +108,6 @@ def build_explainer(
         predict, list(features), dict(card.get("categories") or {}), dtype, rows_of,
         reference.astype(dtype), at_reference, driver_groups(features), windows, cycle, n_threads,
     )  # fmt: skip
-
-
-def make_explainer(
-    model: Any,  # noqa: ANN401
-    card: Mapping[str, Any],
-    design: Design,
-    probability: np.ndarray,
-    frame: pl.DataFrame,
-    windows: tuple[int, ...],
-) -> Explainer:
-    """Build the explainer of a scoring held in memory: ``frame`` holds every scored row."""
-    categorical = categorical_mask(card["features"], card.get("categories") or {})
-    reference = reference_row(design, probability, categorical)
-
-    def rows_of(customers: Sequence[str]) -> pl.DataFrame:
-        return frame.filter(pl.col(schema.CUSTOMER_ID).is_in(list(customers)))
-
-    return build_explainer(
-        model, card, design.dtype, reference, median_cycle(frame), rows_of, windows
-    )
 
 
 def explain_listed(listed: pl.DataFrame, explainer: Explainer | None) -> pl.DataFrame:

@@ -1,0 +1,179 @@
+"""Scoring bucket by bucket gives what scoring the whole table at once gives, to the bit.
+
+The reference below is the plain plan: every customer's features in one frame, the
+population fits on it, one design matrix predicted in blocks of the whole table, the
+reference customer from the whole lower-risk half.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crmkit.config.settings import SegmentConfig
+from crmkit.errors import StoreWriteError
+from crmkit.features.eligibility import eligible, season_columns
+from crmkit.features.pipeline import store_features
+from crmkit.models.alive import with_alive_value
+from crmkit.models.bucketed import exact_blocks
+from crmkit.models.design import Design
+from crmkit.models.explain import categorical_mask, typical
+from crmkit.models.explainer import build_explainer
+from crmkit.models.reason_text import median_cycle, with_model_reasons
+from crmkit.models.registry import parse_ref
+from crmkit.models.scoring import (
+    SCORE_COLUMNS,
+    card_vocabulary,
+    explained_rows,
+    feature_config_of,
+    predict_in_chunks,
+    risk_deciles,
+    score_customers,
+    with_scores,
+)
+from crmkit.segments.apply import with_segments
+from tests.conftest import trained_sample_store
+
+DAY = dt.date(2025, 1, 1)
+
+
+def whole_table(store, registry, explain_rows: int, block: int) -> pl.DataFrame:
+    """Score every customer in one frame: the plan bucketed scoring must reproduce."""
+    model, card = registry.load(parse_ref("churn"))
+    cfg = feature_config_of(card)
+    everyone = store_features(store, DAY, cfg, vocab=card_vocabulary(card))
+    everyone, _ = with_alive_value(everyone, DAY, SegmentConfig().min_p_alive)
+    frame = eligible(with_segments(everyone, SegmentConfig()), int(card["lookback_days"]))
+    frame = frame.with_columns(season_columns(DAY))
+    names, categories = card["features"], card.get("categories") or {}
+    dtype = np.float32 if card.get("matrix_dtype") == "float32" else np.float64
+    design = Design.of(frame, names, categories, dtype)
+    p = predict_in_chunks(model, design, block)
+    scored = with_scores(frame, p, DAY, cfg).with_columns(
+        risk_deciles(pl.col("churn_probability")).alias("risk_decile"), frame["customer_value"]
+    )
+    low = p <= np.median(p)
+    mask = categorical_mask(names, categories)
+    reference = np.array([typical(design.column(j)[low], mask[j]) for j in range(len(names))])
+    explainer = build_explainer(
+        model, card, dtype, reference, median_cycle(scored), lambda ids: scored, cfg.windows
+    )
+    rows = explained_rows(
+        scored["value_at_risk"].to_numpy(), scored["customer_id"], explain_rows, ()
+    )
+    shares = np.full((scored.height, 5), np.nan)
+    shares[rows] = explainer.shares(scored[rows])
+    out = with_model_reasons(
+        scored, shares, explainer.reference_probability, cfg.windows, explainer.cycle
+    )
+    return (
+        out.with_columns(pl.col("alive_value").alias("customer_value"))
+        .rename({"value_at_risk": "expected_value_at_risk"})
+        .select(SCORE_COLUMNS)
+        .sort("customer_id")
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return trained_sample_store(tmp_path_factory.mktemp("bucketed"))
+
+
+@pytest.mark.parametrize("block", [200_000, 700])
+def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(trained, monkeypatch, block):
+    store, registry = trained
+    monkeypatch.setattr("crmkit.models.scoring.PREDICT_ROWS", block)
+    result = score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 120)
+    expected = whole_table(store, registry, 120, block)
+    assert len(store.bucket_paths()) > 1  # the sample store has several buckets
+    assert result.frame.height == expected.height > 1_000
+    assert result.frame.equals(expected)
+    assert 100 < result.frame["top_driver"].drop_nulls().len() <= 120
+
+
+def test_a_narrow_scoring_keeps_the_lists_columns_and_the_file_every_column(trained, tmp_path):
+    store, registry = trained
+    ref = parse_ref("churn")
+    full = score_customers(store, DAY, ref, registry, SegmentConfig(), 50)
+    narrow = score_customers(store, DAY, ref, registry, SegmentConfig(), 50, narrow=True)
+    assert "rule_reasons" not in narrow.frame.columns
+    explained = narrow.frame["top_driver"].drop_nulls().len()
+    assert 40 < explained <= 50
+    assert narrow.frame["reasons"].null_count() == narrow.frame.height - explained
+    same = narrow.frame.drop("reasons")
+    assert same.equals(full.frame.select(same.columns))
+    narrow.write(tmp_path / "scores.parquet")
+    assert pl.read_parquet(tmp_path / "scores.parquet").equals(full.frame)
+    narrow.write(tmp_path / "scores.csv")
+    text = pl.read_csv(tmp_path / "scores.csv", infer_schema_length=0)
+    assert text.height == full.frame.height and text.columns == list(SCORE_COLUMNS)
+
+
+def test_the_working_files_go_when_the_scores_do(trained):
+    store, registry = trained
+    result = score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 0)
+    assert result.parts is not None
+    root = result.parts.root
+    assert sorted(p.name.split("-")[0] for p in root.iterdir()) == sorted(
+        ["features"] * len(result.parts.features) + ["scores"] * len(result.parts.parts)
+    )
+    ids = result.frame["customer_id"].head(3).to_list()
+    assert result.explainer is not None
+    assert result.explainer.reasons(ids).height == 3
+    del result
+    gc.collect()
+    assert not root.exists()
+
+
+def test_a_full_temporary_disk_is_named_with_its_cure(trained, small_disk, monkeypatch):
+    store, registry = trained
+    filler = small_disk / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    with pytest.raises(StoreWriteError, match="set TMPDIR") as err:
+        score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 0)
+    assert str(small_disk) in str(err.value)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), max_size=12),
+    rows=st.integers(1, 25),
+)
+def test_exact_blocks_recut_any_stream_into_blocks_of_the_size(sizes, rows):
+    start, batches = 0, []
+    for n in sizes:
+        batches.append(pl.DataFrame({"i": list(range(start, start + n))}, schema={"i": pl.Int64}))
+        start += n
+    blocks = list(exact_blocks(batches, rows))
+    assert all(b.height == rows for b in blocks[:-1])
+    assert all(0 < b.height <= rows for b in blocks)
+    got = [i for b in blocks for i in b["i"].to_list()]
+    assert got == list(range(start))
+
+
+def test_scoring_leaves_nothing_in_the_temporary_directory_after_an_error(tmp_path, monkeypatch):
+    from crmkit.errors import BadInputError
+
+    store, registry = trained_sample_store(tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(BadInputError, match="nothing to score"):
+        score_customers(store, dt.date(2030, 1, 1), parse_ref("churn"), registry, SegmentConfig())
+    assert list(Path(scratch).iterdir()) == []
