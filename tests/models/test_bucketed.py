@@ -114,7 +114,8 @@ def test_a_narrow_scoring_keeps_the_lists_columns_and_the_file_every_column(trai
     assert pl.read_parquet(tmp_path / "scores.parquet").equals(full.frame)
     narrow.write(tmp_path / "scores.csv")
     text = pl.read_csv(tmp_path / "scores.csv", infer_schema_length=0)
-    assert text.height == full.frame.height and text.columns == list(SCORE_COLUMNS)
+    assert text.height == full.frame.height
+    assert text.columns == list(SCORE_COLUMNS)
 
 
 def test_the_working_files_go_when_the_scores_do(trained):
