@@ -25,10 +25,10 @@ import datetime as dt
 import functools
 import tempfile
 import weakref
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import polars as pl
@@ -67,6 +67,10 @@ def spill_bucket(
     return totals.height
 
 
+#: Rows per row group of the working files: a block of predictions reads a few of them.
+SPILL_ROW_GROUP: Final = 10_000
+
+
 def spill(frame: pl.DataFrame, path: Path) -> None:
     """Write a working file of the scoring; a full or read-only disk is named with its cure.
 
@@ -76,7 +80,7 @@ def spill(frame: pl.DataFrame, path: Path) -> None:
         The file cannot be written (exit 6).
     """
     try:
-        frame.write_parquet(path)
+        frame.write_parquet(path, row_group_size=SPILL_ROW_GROUP)
     except (OSError, pl.exceptions.PolarsError) as exc:
         path.unlink(missing_ok=True)
         raise StoreWriteError(
@@ -212,7 +216,7 @@ def _first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
 
 
 def _finish_pass(
-    job: _Job, derived: list[Path], population: pl.DataFrame
+    job: _Job, derived: list[Path], population: list[Path]
 ) -> tuple[pl.DataFrame, list[Path]]:
     """Finish each bucket's features and keep its eligible customers, spilled to disk.
 
@@ -222,11 +226,12 @@ def _finish_pass(
     known = attributes_as_of(job.store, job.as_of, cfg.attributes) if cfg.attributes else None
     keys, features = [], []
     for i, path in enumerate(derived):
-        frame = _finished(job, pl.read_parquet(path), population, known)
+        frame = _finished(job, pl.read_parquet(path), pl.read_parquet(population[i]), known)
         frame = eligible(frame, int(job.card["lookback_days"])).with_columns(
             season_columns(job.as_of)
         )
         path.unlink()
+        population[i].unlink()
         if frame.height == 0:
             continue
         out = job.root / f"features-{i:04d}.parquet"
@@ -249,22 +254,28 @@ def _predict_pass(job: _Job, features: list[Path], keys: pl.DataFrame) -> pl.Dat
     """Predict every eligible customer, in customer order and in blocks of ``PREDICT_ROWS``.
 
     The blocks are those of the whole table, so each probability is the one a prediction
-    of the whole table gives, to the bit (a linear model's sums depend on the block).
+    of the whole table gives, to the bit (a linear model's sums depend on the block). A
+    block is a range of customer ids: a contiguous range of rows in each bucket file
+    (:func:`global_blocks`), read on its own.
     """
     from crmkit.models.scoring import PREDICT_ROWS
 
     names = list(job.card["features"])
     dtype = np.float32 if job.card.get("matrix_dtype") == "float32" else np.float64
-    stream = merged([pl.scan_parquet(p).select(schema.CUSTOMER_ID, *names) for p in features])
     out = np.empty(keys.height, dtype=np.float64)
-    start = 0
     with threads(int(job.card.get("threads", 1))):
-        for block in exact_blocks(stream.collect_batches(chunk_size=PREDICT_ROWS), PREDICT_ROWS):
+        for start, ranges in global_blocks(keys["__part"], PREDICT_ROWS):
+            block = pl.concat(
+                pl.scan_parquet(features[part])
+                .slice(lo, hi - lo)
+                .select(schema.CUSTOMER_ID, *names)
+                .collect()
+                for part, lo, hi in ranges
+            ).sort(schema.CUSTOMER_ID)
             x = Design.of(block, names, job.card.get("categories") or {}, dtype).block(
                 0, block.height
             )
             out[start : start + block.height] = job.model.predict_proba(x)[:, 1]
-            start += block.height
     p = pl.Series("__p", out)
     return keys.with_columns(p, pl.Series("churn_probability", np.clip(out, 0.0, 1.0))).select(
         schema.CUSTOMER_ID,
@@ -275,20 +286,20 @@ def _predict_pass(job: _Job, features: list[Path], keys: pl.DataFrame) -> pl.Dat
     )
 
 
-def exact_blocks(batches: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
-    """Re-cut a stream of frames into frames of exactly ``rows`` rows (the last: the rest)."""
-    pending: list[pl.DataFrame] = []
-    held = 0
-    for batch in batches:
-        pending.append(batch)
-        held += batch.height
-        while held >= rows:
-            whole = pl.concat(pending)
-            yield whole.slice(0, rows)
-            rest = whole.slice(rows)
-            pending, held = [rest], rest.height
-    if held:
-        yield pl.concat(pending)
+def global_blocks(parts: pl.Series, rows: int) -> Iterator[tuple[int, list[tuple[int, int, int]]]]:
+    """Cut the customer-ordered rows into blocks of ``rows``; say where each block lies.
+
+    ``parts`` gives, in customer order, the bucket file of each row (each file sorted by
+    customer). Yields each block's first row and its ``(file, first row, end row)`` ranges.
+    """
+    index = parts.to_numpy()
+    seen = np.zeros(int(index.max()) + 1 if index.size else 0, dtype=np.int64)
+    for start in range(0, index.size, rows):
+        block = index[start : start + rows]
+        counts = np.bincount(block, minlength=seen.size)
+        ranges = [(int(f), int(seen[f]), int(seen[f] + counts[f])) for f in np.flatnonzero(counts)]
+        seen += counts
+        yield start, ranges
 
 
 def _finished(

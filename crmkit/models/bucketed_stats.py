@@ -37,20 +37,29 @@ POPULATION_INPUTS: Final = (
 REFERENCE_COLUMNS: Final = 8
 
 
-def population_values(job: _Job, derived: list[Path]) -> tuple[pl.DataFrame, list[str]]:
-    """Return the population fits' outputs per customer, from :data:`POPULATION_INPUTS` alone."""
+def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[str]]:
+    """Write the population fits' outputs per customer, a file per bucket; return them.
+
+    The fits read :data:`POPULATION_INPUTS` alone, of every customer at once.
+    """
+    from crmkit.models.bucketed import spill
+
     columns = feature_schema(job.cfg, job.vocab)
     if not derived:
         raise BadInputError(f"no customer bought before {job.as_of}: nothing to score")
     narrow = (
-        pl.scan_parquet(derived)
-        .select(POPULATION_INPUTS)
+        pl.concat(
+            pl.scan_parquet(path)
+            .select(POPULATION_INPUTS)
+            .with_columns(pl.lit(i, pl.Int32).alias("__part"))
+            for i, path in enumerate(derived)
+        )
         .sort(schema.CUSTOMER_ID)
         .with_columns(projected_value(job.cfg))
         .with_columns(pl.col("projected_value").alias("customer_value"))
     )
-    named = [*POPULATION_INPUTS, "projected_value", "customer_value"]
-    frame = narrow.select(pl.col(n).cast(columns[n]) for n in named).collect()
+    named = [*POPULATION_INPUTS, "projected_value", "customer_value", "__part"]
+    frame = narrow.select(pl.col(n).cast(columns.get(n, pl.Int32)) for n in named).collect()
     clv_value = job.card.get("customer_value") == "clv"
     if job.card.get("clv_features") or clv_value:
         frame = with_clv(frame, job.as_of, int(job.card["horizon_days"]), job.cfg)
@@ -61,7 +70,12 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[pl.DataFrame, lis
     )
     frame = with_segments(frame, job.segments)
     kept = [schema.CUSTOMER_ID, *(c for c in frame.columns if c not in POPULATION_INPUTS)]
-    return frame.select(kept), warnings
+    out = []
+    for i, path in enumerate(derived):
+        target = path.with_name(f"population-{i:04d}.parquet")
+        spill(frame.filter(pl.col("__part") == i).select(kept).drop("__part"), target)
+        out.append(target)
+    return out, warnings
 
 
 def explainer_of(job: _Job, parts: ScoreParts) -> Explainer:

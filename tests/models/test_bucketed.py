@@ -23,7 +23,7 @@ from crmkit.errors import StoreWriteError
 from crmkit.features.eligibility import eligible, season_columns
 from crmkit.features.pipeline import store_features
 from crmkit.models.alive import with_alive_value
-from crmkit.models.bucketed import exact_blocks
+from crmkit.models.bucketed import global_blocks
 from crmkit.models.design import Design
 from crmkit.models.explain import categorical_mask, typical
 from crmkit.models.explainer import build_explainer
@@ -151,21 +151,18 @@ def test_a_full_temporary_disk_is_named_with_its_cure(trained, small_disk, monke
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    sizes=st.lists(st.integers(0, 40), max_size=12),
-    rows=st.integers(1, 25),
-)
-def test_exact_blocks_recut_any_stream_into_blocks_of_the_size(sizes, rows):
-    start, batches = 0, []
-    for n in sizes:
-        batches.append(pl.DataFrame({"i": list(range(start, start + n))}, schema={"i": pl.Int64}))
-        start += n
-    blocks = list(exact_blocks(batches, rows))
-    assert all(b.height == rows for b in blocks[:-1])
-    assert all(0 < b.height <= rows for b in blocks)
-    got = [i for b in blocks for i in b["i"].to_list()]
-    assert got == list(range(start))
+@settings(max_examples=80, deadline=None)
+@given(parts=st.lists(st.integers(0, 4), max_size=60), rows=st.integers(1, 25))
+def test_global_blocks_find_each_blocks_rows_in_the_bucket_files(parts, rows):
+    files: dict[int, list[int]] = {}
+    for position, part in enumerate(parts):  # rows in customer order, by bucket file
+        files.setdefault(part, []).append(position)
+    got = []
+    for start, ranges in global_blocks(pl.Series(parts, dtype=pl.Int32), rows):
+        block = sorted(i for f, lo, hi in ranges for i in files[f][lo:hi])
+        assert block == list(range(start, min(start + rows, len(parts))))
+        got += block
+    assert got == list(range(len(parts)))
 
 
 def test_scoring_leaves_nothing_in_the_temporary_directory_after_an_error(tmp_path, monkeypatch):
