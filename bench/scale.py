@@ -10,8 +10,9 @@ measures, in child processes:
 * ``score``: every eligible customer as of 2025-01-01;
 * ``run``: the daily job on a fresh copy of the store (ingest the inbox, score, write the list).
 
-``--previous DIR`` also trains with the crmkit source tree in DIR (an older checkout) for
-comparison, stopped after ``--previous-timeout`` seconds. ``--unsampled`` adds a training
+``--previous DIR`` also trains, scores and runs with the crmkit source tree in DIR (an
+older checkout) for comparison, training stopped after ``--previous-timeout`` seconds;
+its score and run use the model the current code trained. ``--unsampled`` adds a training
 with ``max_training_rows = 0`` (every row). ``--dask`` times ``crmkit features`` on the
 10M-row store, in this process against a two-worker Dask LocalCluster, interleaved.
 """

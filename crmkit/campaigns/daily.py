@@ -155,7 +155,7 @@ def score_for(
     """Score the store as of the day with the options' model (default: ``[model] name``).
 
     ``narrow`` (the default) keeps only the columns a list reads in memory
-    (:data:`~crmkit.models.scoring.LIST_COLUMNS`).
+    (:data:`~crmkit.models.bucketed.LIST_COLUMNS`).
     """
     ref = parse_ref(options.model or settings.model.name)
     registry = open_registry(options.registry, settings.model.key_file)

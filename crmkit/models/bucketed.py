@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import tempfile
 import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -38,9 +39,8 @@ from crmkit.config.settings import FeatureConfig, SegmentConfig
 from crmkit.errors import BadInputError, StoreWriteError
 from crmkit.features.attribute_names import refuse_computed_names
 from crmkit.features.attributes import attributes_as_of
-from crmkit.features.customer import _finish_columns, with_derived
+from crmkit.features.customer import _finish_columns, collect, customer_totals, with_derived
 from crmkit.features.eligibility import eligible, season_columns
-from crmkit.features.pipeline import bucket_totals
 from crmkit.features.vocabulary import Vocabulary
 from crmkit.models.bucketed_stats import explainer_of, population_values
 from crmkit.models.design import Design
@@ -54,19 +54,36 @@ from crmkit.store.executors import current_executor
 
 
 def spill_bucket(
-    item: tuple[Sequence[str], str], as_of: dt.date, cfg: FeatureConfig, vocab: Vocabulary
+    item: tuple[Sequence[str], str, int, int],
+    as_of: dt.date,
+    cfg: FeatureConfig,
+    vocab: Vocabulary,
 ) -> int:
-    """Write one bucket's totals and own-history columns to ``item[1]``; return its customers.
+    """Write a share of a bucket's customers' own-history columns; return their number.
 
-    Runs where the executor runs it (a Dask worker writes the file itself).
+    ``item`` is ``(parts, file, shares, share)``: the customers whose id hashes to
+    ``share`` modulo ``shares`` (every customer when ``shares`` is 1). Runs where the
+    executor runs it (a Dask worker writes the file itself).
     """
-    paths, out = item
-    totals = bucket_totals(paths, as_of, cfg, vocab)
+    paths, out, shares, share = item
+    scan = pl.scan_parquet(list(paths), schema=dict(schema.TRANSACTION_SCHEMA))
+    if shares > 1:
+        scan = scan.filter(pl.col(schema.CUSTOMER_ID).hash() % shares == share)
+    totals = collect(customer_totals(scan, as_of, cfg, vocab)).sort(schema.CUSTOMER_ID)
     if totals.height:
         spill(with_derived(totals.lazy(), as_of, cfg, vocab).collect(), Path(out))
     return totals.height
 
 
+#: The score columns a day's list reads. The rules' reasons, and the reasons of the
+#: customers the model did not explain, stay in the score file: a list explains its own.
+LIST_COLUMNS: Final = (
+    schema.CUSTOMER_ID, "as_of", "churn_probability", "risk_decile", "customer_value",
+    "expected_value_at_risk", "p_alive", "value_if_active", "lifecycle", "rfm_segment",
+    "value_tier", "recency_days", "purchase_days", "net_spend", "reasons", "top_driver",
+)  # fmt: skip
+#: Transactions a first-pass task reads at most (a bucket above it is read in shares).
+SHARE_ROWS: Final = 1_000_000
 #: Rows per row group of the working files: a block of predictions reads a few of them.
 SPILL_ROW_GROUP: Final = 10_000
 
@@ -115,6 +132,25 @@ class ScoreParts:
     def scan(self) -> pl.LazyFrame:
         """Every score row, merged in customer order (the bucket files are each sorted)."""
         return merged([pl.scan_parquet(p) for p in self.parts])
+
+    def collect(self, narrow: bool = False) -> pl.DataFrame:
+        """Every score row in customer order; with ``narrow`` only :data:`LIST_COLUMNS`.
+
+        Narrow, the reasons the model did not work out are left empty (a list asks the
+        explainer for those of the customers it lists).
+        """
+        from crmkit.models.scoring import SCORE_COLUMNS
+
+        columns = LIST_COLUMNS if narrow else SCORE_COLUMNS
+        explained = pl.when(pl.col("top_driver").is_not_null()).then(pl.col("reasons"))
+        frames = [
+            pl.scan_parquet(p)
+            .select(columns)
+            .with_columns(explained.alias("reasons") if narrow else [])
+            .collect()
+            for p in self.parts
+        ]
+        return pl.concat(frames).sort(schema.CUSTOMER_ID)
 
     def rows_of(self, customers: Sequence[str]) -> pl.DataFrame:
         """Return the features and scores of ``customers`` (the explainer's row source)."""
@@ -204,15 +240,24 @@ def score_parts(
 
 
 def _first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
-    """Spill each bucket's own-history columns; return the files of non-empty buckets."""
-    items = [
-        (paths, str(job.root / f"derived-{i:04d}.parquet"))
-        for i, paths in enumerate(job.store.bucket_paths())
-    ]
+    """Spill each bucket's own-history columns; return the files that hold customers.
+
+    A bucket of more than :data:`SHARE_ROWS` transactions is read in shares of its
+    customers (by a hash of the id), so that the memory of one task stays bounded however
+    many customers the store's fixed number of buckets holds. The shares change no value.
+    """
+    rows: dict[int, int] = {}
+    for part in job.store.manifest().parts_of("transactions"):
+        rows[part.bucket or 0] = rows.get(part.bucket or 0, 0) + part.rows
+    items = []
+    for i, (bucket, paths) in enumerate(zip(sorted(rows), job.store.bucket_paths(), strict=True)):
+        shares = max(1, math.ceil(rows[bucket] / SHARE_ROWS))
+        for j in range(shares):
+            items.append((paths, str(job.root / f"derived-{i:04d}-{j:03d}.parquet"), shares, j))
     counts = current_executor().map(
         spill_bucket, items, job.as_of, job.cfg, job.vocab, progress=progress
     )
-    return [Path(out) for (_, out), n in zip(items, counts, strict=True) if n]
+    return [Path(item[1]) for item, n in zip(items, counts, strict=True) if n]
 
 
 def _finish_pass(

@@ -52,11 +52,6 @@ SCORE_COLUMNS = (
 )
 
 
-#: The score columns a day's list reads. The rules' reasons, and the reasons of the
-#: customers the model did not explain, stay in the score file: a list explains its own.
-LIST_COLUMNS = tuple(c for c in SCORE_COLUMNS if c != "rule_reasons")
-
-
 @dataclass(frozen=True)
 class ScoreResult:
     """Scores, the card of the model that made them, and warnings for the user."""
@@ -158,9 +153,10 @@ def score_customers(
     others get the rules' reasons (:mod:`crmkit.models.reasons`), ``top_driver`` empty.
 
     The scoring runs bucket by bucket on disk (:mod:`crmkit.models.bucketed`). ``frame``
-    holds every score column; with ``narrow`` only :data:`LIST_COLUMNS`, without the
-    reasons the model did not work out (what a day's list needs: :meth:`ScoreResult.write`
-    still writes every column).
+    holds every score column; with ``narrow`` only
+    :data:`~crmkit.models.bucketed.LIST_COLUMNS`, without the reasons the model did not
+    work out (what a day's list needs: :meth:`ScoreResult.write` still writes every
+    column).
 
     Raises
     ------
@@ -177,11 +173,7 @@ def score_customers(
         store, as_of, model, card, cfg, card_vocabulary(card), segments,
         (explain_rows, explain_ids), progress,
     )  # fmt: skip
-    scan = parts.scan()
-    if narrow:
-        explained = pl.when(pl.col("top_driver").is_not_null()).then(pl.col("reasons"))
-        scan = scan.select(LIST_COLUMNS).with_columns(explained.alias("reasons"))
-    frame = scan.collect()
+    frame = parts.collect(narrow)
     return ScoreResult(frame, card, (*warnings, *parts.warnings), parts.explainer, parts)
 
 

@@ -87,10 +87,11 @@ def trained(tmp_path_factory):
     return trained_sample_store(tmp_path_factory.mktemp("bucketed"))
 
 
-@pytest.mark.parametrize("block", [200_000, 700])
-def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(trained, monkeypatch, block):
+@pytest.mark.parametrize(("block", "share"), [(200_000, 1_000_000), (700, 4_000)])
+def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(trained, monkeypatch, block, share):
     store, registry = trained
     monkeypatch.setattr("crmkit.models.scoring.PREDICT_ROWS", block)
+    monkeypatch.setattr("crmkit.models.bucketed.SHARE_ROWS", share)  # buckets read in shares
     result = score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 120)
     expected = whole_table(store, registry, 120, block)
     assert len(store.bucket_paths()) > 1  # the sample store has several buckets
@@ -104,7 +105,7 @@ def test_a_narrow_scoring_keeps_the_lists_columns_and_the_file_every_column(trai
     ref = parse_ref("churn")
     full = score_customers(store, DAY, ref, registry, SegmentConfig(), 50)
     narrow = score_customers(store, DAY, ref, registry, SegmentConfig(), 50, narrow=True)
-    assert "rule_reasons" not in narrow.frame.columns
+    assert narrow.frame.columns == [c for c in SCORE_COLUMNS if c != "rule_reasons"]
     explained = narrow.frame["top_driver"].drop_nulls().len()
     assert 40 < explained <= 50
     assert narrow.frame["reasons"].null_count() == narrow.frame.height - explained
