@@ -84,6 +84,8 @@ LIST_COLUMNS: Final = (
 )  # fmt: skip
 #: Transactions a first-pass task reads at most (a bucket above it is read in shares).
 SHARE_ROWS: Final = 1_000_000
+#: Customers a group of buckets holds at most for the later passes (unless one bucket has more).
+GROUP_CUSTOMERS: Final = 200_000
 #: Rows per row group of the working files: a block of predictions reads a few of them.
 SPILL_ROW_GROUP: Final = 10_000
 
@@ -257,7 +259,35 @@ def _first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
     counts = current_executor().map(
         spill_bucket, items, job.as_of, job.cfg, job.vocab, progress=progress
     )
-    return [Path(item[1]) for item, n in zip(items, counts, strict=True) if n]
+    files = [(Path(item[1]), n) for item, n in zip(items, counts, strict=True) if n]
+    return _grouped(files, job.root)
+
+
+def _grouped(files: list[tuple[Path, int]], root: Path) -> list[Path]:
+    """Join consecutive files into files of about :data:`GROUP_CUSTOMERS` customers.
+
+    The later passes then run once per group: a small store is one group, a large one's
+    groups are each about one bucket.
+    """
+    groups: list[list[Path]] = [[]]
+    held = 0
+    for path, n in files:
+        if groups[-1] and held + n > GROUP_CUSTOMERS:
+            groups.append([])
+            held = 0
+        groups[-1].append(path)
+        held += n
+    out = []
+    for k, group in enumerate(g for g in groups if g):
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        target = root / f"group-{k:04d}.parquet"
+        spill(pl.concat([pl.read_parquet(p) for p in group]).sort(schema.CUSTOMER_ID), target)
+        for path in group:
+            path.unlink()
+        out.append(target)
+    return out
 
 
 def _finish_pass(

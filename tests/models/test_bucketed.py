@@ -87,11 +87,16 @@ def trained(tmp_path_factory):
     return trained_sample_store(tmp_path_factory.mktemp("bucketed"))
 
 
-@pytest.mark.parametrize(("block", "share"), [(200_000, 1_000_000), (700, 4_000)])
-def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(trained, monkeypatch, block, share):
+@pytest.mark.parametrize(
+    ("block", "share", "group"), [(200_000, 1_000_000, 200_000), (700, 4_000, 1), (500, 3_000, 900)]
+)
+def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(
+    trained, monkeypatch, block, share, group
+):
     store, registry = trained
     monkeypatch.setattr("crmkit.models.scoring.PREDICT_ROWS", block)
     monkeypatch.setattr("crmkit.models.bucketed.SHARE_ROWS", share)  # buckets read in shares
+    monkeypatch.setattr("crmkit.models.bucketed.GROUP_CUSTOMERS", group)  # and grouped
     result = score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 120)
     expected = whole_table(store, registry, 120, block)
     assert len(store.bucket_paths()) > 1  # the sample store has several buckets
