@@ -113,13 +113,12 @@ def spill(frame: pl.DataFrame, path: Path) -> None:
 class ScoreParts:
     """A scoring held on disk: one sorted score file per bucket, and what made them.
 
-    ``keys`` holds, in customer order, each scored customer's id, the model's probability
-    (``__p``, unclipped), ``churn_probability`` and ``value_at_risk``.
+    ``features`` are the bucket files of the eligible customers' features; ``parts`` those
+    of their score columns.
     """
 
     root: Path
     features: list[Path]
-    keys: pl.DataFrame
     job: _Job
     warnings: tuple[str, ...]
     parts: list[Path] = field(default_factory=list)
@@ -158,8 +157,11 @@ class ScoreParts:
         """Return the features and scores of ``customers`` (the explainer's row source)."""
         wanted = pl.Series(list(customers), dtype=pl.String).implode()
         found = pl.scan_parquet(self.features).filter(pl.col(schema.CUSTOMER_ID).is_in(wanted))
+        p = pl.scan_parquet(self.parts).filter(pl.col(schema.CUSTOMER_ID).is_in(wanted))
         frame = found.collect().join(
-            self.keys.select(schema.CUSTOMER_ID, "__p"), on=schema.CUSTOMER_ID, how="left"
+            p.select(schema.CUSTOMER_ID, pl.col("churn_probability").alias("__p")).collect(),
+            on=schema.CUSTOMER_ID,
+            how="left",
         )
         return scored(frame, self.job)
 
@@ -231,10 +233,10 @@ def score_parts(
         population, warnings = population_values(job, derived)
         keys, features = _finish_pass(job, derived, population)
         keys = _predict_pass(job, features, keys)
-        parts = ScoreParts(root, features, keys, job, tuple(warnings))
+        parts = ScoreParts(root, features, job, tuple(warnings))
         parts._cleanup = weakref.finalize(parts, tmp.cleanup)
-        parts.explainer = explainer = explainer_of(job, parts)
-        parts.parts = _score_pass(job, parts, explainer, explain)
+        parts.explainer = explainer = explainer_of(job, parts, keys)
+        parts.parts = _score_pass(job, parts, keys, explainer, explain)
     except BaseException:
         tmp.cleanup()
         raise
@@ -393,12 +395,15 @@ def _finished(
 
 
 def _score_pass(
-    job: _Job, parts: ScoreParts, explainer: Explainer, explain: tuple[int, Collection[str]]
+    job: _Job,
+    parts: ScoreParts,
+    keys: pl.DataFrame,
+    explainer: Explainer,
+    explain: tuple[int, Collection[str]],
 ) -> list[Path]:
     """Each bucket's score columns, with risk deciles and the model's reasons."""
     from crmkit.models.scoring import SCORE_COLUMNS, explained_rows, risk_deciles
 
-    keys = parts.keys
     limit, always = explain
     ids = keys[schema.CUSTOMER_ID]
     rows = explained_rows(keys["value_at_risk"].to_numpy(), ids, limit, always)

@@ -78,14 +78,14 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
     return out, warnings
 
 
-def explainer_of(job: _Job, parts: ScoreParts) -> Explainer:
+def explainer_of(job: _Job, parts: ScoreParts, keys: pl.DataFrame) -> Explainer:
     """Build the explainer, its reference customer read from the spilled features."""
     names = list(job.card["features"])
     categories = job.card.get("categories") or {}
     categorical = categorical_mask(names, categories)
     dtype = np.float32 if job.card.get("matrix_dtype") == "float32" else np.float64
-    p = parts.keys["__p"].to_numpy()
-    low_ids = parts.keys.filter(pl.col("__p") <= float(np.median(p))).select(schema.CUSTOMER_ID)
+    p = keys["__p"].to_numpy()
+    low_ids = keys.filter(pl.col("__p") <= float(np.median(p))).select(schema.CUSTOMER_ID)
     reference = np.full(len(names), np.nan)
     for start in range(0, len(names), REFERENCE_COLUMNS):
         chunk = names[start : start + REFERENCE_COLUMNS]
