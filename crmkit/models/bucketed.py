@@ -22,7 +22,6 @@ row by row. :class:`ScoreParts` reads the score parts back merged in customer or
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 import tempfile
 import weakref
@@ -82,6 +81,8 @@ LIST_COLUMNS: Final = (
     "expected_value_at_risk", "p_alive", "value_if_active", "lifecycle", "rfm_segment",
     "value_tier", "recency_days", "purchase_days", "net_spend", "reasons", "top_driver",
 )  # fmt: skip
+#: Score rows a block of the score file holds (see :meth:`ScoreParts.scan`).
+WRITE_ROWS: Final = 200_000
 #: Transactions a first-pass task reads at most (a bucket above it is read in shares).
 SHARE_ROWS: Final = 1_000_000
 #: Customers a group of buckets holds at most for the later passes (unless one bucket has more).
@@ -122,6 +123,8 @@ class ScoreParts:
     job: _Job
     warnings: tuple[str, ...]
     parts: list[Path] = field(default_factory=list)
+    #: The bucket file of each scored customer, in customer order.
+    order: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.Int32))
     explainer: Explainer | None = None
     _cleanup: Any = field(default=None, repr=False)
 
@@ -131,8 +134,18 @@ class ScoreParts:
         return self.job.card
 
     def scan(self) -> pl.LazyFrame:
-        """Every score row, merged in customer order (the bucket files are each sorted)."""
-        return merged([pl.scan_parquet(p) for p in self.parts])
+        """Every score row in customer order, as blocks read one after the other.
+
+        Each block is a range of customer ids: a row range of each bucket file, sorted
+        (:func:`global_blocks`), so that streaming it to a file holds one block at a time.
+        """
+        blocks = [
+            pl.concat(
+                [pl.scan_parquet(self.parts[part]).slice(lo, hi - lo) for part, lo, hi in ranges]
+            ).sort(schema.CUSTOMER_ID)
+            for _, ranges in global_blocks(self.order, WRITE_ROWS)
+        ]
+        return pl.concat(blocks)
 
     def collect(self, narrow: bool = False) -> pl.DataFrame:
         """Every score row in customer order; with ``narrow`` only :data:`LIST_COLUMNS`.
@@ -169,11 +182,6 @@ class ScoreParts:
         """Remove the spilled files (also done when the object is collected)."""
         if self._cleanup is not None:
             self._cleanup()
-
-
-def merged(scans: list[pl.LazyFrame]) -> pl.LazyFrame:
-    """Merge frames each sorted by customer id into one sorted by customer id."""
-    return functools.reduce(lambda a, b: a.merge_sorted(b, schema.CUSTOMER_ID), scans)
 
 
 def scored(frame: pl.DataFrame, job: _Job) -> pl.DataFrame:
@@ -237,6 +245,7 @@ def score_parts(
         parts._cleanup = weakref.finalize(parts, tmp.cleanup)
         parts.explainer = explainer = explainer_of(job, parts, keys)
         parts.parts = _score_pass(job, parts, keys, explainer, explain)
+        parts.order = keys["__part"]
     except BaseException:
         tmp.cleanup()
         raise

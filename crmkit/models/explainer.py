@@ -31,6 +31,9 @@ from crmkit.models.threads import threads
 #: Customers explained at a time (each needs 32 rows of the matrix).
 EXPLAIN_BLOCK: Final = 20_000
 
+#: Customers whose rows a list's reasons read at a time.
+REASON_BLOCK: Final = 200_000
+
 #: The feature and text rows of the given customers, in any order.
 RowSource = Callable[[Sequence[str]], pl.DataFrame]
 
@@ -74,9 +77,22 @@ class Explainer:
         )
 
     def reasons(self, customers: Collection[str]) -> pl.DataFrame:
-        """``customer_id, reasons, top_driver`` of the ``customers`` among the scored."""
-        rows = self.rows_of(sorted(customers))
-        return self.explain(rows).select(schema.CUSTOMER_ID, "reasons", "top_driver")
+        """``customer_id, reasons, top_driver`` of the ``customers`` among the scored.
+
+        The rows are read :data:`REASON_BLOCK` customers at a time.
+        """
+        ids = sorted(customers)
+        out = [
+            self.explain(self.rows_of(ids[start : start + REASON_BLOCK])).select(
+                schema.CUSTOMER_ID, "reasons", "top_driver"
+            )
+            for start in range(0, len(ids), REASON_BLOCK)
+        ]
+        if not out:
+            return self.explain(self.rows_of([])).select(
+                schema.CUSTOMER_ID, "reasons", "top_driver"
+            )
+        return pl.concat(out)
 
 
 def model_predict(model: Any) -> Callable[[np.ndarray], np.ndarray]:  # noqa: ANN401

@@ -105,8 +105,11 @@ def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(
     assert 100 < result.frame["top_driver"].drop_nulls().len() <= 120
 
 
-def test_a_narrow_scoring_keeps_the_lists_columns_and_the_file_every_column(trained, tmp_path):
+def test_a_narrow_scoring_keeps_the_lists_columns_and_the_file_every_column(
+    trained, tmp_path, monkeypatch
+):
     store, registry = trained
+    monkeypatch.setattr("crmkit.models.bucketed.WRITE_ROWS", 300)  # the file in many blocks
     ref = parse_ref("churn")
     full = score_customers(store, DAY, ref, registry, SegmentConfig(), 50)
     narrow = score_customers(store, DAY, ref, registry, SegmentConfig(), 50, narrow=True)
@@ -124,7 +127,7 @@ def test_a_narrow_scoring_keeps_the_lists_columns_and_the_file_every_column(trai
     assert text.columns == list(SCORE_COLUMNS)
 
 
-def test_the_working_files_go_when_the_scores_do(trained):
+def test_the_working_files_go_when_the_scores_do(trained, monkeypatch):
     store, registry = trained
     result = score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 0)
     assert result.parts is not None
@@ -132,9 +135,13 @@ def test_the_working_files_go_when_the_scores_do(trained):
     assert sorted(p.name.split("-")[0] for p in root.iterdir()) == sorted(
         ["features"] * len(result.parts.features) + ["scores"] * len(result.parts.parts)
     )
-    ids = result.frame["customer_id"].head(3).to_list()
+    ids = result.frame["customer_id"].head(30).to_list()
     assert result.explainer is not None
-    assert result.explainer.reasons(ids).height == 3
+    whole = result.explainer.reasons(ids)
+    monkeypatch.setattr("crmkit.models.explainer.REASON_BLOCK", 7)  # read in blocks
+    assert result.explainer.reasons(ids).equals(whole)
+    assert whole["customer_id"].to_list() == sorted(ids)
+    assert result.explainer.reasons([]).height == 0
     del result
     gc.collect()
     assert not root.exists()
