@@ -22,10 +22,9 @@ row by row. :class:`ScoreParts` reads the score parts back merged in customer or
 from __future__ import annotations
 
 import datetime as dt
-import math
 import tempfile
 import weakref
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,12 +34,13 @@ import polars as pl
 
 from crmkit import schema
 from crmkit.config.settings import FeatureConfig, SegmentConfig
-from crmkit.errors import BadInputError, StoreWriteError
+from crmkit.errors import BadInputError
 from crmkit.features.attribute_names import refuse_computed_names
 from crmkit.features.attributes import attributes_as_of
-from crmkit.features.customer import _finish_columns, collect, customer_totals, with_derived
+from crmkit.features.customer import _finish_columns
 from crmkit.features.eligibility import eligible, season_columns
 from crmkit.features.vocabulary import Vocabulary
+from crmkit.models.bucketed_files import first_pass, global_blocks, spill
 from crmkit.models.bucketed_stats import explainer_of, population_values
 from crmkit.models.design import Design
 from crmkit.models.explain import DRIVERS
@@ -49,30 +49,6 @@ from crmkit.models.reason_text import with_model_reasons
 from crmkit.models.threads import threads
 from crmkit.progress import ProgressFn
 from crmkit.store.core import Store
-from crmkit.store.executors import current_executor
-
-
-def spill_bucket(
-    item: tuple[Sequence[str], str, int, int],
-    as_of: dt.date,
-    cfg: FeatureConfig,
-    vocab: Vocabulary,
-) -> int:
-    """Write a share of a bucket's customers' own-history columns; return their number.
-
-    ``item`` is ``(parts, file, shares, share)``: the customers whose id hashes to
-    ``share`` modulo ``shares`` (every customer when ``shares`` is 1). Runs where the
-    executor runs it (a Dask worker writes the file itself).
-    """
-    paths, out, shares, share = item
-    scan = pl.scan_parquet(list(paths), schema=dict(schema.TRANSACTION_SCHEMA))
-    if shares > 1:
-        scan = scan.filter(pl.col(schema.CUSTOMER_ID).hash() % shares == share)
-    totals = collect(customer_totals(scan, as_of, cfg, vocab)).sort(schema.CUSTOMER_ID)
-    if totals.height:
-        spill(with_derived(totals.lazy(), as_of, cfg, vocab).collect(), Path(out))
-    return totals.height
-
 
 #: The score columns a day's list reads. The rules' reasons, and the reasons of the
 #: customers the model did not explain, stay in the score file: a list explains its own.
@@ -83,31 +59,6 @@ LIST_COLUMNS: Final = (
 )  # fmt: skip
 #: Score rows a block of the score file holds (see :meth:`ScoreParts.scan`).
 WRITE_ROWS: Final = 200_000
-#: Transactions a first-pass task reads at most (a bucket above it is read in shares).
-SHARE_ROWS: Final = 1_000_000
-#: Customers a group of buckets holds at most for the later passes (unless one bucket has more).
-GROUP_CUSTOMERS: Final = 200_000
-#: Rows per row group of the working files: a block of predictions reads a few of them.
-SPILL_ROW_GROUP: Final = 10_000
-
-
-def spill(frame: pl.DataFrame, path: Path) -> None:
-    """Write a working file of the scoring; a full or read-only disk is named with its cure.
-
-    Raises
-    ------
-    StoreWriteError
-        The file cannot be written (exit 6).
-    """
-    try:
-        frame.write_parquet(path, row_group_size=SPILL_ROW_GROUP)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        path.unlink(missing_ok=True)
-        raise StoreWriteError(
-            f"scoring cannot write its working files in {path.parent.parent} "
-            f"({type(exc).__name__}: the disk may be full or read-only); free space there or "
-            "set TMPDIR to a directory on a disk with room"
-        ) from exc
 
 
 @dataclass
@@ -237,7 +188,7 @@ def score_parts(
     root = Path(tmp.name)
     try:
         job = _Job(store, as_of, model, card, cfg, vocab, segments, root)
-        derived = _first_pass(job, progress)
+        derived = first_pass(job, progress)
         population, warnings = population_values(job, derived)
         keys, features = _finish_pass(job, derived, population)
         keys = _predict_pass(job, features, keys)
@@ -250,55 +201,6 @@ def score_parts(
         tmp.cleanup()
         raise
     return parts
-
-
-def _first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
-    """Spill each bucket's own-history columns; return the files that hold customers.
-
-    A bucket of more than :data:`SHARE_ROWS` transactions is read in shares of its
-    customers (by a hash of the id), so that the memory of one task stays bounded however
-    many customers the store's fixed number of buckets holds. The shares change no value.
-    """
-    rows: dict[int, int] = {}
-    for part in job.store.manifest().parts_of("transactions"):
-        rows[part.bucket or 0] = rows.get(part.bucket or 0, 0) + part.rows
-    items = []
-    for i, (bucket, paths) in enumerate(zip(sorted(rows), job.store.bucket_paths(), strict=True)):
-        shares = max(1, math.ceil(rows[bucket] / SHARE_ROWS))
-        for j in range(shares):
-            items.append((paths, str(job.root / f"derived-{i:04d}-{j:03d}.parquet"), shares, j))
-    counts = current_executor().map(
-        spill_bucket, items, job.as_of, job.cfg, job.vocab, progress=progress
-    )
-    files = [(Path(item[1]), n) for item, n in zip(items, counts, strict=True) if n]
-    return _grouped(files, job.root)
-
-
-def _grouped(files: list[tuple[Path, int]], root: Path) -> list[Path]:
-    """Join consecutive files into files of about :data:`GROUP_CUSTOMERS` customers.
-
-    The later passes then run once per group: a small store is one group, a large one's
-    groups are each about one bucket.
-    """
-    groups: list[list[Path]] = [[]]
-    held = 0
-    for path, n in files:
-        if groups[-1] and held + n > GROUP_CUSTOMERS:
-            groups.append([])
-            held = 0
-        groups[-1].append(path)
-        held += n
-    out = []
-    for k, group in enumerate(g for g in groups if g):
-        if len(group) == 1:
-            out.append(group[0])
-            continue
-        target = root / f"group-{k:04d}.parquet"
-        spill(pl.concat([pl.read_parquet(p) for p in group]).sort(schema.CUSTOMER_ID), target)
-        for path in group:
-            path.unlink()
-        out.append(target)
-    return out
 
 
 def _finish_pass(
@@ -370,22 +272,6 @@ def _predict_pass(job: _Job, features: list[Path], keys: pl.DataFrame) -> pl.Dat
         (pl.col("churn_probability") * pl.col("alive_value")).alias("value_at_risk"),
         "__part",
     )
-
-
-def global_blocks(parts: pl.Series, rows: int) -> Iterator[tuple[int, list[tuple[int, int, int]]]]:
-    """Cut the customer-ordered rows into blocks of ``rows``; say where each block lies.
-
-    ``parts`` gives, in customer order, the bucket file of each row (each file sorted by
-    customer). Yields each block's first row and its ``(file, first row, end row)`` ranges.
-    """
-    index = parts.to_numpy()
-    seen = np.zeros(int(index.max()) + 1 if index.size else 0, dtype=np.int64)
-    for start in range(0, index.size, rows):
-        block = index[start : start + rows]
-        counts = np.bincount(block, minlength=seen.size)
-        ranges = [(int(f), int(seen[f]), int(seen[f] + counts[f])) for f in np.flatnonzero(counts)]
-        seen += counts
-        yield start, ranges
 
 
 def _finished(

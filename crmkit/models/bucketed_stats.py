@@ -19,6 +19,7 @@ from crmkit.errors import BadInputError
 from crmkit.features.customer import feature_schema
 from crmkit.features.derived import projected_value
 from crmkit.models.alive import with_alive_value
+from crmkit.models.bucketed_files import spill
 from crmkit.models.clv import with_clv
 from crmkit.models.design import Design
 from crmkit.models.explain import categorical_mask, typical
@@ -42,8 +43,6 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
 
     The fits read :data:`POPULATION_INPUTS` alone, of every customer at once.
     """
-    from crmkit.models.bucketed import spill
-
     columns = feature_schema(job.cfg, job.vocab)
     if not derived:
         raise BadInputError(f"no customer bought before {job.as_of}: nothing to score")

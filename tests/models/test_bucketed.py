@@ -23,7 +23,7 @@ from crmkit.errors import StoreWriteError
 from crmkit.features.eligibility import eligible, season_columns
 from crmkit.features.pipeline import store_features
 from crmkit.models.alive import with_alive_value
-from crmkit.models.bucketed import global_blocks
+from crmkit.models.bucketed_files import global_blocks
 from crmkit.models.design import Design
 from crmkit.models.explain import categorical_mask, typical
 from crmkit.models.explainer import build_explainer
@@ -95,8 +95,8 @@ def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(
 ):
     store, registry = trained
     monkeypatch.setattr("crmkit.models.scoring.PREDICT_ROWS", block)
-    monkeypatch.setattr("crmkit.models.bucketed.SHARE_ROWS", share)  # buckets read in shares
-    monkeypatch.setattr("crmkit.models.bucketed.GROUP_CUSTOMERS", group)  # and grouped
+    monkeypatch.setattr("crmkit.models.bucketed_files.SHARE_ROWS", share)  # buckets read in shares
+    monkeypatch.setattr("crmkit.models.bucketed_files.GROUP_CUSTOMERS", group)  # and grouped
     result = score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 120)
     expected = whole_table(store, registry, 120, block)
     assert len(store.bucket_paths()) > 1  # the sample store has several buckets
