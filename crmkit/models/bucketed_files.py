@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import numpy as np
 import polars as pl
@@ -27,6 +27,8 @@ from crmkit.store.executors import current_executor
 if TYPE_CHECKING:
     from crmkit.models.bucketed import _Job
 
+T = TypeVar("T")
+
 #: Transactions a first-pass task reads at most (a bucket above it is read in shares).
 SHARE_ROWS: Final = 1_000_000
 #: Customers a group of buckets holds at most for the later passes (unless one bucket has more).
@@ -35,25 +37,38 @@ GROUP_CUSTOMERS: Final = 200_000
 SPILL_ROW_GROUP: Final = 10_000
 
 
+def own_history(
+    item: tuple[Sequence[str], str, int, int],
+    as_of: dt.date,
+    cfg: FeatureConfig,
+    vocab: Vocabulary,
+) -> pl.DataFrame:
+    """Return a share of a bucket's customers' totals (:func:`customer_totals`), by id.
+
+    ``item`` is ``(parts, file, shares, share)``: the customers whose id hashes to
+    ``share`` modulo ``shares`` (every customer when ``shares`` is 1).
+    """
+    paths, _, shares, share = item
+    scan = pl.scan_parquet(list(paths), schema=dict(schema.TRANSACTION_SCHEMA))
+    if shares > 1:
+        scan = scan.filter(pl.col(schema.CUSTOMER_ID).hash() % shares == share)
+    return collect(customer_totals(scan, as_of, cfg, vocab)).sort(schema.CUSTOMER_ID)
+
+
 def spill_bucket(
     item: tuple[Sequence[str], str, int, int],
     as_of: dt.date,
     cfg: FeatureConfig,
     vocab: Vocabulary,
 ) -> int:
-    """Write a share of a bucket's customers' own-history columns; return their number.
+    """Write :func:`own_history` of ``item``, with its derived columns, to its file.
 
-    ``item`` is ``(parts, file, shares, share)``: the customers whose id hashes to
-    ``share`` modulo ``shares`` (every customer when ``shares`` is 1). Runs where the
-    executor runs it (a Dask worker writes the file itself).
+    Returns its customers. Runs where the executor runs it (a Dask worker writes the
+    file itself).
     """
-    paths, out, shares, share = item
-    scan = pl.scan_parquet(list(paths), schema=dict(schema.TRANSACTION_SCHEMA))
-    if shares > 1:
-        scan = scan.filter(pl.col(schema.CUSTOMER_ID).hash() % shares == share)
-    totals = collect(customer_totals(scan, as_of, cfg, vocab)).sort(schema.CUSTOMER_ID)
+    totals = own_history(item, as_of, cfg, vocab)
     if totals.height:
-        spill(with_derived(totals.lazy(), as_of, cfg, vocab).collect(), Path(out))
+        spill(with_derived(totals.lazy(), as_of, cfg, vocab).collect(), Path(item[1]))
     return totals.height
 
 
@@ -91,38 +106,53 @@ def first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
         shares = max(1, math.ceil(rows[bucket] / SHARE_ROWS))
         for j in range(shares):
             items.append((paths, str(job.root / f"derived-{i:04d}-{j:03d}.parquet"), shares, j))
-    counts = current_executor().map(
-        spill_bucket, items, job.as_of, job.cfg, job.vocab, progress=progress
-    )
-    files = [(Path(item[1]), n) for item, n in zip(items, counts, strict=True) if n]
-    return _grouped(files, job.root)
+    run = current_executor()
+    if run.name == "local":  # no file per bucket: the groups are written from memory
+        frames = (own_history(item, job.as_of, job.cfg, job.vocab) for item in items)
+        groups = _groups((f, f.height) for f in frames)
+        return [_write_totals(g, job, k) for k, g in enumerate(groups)]
+    counts = run.map(spill_bucket, items, job.as_of, job.cfg, job.vocab, progress=progress)
+    files = ((Path(item[1]), n) for item, n in zip(items, counts, strict=True))
+    return [_write_group(g, job.root, k) for k, g in enumerate(_groups(files))]
 
 
-def _grouped(files: list[tuple[Path, int]], root: Path) -> list[Path]:
-    """Join consecutive files into files of about :data:`GROUP_CUSTOMERS` customers.
+def _groups(sized: Iterable[tuple[T, int]]) -> Iterator[list[T]]:
+    """Join consecutive non-empty items into groups of about :data:`GROUP_CUSTOMERS` customers.
 
     The later passes then run once per group: a small store is one group, a large one's
     groups are each about one bucket.
     """
-    groups: list[list[Path]] = [[]]
+    pending: list[T] = []
     held = 0
-    for path, n in files:
-        if groups[-1] and held + n > GROUP_CUSTOMERS:
-            groups.append([])
-            held = 0
-        groups[-1].append(path)
-        held += n
-    out = []
-    for k, group in enumerate(g for g in groups if g):
-        if len(group) == 1:
-            out.append(group[0])
+    for item, n in sized:
+        if not n:
             continue
-        target = root / f"group-{k:04d}.parquet"
-        spill(pl.concat([pl.read_parquet(p) for p in group]).sort(schema.CUSTOMER_ID), target)
-        for path in group:
-            path.unlink()
-        out.append(target)
-    return out
+        if pending and held + n > GROUP_CUSTOMERS:
+            yield pending
+            pending, held = [], 0
+        pending.append(item)
+        held += n
+    if pending:
+        yield pending
+
+
+def _write_totals(group: list[pl.DataFrame], job: _Job, k: int) -> Path:
+    """Write a group's totals with their derived columns, sorted by customer, to one file."""
+    totals = pl.concat(group).sort(schema.CUSTOMER_ID)
+    target = job.root / f"group-{k:04d}.parquet"
+    spill(with_derived(totals.lazy(), job.as_of, job.cfg, job.vocab).collect(), target)
+    return target
+
+
+def _write_group(group: list[Path], root: Path, k: int) -> Path:
+    """Join a group's files, sorted by customer, into one (a lone file stays as it is)."""
+    if len(group) == 1:
+        return group[0]
+    target = root / f"group-{k:04d}.parquet"
+    spill(pl.concat([pl.read_parquet(g) for g in group]).sort(schema.CUSTOMER_ID), target)
+    for g in group:
+        g.unlink()
+    return target
 
 
 def global_blocks(parts: pl.Series, rows: int) -> Iterator[tuple[int, list[tuple[int, int, int]]]]:
