@@ -78,6 +78,7 @@ class ScoreParts:
     order: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.Int32))
     explainer: Explainer | None = None
     _cleanup: Any = field(default=None, repr=False)
+    _ordered: list[Path] = field(default_factory=list, repr=False)
 
     @property
     def card(self) -> Mapping[str, Any]:
@@ -85,18 +86,23 @@ class ScoreParts:
         return self.job.card
 
     def scan(self) -> pl.LazyFrame:
-        """Every score row in customer order, as blocks read one after the other.
+        """Every score row in customer order, from files of one block of ids each.
 
-        Each block is a range of customer ids: a row range of each bucket file, sorted
-        (:func:`global_blocks`), so that streaming it to a file holds one block at a time.
+        The files are cut on first use: each block is a row range of each group's file,
+        sorted (:func:`~crmkit.models.bucketed_files.global_blocks`), so that streaming
+        the scan to a file holds one block at a time.
         """
-        blocks = [
-            pl.concat(
-                [pl.scan_parquet(self.parts[part]).slice(lo, hi - lo) for part, lo, hi in ranges]
-            ).sort(schema.CUSTOMER_ID)
-            for _, ranges in global_blocks(self.order, WRITE_ROWS)
-        ]
-        return pl.concat(blocks)
+        if not self._ordered:
+            for k, (_, ranges) in enumerate(global_blocks(self.order, WRITE_ROWS)):
+                pieces = [
+                    pl.scan_parquet(self.parts[part]).slice(lo, hi - lo).collect()
+                    for part, lo, hi in ranges
+                ]
+                block = pl.concat(pieces).sort(schema.CUSTOMER_ID)
+                target = self.root / f"ordered-{k:05d}.parquet"
+                spill(block, target)
+                self._ordered.append(target)
+        return pl.scan_parquet(self._ordered)
 
     def collect(self, narrow: bool = False) -> pl.DataFrame:
         """Every score row in customer order; with ``narrow`` only :data:`LIST_COLUMNS`.
