@@ -109,6 +109,17 @@ def pg() -> Any:
         yield server
 
 
+def fill(disk: Path) -> None:
+    """Write a file ``filler`` into ``disk`` until no block is left."""
+    with (disk / "filler").open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 3 MiB tmpfs (needs root, as in CI); skipped where mounting is not allowed."""

@@ -10,7 +10,7 @@ import pytest
 
 from crmkit.store.core import Store
 
-from .conftest import CRMKIT, SAMPLE_DATA, invoke, subprocess_env, trained_sample_store
+from .conftest import CRMKIT, SAMPLE_DATA, fill, invoke, subprocess_env, trained_sample_store
 
 
 @pytest.fixture(scope="module")
@@ -173,14 +173,7 @@ def test_outputs_on_a_full_disk_exit_6_and_leave_no_partial_file(
     trained, small_disk, runner, env_now, suffix
 ):
     store, _ = trained
-    filler = small_disk / "filler"
-    with filler.open("wb") as fh:  # take every block the disk has
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
+    fill(small_disk)  # take every block the disk has
     out = small_disk / f"features.{suffix}"
     full = invoke(
         runner, "features", "--as-of", "2025-01-01", "--out", str(out), "--store", str(store),

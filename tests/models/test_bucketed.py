@@ -40,7 +40,7 @@ from crmkit.models.scoring import (
     with_scores,
 )
 from crmkit.segments.apply import with_segments
-from tests.conftest import trained_sample_store
+from tests.conftest import fill, trained_sample_store
 
 DAY = dt.date(2025, 1, 1)
 
@@ -149,14 +149,7 @@ def test_the_working_files_go_when_the_scores_do(trained, monkeypatch):
 
 def test_a_full_temporary_disk_is_named_with_its_cure(trained, small_disk, monkeypatch):
     store, registry = trained
-    filler = small_disk / "filler"
-    with filler.open("wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
+    fill(small_disk)  # take every block the disk has
     monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
     with pytest.raises(StoreWriteError, match="set TMPDIR") as err:
         score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 0)
