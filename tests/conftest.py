@@ -140,4 +140,5 @@ def small_disk(tmp_path):
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        # lazily: a process that still holds a file there must not keep the mount alive
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 import polars as pl
+import pytest
 import typer
 from crmkit_cli.main import app
 
@@ -430,6 +431,7 @@ def test_campaign_loop_sample_response_evaluate_report(runner, tmp_path, env_now
     overall = result["treatment_vs_control"]
     assert overall["treated"] == targets["groups"]["treatment"]
     assert overall["uplift_low"] <= 0.2 <= overall["uplift_high"]
+    _adjusted_and_sequential(runner, tmp_path, store, response["transactions"], overall)
     invoke(runner, "ingest", response["transactions"], "--store", store, "--quiet")
     report = tmp_path / "r.html"
     invoke(
@@ -446,12 +448,45 @@ def test_campaign_loop_sample_response_evaluate_report(runner, tmp_path, env_now
         *common,
     )
     assert report.read_text().count("<svg") == 6
+    assert "adjusted by earlier purchases (95% CI)" in report.read_text()
     bad = invoke(
         runner, "report", "--as-of", "2025-01-01", "--out", str(tmp_path / "r.pdf"), *common, code=2
     )
     assert "use a .html file name" in bad.stderr
     missing = invoke(runner, "evaluate", "--campaign", "autumn", "--store", store, code=3)
     assert "no assignments" in missing.stderr
+
+
+def _adjusted_and_sequential(runner, tmp_path, store, outcomes, overall):
+    """The adjusted estimate beside the plain one; always-valid intervals when asked."""
+    adjusted = overall["adjusted"]
+    assert set(adjusted) >= {
+        "uplift", "uplift_low", "uplift_high", "revenue_uplift_per_customer",
+        "revenue_uplift_low", "revenue_uplift_high", "variance_reduction",
+    }  # fmt: skip
+    assert adjusted["uplift_low"] <= 0.2 <= adjusted["uplift_high"]
+    assert 0 < adjusted["variance_reduction"]["retention"] < 1
+    assert "sequential" not in overall
+    args = ["evaluate", "--campaign", "spring", "--window", "30", "--store", store]
+    both = invoke(runner, *args, "--outcomes", outcomes, "--sequential", "--json")
+    sequential = both["treatment_vs_control"]["sequential"]
+    assert sequential["basis"] == "adjusted"
+    assert sequential["uplift"] == pytest.approx(adjusted["uplift"])
+    # valid at every look: wider than one look's interval around the same estimate
+    assert sequential["uplift_low"] < adjusted["uplift_low"]
+    assert sequential["uplift_high"] > adjusted["uplift_high"]
+    assert both["estimates"] == {
+        "plain": True, "adjusted": True, "sequential": True, "sequential_tuning_customers": 5000,
+    }  # fmt: skip
+    config = tmp_path / "evaluate.toml"
+    config.write_text("[evaluate]\nsequential = true\nadjust = false\n")
+    shown = invoke(runner, *args, "--outcomes", outcomes, "--config", str(config)).stdout
+    assert "always valid [95% CS]" in shown
+    assert "adjusted [95% CI]" not in shown
+    assert "a confidence sequence around the plain estimate" in shown
+    plain = invoke(runner, *args, "--outcomes", outcomes, "--no-adjust", "--json")
+    assert "adjusted" not in plain["treatment_vs_control"]
+    assert plain["treatment_vs_control"]["uplift"] == overall["uplift"]
 
 
 def test_clv_fit_predict_and_churn_features(runner, tmp_path, env_now):
@@ -562,12 +597,35 @@ def test_allocator_default_is_set_only_when_the_environment_has_none():
     assert loaded.stdout.strip() == "False"
 
 
+def _plan_on_real_history(runner, store, cfg):
+    """``crmkit plan`` on Online Retail II: fewer controls with the adjustment."""
+    from statsmodels.stats.power import NormalIndPower
+
+    args = ["plan", "--as-of", "2011-10-01", "--campaign-size", "3000", "--store", store, *cfg]
+    planned = invoke(runner, *args, "--effect", "8", "--json")
+    assert planned["baseline"]["base"] == "2011-08-02"
+    assert planned["effect"] == pytest.approx(0.08)
+    plain, adjusted = planned["plain"], planned["adjusted"]
+    assert 20 <= adjusted["control"] < plain["control"] < 1500
+    assert plain["control"] + plain["treatment"] == 3000
+    peer = NormalIndPower().power(0.08 / plain["sd"], plain["treatment"], 0.05,
+                                  plain["control"] / plain["treatment"])  # fmt: skip
+    assert peer == pytest.approx(plain["achieved_power"], rel=1e-9)
+    assert 0.8 <= peer < 0.81
+    shown = invoke(runner, *args, "--metric", "revenue", "--control-fraction", "0.2").stdout
+    assert "minimum detectable effect" in shown
+    assert "eligible customers on 2011-08-02" in shown
+    refused = invoke(runner, *args, "--effect", "0", code=2)
+    assert "--effect must be a number other than zero" in refused.stderr
+
+
 def test_walkthrough_on_online_retail_with_the_shipped_config(runner, tmp_path, env_now):
     store, models, lists = str(tmp_path / "s"), str(tmp_path / "m"), tmp_path / "lists"
     cfg = ["--config", str(RETAIL_CONFIG)]
     common = ["--store", store, "--registry", models, *cfg]
     day = ["--as-of", "2011-12-10"]
     invoke(runner, "ingest", str(RETAIL_SAMPLE), "--store", store, *cfg, "--quiet")
+    _plan_on_real_history(runner, store, cfg)
     invoke(runner, "segment", *day, "--by", "value", "--out", str(tmp_path / "v.csv"),
            "--store", store, *cfg, "--quiet")  # fmt: skip
     invoke(runner, "train", "--as-of", "2011-09-01", "--horizon", "90", "--snapshots", "3",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import polars as pl
@@ -71,6 +72,15 @@ def test_import_and_evaluate_read_the_export_as_it_is(loop):
     responses = pl.read_csv(export.responses)
     rate = responses.height / len(export.ids)
     assert 0.005 < rate < 0.02  # about 1% bought in the window
+    # an imported ledger has no churn probability: the history's covariates alone adjust
+    overall = summary["treatment_vs_control"]
+    adjusted = overall["adjusted"]
+    assert 1 <= adjusted["covariates"] <= 7
+    for key in ("uplift", "revenue_uplift_per_customer"):
+        assert math.isfinite(adjusted[key])
+    width = {k: overall[f"{k}_high"] - overall[f"{k}_low"] for k in ("uplift", "revenue_uplift")}
+    assert adjusted["uplift_high"] - adjusted["uplift_low"] <= width["uplift"] * 1.01
+    assert 0 <= adjusted["variance_reduction"]["revenue"] < 1
 
 
 def test_the_loop_from_import_to_an_uplift_list(loop):

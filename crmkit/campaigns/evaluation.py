@@ -11,7 +11,10 @@ Statistics (two-sided, level ``1 - alpha``):
 * revenue per customer: difference of means with a Welch interval and Welch t-test;
 * incremental retained customers and revenue: the differences times the treated count;
 * the minimum detectable difference in retention at 80% power for the current sizes,
-  reported when a result is not significant.
+  reported when a result is not significant;
+* beside them, estimates adjusted by each customer's history before the assignment
+  (:mod:`crmkit.campaigns.adjustment`) and, when asked, always-valid intervals
+  (:mod:`crmkit.campaigns.sequential`): see :mod:`crmkit.campaigns.estimates`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import dataclasses
 import datetime as dt
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,38 +32,17 @@ from typing import Any
 import polars as pl
 
 from crmkit import schema
-from crmkit.campaigns.ledger import NO_TREATMENT, arm, read_ledger
+from crmkit.campaigns.adjustment import LEDGER_COVARIATES, assignment_covariates
+from crmkit.campaigns.comparisons import arm_rows as arm_rows
+from crmkit.campaigns.comparisons import compare, subgroups
+from crmkit.campaigns.comparisons import treatment_arms as treatment_arms
+from crmkit.campaigns.estimates import Analysis
+from crmkit.campaigns.ledger import arm, read_ledger
 from crmkit.campaigns.names import check_campaign
-from crmkit.campaigns.stats import (
-    holm,
-    minimum_detectable,
-    newcombe,
-    ratio_interval,
-    two_proportion_p,
-    welch,
-)
 from crmkit.campaigns.uplift_policy import POLICY_VALUE_AT_RISK
 from crmkit.columns import SIMULATED_CHANNEL
 from crmkit.errors import BadInputError
 from crmkit.store.core import Store
-
-
-def treatment_arms(rows: pl.DataFrame) -> list[str]:
-    """Return the treatment arms that have customers in the treatment group, by name."""
-    treated = rows.filter(pl.col("group") == "treatment")["treatment"].drop_nulls()
-    return sorted(set(treated.to_list()) - {NO_TREATMENT})
-
-
-def arm_rows(rows: pl.DataFrame, name: str) -> pl.DataFrame:
-    """Return the treatment group of arm ``name`` with its control group.
-
-    Control customers carry the arm the policy would have given them; controls without an
-    arm (imported experiments with one shared control group) serve every arm.
-    """
-    arm_of = pl.col("treatment")
-    shared = arm_of.is_null() | (arm_of == NO_TREATMENT)
-    control = (pl.col("group") == "control") & ((arm_of == name) | shared)
-    return rows.filter(((pl.col("group") == "treatment") & (arm_of == name)) | control)
 
 
 def evaluate_with_outcomes(
@@ -69,6 +51,7 @@ def evaluate_with_outcomes(
     window_days: int,
     outcomes_file: Path,
     now: dt.datetime,
+    analysis: Analysis | None = None,
 ) -> Evaluation:
     """Evaluate against the store's purchases plus those of a file, without ingesting it.
 
@@ -82,7 +65,7 @@ def evaluate_with_outcomes(
         An unreadable outcomes file, or as :func:`evaluate_campaign`.
     """
     with outcome_store(outcomes_file, now) as (sandbox, note):
-        result = evaluate_campaign(store, campaign, window_days, extra=sandbox)
+        result = evaluate_campaign(store, campaign, window_days, extra=sandbox, analysis=analysis)
     return dataclasses.replace(result, warnings=(note, *result.warnings))
 
 
@@ -113,51 +96,6 @@ def outcome_store(outcomes_file: Path, now: dt.datetime) -> Iterator[tuple[Store
         )
 
 
-def with_holm(subsets: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add ``p_value_holm`` to each subgroup comparison, adjusted over all of them."""
-    p_values = [float(c.get("p_value", float("nan"))) for c in subsets]
-    return [c | {"p_value_holm": q} for c, q in zip(subsets, holm(p_values), strict=True)]
-
-
-def compare(frame: pl.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
-    """Treatment against control on a frame of outcomes (``group, retained, revenue``)."""
-    t = frame.filter(pl.col("group") == "treatment")
-    c = frame.filter(pl.col("group") == "control")
-    n1, n2 = t.height, c.height
-    k1, k2 = int(t["retained"].sum()), int(c["retained"].sum())
-    out: dict[str, Any] = {"treated": n1, "control": n2}
-    if n1 == 0 or n2 == 0:
-        return out | {"note": "needs both a treatment and a control group"}
-    low, high = newcombe(k1, n1, k2, n2, alpha)
-    rel_low, rel_high = ratio_interval(k1, n1, k2, n2, alpha)
-    p = two_proportion_p(k1, n1, k2, n2)
-    diff = k1 / n1 - k2 / n2
-    rev, rev_low, rev_high, rev_p = welch(t["revenue"].to_list(), c["revenue"].to_list(), alpha)
-    out |= {
-        "retention_treatment": k1 / n1,
-        "retention_control": k2 / n2,
-        "uplift": diff,
-        "uplift_low": low,
-        "uplift_high": high,
-        "relative_uplift": diff / (k2 / n2) if k2 else float("nan"),
-        "relative_low": rel_low,
-        "relative_high": rel_high,
-        "p_value": p,
-        "significant": p < alpha,
-        "incremental_customers": diff * n1,
-        "incremental_customers_low": low * n1,
-        "incremental_customers_high": high * n1,
-        "revenue_uplift_per_customer": rev,
-        "revenue_uplift_low": rev_low,
-        "revenue_uplift_high": rev_high,
-        "revenue_p_value": rev_p,
-        "incremental_revenue": rev * n1,
-    }
-    if p >= alpha:
-        out["minimum_detectable_uplift"] = minimum_detectable(k2 / n2, n1, n2, alpha)
-    return out
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """The evaluation of one campaign."""
@@ -175,6 +113,8 @@ class Evaluation:
     status: str = "complete"
     #: The first day after the data (the outcomes are known up to the day before).
     data_end: str | None = None
+    #: Which estimates were added to the plain ones.
+    analysis: Analysis = dataclasses.field(default_factory=Analysis)
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -188,18 +128,29 @@ class Evaluation:
             "by_treatment": self.by_treatment,
             "by_segment": self.by_segment,
             "by_policy": self.by_policy,
+            "estimates": {
+                "plain": True,
+                "adjusted": self.analysis.adjust,
+                "sequential": self.analysis.sequential,
+                "sequential_tuning_customers": self.analysis.tuning,
+            },
             "warnings": list(self.warnings),
         }
 
 
 def outcomes(
-    store: Store, campaign: str, window_days: int, extra: Store | None = None
+    store: Store,
+    campaign: str,
+    window_days: int,
+    extra: Store | None = None,
+    keep: Sequence[str] = (),
 ) -> tuple[pl.DataFrame, dt.date]:
     """Join a campaign's ledger rows with purchases in their outcome windows.
 
     Returns the rows (with ``retained``, ``revenue``, ``complete`` and ``simulated``: a
     purchase in the window came from ``crmkit sample --respond-to``) and the first day
-    without data. ``extra`` adds the transactions of another store (``--outcomes``).
+    without data. ``extra`` adds the transactions of another store (``--outcomes``);
+    ``keep`` names more ledger columns to carry.
 
     Raises
     ------
@@ -228,11 +179,15 @@ def outcomes(
         .select(schema.CUSTOMER_ID, schema.TS, schema.AMOUNT, schema.CHANNEL)
         .collect()
     )
-    return _window_outcomes(entries, tx, window_days, data_end), data_end
+    return _window_outcomes(entries, tx, window_days, data_end, keep), data_end
 
 
 def _window_outcomes(
-    entries: pl.DataFrame, tx: pl.DataFrame, window_days: int, data_end: dt.date
+    entries: pl.DataFrame,
+    tx: pl.DataFrame,
+    window_days: int,
+    data_end: dt.date,
+    keep: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Per assignment: retained, revenue, simulated and complete, over its outcome window."""
     window = pl.duration(days=window_days)
@@ -248,7 +203,7 @@ def _window_outcomes(
     return (
         joined.group_by(keys, maintain_order=True)
         .agg(
-            pl.first("group", "treatment", "segment", "value_tier", "policy"),
+            pl.first("group", "treatment", "segment", "value_tier", "policy", *keep),
             ((pl.col(schema.AMOUNT) > 0) & in_window).any().alias("retained"),
             pl.when(in_window).then(pl.col(schema.AMOUNT)).otherwise(0.0).sum().alias("revenue"),
             ((pl.col(schema.CHANNEL) == SIMULATED_CHANNEL) & in_window).any().alias("simulated"),
@@ -264,10 +219,13 @@ def evaluate_campaign(
     window_days: int = 60,
     alpha: float = 0.05,
     extra: Store | None = None,
+    analysis: Analysis | None = None,
 ) -> Evaluation:
     """Evaluate ``campaign``: per group, treatment vs control overall, per treatment and segment.
 
     ``extra`` adds another store's transactions to the outcomes (``--outcomes``).
+    ``analysis`` says which estimates are added to the plain ones (by default the adjusted
+    estimates, without always-valid intervals).
 
     Raises
     ------
@@ -277,12 +235,16 @@ def evaluate_campaign(
     check_campaign(campaign)
     if window_days < 1:
         raise BadInputError("--window must be at least 1 day")
-    rows, data_end = outcomes(store, campaign, window_days, extra)
+    analysis = dataclasses.replace(analysis or Analysis(), window_days=window_days)
+    keep = LEDGER_COVARIATES if analysis.adjust else ()
+    rows, data_end = outcomes(store, campaign, window_days, extra, keep)
     warnings = _outcome_warnings(rows, window_days, data_end)
     incomplete = int((~rows["complete"]).sum())
     status = "pending" if incomplete == rows.height else "partial" if incomplete else "complete"
     if status == "pending":
-        return _pending(campaign, window_days, rows, warnings, str(data_end))
+        return dataclasses.replace(
+            _pending(campaign, window_days, rows, warnings, str(data_end)), analysis=analysis
+        )
     groups = (
         rows.group_by("group")
         .agg(
@@ -293,7 +255,10 @@ def evaluate_campaign(
         )
         .sort("group")
     )
-    by_treatment, by_segment, by_policy = _subgroups(rows, alpha)
+    if analysis.adjust:
+        covariates = assignment_covariates(store, rows, window_days, extra)
+        rows = rows.join(covariates, on=[schema.CUSTOMER_ID, "as_of"], how="left")
+    by_treatment, by_segment, by_policy = subgroups(rows, alpha, analysis)
     tested = sum(
         1 for c in (*by_treatment, *by_segment, *by_policy) if not math.isnan(c["p_value_holm"])
     )
@@ -305,8 +270,8 @@ def evaluate_campaign(
             "least"
         )
     return Evaluation(
-        campaign, window_days, groups, compare(rows, alpha), by_treatment, by_segment,
-        tuple(warnings), by_policy, status, str(data_end),
+        campaign, window_days, groups, compare(rows, alpha, analysis), by_treatment, by_segment,
+        tuple(warnings), by_policy, status, str(data_end), analysis,
     )  # fmt: skip
 
 
@@ -348,27 +313,3 @@ def _outcome_warnings(rows: pl.DataFrame, window_days: int, data_end: object) ->
             f"({data_end}): their outcomes are not all known yet"
         )
     return warnings
-
-
-Subgroups = list[dict[str, Any]]
-
-
-def _subgroups(rows: pl.DataFrame, alpha: float) -> tuple[Subgroups, Subgroups, Subgroups]:
-    """Compare per treatment arm, per segment and per policy, with Holm-adjusted p-values."""
-    by_treatment = [
-        {"treatment": name, **compare(arm_rows(rows, name), alpha)} for name in treatment_arms(rows)
-    ]
-    by_segment = [
-        {"by": column, "segment": name, **compare(rows.filter(pl.col(column) == name), alpha)}
-        for column in ("segment", "value_tier")
-        for name in sorted(rows[column].drop_nulls().unique().to_list())
-    ]
-    policies = sorted(rows["policy"].unique().to_list())
-    by_policy = (
-        [{"policy": p, **compare(rows.filter(pl.col("policy") == p), alpha)} for p in policies]
-        if len(policies) > 1
-        else []
-    )
-    adjusted = with_holm([*by_treatment, *by_segment, *by_policy])
-    cut = len(by_treatment) + len(by_segment)
-    return adjusted[: len(by_treatment)], adjusted[len(by_treatment) : cut], adjusted[cut:]

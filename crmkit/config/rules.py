@@ -158,6 +158,7 @@ RULES: Final[tuple[tuple[str, str, Check, str], ...]] = (
     ),
     ("targeting", "uplift_caution", *_between(0, 5)),
     ("report", "currency", (lambda v: len(v) <= 8), "at most 8 characters"),
+    ("evaluate", "sequential_tuning", *_between(100, 1e9)),
     ("compute", "workers", *_between(1, 1024)),
 )
 

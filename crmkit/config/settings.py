@@ -281,6 +281,27 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """Which estimates ``evaluate`` and the report add to the plain ones.
+
+    Attributes
+    ----------
+    adjust
+        Add estimates adjusted by each customer's purchases before the assignment (CUPED):
+        the same effect with a narrower interval.
+    sequential
+        Add always-valid intervals (a confidence sequence): valid however often the
+        campaign is evaluated, e.g. every day from cron. ``evaluate --sequential`` too.
+    sequential_tuning
+        Customers per comparison at which the always-valid interval is narrowest.
+    """
+
+    adjust: bool = True
+    sequential: bool = False
+    sequential_tuning: int = 5000
+
+
+@dataclass(frozen=True)
 class ComputeConfig:
     """Where the per-bucket work runs (:mod:`crmkit.store.executors`).
 
@@ -326,5 +347,6 @@ class Settings:
     model: ModelConfig = field(default_factory=ModelConfig)
     targeting: TargetPolicy = field(default_factory=TargetPolicy)
     report: ReportConfig = field(default_factory=ReportConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     source: SourceConfig = field(default_factory=SourceConfig)

@@ -47,7 +47,7 @@ import numpy as np
 import polars as pl
 
 from crmkit import __version__, schema
-from crmkit.campaigns.evaluation import arm_rows, treatment_arms
+from crmkit.campaigns.comparisons import arm_rows, treatment_arms
 from crmkit.config.settings import FeatureConfig
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features.names import FEATURE_VERSION

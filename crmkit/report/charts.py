@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from crmkit.campaigns.evaluation import Evaluation
 from crmkit.campaigns.stats import wilson
@@ -236,6 +236,45 @@ def policy_table(ev: Evaluation) -> list[str]:
         "<p>Each policy's part of the list against its own randomised controls.</p>",
         _table(rows, keys),
     ]
+
+
+#: The report's label of each interval.
+INTERVALS: Final = {
+    "plain": "plain (95% CI, valid at one look)",
+    "adjusted": "adjusted by earlier purchases (95% CI)",
+    "sequential": "always valid (95% confidence sequence, any number of looks)",
+}
+
+
+def estimates_table(ev: Evaluation) -> list[str]:
+    """Every interval of the overall comparison, each labelled, with the variance removed."""
+    c = ev.overall
+    if "uplift" not in c:
+        return []
+    found = [("plain", c)] + [
+        (k, c[k]) for k in ("adjusted", "sequential") if "uplift" in c.get(k, {})
+    ]
+
+    def band(e: dict[str, Any], prefix: str, key: str, scale: float, digits: int) -> str:
+        low, high = e[f"{prefix}_low"] * scale, e[f"{prefix}_high"] * scale
+        return f"{e[key] * scale:+,.{digits}f} [{low:+,.{digits}f}, {high:+,.{digits}f}]"
+
+    rows = [
+        {
+            "interval": INTERVALS[kind],
+            "retention uplift, pp": band(e, "uplift", "uplift", 100, 1),
+            "revenue uplift per customer": band(
+                e, "revenue_uplift", "revenue_uplift_per_customer", 1, 2
+            ),
+            "variance removed (retention / revenue)": (
+                "{retention:.0%} / {revenue:.0%}".format(**e["variance_reduction"])
+                if "variance_reduction" in e and kind != "plain"
+                else ""
+            ),
+        }
+        for kind, e in found
+    ]
+    return ["<h3>Estimates</h3>", _table(rows, list(rows[0]))]
 
 
 def chart_campaign(evaluation: Evaluation) -> str:

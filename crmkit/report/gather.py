@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from crmkit.campaigns.estimates import analysis_of
 from crmkit.campaigns.evaluation import Evaluation, evaluate_campaign
 from crmkit.campaigns.ledger import arm, read_ledger
 from crmkit.config.policy import TargetPolicy
@@ -96,7 +97,9 @@ def gather(
     if campaign:
         from crmkit.campaigns.policy_run import load_comparison
 
-        data.evaluation = evaluate_campaign(store, campaign, window_days, extra=extra)
+        data.evaluation = evaluate_campaign(
+            store, campaign, window_days, extra=extra, analysis=analysis_of(settings.evaluate)
+        )
         data.comparison = load_comparison(store, campaign)
         data.campaign_cost = campaign_cost(store, campaign, settings.targeting)
         steps(f"campaign {campaign}")

@@ -25,6 +25,7 @@ from crmkit.report.charts import (
     chart_pareto,
     chart_risk,
     chart_tiers,
+    estimates_table,
     policy_table,
     uplift_section,
 )
@@ -166,6 +167,7 @@ def campaign_section(data: ReportData) -> list[str]:
         *parts,
         _figure_html("campaign", chart_campaign(ev), "Treatment against control, 95% intervals."),
         _table(ev.groups.to_dicts(), list(ev.groups.columns)),
+        *estimates_table(ev),
         *policy_table(ev),
     ]
 
