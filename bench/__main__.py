@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import clv, dogs, features, ingest, lists, load, model, scale, sources, uplift
+from bench import (
+    clv,
+    dogs,
+    experiments,
+    features,
+    ingest,
+    lists,
+    load,
+    model,
+    scale,
+    sources,
+    uplift,
+)
 
 SUITES = {
     "ingest": ingest.run,
@@ -18,6 +30,7 @@ SUITES = {
     "train-under-load": load.run,
     "scale": scale.run,
     "sources": sources.run,
+    "experiments": experiments.run,
 }
 
 
@@ -55,7 +68,7 @@ def main() -> None:
                 args.repeat,
             )
             continue
-        if name in ("uplift", "dogs", "lists", "train-under-load"):  # no row counts
+        if name in ("uplift", "dogs", "lists", "train-under-load", "experiments"):  # no row counts
             SUITES[name](0, args.repeat)
             continue
         for rows in args.rows or [1_000_000, 10_000_000]:

@@ -15,6 +15,7 @@ from crmkit_cli.commands import (
     ingest,
     ledger,
     models,
+    plan,
     policy,
     report,
     run,
@@ -74,6 +75,7 @@ app.add_typer(customer.app)
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(uplift.app, name="uplift")
 app.add_typer(policy.app, name="policy")
+app.add_typer(plan.app)
 
 
 #: jemalloc options that keep freed pages for ten seconds (see :func:`allocator_settings`).

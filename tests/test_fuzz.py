@@ -317,7 +317,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("targets",): ("--as-of", "--campaign", "--size", "--budget", "--control-fraction",
                    "--model", "--format", "--replace", "--json"),
     ("run",): ("--date", "--campaign", "--model", "--format", "--replace", "--json"),
-    ("evaluate",): ("--campaign", "--window", "--json"),
+    ("evaluate",): ("--campaign", "--window", "--sequential", "--no-adjust", "--json"),
+    ("plan",): ("--as-of", "--campaign-size", "--effect", "--metric", "--power",
+                "--control-fraction", "--window", "--json"),
     ("models", "list"): ("--json",),
     ("models", "show"): (),
     ("clv", "fit"): ("--as-of", "--name", "--json"),
@@ -349,8 +351,14 @@ OPTION_VALUES = {
     "--horizon": ["90", "0", "-1"],
     "--limit": ["5", "0", "-2"],
     "--name": ["clv", "../x"],
+    "--campaign-size": ["1000", "4", "3", "x", "100000000"],
+    "--effect": ["2", "0", "-3", "0.001", "nan", "inf"],
+    "--metric": ["retention", "revenue", "profit"],
+    "--power": ["0.8", "0.5", "1", "0.2"],
     "--json": [],
     "--replace": [],
+    "--sequential": [],
+    "--no-adjust": [],
 }  # fmt: skip
 
 
@@ -359,7 +367,8 @@ def command_line(draw: st.DrawFn) -> list[str]:
     command = draw(st.sampled_from(sorted(COMMANDS)))
     argv = list(command)
     options = COMMANDS[command]
-    required = [o for o in ("--as-of", "--date", "--campaign", "--by", "--horizon") if o in options]
+    needed = ("--as-of", "--date", "--campaign", "--by", "--horizon", "--campaign-size")
+    required = [o for o in needed if o in options]
     if draw(st.integers(0, 9)) == 0:  # now and then leave a required option out
         required = required[1:]
     chosen = draw(st.lists(st.sampled_from(options or ("",)), unique=True))
