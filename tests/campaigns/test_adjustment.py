@@ -112,6 +112,15 @@ def test_covariates_see_only_what_came_before_each_assignment(tmp_path):
     assert all(got[("C", "2024-03-01")][n] == 0 for n in covariate_names(30) if n != "recency_days")
 
 
+def test_adjusted_intervals_cover_an_injected_effect_on_the_simulator_too(simulated):
+    _, base, frame = simulated
+    assert base == dt.date(2024, 11, 2)
+    found = coverage(Customers.of(frame, 60), 400, seed=3)
+    for metric in ("retention", "revenue"):
+        assert 0.93 <= found.covered[f"adjusted_{metric}"] <= 0.97
+        assert found.width[f"adjusted_{metric}"] < found.width[f"plain_{metric}"]
+
+
 def test_adjusted_intervals_cover_an_injected_effect_on_real_customers(retail):
     _, base, frame = retail
     customers = Customers.of(frame, 60)

@@ -109,6 +109,13 @@ def test_evaluation_recovers_the_true_uplift(campaign_store):
     assert overall["significant"]
     assert overall["uplift_low"] <= 0.15 <= overall["uplift_high"]
     assert abs(overall["uplift"] - 0.15) < 0.06
+    # the simulated response follows the churn probability the ledger recorded: the
+    # adjustment uses it, and its narrower interval still covers the true uplift
+    adjusted = overall["adjusted"]
+    assert adjusted["uplift_low"] <= 0.15 <= adjusted["uplift_high"]
+    width = adjusted["uplift_high"] - adjusted["uplift_low"]
+    assert width < overall["uplift_high"] - overall["uplift_low"]
+    assert adjusted["variance_reduction"]["retention"] > 0.1
     groups = {g["group"]: g for g in result.groups.to_dicts()}
     listed = truth.group_by("group").len()
     assert {r["group"]: r["len"] for r in listed.to_dicts()} == {
