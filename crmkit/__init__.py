@@ -26,6 +26,7 @@ API = (
     "score",
     "targets",
     "evaluate",
+    "plan",
     "train_uplift",
     "score_uplift",
     "compare_policies",

@@ -30,6 +30,7 @@ from crmkit.campaigns.daily import RunOptions, targets_for
 from crmkit.campaigns.evaluation import Evaluation, evaluate_campaign, outcome_store
 from crmkit.campaigns.lists import TargetResult
 from crmkit.campaigns.names import check_campaign
+from crmkit.campaigns.planning import Plan
 from crmkit.config.loading import load_settings
 from crmkit.config.settings import Settings
 from crmkit.errors import UsageError
@@ -166,9 +167,53 @@ def targets(
     return targets_for(open_store(store), options, settings(config))
 
 
-def evaluate(store: StoreLike, campaign: str, *, window: int = 60) -> Evaluation:
-    """Treatment against control for a recorded campaign, with intervals, as ``evaluate``."""
-    return evaluate_campaign(open_store(store), check_campaign(campaign), window)
+def evaluate(
+    store: StoreLike,
+    campaign: str,
+    *,
+    window: int = 60,
+    sequential: bool | None = None,
+    adjust: bool | None = None,
+    config: SettingsLike = None,
+) -> Evaluation:
+    """Treatment against control for a recorded campaign, with intervals, as ``evaluate``.
+
+    ``adjust`` and ``sequential`` add the adjusted estimates and the always-valid
+    intervals (default: the ``[evaluate]`` settings: adjusted, not sequential).
+    """
+    from crmkit.campaigns.estimates import analysis_of
+
+    analysis = analysis_of(settings(config).evaluate, adjust, sequential)
+    return evaluate_campaign(open_store(store), check_campaign(campaign), window, analysis=analysis)
+
+
+def plan(
+    store: StoreLike,
+    as_of: DateLike,
+    campaign_size: int,
+    *,
+    effect: float | None = None,
+    metric: str = "retention",
+    power: float = 0.8,
+    control_fraction: float | None = None,
+    window: int = 60,
+    config: SettingsLike = None,
+) -> Plan:
+    """``crmkit plan``: the control group a campaign needs, plain and adjusted.
+
+    ``effect`` is absolute (0.02 for +2 retention points, or revenue per customer);
+    without it, the plan holds the minimum detectable effect at ``control_fraction``.
+    """
+    from crmkit.campaigns.planning import plan_campaign, store_baseline
+
+    cfg = settings(config)
+    baseline = store_baseline(
+        open_store(store), _date(as_of, "as_of"), window, cfg.model.lookback_days
+    )
+    return plan_campaign(
+        baseline, campaign_size, metric=metric, effect=effect,
+        control_share=control_fraction, target=power,
+    )  # fmt: skip
 
 
 def train_uplift(
