@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crmkit.campaigns.candidates import candidates
 from crmkit.campaigns.lists import TargetResult, write_targets
 from crmkit.campaigns.names import check_campaign
 from crmkit.campaigns.targeting import Uplift, check_policy
@@ -150,18 +151,25 @@ def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
 
 
 def score_for(
-    store: Store, options: RunOptions, settings: Settings, *, narrow: bool = True
+    store: Store,
+    options: RunOptions,
+    settings: Settings,
+    *,
+    narrow: bool = True,
+    for_list: bool = False,
 ) -> ScoreResult:
     """Score the store as of the day with the options' model (default: ``[model] name``).
 
     ``narrow`` (the default) keeps only the columns a list reads in memory
-    (:data:`~crmkit.models.bucketed.LIST_COLUMNS`).
+    (:data:`~crmkit.models.bucketed.LIST_COLUMNS`); ``for_list`` only the rows of the
+    list's candidates (:func:`~crmkit.campaigns.candidates.candidates`).
     """
     ref = parse_ref(options.model or settings.model.name)
     registry = open_registry(options.registry, settings.model.key_file)
+    split = candidates(settings.targeting) if for_list else None
     return score_customers(
         store, options.date, ref, registry, settings.segments, settings.model.explain_rows,
-        narrow=narrow,
+        narrow=narrow, split=split,
     )  # fmt: skip
 
 
@@ -177,7 +185,7 @@ def targets_for(
     check_campaign(options.campaign)
     check_policy(settings.targeting)
     if scores is None:
-        scores = score_for(store, options, settings)
+        scores = score_for(store, options, settings, for_list=True)
     policy, uplift, gate = settings.targeting, None, tuple[str, ...]()
     if policy.policy == "uplift":
         uplift, gate = uplift_for(store, options, settings)
@@ -196,6 +204,7 @@ def targets_for(
         dry_run=options.dry_run,
         uplift=uplift,
         explainer=scores.explainer,
+        dropped=scores.dropped,
     )
     result = dataclasses.replace(result, warnings=(*gate, *result.warnings))
     if options.destination is None or options.dry_run:
@@ -295,13 +304,13 @@ def _dry_run(store: Store, options: RunOptions, settings: Settings) -> RunResult
     The inbox's files are listed as pending: their rows are not in these scores.
     """
     files, skipped = inbox_files(options.inbox) if options.inbox else ([], [])
-    scores = score_for(store, options, settings)
+    scores = score_for(store, options, settings, for_list=True)
     targets = targets_for(store, options, settings, scores)
     model = f"{scores.card['name']}:{scores.card['version']}"
     pending = tuple(f"{f.name}: not ingested (dry run)" for f in files)
     if options.pull is not None:
         pending += (f"{options.pull.database.label}: not pulled (dry run)",)
-    return RunResult(options.date, [], scores.frame.height, targets, model, (*pending, *skipped))
+    return RunResult(options.date, [], scores.customers, targets, model, (*pending, *skipped))
 
 
 def _ingest_step(
@@ -355,9 +364,9 @@ def _steps(
     score_counts: dict[str, Any] = {}
     target_counts: dict[str, Any] = {}
     with log.step("score", score_counts):
-        scores = score_for(store, options, settings)
+        scores = score_for(store, options, settings, for_list=True)
         model = f"{scores.card['name']}:{scores.card['version']}"
-        score_counts.update(customers=scores.frame.height, model=model)
+        score_counts.update(customers=scores.customers, model=model)
     done.append("score")
     with log.step("targets", target_counts):
         targets = targets_for(store, options, settings, scores, locked=True)
@@ -371,5 +380,5 @@ def _steps(
         )
     done.append("targets")
     return RunResult(
-        options.date, [str(f) for f in files], scores.frame.height, targets, model, tuple(skipped)
+        options.date, [str(f) for f in files], scores.customers, targets, model, tuple(skipped)
     )

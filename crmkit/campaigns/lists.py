@@ -188,10 +188,13 @@ def _day_list(
     optouts: pl.Series,
     uplift: Uplift | None,
     explainer: Explainer | None = None,
+    dropped: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Select the day's list from the scores, ledger and opt-outs; explain whom it lists."""
     recent = recently_assigned(entries, campaign, as_of, policy.cooldown_days)
-    listed, counts = select_targets(scores, campaign, as_of, policy, recent, optouts, uplift)
+    listed, counts = select_targets(
+        scores, campaign, as_of, policy, recent, optouts, uplift, dropped
+    )
     return explain_listed(listed, explainer), counts
 
 
@@ -209,10 +212,13 @@ def write_targets(
     dry_run: bool = False,
     uplift: Uplift | None = None,
     explainer: Explainer | None = None,
+    dropped: pl.DataFrame | None = None,
 ) -> TargetResult:
     """Build the day's list, record it in the ledger, write its two files from the ledger.
 
     ``explainer`` (the scores') gives every listed customer the model's reasons.
+    ``dropped``: scored customers left out of ``scores`` as they were read, because the
+    list cannot take them (:func:`~crmkit.campaigns.candidates.candidates`).
 
     Writes ``out_dir/<campaign>/<as_of>.contacts.<fmt>`` (treatment group: who to contact
     with which treatment) and ``<as_of>.assignments.<fmt>`` (every group, for evaluation).
@@ -238,7 +244,7 @@ def write_targets(
     created = [] if dry_run else _prepare_directory(paths["contacts"].parent)
     try:
         return _write_day(scores, store, campaign, as_of, policy, paths, dry_run, locked,
-                          replace, uplift, explainer)  # fmt: skip
+                          replace, uplift, explainer, dropped)  # fmt: skip
     except BaseException:
         _remove_created(created)
         raise
@@ -268,6 +274,7 @@ def _write_day(
     replace: bool,
     uplift: Uplift | None,
     explainer: Explainer | None = None,
+    dropped: pl.DataFrame | None = None,
 ) -> TargetResult:
     """Build, record and write the day's list once its directory exists."""
     lines = pl.DataFrame(schema={"line": pl.Int64, schema.CUSTOMER_ID: pl.String})
@@ -280,14 +287,14 @@ def _write_day(
     if dry_run:
         entries = read_ledger(store)
         new, excluded = _day_list(
-            entries, scores, campaign, as_of, policy, optouts, uplift, explainer
+            entries, scores, campaign, as_of, policy, optouts, uplift, explainer, dropped
         )
         day, _ = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
     else:
         with store.writer(locked=locked) as writer:
             entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
             new, excluded = _day_list(
-                entries, scores, campaign, as_of, policy, optouts, uplift, explainer
+                entries, scores, campaign, as_of, policy, optouts, uplift, explainer, dropped
             )
             day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
     assignments, contacts = render_day(day.rows, details, policy)

@@ -23,6 +23,7 @@ from crmkit.campaigns.budget import (
     effect_treatments,
     value_at_risk_gains,
 )
+from crmkit.campaigns.candidates import dropped_counts
 from crmkit.campaigns.contacts import reach
 from crmkit.campaigns.names import check_campaign
 from crmkit.campaigns.uplift_policy import (
@@ -181,12 +182,15 @@ def select_targets(
     recently_assigned: pl.Series,
     optouts: pl.Series,
     uplift: Uplift | None = None,
+    dropped: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Apply the policy to scored customers; return the ranked list and exclusion counts.
 
     ``scores`` needs ``customer_id, churn_probability, customer_value,
     expected_value_at_risk, rfm_segment, value_tier, recency_days``; the ``uplift`` policy
-    also needs the uplift model's predictions (:class:`Uplift`).
+    also needs the uplift model's predictions (:class:`Uplift`). ``dropped`` are scored
+    customers already left out by :func:`~crmkit.campaigns.candidates.candidates`: they
+    are counted where the steps would have excluded them.
 
     Raises
     ------
@@ -197,19 +201,15 @@ def select_targets(
     check_policy(policy)
     if "reasons" not in scores.columns:  # scores made without reason codes
         scores = scores.with_columns(pl.lit(None, dtype=pl.String).alias("reasons"))
-    counts: dict[str, int] = {"scored": scores.height}
-    frame = scores.filter(~pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
-    counts["opted_out"] = counts["scored"] - frame.height
-    before = frame.height
-    frame = frame.filter(~pl.col(schema.CUSTOMER_ID).is_in(recently_assigned.implode()))
-    counts["cooldown"] = before - frame.height
-    frame, counts["other_lifecycle"] = _lifecycle(frame, policy)
+    scores, counts, late = _not_contacted(scores, dropped, optouts, recently_assigned)
+    frame, counts["other_lifecycle"] = _lifecycle(scores, policy)
+    counts["other_lifecycle"] += late.get("other_lifecycle", 0)
     before = frame.height
     frame = frame.filter(
         (pl.col("customer_value") >= policy.min_customer_value)
         & ~pl.col("value_tier").is_in(list(policy.exclude_tiers))
     )
-    counts["low_value"] = before - frame.height
+    counts["low_value"] = before - frame.height + late.get("low_value", 0)
     if policy.policy == POLICY_UPLIFT:
         if uplift is None:
             raise UsageError("the uplift policy needs an uplift model's predictions")
@@ -220,6 +220,7 @@ def select_targets(
     else:
         ranked, more = _rank_by_value_at_risk(frame, campaign, policy)
         counts |= more
+        counts["low_risk"] += late.get("low_risk", 0)
     out = ranked.with_columns(
         pl.lit(campaign).alias("campaign_id"),
         pl.lit(as_of).alias("as_of"),
@@ -227,6 +228,25 @@ def select_targets(
         pl.col("treatment").alias("planned_treatment"),
     )
     return out, counts
+
+
+def _not_contacted(
+    scores: pl.DataFrame, dropped: pl.DataFrame | None, optouts: pl.Series, recent: pl.Series
+) -> tuple[pl.DataFrame, dict[str, int], dict[str, int]]:
+    """Leave out the opted-out and those in their cool-down, of ``scores`` and ``dropped``.
+
+    Returns the scores left, the counts so far and, per step, the dropped customers left.
+    """
+    empty = pl.DataFrame(schema={schema.CUSTOMER_ID: pl.String})
+    rest = dropped if dropped is not None else empty
+    counts: dict[str, int] = {"scored": scores.height + rest.height}
+    for step, ids in (("opted_out", optouts), ("cooldown", recent)):
+        before = scores.height + rest.height
+        scores, rest = (
+            f.filter(~pl.col(schema.CUSTOMER_ID).is_in(ids.implode())) for f in (scores, rest)
+        )
+        counts[step] = before - scores.height - rest.height
+    return scores, counts, dropped_counts(rest if dropped is not None else None)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -57,6 +57,8 @@ LIST_COLUMNS: Final = (
     "expected_value_at_risk", "p_alive", "value_if_active", "lifecycle", "rfm_segment",
     "value_tier", "recency_days", "purchase_days", "net_spend", "reasons", "top_driver",
 )  # fmt: skip
+#: Divides a block of score rows into those a list keeps and what it says of the others.
+Split = Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]]
 #: Score rows a block of the score file holds (see :meth:`ScoreParts.scan`).
 WRITE_ROWS: Final = 200_000
 
@@ -110,18 +112,39 @@ class ScoreParts:
         Narrow, the reasons the model did not work out are left empty (a list asks the
         explainer for those of the customers it lists).
         """
+        return self.collect_split(narrow)[0]
+
+    def collect_split(
+        self, narrow: bool = False, split: Split | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """As :meth:`collect`, each block of rows divided by ``split`` as it is read.
+
+        Returns the rows ``split`` keeps, in customer order, and what it says of the others
+        (None without ``split``): a day's list holds only its candidates in memory.
+        """
         from crmkit.models.scoring import SCORE_COLUMNS
 
         columns = LIST_COLUMNS if narrow else SCORE_COLUMNS
         explained = pl.when(pl.col("top_driver").is_not_null()).then(pl.col("reasons"))
-        frames = [
-            pl.scan_parquet(p)
-            .select(columns)
-            .with_columns(explained.alias("reasons") if narrow else [])
-            .collect()
-            for p in self.parts
-        ]
-        return pl.concat(frames).sort(schema.CUSTOMER_ID)
+        kept, dropped = [], []
+        for _, ranges in global_blocks(self.order, WRITE_ROWS):
+            pieces = [
+                pl.scan_parquet(self.parts[part])
+                .select(columns)
+                .slice(lo, hi - lo)
+                .with_columns(explained.alias("reasons") if narrow else [])
+                .collect()
+                for part, lo, hi in ranges
+            ]
+            block = pl.concat(pieces).sort(schema.CUSTOMER_ID)
+            if split is not None:
+                block, other = split(block)
+                dropped.append(other)
+            kept.append(block)
+        if not kept:  # no scored customer
+            empty = pl.scan_parquet(self.parts).select(columns).head(0).collect()
+            return empty, (split(empty)[1] if split is not None else None)
+        return pl.concat(kept), (pl.concat(dropped) if split is not None else None)
 
     def rows_of(self, customers: Sequence[str]) -> pl.DataFrame:
         """Return the features and scores of ``customers`` (the explainer's row source)."""

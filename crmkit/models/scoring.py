@@ -16,7 +16,7 @@ from crmkit.config.settings import FeatureConfig, SegmentConfig, Settings
 from crmkit.errors import BadInputError, ModelError
 from crmkit.features.day import money_sum
 from crmkit.features.vocabulary import Vocabulary
-from crmkit.models.bucketed import ScoreParts, score_parts
+from crmkit.models.bucketed import ScoreParts, Split, score_parts
 from crmkit.models.card import ModelCard
 from crmkit.models.design import Design, model_feature_names
 from crmkit.models.explainer import Explainer
@@ -63,6 +63,14 @@ class ScoreResult:
     explainer: Explainer | None = None
     #: The scoring's files on disk, kept while these scores are.
     parts: ScoreParts | None = None
+    #: Scored customers left out of ``frame`` by a list's ``split`` (see
+    #: :func:`~crmkit.campaigns.targeting.candidates`): id and why.
+    dropped: pl.DataFrame | None = None
+
+    @property
+    def customers(self) -> int:
+        """Return how many customers were scored (``frame`` and ``dropped`` together)."""
+        return self.frame.height + (self.dropped.height if self.dropped is not None else 0)
 
     def write(self, path: Path) -> Path:
         """Write every score column to ``path`` (``.csv`` or ``.parquet``), streamed from disk."""
@@ -145,6 +153,7 @@ def score_customers(
     progress: ProgressFn | None = None,
     *,
     narrow: bool = False,
+    split: Split | None = None,
 ) -> ScoreResult:
     """Score every eligible customer as of ``as_of`` with the model ``ref``.
 
@@ -156,7 +165,8 @@ def score_customers(
     holds every score column; with ``narrow`` only
     :data:`~crmkit.models.bucketed.LIST_COLUMNS`, without the reasons the model did not
     work out (what a day's list needs: :meth:`ScoreResult.write` still writes every
-    column).
+    column). ``split`` keeps in ``frame`` only the rows a list can take, as they are read
+    (the others are ``dropped``).
 
     Raises
     ------
@@ -173,8 +183,8 @@ def score_customers(
         store, as_of, model, card, cfg, card_vocabulary(card), segments,
         (explain_rows, explain_ids), progress,
     )  # fmt: skip
-    frame = parts.collect(narrow)
-    return ScoreResult(frame, card, (*warnings, *parts.warnings), parts.explainer, parts)
+    frame, dropped = parts.collect_split(narrow, split)
+    return ScoreResult(frame, card, (*warnings, *parts.warnings), parts.explainer, parts, dropped)
 
 
 def _version_warnings(card: Mapping[str, Any]) -> list[str]:

@@ -151,6 +151,46 @@ def test_low_value_low_risk_and_tiers_are_let_go():
     )
 
 
+@given(
+    st.integers(0, 2**16),
+    st.sampled_from(["retain", "win_back"]),
+    st.floats(0, 0.9),
+    st.floats(0, 400),
+    st.integers(1, 7),
+)
+def test_candidates_read_block_by_block_give_the_same_list_and_counts(
+    seed, lifecycle, min_p, min_value, blocks
+):
+    from crmkit.campaigns.candidates import candidates
+
+    rng = np.random.default_rng(seed)
+    scores = scores_frame(300, seed).with_columns(
+        pl.Series("lifecycle", [("retain", "win_back", None)[i] for i in rng.integers(0, 3, 300)]),
+        pl.Series("value_if_active", rng.lognormal(5, 1, 300)),
+        # nulls where real scores can have them: a filter drops them, so must the split
+        pl.when(pl.Series(rng.uniform(size=300) < 0.05))
+        .then(None)
+        .otherwise(pl.col("customer_value"))
+        .alias("customer_value"),
+    )
+    policy = TargetPolicy(
+        lifecycle=lifecycle, min_churn_probability=min_p, min_customer_value=min_value,
+        exclude_tiers=("silver",), control_fraction=0.3,
+    )  # fmt: skip
+    ids = scores["customer_id"]
+    optouts, recent = ids.sample(20, seed=seed), ids.sample(40, seed=seed + 1)
+    day = dt.date(2025, 1, 1)
+    whole = select_targets(scores, "c", day, policy, recent, optouts)
+    split = candidates(policy)
+    parts = [split(block) for block in scores.iter_slices(-(-300 // blocks))]
+    kept = pl.concat([k for k, _ in parts])
+    dropped = pl.concat([d for _, d in parts])
+    assert kept.height + dropped.height == 300
+    read = select_targets(kept, "c", day, policy, recent, optouts, dropped=dropped)
+    assert read[1] == whole[1]
+    assert read[0].equals(whole[0])
+
+
 def test_policy_errors():
     with pytest.raises(ConfigError, match="unknown value_tier name"):
         select_targets(
