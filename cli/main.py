@@ -80,7 +80,8 @@ app.add_typer(plan.app)
 
 #: jemalloc options that keep freed pages for ten seconds (see :func:`allocator_settings`).
 KEEP_FREED_PAGES = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
-STREAMING_COMMANDS = frozenset({"ingest"})
+#: Commands that keep polars' own allocator setting (see :func:`allocator_settings`).
+FLAT_MEMORY_COMMANDS = frozenset({"ingest", "score", "targets", "run"})
 
 
 def allocator_settings(argv: list[str], environ: dict[str, str]) -> dict[str, str]:
@@ -93,9 +94,12 @@ def allocator_settings(argv: list[str], environ: dict[str, str]) -> dict[str, st
     page faults: keeping freed pages for ten seconds makes it about 5% faster for about
     200 MB more peak memory. ``ingest`` streams a file through buffers of the same sizes,
     which reuse their pages anyway, so it gains no speed from that and keeps polars'
-    setting and a lower peak. An environment that sets ``_RJEM_MALLOC_CONF`` keeps it.
+    setting and a lower peak. ``score``, ``targets`` and ``run`` work bucket by bucket so
+    that their memory stays flat: kept pages would pile up from pass to pass (``run`` at
+    1M customers: 1.31 GB peak kept, 1.07 GB not, for 5% of its time), so they keep
+    polars' setting too. An environment that sets ``_RJEM_MALLOC_CONF`` keeps it.
     """
-    if "_RJEM_MALLOC_CONF" in environ or (len(argv) > 1 and argv[1] in STREAMING_COMMANDS):
+    if "_RJEM_MALLOC_CONF" in environ or (len(argv) > 1 and argv[1] in FLAT_MEMORY_COMMANDS):
         return {}
     return {"_RJEM_MALLOC_CONF": KEEP_FREED_PAGES}
 

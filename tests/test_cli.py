@@ -587,7 +587,8 @@ def test_allocator_default_is_set_only_when_the_environment_has_none():
     from crmkit_cli.main import KEEP_FREED_PAGES, allocator_settings
 
     assert allocator_settings(["crmkit", "features"], {}) == {"_RJEM_MALLOC_CONF": KEEP_FREED_PAGES}
-    assert allocator_settings(["crmkit", "ingest"], {}) == {}
+    for command in ("ingest", "score", "targets", "run"):  # flat memory: polars' setting
+        assert allocator_settings(["crmkit", command], {}) == {}
     assert allocator_settings(["crmkit", "features"], {"_RJEM_MALLOC_CONF": "narenas:2"}) == {}
     # the setting can only work if loading the CLI does not load polars before main() runs
     code = "import sys, crmkit_cli.main; print('polars' in sys.modules)"

@@ -75,6 +75,36 @@ def bgnbd_loglik(
     return ll, grad
 
 
+#: Customers a BG/NBD likelihood evaluates at a time: the fit's memory stays bounded.
+LOGLIK_ROWS: Final = 1 << 18
+
+
+def chunked_loglik(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """Return :func:`bgnbd_loglik` of every customer, evaluated :data:`LOGLIK_ROWS` at a time.
+
+    The sum over blocks is the same likelihood; up to that many customers it is the very
+    same computation (one block). Each block's distinct purchase counts are found once.
+    """
+    blocks = [
+        (x[i : i + LOGLIK_ROWS], t_x[i : i + LOGLIK_ROWS], T[i : i + LOGLIK_ROWS])
+        for i in range(0, len(x), LOGLIK_ROWS)
+    ]
+    indexes = [distinct(b[0]) for b in blocks]
+
+    def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
+        if len(blocks) == 1:
+            return bgnbd_loglik(params, *blocks[0], index=indexes[0])
+        total, grad = 0.0, np.zeros(len(params))
+        for block, index in zip(blocks, indexes, strict=True):
+            ll, g = bgnbd_loglik(params, *block, index=index)
+            total, grad = total + ll, grad + g
+        return total, grad
+
+    return objective
+
+
 def _fit(
     objective: Callable[[np.ndarray], tuple[float, np.ndarray]],
     start: np.ndarray,
@@ -160,9 +190,7 @@ class BetaGeo(_Fitted):
                 f"BG/NBD needs at least 10 customers and some repeat purchases, got {len(x)}"
             )
         start = np.array([1.0, max(float(T.mean()), 1.0), 1.0, 1.0])
-        params, self.fit_info_ = _fit(
-            lambda p: bgnbd_loglik(p, x, t_x, T), start, len(x), self.penalty
-        )
+        params, self.fit_info_ = _fit(chunked_loglik(x, t_x, T), start, len(x), self.penalty)
         self.r_, self.alpha_, self.a_, self.b_ = map(float, params)
         return self
 

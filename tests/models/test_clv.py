@@ -180,3 +180,31 @@ def test_the_models_are_scikit_learn_estimators():
         model.p_alive(np.array([1.0]), np.array([1.0]), np.array([2.0]))
     assert PUBLISHED.params() == {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
     assert GammaGamma.from_params(p=6.0, q=4.0, gamma=15.0).population_mean() == 30.0
+
+
+def test_the_likelihood_in_blocks_is_the_whole_likelihood(monkeypatch):
+    import crmkit.models.clv_models as models
+
+    rng = np.random.default_rng(8)
+    n = 5000
+    big_t = rng.uniform(5, 100, n)
+    t_x = big_t * rng.uniform(0, 1, n)
+    x = np.where(rng.uniform(size=n) < 0.4, 0, rng.poisson(3, n)).astype(float)
+    t_x = np.where(x > 0, t_x, 0.0)
+    params = np.array([0.3, 4.0, 0.8, 2.5])
+    whole = bgnbd_loglik(params, x, t_x, big_t)
+    one = models.chunked_loglik(x, t_x, big_t)(params)
+    assert one[0] == whole[0]  # one block: the same computation, bit for bit
+    assert np.array_equal(one[1], whole[1])
+    monkeypatch.setattr(models, "LOGLIK_ROWS", 700)
+    blocks = models.chunked_loglik(x, t_x, big_t)(params)
+    assert blocks[0] == pytest.approx(whole[0], rel=1e-12)
+    assert blocks[1] == pytest.approx(whole[1], rel=1e-10)
+    stats = pl.DataFrame({"x": x, "t_x": t_x, "T": big_t})
+    in_blocks = BetaGeo().fit(stats)
+    monkeypatch.setattr(models, "LOGLIK_ROWS", 1 << 18)
+    at_once = BetaGeo().fit(stats)
+    # the optimiser stops within its tolerance of the same optimum
+    assert in_blocks.params() == pytest.approx(at_once.params(), rel=1e-4)
+    alive = in_blocks.p_alive(x, t_x, big_t) - at_once.p_alive(x, t_x, big_t)
+    assert np.abs(alive).max() < 1e-5
