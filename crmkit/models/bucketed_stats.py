@@ -34,6 +34,10 @@ POPULATION_INPUTS: Final = (
     schema.CUSTOMER_ID, "purchase_days", "mean_cycle_days", "net_spend", "tenure_days",
     "recency_days", "first_purchase", "last_purchase", "gross_spend", "first_day_spend",
 )  # fmt: skip
+#: Inputs of the value and P(alive) fits that the segments' fit does not read.
+NOT_SEGMENTED: Final = (
+    "first_purchase", "last_purchase", "gross_spend", "first_day_spend", "tenure_days",
+)  # fmt: skip
 #: Matrix columns whose reference medians are worked out at a time.
 REFERENCE_COLUMNS: Final = 8
 
@@ -46,19 +50,24 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
     columns = feature_schema(job.cfg, job.vocab)
     if not derived:
         raise BadInputError(f"no customer bought before {job.as_of}: nothing to score")
-    narrow = (
-        pl.concat(
-            pl.scan_parquet(path)
-            .select(POPULATION_INPUTS)
-            .with_columns(pl.lit(i, pl.Int32).alias("__part"))
-            for i, path in enumerate(derived)
-        )
-        .sort(schema.CUSTOMER_ID)
-        .with_columns(projected_value(job.cfg))
-        .with_columns(pl.col("projected_value").alias("customer_value"))
-    )
+    # one chunk per column, sorted eagerly (a lazy sort returns many chunks): the columns
+    # the fits add below then line up, and no later step copies the whole table to align them
+    pieces = [
+        pl.scan_parquet(path)
+        .select(POPULATION_INPUTS)
+        .with_columns(pl.lit(i, pl.Int32).alias("__part"))
+        .collect()
+        for i, path in enumerate(derived)
+    ]
+    frame = pl.concat(pieces, rechunk=True)
+    pieces.clear()
+    frame = frame.sort(schema.CUSTOMER_ID)
     named = [*POPULATION_INPUTS, "projected_value", "customer_value", "__part"]
-    frame = narrow.select(pl.col(n).cast(columns.get(n, pl.Int32)) for n in named).collect()
+    frame = (
+        frame.with_columns(projected_value(job.cfg))
+        .with_columns(pl.col("projected_value").alias("customer_value"))
+        .select(pl.col(n).cast(columns.get(n, pl.Int32)) for n in named)
+    )
     clv_value = job.card.get("customer_value") == "clv"
     if job.card.get("clv_features") or clv_value:
         frame = with_clv(frame, job.as_of, int(job.card["horizon_days"]), job.cfg)
@@ -67,7 +76,8 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
     frame, warnings = with_alive_value(
         frame, job.as_of, job.segments.min_p_alive, clv_value=clv_value
     )
-    frame = with_segments(frame, job.segments)
+    # what the segments do not read is not carried through their fit
+    frame = with_segments(frame.drop(NOT_SEGMENTED), job.segments)
     kept = [schema.CUSTOMER_ID, *(c for c in frame.columns if c not in POPULATION_INPUTS)]
     out = []
     for i, path in enumerate(derived):
