@@ -33,7 +33,7 @@ from .conftest import NOW, SAMPLE_DATA, trained_sample_store
 
 ALLOWED = {0, 2, 3, 4, 5, 6}
 SCALE = float(os.environ.get("CRMKIT_FUZZ_SCALE", "1"))
-COUNTS = {"files": 450, "configs": 300, "optouts": 600, "argv": 200, "ledgers": 300}
+COUNTS = {"files": 400, "configs": 300, "optouts": 600, "argv": 200, "ledgers": 250}
 CASES = {k: max(1, int(v * SCALE)) for k, v in COUNTS.items()}
 
 
