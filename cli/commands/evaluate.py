@@ -165,6 +165,19 @@ def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> No
             [[g[k] for k in keys] for g in summary["groups"]],
         )
     )
+    render_comparisons(summary)
+    overall = summary["treatment_vs_control"]
+    human.print(estimates_note(overall))
+    mde = overall.get("minimum_detectable_uplift")
+    if mde is not None and mde == mde:  # NaN when undefined
+        human.print(
+            f"not significant at 5%: with these group sizes only an uplift of "
+            f"{mde * 100:.1f} pp or more would be detected (80% power)"
+        )
+
+
+def render_comparisons(summary: dict[str, Any]) -> None:
+    """Print retention and revenue, treatment against control, with the added estimates."""
     subsets = _subsets(summary)
     kinds = [k for k in ("adjusted", "sequential") if summary["estimates"][k]]
     heads = [_HEADS[k] for k in kinds]
@@ -176,14 +189,6 @@ def render_evaluation(summary: dict[str, Any], campaign: str, window: int) -> No
     cols = ["subset", "extra customers", "revenue uplift / customer [95% CI]", *heads]
     rows = [_revenue_row(label, c, kinds) for label, c in subsets]
     human.print(table("Revenue, treatment against control", cols, rows))
-    overall = summary["treatment_vs_control"]
-    human.print(estimates_note(overall))
-    mde = overall.get("minimum_detectable_uplift")
-    if mde is not None and mde == mde:  # NaN when undefined
-        human.print(
-            f"not significant at 5%: with these group sizes only an uplift of "
-            f"{mde * 100:.1f} pp or more would be detected (80% power)"
-        )
 
 
 def estimates_note(overall: dict[str, Any]) -> str:

@@ -97,39 +97,45 @@ def plan(
 def render_plan(result: Plan) -> None:
     """Print the baseline and, per estimate, the split or the detectable effect."""
     b = result.baseline
-    retention = result.metric == "retention"
-
-    def amount(v: float) -> str:
-        return f"{v * 100:.2f} pp" if retention else f"{v:,.2f}"
-
     mean = (
         f"{b.mean['retention'] * 100:.1f}% retained"
-        if retention
-        else (f"{b.mean['revenue']:,.2f} revenue per customer")
+        if result.metric == "retention"
+        else f"{b.mean['revenue']:,.2f} revenue per customer"
     )
     human.print(
         f"Baseline: {b.customers:,} eligible customers on {b.base}, {mean} within "
         f"{b.window_days} days (sd {b.sd[result.metric]:,.3g})"
     )
-    rows = []
-    for kind, e in result.estimates.items():
-        removed = f"{b.explained[result.metric] * 100:.0f}%" if kind == "adjusted" else "0%"
-        if "minimum_detectable_effect" in e:
-            rows.append(
-                [kind, removed, f"{e['control']:,}", amount(e["minimum_detectable_effect"])]
-            )
-        elif e["control_fraction"] is None:
-            need = e["balanced_size"]
-            rows.append([kind, removed, "too few customers", f"50/50 needs {need:,} in all"])
-        else:
-            share = f"{e['control_fraction'] * 100:.1f}%"
-            rows.append([kind, removed, f"{e['control']:,} ({share})", f"{e['treatment']:,}"])
     if result.effect is None:
         cols = ["estimate", "variance removed", "control", "minimum detectable effect"]
         title = f"{result.metric}: effect detected with {result.power:.0%} power"
     else:
         cols = ["estimate", "variance removed", "control (fraction)", "treatment"]
         title = (
-            f"{result.metric} {amount(result.effect)}: control needed for {result.power:.0%} power"
+            f"{result.metric} {_amount(result, result.effect)}: control needed for "
+            f"{result.power:.0%} power"
         )
-    human.print(table(f"Plan of {result.size:,} customers, {title}", cols, rows))
+    human.print(table(f"Plan of {result.size:,} customers, {title}", cols, _plan_rows(result)))
+
+
+def _amount(result: Plan, value: float) -> str:
+    """Write an effect in points of retention, or in money."""
+    return f"{value * 100:.2f} pp" if result.metric == "retention" else f"{value:,.2f}"
+
+
+def _plan_rows(result: Plan) -> list[list[str]]:
+    """One row per estimate: the variance removed and the split, or the detectable effect."""
+    rows = []
+    for kind, e in result.estimates.items():
+        explained = result.baseline.explained[result.metric]
+        removed = f"{explained * 100:.0f}%" if kind == "adjusted" else "0%"
+        if "minimum_detectable_effect" in e:
+            mde = _amount(result, e["minimum_detectable_effect"])
+            rows.append([kind, removed, f"{e['control']:,}", mde])
+        elif e["control_fraction"] is None:
+            need = e["balanced_size"]
+            rows.append([kind, removed, "too few customers", f"50/50 needs {need:,} in all"])
+        else:
+            share = f"{e['control_fraction'] * 100:.1f}%"
+            rows.append([kind, removed, f"{e['control']:,} ({share})", f"{e['treatment']:,}"])
+    return rows

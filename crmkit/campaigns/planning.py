@@ -191,9 +191,9 @@ def r_squared(y: np.ndarray, x: np.ndarray) -> float:
     keep = x[:, np.ptp(x, axis=0) > 0] if x.size else x
     if keep.shape[1] == 0 or y.var() == 0:
         return 0.0
-    centred = keep - keep.mean(axis=0)
-    theta, *_ = np.linalg.lstsq(centred / centred.std(axis=0), y - y.mean(), rcond=None)
-    residual = y - y.mean() - (centred / centred.std(axis=0)) @ theta
+    z = (keep - keep.mean(axis=0)) / keep.std(axis=0)
+    theta, *_ = np.linalg.lstsq(z, y - y.mean(), rcond=None)
+    residual = y - y.mean() - z @ theta
     return float(max(0.0, 1 - residual.var() / y.var()))
 
 
