@@ -71,27 +71,16 @@ def allocate_frame(
     pays = (frame["group"] == "treatment").to_numpy()
     result = allocate(gain, cost, pays, budget, size)
     picked = np.flatnonzero(result.chosen >= 0)
-    option = result.chosen[picked]
-    taken = pl.DataFrame(
-        {
-            "__row": picked,
-            "treatment": np.asarray(treatments, dtype=object)[option].astype(str),
-            "gain": gain[picked, option],
-            "return_per_pound": result.last_ratio[picked],
-            "__order": result.first_taken[picked],
-        },
-        schema={"__row": pl.Int64, "treatment": pl.String, "gain": pl.Float64,
-                "return_per_pound": pl.Float64, "__order": pl.Int64},
+    # in the order they were taken (each its own scan position); the rows gathered once
+    rows = picked[np.argsort(result.first_taken[picked], kind="stable")]
+    option = result.chosen[rows]
+    return frame.drop("treatment", strict=False)[rows].with_columns(
+        pl.Series("treatment", np.asarray(treatments, dtype=object)[option].astype(str),
+                  dtype=pl.String),
+        pl.Series("gain", gain[rows, option], dtype=pl.Float64),
+        pl.Series("return_per_pound", result.last_ratio[rows], dtype=pl.Float64),
+        pl.int_range(1, pl.len() + 1).alias("rank"),
     )  # fmt: skip
-    return (
-        frame.drop("treatment", strict=False)
-        .with_row_index("__row")
-        .with_columns(pl.col("__row").cast(pl.Int64))
-        .join(taken, on="__row")
-        .sort("__order")
-        .with_columns(pl.int_range(1, pl.len() + 1).alias("rank"))
-        .drop("__row", "__order")
-    )
 
 
 def value_at_risk_gains(frame: pl.DataFrame, policy: TargetPolicy) -> tuple[np.ndarray, list[str]]:

@@ -104,23 +104,28 @@ def render_day(
     gets the contact columns, offer code and top reason (:mod:`crmkit.campaigns.contacts`).
     """
     planned = arm()
-    assignments = (
-        rows.with_columns(
-            pl.when(pl.col("group") == "treatment")
-            .then(planned)
-            .otherwise(pl.lit(NO_TREATMENT))
-            .alias("treatment"),
-            planned.alias("planned_treatment"),
-            pl.col("policy").fill_null(POLICY_VALUE_AT_RISK),
-        )
-        .sort(["rank", schema.CUSTOMER_ID], nulls_last=True)
-        .select(TARGET_COLUMNS)
+    assignments = rows.with_columns(
+        pl.when(pl.col("group") == "treatment")
+        .then(planned)
+        .otherwise(pl.lit(NO_TREATMENT))
+        .alias("treatment"),
+        planned.alias("planned_treatment"),
+        pl.col("policy").fill_null(POLICY_VALUE_AT_RISK),
     )
+    if not _in_rank_order(rows):  # a day just recorded is: no copy of its rows then
+        assignments = assignments.sort(["rank", schema.CUSTOMER_ID], nulls_last=True)
+    assignments = assignments.select(TARGET_COLUMNS)
     treated = assignments.filter(pl.col("group") == "treatment")
     contacts = with_contact_columns(
         treated.select(*CONTACT_COLUMNS, "reasons"), details, policy or TargetPolicy()
     )
     return assignments, contacts
+
+
+def _in_rank_order(rows: pl.DataFrame) -> bool:
+    """Tell whether every row has a rank and the ranks strictly increase."""
+    rank = rows["rank"]
+    return rank.null_count() == 0 and bool((rank.diff().drop_nulls() > 0).all())
 
 
 def list_paths(out_dir: Path, campaign: str, as_of: dt.date, fmt: str) -> dict[str, Path]:
@@ -298,15 +303,17 @@ def _write_day(
             )
             day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
     assignments, contacts = render_day(day.rows, details, policy)
-    if not dry_run:
-        write_table(contacts, paths["contacts"])
-        write_table(assignments, paths["assignments"])
+    if not dry_run:  # streamed: the files' text is never held beside the frames
+        write_table(contacts.lazy(), paths["contacts"])
+        write_table(assignments.lazy(), paths["assignments"])
     unknown_lines = optouts_unknown(store, lines)
     unknown = len(unknown_lines)
     warnings = _unknown_optouts(unknown_lines, lines.height, policy)
     covariates = scores.select(schema.CUSTOMER_ID, "recency_days")
     balance, balance_warnings = balance_report(
-        assignments.join(covariates, on=schema.CUSTOMER_ID, how="left")
+        assignments.select(schema.CUSTOMER_ID, "group", "churn_probability", "customer_value").join(
+            covariates, on=schema.CUSTOMER_ID, how="left"
+        )
     )
     return TargetResult(
         frame=assignments,

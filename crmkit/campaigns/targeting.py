@@ -280,8 +280,10 @@ def _rank_by_value_at_risk(
     if policy.lifecycle == RETAIN:
         frame = frame.filter(pl.col("churn_probability") >= policy.min_churn_probability)
     counts["low_risk"] = before - frame.height
-    grouped = assign_groups(frame.lazy(), campaign, policy.control_fraction, policy).collect()
-    grouped = grouped.sort(schema.CUSTOMER_ID)
+    lazy = assign_groups(frame.lazy(), campaign, policy.control_fraction, policy)
+    if not frame[schema.CUSTOMER_ID].is_sorted():  # scores read in blocks already are
+        lazy = lazy.sort(schema.CUSTOMER_ID)
+    grouped = lazy.collect()
     gain, treatments = value_at_risk_gains(grouped, policy)
     gain, counts["no_contact_details"] = reach(grouped, gain, treatments, policy)
     ranked = allocate_frame(grouped, gain, treatments, policy, policy.size, policy.budget)
