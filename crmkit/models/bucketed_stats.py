@@ -76,8 +76,10 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
     frame, warnings = with_alive_value(
         frame, job.as_of, job.segments.min_p_alive, clv_value=clv_value
     )
-    # what the segments do not read is not carried through their fit
-    frame = with_segments(frame.drop(NOT_SEGMENTED), job.segments)
+    # what the segments do not read is not carried through their fit: dropped first, so
+    # that no name holds those columns while the segments' columns are added
+    frame = frame.drop(NOT_SEGMENTED)
+    frame = with_segments(frame, job.segments)
     kept = [schema.CUSTOMER_ID, *(c for c in frame.columns if c not in POPULATION_INPUTS)]
     out = []
     for i, path in enumerate(derived):
