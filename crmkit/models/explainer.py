@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
+from crmkit.memory import give_back
 from crmkit.models.design import Design
 from crmkit.models.explain import (
     DRIVERS,
@@ -32,7 +33,7 @@ from crmkit.models.threads import threads
 EXPLAIN_BLOCK: Final = 20_000
 
 #: Customers whose rows a list's reasons read at a time.
-REASON_BLOCK: Final = 200_000
+REASON_BLOCK: Final = 100_000
 
 #: The feature and text rows of the given customers, in any order.
 RowSource = Callable[[Sequence[str]], pl.DataFrame]
@@ -82,12 +83,12 @@ class Explainer:
         The rows are read :data:`REASON_BLOCK` customers at a time.
         """
         ids = sorted(customers)
-        out = [
-            self.explain(self.rows_of(ids[start : start + REASON_BLOCK])).select(
-                schema.CUSTOMER_ID, "reasons", "top_driver"
-            )
-            for start in range(0, len(ids), REASON_BLOCK)
-        ]
+        out = []
+        for start in range(0, len(ids), REASON_BLOCK):
+            block = self.explain(self.rows_of(ids[start : start + REASON_BLOCK]))
+            out.append(block.select(schema.CUSTOMER_ID, "reasons", "top_driver"))
+            del block
+            give_back()  # the block's matrices, so that memory does not grow block by block
         if not out:
             return self.explain(self.rows_of([])).select(
                 schema.CUSTOMER_ID, "reasons", "top_driver"
@@ -136,11 +137,14 @@ def explain_listed(listed: pl.DataFrame, explainer: Explainer | None) -> pl.Data
     found = explainer.reasons(pending.to_list()).rename(
         {"reasons": "__reasons", "top_driver": "__top"}
     )
-    return (
-        listed.join(found, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
-        .with_columns(
+    # joined on the ids alone: the listed frame's other columns are shared, not copied
+    matched = listed.select(schema.CUSTOMER_ID, "reasons", "top_driver").join(
+        found, on=schema.CUSTOMER_ID, how="left", maintain_order="left"
+    )
+    del found
+    return listed.with_columns(
+        matched.select(
             pl.coalesce("__reasons", "reasons").alias("reasons"),
             pl.coalesce("__top", "top_driver").alias("top_driver"),
         )
-        .drop("__reasons", "__top")
     )
