@@ -19,13 +19,13 @@ import numpy as np
 import polars as pl
 
 from crmkit import schema
-from crmkit.memory import give_back
 from crmkit.models.design import Design
 from crmkit.models.explain import (
     DRIVERS,
     driver_groups,
     shapley_by_driver,
 )
+from crmkit.models.memory import give_back
 from crmkit.models.reason_text import text_columns, with_model_reasons
 from crmkit.models.threads import threads
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crmkit.memory import give_back
+from crmkit.models.memory import give_back
 
 
 def _rss_mb() -> float:
