@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -146,9 +146,9 @@ class ScoreParts:
             return empty, (split(empty)[1] if split is not None else None)
         return pl.concat(kept), (pl.concat(dropped) if split is not None else None)
 
-    def rows_of(self, customers: Sequence[str]) -> pl.DataFrame:
+    def rows_of(self, customers: pl.Series) -> pl.DataFrame:
         """Return the features and scores of ``customers`` (the explainer's row source)."""
-        wanted = pl.Series(list(customers), dtype=pl.String).implode()
+        wanted = customers.cast(pl.String).implode()
         found = pl.scan_parquet(self.features).filter(pl.col(schema.CUSTOMER_ID).is_in(wanted))
         p = pl.scan_parquet(self.parts).filter(pl.col(schema.CUSTOMER_ID).is_in(wanted))
         frame = found.collect().join(

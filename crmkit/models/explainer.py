@@ -35,8 +35,8 @@ EXPLAIN_BLOCK: Final = 20_000
 #: Customers whose rows a list's reasons read at a time.
 REASON_BLOCK: Final = 100_000
 
-#: The feature and text rows of the given customers, in any order.
-RowSource = Callable[[Sequence[str]], pl.DataFrame]
+#: The feature and text rows of the given customers (a String series), in any order.
+RowSource = Callable[[pl.Series], pl.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -77,20 +77,24 @@ class Explainer:
             text, self.shares(frame), self.reference_probability, self.windows, self.cycle
         )
 
-    def reasons(self, customers: Collection[str]) -> pl.DataFrame:
+    def reasons(self, customers: Collection[str] | pl.Series) -> pl.DataFrame:
         """``customer_id, reasons, top_driver`` of the ``customers`` among the scored.
 
-        The rows are read :data:`REASON_BLOCK` customers at a time.
+        The rows are read :data:`REASON_BLOCK` customers at a time, in id order. The ids
+        stay a polars series: a list of a million Python strings would hold about 100 MB
+        for as long as the reasons take.
         """
-        ids = sorted(customers)
+        if not isinstance(customers, pl.Series):
+            customers = pl.Series(list(customers), dtype=pl.String)
+        ids = customers.cast(pl.String).sort()
         out = []
-        for start in range(0, len(ids), REASON_BLOCK):
-            block = self.explain(self.rows_of(ids[start : start + REASON_BLOCK]))
+        for start in range(0, ids.len(), REASON_BLOCK):
+            block = self.explain(self.rows_of(ids.slice(start, REASON_BLOCK)))
             out.append(block.select(schema.CUSTOMER_ID, "reasons", "top_driver"))
             del block
             give_back()  # the block's matrices, so that memory does not grow block by block
         if not out:
-            return self.explain(self.rows_of([])).select(
+            return self.explain(self.rows_of(ids)).select(
                 schema.CUSTOMER_ID, "reasons", "top_driver"
             )
         return pl.concat(out)
@@ -134,9 +138,7 @@ def explain_listed(listed: pl.DataFrame, explainer: Explainer | None) -> pl.Data
     pending = listed.filter(pl.col("top_driver").is_null())[schema.CUSTOMER_ID]
     if pending.len() == 0:
         return listed
-    found = explainer.reasons(pending.to_list()).rename(
-        {"reasons": "__reasons", "top_driver": "__top"}
-    )
+    found = explainer.reasons(pending).rename({"reasons": "__reasons", "top_driver": "__top"})
     # joined on the ids alone: the listed frame's other columns are shared, not copied
     matched = listed.select(schema.CUSTOMER_ID, "reasons", "top_driver").join(
         found, on=schema.CUSTOMER_ID, how="left", maintain_order="left"
