@@ -5,6 +5,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmkit.campaigns.ledger import ListChangedError, read_ledger
 from crmkit.campaigns.lists import write_targets
@@ -174,3 +176,30 @@ def test_the_budget_binds_and_the_spend_is_reported(tmp_path):
     left = scores.join(listed, on="customer_id", how="anti").filter(pl.col("cost") == 0.5)
     assert listed["per_pound"].min() >= left["per_pound"].max()
     assert emails > 5 * max(calls, 1)
+
+
+_KEY_ROWS = st.lists(
+    st.tuples(
+        st.sampled_from(["C1", "C2", "C3", "C4"]),
+        st.sampled_from(["treatment", "control"]),
+        st.sampled_from(["call", "email", None]),
+    ),
+    max_size=8,
+)
+
+
+def _key_frame(rows: list[tuple[str, str, str | None]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows, schema={"customer_id": pl.String, "group": pl.String, "planned_treatment": pl.String},
+        orient="row",
+    ).with_columns(treatment=pl.col("planned_treatment"))  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(_KEY_ROWS, _KEY_ROWS)
+def test_the_day_s_keys_compare_as_sets_of_tuples(a, b):
+    from crmkit.campaigns.ledger import _keys, _missing, _same_keys
+
+    left, right = _key_frame(a), _key_frame(b)
+    assert _same_keys(left, right) == (set(a) == set(b))
+    assert _missing(_keys(left), _keys(right)) == len(set(a) - set(b))
