@@ -93,10 +93,6 @@ def _missing(keys: pl.DataFrame, other: pl.DataFrame) -> int:
     return keys.join(other, on=_KEY, how="anti", nulls_equal=True).height
 
 
-def _same_keys(a: pl.DataFrame, b: pl.DataFrame) -> bool:
-    return _keys(a).equals(_keys(b))
-
-
 @dataclass(frozen=True)
 class DayRecord:
     """What the ledger holds for one (campaign, day) after recording a list."""
@@ -108,14 +104,15 @@ class DayRecord:
     differences: int = 0
 
 
-def _refill_only(recorded: pl.DataFrame, new: pl.DataFrame, freed: int) -> bool:
+def _refill_only(recorded: pl.DataFrame, new: pl.DataFrame, freed: int, covered: bool) -> bool:
     """Tell whether the new list is the recorded one plus customers ranked below them all.
 
     That is what a size or budget limit does once ``freed`` opted-out customers leave: at
     most that many places go to the next customers, whom a recorded day does not take.
     More customers than places freed means a larger size or budget: a changed list.
+    ``covered``: every assignment key of ``recorded`` is one of ``new``'s.
     """
-    if recorded.height == 0 or _missing(_keys(recorded), _keys(new)):
+    if recorded.height == 0 or not covered:
         return False
     kept = new.filter(pl.col(schema.CUSTOMER_ID).is_in(recorded[schema.CUSTOMER_ID].implode()))
     extra = new.filter(~pl.col(schema.CUSTOMER_ID).is_in(recorded[schema.CUSTOMER_ID].implode()))
@@ -164,12 +161,15 @@ def plan_day(
         return DayRecord(new, status, new.height, 0), (entries.vstack(new) if new.height else None)
     kept = recorded.filter(~pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
     removed = recorded.height - kept.height
-    same = _same_keys(kept, new) or _refill_only(kept, new, _places_freed(recorded, kept))
+    old_keys, new_keys = _keys(kept), _keys(new)
+    covered = _missing(old_keys, new_keys) == 0
+    same = old_keys.equals(new_keys) or _refill_only(
+        kept, new, _places_freed(recorded, kept), covered
+    )
     if same and not removed:
         return DayRecord(recorded, "unchanged", 0, 0), None
     if same:
         return DayRecord(kept, "optouts_removed", 0, removed), others.vstack(kept)
-    old_keys, new_keys = _keys(kept), _keys(new)
     differences = _missing(old_keys, new_keys) + _missing(new_keys, old_keys)
     if not replace:
         raise ListChangedError(
