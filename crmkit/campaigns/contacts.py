@@ -108,8 +108,11 @@ def reach(
 def with_contact_columns(
     contacts: pl.DataFrame, details: pl.DataFrame | None, policy: TargetPolicy
 ) -> pl.DataFrame:
-    """Return the contact file: its columns, the contact columns, offer code, top reason."""
-    base = contacts.drop("reasons")
+    """Return the contact file: its columns, the contact columns, offer code, top reason.
+
+    ``contacts`` holds ``reasons`` when there are contact details or offer codes.
+    """
+    base = contacts.drop("reasons", strict=False)
     if details is None and not policy.offer_codes:
         return base
     out = base

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crmkit.campaigns.candidates import candidates
+from crmkit.campaigns.candidates import Candidates, candidates
 from crmkit.campaigns.lists import TargetResult, write_targets
 from crmkit.campaigns.names import check_campaign
 from crmkit.campaigns.targeting import Uplift, check_policy
@@ -181,7 +181,10 @@ def targets_for(
     *,
     locked: bool = False,
 ) -> TargetResult:
-    """Score (unless ``scores`` is given) and write the day's list: ``crmkit targets``."""
+    """Score (unless ``scores`` is given) and write the day's list: ``crmkit targets``.
+
+    The list takes the rows of ``scores`` (:meth:`~crmkit.models.scoring.ScoreResult.hand_over`).
+    """
     check_campaign(options.campaign)
     check_policy(settings.targeting)
     if scores is None:
@@ -192,7 +195,7 @@ def targets_for(
         if uplift is None:  # no arm with evidence, and the fallback is value at risk
             policy = dataclasses.replace(policy, policy="value_at_risk")
     result = write_targets(
-        scores.frame,
+        Candidates(*scores.hand_over()),
         store,
         options.campaign,
         options.date,
@@ -204,7 +207,6 @@ def targets_for(
         dry_run=options.dry_run,
         uplift=uplift,
         explainer=scores.explainer,
-        dropped=scores.dropped,
     )
     result = dataclasses.replace(result, warnings=(*gate, *result.warnings))
     if options.destination is None or options.dry_run:

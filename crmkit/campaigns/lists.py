@@ -18,6 +18,7 @@ import polars as pl
 from crmkit import schema
 from crmkit.campaigns.balance import balance_report
 from crmkit.campaigns.budget import bought
+from crmkit.campaigns.candidates import Candidates
 from crmkit.campaigns.contacts import contact_details, with_contact_columns
 from crmkit.campaigns.ledger import (
     LEDGER_SCHEMA,
@@ -115,11 +116,16 @@ def render_day(
     if not _in_rank_order(rows):  # a day just recorded is: no copy of its rows then
         assignments = assignments.sort(["rank", schema.CUSTOMER_ID], nulls_last=True)
     assignments = assignments.select(TARGET_COLUMNS)
-    treated = assignments.filter(pl.col("group") == "treatment")
-    contacts = with_contact_columns(
-        treated.select(*CONTACT_COLUMNS, "reasons"), details, policy or TargetPolicy()
+    policy = policy or TargetPolicy()
+    # the reasons are copied only when the contact file shows the top one
+    shown = ["reasons"] if details is not None or policy.offer_codes else []
+    treated = (
+        assignments.lazy()
+        .filter(pl.col("group") == "treatment")
+        .select(*CONTACT_COLUMNS, *shown)
+        .collect()
     )
-    return assignments, contacts
+    return assignments, with_contact_columns(treated, details, policy)
 
 
 def _in_rank_order(rows: pl.DataFrame) -> bool:
@@ -186,25 +192,32 @@ def _remove_created(created: list[Path]) -> None:
 
 def _day_list(
     entries: pl.DataFrame,
-    scores: pl.DataFrame,
+    candidates: Candidates,
+    details: pl.DataFrame | None,
     campaign: str,
     as_of: dt.date,
     policy: TargetPolicy,
     optouts: pl.Series,
     uplift: Uplift | None,
     explainer: Explainer | None = None,
-    dropped: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Select the day's list from the scores, ledger and opt-outs; explain whom it lists."""
+    """Select the day's list from the scores, ledger and opt-outs; explain whom it lists.
+
+    The candidates are let go of once the list is selected, before it is explained.
+    """
+    scores, dropped = candidates.take()
+    if details is not None:
+        scores = scores.join(details, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
     recent = recently_assigned(entries, campaign, as_of, policy.cooldown_days)
     listed, counts = select_targets(
         scores, campaign, as_of, policy, recent, optouts, uplift, dropped
     )
+    del scores, dropped
     return explain_listed(listed, explainer), counts
 
 
 def write_targets(
-    scores: pl.DataFrame,
+    scores: pl.DataFrame | Candidates,
     store: Store,
     campaign: str,
     as_of: dt.date,
@@ -223,7 +236,9 @@ def write_targets(
 
     ``explainer`` (the scores') gives every listed customer the model's reasons.
     ``dropped``: scored customers left out of ``scores`` as they were read, because the
-    list cannot take them (:func:`~crmkit.campaigns.candidates.candidates`).
+    list cannot take them (:func:`~crmkit.campaigns.candidates.candidates`). ``scores``
+    may be :class:`~crmkit.campaigns.candidates.Candidates` (rows and dropped), which the
+    list takes and lets go of once selected.
 
     Writes ``out_dir/<campaign>/<as_of>.contacts.<fmt>`` (treatment group: who to contact
     with which treatment) and ``<as_of>.assignments.<fmt>`` (every group, for evaluation).
@@ -248,8 +263,10 @@ def write_targets(
     paths = list_paths(out_dir, campaign, as_of, fmt)
     created = [] if dry_run else _prepare_directory(paths["contacts"].parent)
     try:
-        return _write_day(scores, store, campaign, as_of, policy, paths, dry_run, locked,
-                          replace, uplift, explainer, dropped)  # fmt: skip
+        held = scores if isinstance(scores, Candidates) else Candidates(scores, dropped)
+        del scores, dropped
+        return _write_day(held, store, campaign, as_of, policy, paths, dry_run, locked,
+                          replace, uplift, explainer)  # fmt: skip
     except BaseException:
         _remove_created(created)
         raise
@@ -268,7 +285,7 @@ def _unknown_optouts(unknown_lines: list[int], total: int, policy: TargetPolicy)
 
 
 def _write_day(
-    scores: pl.DataFrame,
+    candidates: Candidates,
     store: Store,
     campaign: str,
     as_of: dt.date,
@@ -279,7 +296,6 @@ def _write_day(
     replace: bool,
     uplift: Uplift | None,
     explainer: Explainer | None = None,
-    dropped: pl.DataFrame | None = None,
 ) -> TargetResult:
     """Build, record and write the day's list once its directory exists."""
     lines = pl.DataFrame(schema={"line": pl.Int64, schema.CUSTOMER_ID: pl.String})
@@ -287,19 +303,17 @@ def _write_day(
         lines = read_optout_lines(Path(policy.optouts))
     optouts = lines[schema.CUSTOMER_ID].unique().sort()
     details = contact_details(store, as_of, policy)
-    if details is not None:
-        scores = scores.join(details, on=schema.CUSTOMER_ID, how="left", maintain_order="left")
     if dry_run:
         entries = read_ledger(store)
         new, excluded = _day_list(
-            entries, scores, campaign, as_of, policy, optouts, uplift, explainer, dropped
+            entries, candidates, details, campaign, as_of, policy, optouts, uplift, explainer
         )
         day, _ = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
     else:
         with store.writer(locked=locked) as writer:
             entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
             new, excluded = _day_list(
-                entries, scores, campaign, as_of, policy, optouts, uplift, explainer, dropped
+                entries, candidates, details, campaign, as_of, policy, optouts, uplift, explainer
             )
             day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
     assignments, contacts = render_day(day.rows, details, policy)
@@ -309,7 +323,8 @@ def _write_day(
     unknown_lines = optouts_unknown(store, lines)
     unknown = len(unknown_lines)
     warnings = _unknown_optouts(unknown_lines, lines.height, policy)
-    covariates = scores.select(schema.CUSTOMER_ID, "recency_days")
+    # the day's rows are all of the new list's customers (a re-run keeps them or fails)
+    covariates = new.select(schema.CUSTOMER_ID, "recency_days")
     balance, balance_warnings = balance_report(
         assignments.select(schema.CUSTOMER_ID, "group", "churn_probability", "customer_value").join(
             covariates, on=schema.CUSTOMER_ID, how="left"

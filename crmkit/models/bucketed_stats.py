@@ -50,8 +50,6 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
     columns = feature_schema(job.cfg, job.vocab)
     if not derived:
         raise BadInputError(f"no customer bought before {job.as_of}: nothing to score")
-    # one chunk per column, sorted eagerly (a lazy sort returns many chunks): the columns
-    # the fits add below then line up, and no later step copies the whole table to align them
     pieces = [
         pl.scan_parquet(path)
         .select(POPULATION_INPUTS)
@@ -59,9 +57,7 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
         .collect()
         for i, path in enumerate(derived)
     ]
-    frame = pl.concat(pieces, rechunk=True)
-    pieces.clear()
-    frame = frame.sort(schema.CUSTOMER_ID)
+    frame = sorted_by_id(pieces)
     named = [*POPULATION_INPUTS, "projected_value", "customer_value", "__part"]
     frame = (
         frame.with_columns(projected_value(job.cfg))
@@ -87,6 +83,24 @@ def population_values(job: _Job, derived: list[Path]) -> tuple[list[Path], list[
         spill(frame.filter(pl.col("__part") == i).select(kept).drop("__part"), target)
         out.append(target)
     return out, warnings
+
+
+def sorted_by_id(pieces: list[pl.DataFrame]) -> pl.DataFrame:
+    """Return the rows of ``pieces`` sorted by customer id (unique), one chunk per column.
+
+    ``pieces`` is emptied: the columns are put in order one at a time, each let go of once
+    its sorted copy is made, so that the table is held about once, not twice as by a sort
+    of all columns together. One chunk each: the columns the fits add then line up, and no
+    later step copies the whole table to align them.
+    """
+    frame = pl.concat(pieces, rechunk=False)
+    pieces.clear()
+    order = frame[schema.CUSTOMER_ID].arg_sort()
+    columns = []
+    for name in frame.columns:
+        columns.append(frame[name].gather(order))
+        frame = frame.drop(name)
+    return pl.DataFrame(columns)
 
 
 def explainer_of(job: _Job, parts: ScoreParts, keys: pl.DataFrame) -> Explainer:

@@ -132,21 +132,33 @@ def build_explainer(
 
 
 def explain_listed(listed: pl.DataFrame, explainer: Explainer | None) -> pl.DataFrame:
-    """Give the listed customers the score left to the rules (no ``top_driver``) the model's."""
+    """Give the listed customers the score left to the rules (no ``top_driver``) the model's.
+
+    The list is explained :data:`REASON_BLOCK` rows at a time in its own order, and the
+    blocks' columns are put together unjoined: the reasons are held once, not once as
+    found and again as joined and merged.
+    """
     if explainer is None or "top_driver" not in listed.columns or listed.height == 0:
         return listed
-    pending = listed.filter(pl.col("top_driver").is_null())[schema.CUSTOMER_ID]
-    if pending.len() == 0:
+    if listed["top_driver"].null_count() == 0:
         return listed
-    found = explainer.reasons(pending).rename({"reasons": "__reasons", "top_driver": "__top"})
-    # joined on the ids alone: the listed frame's other columns are shared, not copied
-    matched = listed.select(schema.CUSTOMER_ID, "reasons", "top_driver").join(
-        found, on=schema.CUSTOMER_ID, how="left", maintain_order="left"
-    )
-    del found
-    return listed.with_columns(
-        matched.select(
-            pl.coalesce("__reasons", "reasons").alias("reasons"),
-            pl.coalesce("__top", "top_driver").alias("top_driver"),
+    reasons, tops = [], []
+    for start in range(0, listed.height, REASON_BLOCK):
+        block = listed.slice(start, REASON_BLOCK).select(
+            schema.CUSTOMER_ID, "reasons", "top_driver"
         )
-    )
+        pending = block.filter(pl.col("top_driver").is_null())[schema.CUSTOMER_ID]
+        if pending.len():
+            found = explainer.reasons(pending)
+            block = block.join(
+                found.rename({"reasons": "__reasons", "top_driver": "__top"}),
+                on=schema.CUSTOMER_ID, how="left", maintain_order="left",
+            ).select(
+                pl.coalesce("__reasons", "reasons").alias("reasons"),
+                pl.coalesce("__top", "top_driver").alias("top_driver"),
+            )  # fmt: skip
+            del found
+            give_back()
+        reasons.append(block["reasons"])
+        tops.append(block["top_driver"])
+    return listed.with_columns(pl.concat(reasons, rechunk=False), pl.concat(tops, rechunk=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,9 +52,12 @@ SCORE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class ScoreResult:
-    """Scores, the card of the model that made them, and warnings for the user."""
+    """Scores, the card of the model that made them, and warnings for the user.
+
+    A day's list takes the rows (:meth:`hand_over`); the count of scored customers stays.
+    """
 
     frame: pl.DataFrame
     card: Mapping[str, Any]
@@ -67,10 +70,23 @@ class ScoreResult:
     #: :func:`~crmkit.campaigns.targeting.candidates`): id and why.
     dropped: pl.DataFrame | None = None
 
-    @property
-    def customers(self) -> int:
-        """Return how many customers were scored (``frame`` and ``dropped`` together)."""
-        return self.frame.height + (self.dropped.height if self.dropped is not None else 0)
+    #: How many customers were scored (``frame`` and ``dropped`` together).
+    customers: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.customers = self.frame.height + (
+            self.dropped.height if self.dropped is not None else 0
+        )
+
+    def hand_over(self) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """Give ``frame`` and ``dropped`` to a list, keeping an empty frame and the count.
+
+        The list lets go of them once it is selected, so that they are not held while it
+        is explained and written.
+        """
+        frame, dropped = self.frame, self.dropped
+        self.frame, self.dropped = frame.clear(), None
+        return frame, dropped
 
     def write(self, path: Path) -> Path:
         """Write every score column to ``path`` (``.csv`` or ``.parquet``), streamed from disk."""

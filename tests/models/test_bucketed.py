@@ -26,7 +26,7 @@ from crmkit.models.alive import with_alive_value
 from crmkit.models.bucketed_files import global_blocks
 from crmkit.models.design import Design
 from crmkit.models.explain import categorical_mask, typical
-from crmkit.models.explainer import build_explainer
+from crmkit.models.explainer import build_explainer, explain_listed
 from crmkit.models.reason_text import median_cycle, with_model_reasons
 from crmkit.models.registry import parse_ref
 from crmkit.models.scoring import (
@@ -181,3 +181,57 @@ def test_scoring_leaves_nothing_in_the_temporary_directory_after_an_error(tmp_pa
     with pytest.raises(BadInputError, match="nothing to score"):
         score_customers(store, dt.date(2030, 1, 1), parse_ref("churn"), registry, SegmentConfig())
     assert list(Path(scratch).iterdir()) == []
+
+
+def test_a_list_is_explained_in_blocks_in_its_own_order(trained, monkeypatch):
+    store, registry = trained
+    result = score_customers(
+        store, DAY, parse_ref("churn"), registry, SegmentConfig(), 20, narrow=True
+    )
+    assert result.explainer is not None
+    frame = result.frame
+    explained = frame.filter(pl.col("top_driver").is_not_null()).head(10)
+    rest = frame.filter(pl.col("top_driver").is_null()).head(40)
+    # a list in rank order: the model's own explanations among the others, ids unsorted
+    listed = pl.concat([rest.head(15), explained, rest.tail(25)]).reverse()
+    monkeypatch.setattr("crmkit.models.explainer.REASON_BLOCK", 7)
+    got = explain_listed(listed, result.explainer)
+    assert got["customer_id"].to_list() == listed["customer_id"].to_list()
+    assert got.drop("reasons", "top_driver").equals(listed.drop("reasons", "top_driver"))
+    kept = got.filter(pl.col("customer_id").is_in(explained["customer_id"].implode()))
+    assert (
+        kept.select("customer_id", "reasons", "top_driver")
+        .sort("customer_id")
+        .equals(explained.select("customer_id", "reasons", "top_driver").sort("customer_id"))
+    )
+    wanted = result.explainer.reasons(rest["customer_id"])
+    found = got.join(wanted, on="customer_id", how="inner", suffix="_alone")
+    assert found.height == rest.height
+    assert found["reasons"].equals(found["reasons_alone"], check_names=False)
+    assert found["top_driver"].equals(found["top_driver_alone"], check_names=False)
+    assert got["reasons"].null_count() == 0
+
+
+def test_a_list_takes_the_scores_rows_and_keeps_the_count(trained):
+    from crmkit.campaigns.candidates import Candidates, candidates
+    from crmkit.config.policy import TargetPolicy
+
+    store, registry = trained
+    result = score_customers(
+        store, DAY, parse_ref("churn"), registry, SegmentConfig(), 0, narrow=True,
+        split=candidates(TargetPolicy()),
+    )  # fmt: skip
+    rows, dropped = result.frame, result.dropped
+    assert dropped is not None
+    assert rows.height
+    assert dropped.height
+    held = Candidates(*result.hand_over())
+    assert result.customers == rows.height + dropped.height
+    assert result.frame.height == 0
+    assert result.frame.schema == rows.schema
+    assert result.dropped is None
+    taken = held.take()
+    assert taken[0] is rows
+    assert taken[1] is dropped
+    with pytest.raises(RuntimeError, match="taken already"):
+        held.take()
