@@ -135,7 +135,7 @@ def _places_freed(recorded: pl.DataFrame, kept: pl.DataFrame) -> int:
 
 
 def plan_day(
-    entries: pl.DataFrame,
+    entries: pl.DataFrame | pl.LazyFrame,
     campaign: str,
     as_of: dt.date,
     new: pl.DataFrame,
@@ -146,19 +146,22 @@ def plan_day(
     """Decide what recording ``new`` for (``campaign``, ``as_of``) does, writing nothing.
 
     Returns the day's record and the whole new ledger content (None: the ledger stays as
-    it is; ``entries`` plus the day's rows otherwise).
+    it is, or a new day whose rows are just appended; ``entries`` with the day's rows
+    otherwise). ``entries`` may be a scan: for a new day only its rows of the day are read,
+    so that a long ledger is not held to append one day.
 
     Raises
     ------
     ListChangedError
         The day is recorded with other assignments and ``replace`` is false.
     """
-    recorded = entries.filter(_day(campaign, as_of))
-    others = entries.filter(~_day(campaign, as_of))
+    ledger = entries.lazy()
+    recorded = ledger.filter(_day(campaign, as_of)).collect()
     new = new.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA)  # type: ignore[arg-type]
     if recorded.height == 0:
         status: Status = "recorded" if new.height else "empty"
-        return DayRecord(new, status, new.height, 0), (entries.vstack(new) if new.height else None)
+        return DayRecord(new, status, new.height, 0), None
+    others = ledger.filter(~_day(campaign, as_of)).collect()
     kept = recorded.filter(~pl.col(schema.CUSTOMER_ID).is_in(optouts.implode()))
     removed = recorded.height - kept.height
     old_keys, new_keys = _keys(kept), _keys(new)
@@ -200,13 +203,13 @@ def record_day(
     ListChangedError
         The day is recorded with other assignments and ``replace`` is false.
     """
-    entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
+    entries = writer.scan("ledger", LEDGER_SCHEMA)
     day, content = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
-    if content is None:
-        return day
     if day.status == "recorded":
         writer.add_frame("ledger", day.rows)
-    else:
+    elif content is not None:
         writer.replace_all("ledger", content)
+    else:
+        return day
     writer.commit()
     return day

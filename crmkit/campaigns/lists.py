@@ -25,7 +25,6 @@ from crmkit.campaigns.ledger import (
     NO_TREATMENT,
     arm,
     plan_day,
-    read_ledger,
     record_day,
 )
 from crmkit.campaigns.names import GROUPS, check_campaign
@@ -191,7 +190,7 @@ def _remove_created(created: list[Path]) -> None:
 
 
 def _day_list(
-    entries: pl.DataFrame,
+    entries: pl.LazyFrame,
     candidates: Candidates,
     details: pl.DataFrame | None,
     campaign: str,
@@ -304,14 +303,14 @@ def _write_day(
     optouts = lines[schema.CUSTOMER_ID].unique().sort()
     details = contact_details(store, as_of, policy)
     if dry_run:
-        entries = read_ledger(store)
+        entries = store.scan_kind("ledger", LEDGER_SCHEMA)
         new, excluded = _day_list(
             entries, candidates, details, campaign, as_of, policy, optouts, uplift, explainer
         )
         day, _ = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
     else:
         with store.writer(locked=locked) as writer:
-            entries = writer.scan("ledger", LEDGER_SCHEMA).collect()
+            entries = writer.scan("ledger", LEDGER_SCHEMA)  # read as far as needed
             new, excluded = _day_list(
                 entries, candidates, details, campaign, as_of, policy, optouts, uplift, explainer
             )

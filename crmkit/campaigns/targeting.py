@@ -311,7 +311,7 @@ def _rank_by_value_at_risk(
 
 
 def recently_assigned(
-    entries: pl.DataFrame, campaign: str, as_of: dt.date, cooldown_days: int
+    entries: pl.DataFrame | pl.LazyFrame, campaign: str, as_of: dt.date, cooldown_days: int
 ) -> pl.Series:
     """Return customers put in any group of any campaign in ``[as_of - cooldown, as_of]``.
 
@@ -319,9 +319,9 @@ def recently_assigned(
     reproduces its list.
     """
     start = as_of - dt.timedelta(days=cooldown_days)
-    recent = entries.filter(
+    recent = entries.lazy().filter(
         (pl.col("as_of") >= start)
         & (pl.col("as_of") <= as_of)
         & ~((pl.col("campaign_id") == campaign) & (pl.col("as_of") == as_of))
     )
-    return recent[schema.CUSTOMER_ID].unique()
+    return recent.select(schema.CUSTOMER_ID).collect().to_series().unique()

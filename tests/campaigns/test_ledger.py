@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -203,3 +204,23 @@ def test_the_day_s_keys_compare_as_sets_of_tuples(a, b):
     left, right = _key_frame(a), _key_frame(b)
     assert _keys(left).equals(_keys(right)) == (set(a) == set(b))
     assert _missing(_keys(left), _keys(right)) == len(set(a) - set(b))
+
+
+def test_a_new_day_is_appended_and_the_cooldown_read_from_the_ledger_as_stored(tmp_path):
+    store = Store(tmp_path / "s")
+    scores = scores_frame(1_000)
+    first = write_targets(scores, store, "spring", DAY, POLICY, tmp_path / "out")
+    parts = [p.path for p in store.manifest().parts_of("ledger")]
+    later = DAY + dt.timedelta(days=3)
+    cooled = dataclasses.replace(POLICY, cooldown_days=7)
+    second = write_targets(scores, store, "summer", later, cooled, tmp_path / "out")
+    now = [p.path for p in store.manifest().parts_of("ledger")]
+    assert now[: len(parts)] == parts  # the recorded day's part is kept, not rewritten
+    assert len(now) == len(parts) + 1
+    assert second.excluded["cooldown"] == first.frame.height
+    assert set(second.frame["customer_id"]).isdisjoint(first.frame["customer_id"])
+    ledger = read_ledger(store)
+    assert ledger.height == first.frame.height + second.frame.height
+    again = write_targets(scores, store, "summer", later, cooled, tmp_path / "out")
+    assert again.status == "unchanged"
+    assert again.frame.equals(second.frame)
