@@ -3,8 +3,9 @@
 A store keeps its customers in disjoint hash buckets. :func:`bucket_totals` runs the
 per-customer part of the pipeline (:func:`crmkit.features.customer.customer_totals`) on one bucket's
 Parquet parts; an executor (:mod:`crmkit.store.executors`) maps it over the buckets, here or on a
-Dask cluster, and the population step (the medians behind the projected value) then runs
-once on the per-customer rows. :func:`store_features` does this for every bucket;
+Dask cluster (small neighbouring buckets joined into one task, :func:`join_small`), and the
+population step (the medians behind the projected value) then runs once on the
+per-customer rows. :func:`store_features` does this for every bucket;
 :func:`sampled_features` for the buckets a training snapshot needs.
 """
 
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, TypeVar
 
 import numpy as np
 import polars as pl
@@ -36,6 +37,42 @@ from crmkit.store.executors import Executor, current_executor
 ProgressFn = Callable[[int, int, str], None]
 #: Buckets are chosen for a sampled snapshot so that they hold this many times its quota.
 SAMPLE_MARGIN: Final = 1.15
+#: Transactions one task of the map reads at most when it takes several small buckets.
+JOIN_ROWS: Final = 250_000
+T = TypeVar("T")
+
+
+def join_small(sized: Iterable[tuple[list[T], int]], limit: int) -> list[list[T]]:
+    """Join consecutive ``(items, rows)`` into lists of at most ``limit`` rows, in order.
+
+    An entry above ``limit`` stays alone. Buckets hold disjoint customers and every
+    per-customer total depends on that customer's rows alone, so one task over several
+    small buckets gives the rows of one task each: on a small store it saves a plan, a
+    scan and a sort per bucket (about 30 ms each, 16 buckets, for every feature table).
+    """
+    out: list[list[T]] = []
+    held = 0
+    for items, rows in sized:
+        if out and held + rows <= limit:
+            out[-1] = [*out[-1], *items]
+            held += rows
+        else:
+            out.append(list(items))
+            held = rows
+    return out
+
+
+def joined_buckets(
+    store: Store, buckets: Sequence[Sequence[str]], limit: int | None = None
+) -> list[list[str]]:
+    """Return ``buckets`` (lists of Parquet paths), small neighbours joined (:func:`join_small`).
+
+    At most :data:`JOIN_ROWS` transactions a task, or ``limit`` if lower: a store's buckets
+    above that (a large store's are) stay one task each, so a task's memory does not grow.
+    """
+    rows = store.part_rows()
+    sized = ((list(paths), sum(rows.get(p, 0) for p in paths)) for paths in buckets)
+    return join_small(sized, JOIN_ROWS if limit is None else min(limit, JOIN_ROWS))
 
 
 def bucket_totals(
@@ -88,7 +125,7 @@ def features_of_buckets(
     """
     run = executor or current_executor()
     args = (as_of, cfg, vocab) if customers is None else (as_of, cfg, vocab, customers)
-    parts = run.map(bucket_totals, list(buckets), *args, progress=progress)
+    parts = run.map(bucket_totals, joined_buckets(store, buckets), *args, progress=progress)
     parts = [p for p in parts if p.height]
     if not parts:
         empty = collect(customer_features(store.transactions().head(0), as_of, cfg, vocab))

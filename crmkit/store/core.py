@@ -158,6 +158,13 @@ class Store:
             by_bucket.setdefault(part.bucket or 0, []).append(str(self.root / part.path))
         return [paths for _, paths in sorted(by_bucket.items())]
 
+    def part_rows(self) -> dict[str, int]:
+        """Return the rows of every transaction part, by the path :meth:`bucket_paths` gives."""
+        return {
+            str(self.root / part.path): part.rows
+            for part in self.manifest().parts_of("transactions")
+        }
+
     def bucket_scans(self) -> list[pl.LazyFrame]:
         """Return one LazyFrame of transactions per customer bucket (disjoint customers)."""
         return [

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import random
 
@@ -274,18 +275,22 @@ def test_schema_follows_windows():
     assert list(feature_schema(cfg, vocab))[: len(names)] == names
 
 
-def test_bucketed_store_features_equal_the_single_plan(tmp_path):
+@pytest.mark.parametrize("join", [0, 5_000, 1_000_000])  # alone, some joined, all joined
+def test_bucketed_store_features_equal_the_single_plan(tmp_path, monkeypatch, join):
     from crmkit.config.settings import IngestConfig
-    from crmkit.features.pipeline import store_features
+    from crmkit.features.pipeline import joined_buckets, store_features
     from crmkit.ingest import ingest_files
     from crmkit.store.core import Store
     from tests.conftest import NOW, SAMPLE_DATA
 
+    monkeypatch.setattr("crmkit.features.pipeline.JOIN_ROWS", join)
     store = Store(tmp_path / "s")
     ingest_files([SAMPLE_DATA / "transactions.csv"], store, IngestConfig(), now=NOW)
     bucketed = store_features(store, AS_OF, CFG)
     single = collect(customer_features(store.transactions(), AS_OF, CFG))
     assert len(store.bucket_scans()) == 16
+    tasks = len(joined_buckets(store, store.bucket_paths()))
+    assert tasks in {0: range(16, 17), 5_000: range(2, 16), 1_000_000: range(1, 2)}[join]
     assert bucketed.equals(single)
 
 
@@ -335,7 +340,8 @@ def test_an_export_without_mix_columns_equals_the_reference():
     assert shared.select(got.columns).equals(got)
 
 
-def test_buckets_with_and_without_mix_columns_equal_the_single_plan(tmp_path):
+@pytest.mark.parametrize("join", [0, 1_000_000])  # each bucket its own task, or all one
+def test_buckets_with_and_without_mix_columns_equal_the_single_plan(tmp_path, monkeypatch, join):
     """Buckets whose lines have no product, category or channel skip the mix pass."""
     from crmkit.config.settings import IngestConfig
     from crmkit.features.pipeline import store_features
@@ -343,6 +349,7 @@ def test_buckets_with_and_without_mix_columns_equal_the_single_plan(tmp_path):
     from crmkit.store.core import Store
     from tests.conftest import NOW
 
+    monkeypatch.setattr("crmkit.features.pipeline.JOIN_ROWS", join)
     rows = random_rows(7, n=1500)
     rows = [r if int(r["customer_id"][1:]) < 8 else bare([r])[0] for r in rows]
     path = tmp_path / "tx.csv"
@@ -353,3 +360,17 @@ def test_buckets_with_and_without_mix_columns_equal_the_single_plan(tmp_path):
     single = collect(customer_features(store.transactions(), AS_OF, CFG))
     assert bucketed["distinct_products"].null_count() not in (0, bucketed.height)
     assert bucketed.equals(single)
+
+
+@given(st.lists(st.integers(0, 50), max_size=30), st.integers(0, 120))
+def test_small_buckets_are_joined_in_order_up_to_the_limit(rows, limit):
+    from crmkit.features.pipeline import join_small
+
+    sized = [([i], n) for i, n in enumerate(rows)]
+    groups = join_small(sized, limit)
+    assert [i for g in groups for i in g] == list(range(len(rows)))  # nothing lost or moved
+    totals = [sum(rows[i] for i in g) for g in groups]
+    for g, total in zip(groups, totals, strict=True):
+        assert len(g) == 1 or total <= limit  # only a lone bucket may be larger
+    for g, nxt in itertools.pairwise(groups):  # greedy: the next did not fit
+        assert sum(rows[i] for i in g) + rows[nxt[0]] > limit
