@@ -20,6 +20,7 @@ from crmkit import schema
 from crmkit.config.settings import FeatureConfig
 from crmkit.errors import StoreWriteError
 from crmkit.features.customer import collect, customer_totals, with_derived
+from crmkit.features.pipeline import joined_buckets
 from crmkit.features.vocabulary import Vocabulary
 from crmkit.progress import ProgressFn
 from crmkit.store.executors import current_executor
@@ -96,14 +97,14 @@ def first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
 
     A bucket of more than :data:`SHARE_ROWS` transactions is read in shares of its
     customers (by a hash of the id), so that the memory of one task stays bounded however
-    many customers the store's fixed number of buckets holds. The shares change no value.
+    many customers the store's fixed number of buckets holds; smaller neighbouring buckets
+    are read together (:func:`~crmkit.features.pipeline.joined_buckets`, at most that many).
+    Neither changes a value.
     """
-    rows: dict[int, int] = {}
-    for part in job.store.manifest().parts_of("transactions"):
-        rows[part.bucket or 0] = rows.get(part.bucket or 0, 0) + part.rows
+    held = job.store.part_rows()
     items = []
-    for i, (bucket, paths) in enumerate(zip(sorted(rows), job.store.bucket_paths(), strict=True)):
-        shares = max(1, math.ceil(rows[bucket] / SHARE_ROWS))
+    for i, paths in enumerate(joined_buckets(job.store, job.store.bucket_paths(), SHARE_ROWS)):
+        shares = max(1, math.ceil(sum(held[p] for p in paths) / SHARE_ROWS))
         for j in range(shares):
             items.append((paths, str(job.root / f"derived-{i:04d}-{j:03d}.parquet"), shares, j))
     run = current_executor()

@@ -88,14 +88,18 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    ("block", "share", "group"), [(200_000, 1_000_000, 200_000), (700, 4_000, 1), (500, 3_000, 900)]
+    ("block", "share", "join", "group"),
+    # every bucket in one read, about four buckets a read, each bucket in shares of its
+    # customers; groups of one to every bucket for the later passes
+    [(200_000, 1_000_000, 1_000_000, 200_000), (700, 9_000, 9_000, 1), (500, 1_500, 0, 900)],
 )
 def test_bucketed_scores_equal_the_whole_tables_bit_for_bit(
-    trained, monkeypatch, block, share, group
+    trained, monkeypatch, block, share, join, group
 ):
     store, registry = trained
     monkeypatch.setattr("crmkit.models.scoring.PREDICT_ROWS", block)
     monkeypatch.setattr("crmkit.models.bucketed_files.SHARE_ROWS", share)  # buckets read in shares
+    monkeypatch.setattr("crmkit.features.pipeline.JOIN_ROWS", join)  # or small ones together
     monkeypatch.setattr("crmkit.models.bucketed_files.GROUP_CUSTOMERS", group)  # and grouped
     result = score_customers(store, DAY, parse_ref("churn"), registry, SegmentConfig(), 120)
     expected = whole_table(store, registry, 120, block)
