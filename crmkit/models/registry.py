@@ -170,7 +170,10 @@ class Registry:
         """
         import joblib
 
+        from crmkit.models.threads import pin_fit_threads
+
         parse_ref(name)
+        pin_fit_threads(model)  # the same bytes however many cores were idle
         buffer = io.BytesIO()
         joblib.dump(model, buffer)
         blob = buffer.getvalue()

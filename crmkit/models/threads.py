@@ -22,7 +22,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from types import FunctionType, ModuleType
 from typing import Any, Final
+
+import numpy as np
 
 #: Seconds over which the other processes' use of the cores is measured.
 SAMPLE_SECONDS: Final = 0.2
@@ -103,3 +106,32 @@ def _cpu_ticks() -> int | None:
         return None
     values = [int(v) for v in fields[1:9]]
     return sum(values) - values[3] - values[4]  # user nice system idle iowait irq softirq steal
+
+
+def pin_fit_threads(model: object) -> None:
+    """Clear the thread counts gradient boosting records at fit, in ``model`` and its parts.
+
+    scikit-learn's histogram binning keeps the OpenMP threads its fit ran with; with
+    threads chosen from the idle cores, the same training would otherwise save different
+    bytes on a busy and on a quiet machine. The count is only read by a fit (a predict
+    chooses its own threads), so ``None`` (decide when it runs) changes no prediction.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [model]
+    while stack:
+        obj = stack.pop()
+        if obj is None or id(obj) in seen or isinstance(obj, _LEAVES):
+            continue
+        seen.add(id(obj))
+        if type(obj).__name__ == "_BinMapper" and hasattr(obj, "n_threads"):
+            obj.n_threads = None
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+
+
+#: Objects :func:`pin_fit_threads` does not look inside.
+_LEAVES: Final = (str, bytes, int, float, complex, type, np.ndarray, ModuleType, FunctionType)

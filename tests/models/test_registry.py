@@ -88,3 +88,27 @@ def test_score_refuses_an_unsigned_model_when_a_key_is_configured(tmp_path, runn
     args = ["--as-of", "2025-01-01", "--store", str(store.root), "--registry", str(registry.root)]
     result = invoke(runner, "score", *args, "--out", str(tmp_path / "s.csv"), code=5)
     assert "not signed" in result.stderr
+
+
+def test_a_model_saves_the_same_bytes_however_many_threads_fitted_it(tmp_path):
+    """Gradient boosting records its fit's threads; the registry saves none of that."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from crmkit.models.estimators import make_hgb
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 4))
+    y = (x[:, 0] + rng.normal(size=600) > 0).astype(int)
+    registry = Registry(tmp_path)
+    saved = []
+    for n in (1, 2):
+        with threadpool_limits(limits={"openmp": n}):
+            model = make_hgb(7).fit(x, y)
+        nested = {"arms": [("treated", model)], "note": "x"}  # found inside other objects
+        _, directory = registry.save("m", nested, {"kind": "clv"})  # a kind of any object
+        saved.append((directory / "model.joblib").read_bytes())
+    assert saved[0] == saved[1]
+    loaded, _ = registry.load(ModelRef("m", 2))
+    assert isinstance(loaded, dict)
+    assert np.array_equal(loaded["arms"][0][1].predict_proba(x), model.predict_proba(x))
