@@ -38,3 +38,15 @@ class Steps:
             self(f"{part}: {text}")
 
         return step
+
+
+def prefixed(progress: ProgressFn | None, part: str) -> ProgressFn | None:
+    """Return ``progress`` with ``part`` named before each text (None stays None)."""
+    if progress is None:
+        return None
+    report = progress
+
+    def step(done: int, total: int, text: str) -> None:
+        report(done, total, f"{part}: {text}")
+
+    return step

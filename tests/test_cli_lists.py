@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from crmkit_cli.main import app
 
 from tests.conftest import SAMPLE_DATA, invoke, trained_sample_store
 
@@ -131,3 +132,37 @@ def test_reasons_asked_later_equal_those_of_the_scoring(tmp_path):
     then = eager.filter(pl.col("customer_id").is_in(ids)).select(later.columns).sort("customer_id")
     assert later.equals(then)
     assert lazy.frame.filter(pl.col("customer_id").is_in(ids))["top_driver"].null_count() == 40
+
+
+def test_score_targets_and_run_report_each_pass_on_stderr_and_quiet_silences_them(listed):
+    """No silent minutes: every pass of the scoring and the list's reasons say they are done."""
+    import json
+    import re
+
+    root, _, runner, common = listed
+    day = ["--campaign", "spring", "--out", str(root / "out-dry"), *common, "--dry-run"]
+    done = invoke(runner, "run", "--date", "2025-01-01", *day, "--json")
+    result = runner.invoke(app, ["run", "--date", "2025-01-01", *day])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("run: ")]
+    steps = [re.sub(r" \(\d+/\d+\) [\d.]+ s$", "", line) for line in lines]
+    assert steps == [
+        "run: score: features of the buckets",
+        "run: score: population fits",
+        f"run: score: {done['scored']:,} eligible customers",
+        "run: score: predictions",
+        "run: score: reasons and score files",
+        "run: list: reasons of the listed customers",
+    ]
+    counts = [re.search(r"\((\d+)/(\d+)\)", line).groups() for line in lines]  # type: ignore[union-attr]
+    assert [int(a) for a, _ in counts[:5]] == [1, 2, 3, 4, 5] == [1, 2, 3, 4, int(counts[4][1])]
+    listed_rows = str(done["customers"])  # every group of the list, explained
+    assert counts[5] == (listed_rows, listed_rows)
+    assert sum(done["groups"].values()) > 100
+    scored = runner.invoke(
+        app, ["score", "--as-of", "2025-01-01", "--out", str(root / "s.csv"), *common, "--json"]
+    )
+    assert json.loads(scored.stdout)["customers"] == done["scored"]  # --json alone on stdout
+    assert "score: predictions (4/5)" in scored.stderr
+    quiet = runner.invoke(app, ["targets", "--as-of", "2025-01-01", *day, "-q"])
+    assert quiet.exit_code == 0
+    assert quiet.stderr == ""

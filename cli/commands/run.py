@@ -32,6 +32,7 @@ from crmkit_cli.common import (
     emit_json,
     human,
     parse_date,
+    progress_bar,
     registry_path,
     settings,
     source_query,
@@ -113,8 +114,8 @@ def run(
             pull=source_query(cfg, source, query, source_table, since),
             destination=destination(cfg, to, to_table),
         )
-        with computing(cfg, executor, scheduler):
-            result = run_daily(Store(store), options, cfg, utc_now)
+        with computing(cfg, executor, scheduler), progress_bar("run", disabled=quiet) as step:
+            result = run_daily(Store(store), options, cfg, utc_now, step)
     summary = result.summary()
     if as_json:
         emit_json(summary)

@@ -18,6 +18,7 @@ from crmkit_cli.common import (
     emit_json,
     human,
     parse_date,
+    progress_bar,
     registry_path,
     settings,
     user_errors,
@@ -69,8 +70,8 @@ def score(
         cfg = settings(config)
         date = parse_date(as_of, "--as-of")
         options = RunOptions(date, "score", None, out, registry_path(cfg, registry), model)
-        with computing(cfg, executor, scheduler):
-            result = score_for(Store(store), options, cfg)
+        with computing(cfg, executor, scheduler), progress_bar("score", disabled=quiet) as step:
+            result = score_for(Store(store), options, cfg, progress=step)
         result.write(out)
     summary = {**result.summary(), "out": str(out)}
     if as_json:

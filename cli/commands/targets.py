@@ -19,6 +19,7 @@ from crmkit_cli.common import (
     emit_json,
     human,
     parse_date,
+    progress_bar,
     registry_path,
     settings,
     user_errors,
@@ -226,19 +227,13 @@ def targets(
             optouts=str(optouts) if optouts else None,
             policy=policy.value if policy else None,
         )
+        day = parse_date(as_of, "--as-of")
         options = RunOptions(
-            date=parse_date(as_of, "--as-of"),
-            campaign=campaign,
-            inbox=None,
-            out_dir=out,
-            registry=registry_path(cfg, registry),
-            model=model,
-            fmt=fmt.value,
-            replace=replace,
-            dry_run=dry_run,
-            destination=destination(cfg, to, to_table),
-        )
-        result = targets_for(Store(store), options, cfg)
+            day, campaign, None, out, registry_path(cfg, registry), model, fmt=fmt.value,
+            replace=replace, dry_run=dry_run, destination=destination(cfg, to, to_table),
+        )  # fmt: skip
+        with progress_bar("targets", disabled=quiet) as step:
+            result = targets_for(Store(store), options, cfg, progress=step)
     summary = result.summary()
     if as_json:
         emit_json(summary)

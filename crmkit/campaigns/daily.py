@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-import shutil
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,24 +25,21 @@ from typing import Any
 from crmkit.campaigns.candidates import Candidates, candidates
 from crmkit.campaigns.lists import TargetResult, write_targets
 from crmkit.campaigns.names import check_campaign
+from crmkit.campaigns.run_files import RunLog, inbox_files, move_processed
 from crmkit.campaigns.targeting import Uplift, check_policy
 from crmkit.config.settings import Settings
 from crmkit.errors import (
-    BadInputError,
     ConfigError,
     CrmkitError,
-    UnavailableError,
 )
 from crmkit.ingest import ingest_files
 from crmkit.ingest.core import ingest_query
-from crmkit.ingest.sniff import directory_files
 from crmkit.io.sql import Query
 from crmkit.io.uri import Database
 from crmkit.models.registry import open_registry, parse_ref
 from crmkit.models.scoring import ScoreResult, score_customers
+from crmkit.progress import ProgressFn, prefixed
 from crmkit.store.core import Store
-
-LOG_FILE = "run.jsonl"
 
 
 @dataclass(frozen=True)
@@ -94,62 +87,6 @@ class RunResult:
         }
 
 
-class RunLog:
-    """Appends JSON lines to the store's run log."""
-
-    def __init__(self, store: Store, now: Callable[[], dt.datetime]) -> None:
-        self.path = store.root / "logs" / LOG_FILE
-        self.now = now
-
-    def write(self, event: str, **fields: Any) -> None:  # noqa: ANN401
-        """Append one event."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"ts": self.now().isoformat(), "event": event, **fields}
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-
-    @contextmanager
-    def step(self, name: str, counts: dict[str, Any]) -> Iterator[None]:
-        """Log a step with its duration and the counts the block fills in."""
-        start = time.monotonic()
-        yield
-        self.write("step", step=name, seconds=round(time.monotonic() - start, 3), **counts)
-
-
-def inbox_files(inbox: Path) -> tuple[list[Path], list[str]]:
-    """Return the data files directly in ``inbox`` by name, and what was passed over and why.
-
-    ``processed/`` is where done files go; other subdirectories, other file types and links
-    to files outside the inbox are passed over with a warning.
-
-    Raises
-    ------
-    UnavailableError
-        When ``inbox`` does not exist (an unmounted share or a typo): a list built without
-        the day's export would be built from stale data, so the run stops (exit 4).
-    BadInputError
-        When ``inbox`` is a file, not a directory (exit 3).
-    """
-    if not inbox.exists():
-        raise UnavailableError(
-            f"--inbox {inbox}: no such directory (an unmounted share or a typo?); nothing "
-            "was ingested, scored or listed"
-        )
-    if not inbox.is_dir():
-        raise BadInputError(f"--inbox {inbox}: a file, not a directory; nothing was run")
-    return directory_files(inbox)
-
-
-def _move_processed(files: list[Path], inbox: Path, stamp: str) -> None:
-    done = inbox / "processed"
-    done.mkdir(exist_ok=True)
-    for path in files:
-        target = done / path.name
-        if target.exists():
-            target = done / f"{path.stem}.{stamp}{path.suffix}"
-        shutil.move(str(path), target)
-
-
 def score_for(
     store: Store,
     options: RunOptions,
@@ -157,6 +94,7 @@ def score_for(
     *,
     narrow: bool = True,
     for_list: bool = False,
+    progress: ProgressFn | None = None,
 ) -> ScoreResult:
     """Score the store as of the day with the options' model (default: ``[model] name``).
 
@@ -169,7 +107,7 @@ def score_for(
     split = candidates(settings.targeting) if for_list else None
     return score_customers(
         store, options.date, ref, registry, settings.segments, settings.model.explain_rows,
-        narrow=narrow, split=split,
+        progress=progress, narrow=narrow, split=split,
     )  # fmt: skip
 
 
@@ -180,6 +118,7 @@ def targets_for(
     scores: ScoreResult | None = None,
     *,
     locked: bool = False,
+    progress: ProgressFn | None = None,
 ) -> TargetResult:
     """Score (unless ``scores`` is given) and write the day's list: ``crmkit targets``.
 
@@ -188,7 +127,9 @@ def targets_for(
     check_campaign(options.campaign)
     check_policy(settings.targeting)
     if scores is None:
-        scores = score_for(store, options, settings, for_list=True)
+        scores = score_for(
+            store, options, settings, for_list=True, progress=prefixed(progress, "score")
+        )
     policy, uplift, gate = settings.targeting, None, tuple[str, ...]()
     if policy.policy == "uplift":
         uplift, gate = uplift_for(store, options, settings)
@@ -207,6 +148,7 @@ def targets_for(
         dry_run=options.dry_run,
         uplift=uplift,
         explainer=scores.explainer,
+        progress=prefixed(progress, "list"),
     )
     result = dataclasses.replace(result, warnings=(*gate, *result.warnings))
     if options.destination is None or options.dry_run:
@@ -268,8 +210,11 @@ def run_daily(
     options: RunOptions,
     settings: Settings,
     now: Callable[[], dt.datetime],
+    progress: ProgressFn | None = None,
 ) -> RunResult:
     """Run the daily job under one lock; log every step; re-raise failures after logging.
+
+    ``progress`` hears of the ingest, of each pass of the scoring and of the list's reasons.
 
     Raises
     ------
@@ -282,14 +227,14 @@ def run_daily(
     check_policy(settings.targeting)
     ref = parse_ref(options.model or settings.model.name)
     if options.dry_run:
-        return _dry_run(store, options, settings)
+        return _dry_run(store, options, settings, progress)
     log = RunLog(store, now)
     # logged before the lock is taken, so that a run refused by it leaves its lines too
     log.write("start", date=options.date, campaign=options.campaign, model=str(ref))
     done: list[str] = []
     try:
         with store.lock():
-            result = _steps(store, options, settings, log, now, done)
+            result = _steps(store, options, settings, log, now, done, progress)
     except CrmkitError as exc:
         log.write("end", exit_code=exc.exit_code, error=str(exc), completed=done)
         raise
@@ -300,14 +245,18 @@ def run_daily(
     return result
 
 
-def _dry_run(store: Store, options: RunOptions, settings: Settings) -> RunResult:
+def _dry_run(
+    store: Store, options: RunOptions, settings: Settings, progress: ProgressFn | None
+) -> RunResult:
     """Score the store as it is and build the day's list; ingest, record and write nothing.
 
     The inbox's files are listed as pending: their rows are not in these scores.
     """
     files, skipped = inbox_files(options.inbox) if options.inbox else ([], [])
-    scores = score_for(store, options, settings, for_list=True)
-    targets = targets_for(store, options, settings, scores)
+    scores = score_for(
+        store, options, settings, for_list=True, progress=prefixed(progress, "score")
+    )
+    targets = targets_for(store, options, settings, scores, progress=progress)
     model = f"{scores.card['name']}:{scores.card['version']}"
     pending = tuple(f"{f.name}: not ingested (dry run)" for f in files)
     if options.pull is not None:
@@ -333,7 +282,7 @@ def _ingest_step(
             files=len(files), rows_read=report.rows_read, rows_stored=report.rows_stored,
             rows_duplicate=report.rows_duplicate, rows_quarantined=report.rows_quarantined,
         )  # fmt: skip
-        _move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
+        move_processed(files, inbox, now().strftime("%Y%m%dT%H%M%S"))
     else:
         counts.update(files=0)
     if options.pull is not None:
@@ -355,6 +304,7 @@ def _steps(
     log: RunLog,
     now: Callable[[], dt.datetime],
     done: list[str],
+    progress: ProgressFn | None = None,
 ) -> RunResult:
     counts: dict[str, Any] = {}
     files, skipped = inbox_files(options.inbox) if options.inbox else ([], [])
@@ -363,15 +313,19 @@ def _steps(
             counts.update(skipped=skipped)
         _ingest_step(store, options, settings, now, files, counts)
     done.append("ingest")
+    if progress is not None:
+        progress(1, 1, f"ingest: {len(files)} file(s)")
     score_counts: dict[str, Any] = {}
     target_counts: dict[str, Any] = {}
     with log.step("score", score_counts):
-        scores = score_for(store, options, settings, for_list=True)
+        scores = score_for(
+            store, options, settings, for_list=True, progress=prefixed(progress, "score")
+        )
         model = f"{scores.card['name']}:{scores.card['version']}"
         score_counts.update(customers=scores.customers, model=model)
     done.append("score")
     with log.step("targets", target_counts):
-        targets = targets_for(store, options, settings, scores, locked=True)
+        targets = targets_for(store, options, settings, scores, locked=True, progress=progress)
         target_counts.update(
             status=targets.status,
             contact_file=targets.paths["contacts"],

@@ -45,6 +45,7 @@ from crmkit.config.policy import TargetPolicy
 from crmkit.errors import UsageError
 from crmkit.io.export import write_table
 from crmkit.models.explainer import Explainer, explain_listed
+from crmkit.progress import ProgressFn
 from crmkit.store.core import Store
 
 
@@ -199,6 +200,7 @@ def _day_list(
     optouts: pl.Series,
     uplift: Uplift | None,
     explainer: Explainer | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Select the day's list from the scores, ledger and opt-outs; explain whom it lists.
 
@@ -212,7 +214,7 @@ def _day_list(
         scores, campaign, as_of, policy, recent, optouts, uplift, dropped
     )
     del scores, dropped
-    return explain_listed(listed, explainer), counts
+    return explain_listed(listed, explainer, progress), counts
 
 
 def write_targets(
@@ -230,14 +232,16 @@ def write_targets(
     uplift: Uplift | None = None,
     explainer: Explainer | None = None,
     dropped: pl.DataFrame | None = None,
+    progress: ProgressFn | None = None,
 ) -> TargetResult:
     """Build the day's list, record it in the ledger, write its two files from the ledger.
 
-    ``explainer`` (the scores') gives every listed customer the model's reasons.
-    ``dropped``: scored customers left out of ``scores`` as they were read, because the
-    list cannot take them (:func:`~crmkit.campaigns.candidates.candidates`). ``scores``
-    may be :class:`~crmkit.campaigns.candidates.Candidates` (rows and dropped), which the
-    list takes and lets go of once selected.
+    ``explainer`` (the scores') gives every listed customer the model's reasons
+    (``progress`` hears of each block of them). ``dropped``: scored customers left out of
+    ``scores`` as they were read, because the list cannot take them
+    (:func:`~crmkit.campaigns.candidates.candidates`). ``scores`` may be
+    :class:`~crmkit.campaigns.candidates.Candidates` (rows and dropped), which the list
+    takes and lets go of once selected.
 
     Writes ``out_dir/<campaign>/<as_of>.contacts.<fmt>`` (treatment group: who to contact
     with which treatment) and ``<as_of>.assignments.<fmt>`` (every group, for evaluation).
@@ -265,7 +269,7 @@ def write_targets(
         held = scores if isinstance(scores, Candidates) else Candidates(scores, dropped)
         del scores, dropped
         return _write_day(held, store, campaign, as_of, policy, paths, dry_run, locked,
-                          replace, uplift, explainer)  # fmt: skip
+                          replace, uplift, explainer, progress)  # fmt: skip
     except BaseException:
         _remove_created(created)
         raise
@@ -295,6 +299,7 @@ def _write_day(
     replace: bool,
     uplift: Uplift | None,
     explainer: Explainer | None = None,
+    progress: ProgressFn | None = None,
 ) -> TargetResult:
     """Build, record and write the day's list once its directory exists."""
     lines = pl.DataFrame(schema={"line": pl.Int64, schema.CUSTOMER_ID: pl.String})
@@ -302,18 +307,15 @@ def _write_day(
         lines = read_optout_lines(Path(policy.optouts))
     optouts = lines[schema.CUSTOMER_ID].unique().sort()
     details = contact_details(store, as_of, policy)
+    selection = (candidates, details, campaign, as_of, policy, optouts, uplift, explainer, progress)
     if dry_run:
         entries = store.scan_kind("ledger", LEDGER_SCHEMA)
-        new, excluded = _day_list(
-            entries, candidates, details, campaign, as_of, policy, optouts, uplift, explainer
-        )
+        new, excluded = _day_list(entries, *selection)
         day, _ = plan_day(entries, campaign, as_of, new, optouts, replace=replace)
     else:
         with store.writer(locked=locked) as writer:
             entries = writer.scan("ledger", LEDGER_SCHEMA)  # read as far as needed
-            new, excluded = _day_list(
-                entries, candidates, details, campaign, as_of, policy, optouts, uplift, explainer
-            )
+            new, excluded = _day_list(entries, *selection)
             day = record_day(writer, campaign, as_of, new, optouts, replace=replace)
     assignments, contacts = render_day(day.rows, details, policy)
     if not dry_run:  # streamed: the files' text is never held beside the frames

@@ -47,7 +47,7 @@ from crmkit.models.explain import DRIVERS
 from crmkit.models.explainer import Explainer
 from crmkit.models.reason_text import with_model_reasons
 from crmkit.models.threads import threads
-from crmkit.progress import ProgressFn
+from crmkit.progress import ProgressFn, Steps
 from crmkit.store.core import Store
 
 #: The score columns a day's list reads. The rules' reasons, and the reasons of the
@@ -217,15 +217,25 @@ def score_parts(
     root = Path(tmp.name)
     try:
         job = _Job(store, as_of, model, card, cfg, vocab, segments, root)
-        derived = first_pass(job, progress)
+        steps = Steps(progress)
+
+        def read(done: int, total: int, text: str) -> None:  # the first pass, then four more
+            steps.total = max(steps.total, total + 4)
+            steps(f"features of the {text}")
+
+        derived = first_pass(job, read)
         population, warnings = population_values(job, derived)
+        steps("population fits")
         keys, features = _finish_pass(job, derived, population)
+        steps(f"{keys.height:,} eligible customers")
         keys = _predict_pass(job, features, keys)
+        steps("predictions")
         parts = ScoreParts(root, features, job, tuple(warnings))
         parts._cleanup = weakref.finalize(parts, tmp.cleanup)
         parts.explainer = explainer = explainer_of(job, parts, keys)
         parts.parts = _score_pass(job, parts, keys, explainer, explain)
         parts.order = keys["__part"]
+        steps("reasons and score files")
     except BaseException:
         tmp.cleanup()
         raise

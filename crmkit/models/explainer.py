@@ -28,6 +28,7 @@ from crmkit.models.explain import (
 from crmkit.models.memory import give_back
 from crmkit.models.reason_text import text_columns, with_model_reasons
 from crmkit.models.threads import threads
+from crmkit.progress import ProgressFn
 
 #: Customers explained at a time (each needs 32 rows of the matrix).
 EXPLAIN_BLOCK: Final = 20_000
@@ -131,12 +132,14 @@ def build_explainer(
     )  # fmt: skip
 
 
-def explain_listed(listed: pl.DataFrame, explainer: Explainer | None) -> pl.DataFrame:
+def explain_listed(
+    listed: pl.DataFrame, explainer: Explainer | None, progress: ProgressFn | None = None
+) -> pl.DataFrame:
     """Give the listed customers the score left to the rules (no ``top_driver``) the model's.
 
     The list is explained :data:`REASON_BLOCK` rows at a time in its own order, and the
     blocks' columns are put together unjoined: the reasons are held once, not once as
-    found and again as joined and merged.
+    found and again as joined and merged. ``progress`` hears of each block.
     """
     if explainer is None or "top_driver" not in listed.columns or listed.height == 0:
         return listed
@@ -161,4 +164,7 @@ def explain_listed(listed: pl.DataFrame, explainer: Explainer | None) -> pl.Data
             give_back()
         reasons.append(block["reasons"])
         tops.append(block["top_driver"])
+        if progress is not None:
+            done = min(start + REASON_BLOCK, listed.height)
+            progress(done, listed.height, "reasons of the listed customers")
     return listed.with_columns(pl.concat(reasons, rechunk=False), pl.concat(tops, rechunk=False))
