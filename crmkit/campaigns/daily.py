@@ -28,10 +28,7 @@ from crmkit.campaigns.names import check_campaign
 from crmkit.campaigns.run_files import RunLog, inbox_files, move_processed
 from crmkit.campaigns.targeting import Uplift, check_policy
 from crmkit.config.settings import Settings
-from crmkit.errors import (
-    ConfigError,
-    CrmkitError,
-)
+from crmkit.errors import ConfigError, CrmkitError
 from crmkit.ingest import ingest_files
 from crmkit.ingest.core import ingest_query
 from crmkit.io.sql import Query
