@@ -11,7 +11,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import numpy as np
 import polars as pl
@@ -109,22 +109,22 @@ def first_pass(job: _Job, progress: ProgressFn | None) -> list[Path]:
             items.append((paths, str(job.root / f"derived-{i:04d}-{j:03d}.parquet"), shares, j))
     run = current_executor()
     if run.name == "local":  # no file per bucket: the groups are written from memory
-        frames = (_reported(k, items, own_history(item, job.as_of, job.cfg, job.vocab), progress)
-                  for k, item in enumerate(items))  # fmt: skip
-        groups = _groups((f, f.height) for f in frames)
+        groups = _groups((f, f.height) for f in _own_histories(job, items, progress))
         return [_write_totals(g, job, k) for k, g in enumerate(groups)]
     counts = run.map(spill_bucket, items, job.as_of, job.cfg, job.vocab, progress=progress)
     files = ((Path(item[1]), n) for item, n in zip(items, counts, strict=True))
     return [_write_group(g, job.root, k) for k, g in enumerate(_groups(files))]
 
 
-def _reported(
-    k: int, items: list[Any], frame: pl.DataFrame, progress: ProgressFn | None
-) -> pl.DataFrame:
-    """Return ``frame``, the ``k``-th item's, once ``progress`` has heard of it."""
-    if progress is not None:
-        progress(k + 1, len(items), "buckets")
-    return frame
+def _own_histories(
+    job: _Job, items: Sequence[tuple[Sequence[str], str, int, int]], progress: ProgressFn | None
+) -> Iterator[pl.DataFrame]:
+    """Yield each item's own-history columns in this process, reporting each to ``progress``."""
+    for k, item in enumerate(items):
+        frame = own_history(item, job.as_of, job.cfg, job.vocab)
+        if progress is not None:
+            progress(k + 1, len(items), "buckets")
+        yield frame
 
 
 def _groups(sized: Iterable[tuple[T, int]]) -> Iterator[list[T]]:
